@@ -1,0 +1,251 @@
+//! `keepalived-rs lab`: the seed article's experiments, on one machine, in
+//! network namespaces (DESIGN.md "Address plan and the lab").
+//!
+//! The seed's 192.168.88.0/24 moves to TEST-NET-2 (198.51.100.0/24) and its IPv6
+//! twin 2001:db8:100::/64: `gw` .1, `lb1` .22 (MASTER), `lb2` .40 (BACKUP),
+//! `web1` .50, `web2` .51, `client` .100, VIP .250, all on one switch. Everything
+//! is torn down when the run ends, fails, or is interrupted with Ctrl-C.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use netlab::{http, Lab};
+
+use crate::cli::Scenario;
+
+/// One host of the seed's lab.
+struct Host {
+    name: &'static str,
+    role: &'static str,
+    /// Last octet in 198.51.100.0/24 and last group in 2001:db8:100::/64.
+    octet: u8,
+}
+
+const HOSTS: &[Host] = &[
+    Host {
+        name: "gw",
+        role: "gateway",
+        octet: 1,
+    },
+    Host {
+        name: "lb1",
+        role: "load balancer, MASTER",
+        octet: 22,
+    },
+    Host {
+        name: "lb2",
+        role: "load balancer, BACKUP",
+        octet: 40,
+    },
+    Host {
+        name: "web1",
+        role: "real server \"this is yy web!\"",
+        octet: 50,
+    },
+    Host {
+        name: "web2",
+        role: "real server \"this is cc web!\"",
+        octet: 51,
+    },
+    Host {
+        name: "client",
+        role: "client",
+        octet: 100,
+    },
+];
+
+/// The VIP's last octet (198.51.100.250).
+pub const VIP_OCTET: u8 = 250;
+const WEBS: &[(&str, &str)] = &[("web1", "this is yy web!"), ("web2", "this is cc web!")];
+
+fn v4(octet: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, octet))
+}
+
+/// The IPv6 twin of `v4(octet)`: the octet's decimal digits read as hex, so
+/// .22 is 2001:db8:100::22 and the VIP .250 is 2001:db8:100::250.
+fn v6(octet: u8) -> IpAddr {
+    let group = u16::from_str_radix(&octet.to_string(), 16).unwrap_or(u16::from(octet));
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, group))
+}
+
+fn octet_of(name: &str) -> Result<u8> {
+    HOSTS
+        .iter()
+        .find(|h| h.name == name)
+        .map(|h| h.octet)
+        .with_context(|| format!("no host {name} in the address plan"))
+}
+
+/// Prints lines with the time since the run started.
+struct Timeline {
+    start: Instant,
+}
+
+impl Timeline {
+    fn say(&self, what: &str) {
+        println!(
+            "[{:>7.1} ms] {what}",
+            self.start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// Runs one scenario; returns the process exit code (0 ok, 1 failed, 130 interrupted).
+pub fn run(scenario: Scenario, hold: Duration) -> Result<u8> {
+    if let Some(why) = netlab::missing() {
+        bail!("the lab builds network namespaces, and {why}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("install signal handler")?;
+    }
+    let timeline = Timeline {
+        start: Instant::now(),
+    };
+    println!("keepalived-rs lab: scenario {scenario}");
+    let outcome = {
+        let lab = build(&timeline)?;
+        let prefix = lab.prefix().to_owned();
+        let outcome = experiment(&lab, scenario, hold, &stop, &timeline);
+        timeline.say("tearing down");
+        drop(lab);
+        let left = netlab::cmd::list_namespaces()?
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .count();
+        if left == 0 {
+            timeline.say("all namespaces removed");
+        } else {
+            timeline.say(&format!("{left} namespaces could not be removed"));
+        }
+        outcome
+    };
+    match outcome {
+        Ok(()) => Ok(0),
+        Err(e) if stop.load(Ordering::Relaxed) => {
+            println!("interrupted ({e:#}); cleaned up");
+            Ok(130)
+        }
+        Err(e) => {
+            println!("lab failed: {e:#}");
+            Ok(1)
+        }
+    }
+}
+
+fn build(timeline: &Timeline) -> Result<Lab> {
+    let mut lab = Lab::new()?;
+    let switch = lab.add_switch("sw0")?;
+    for host in HOSTS {
+        let node = lab.add_node(host.name)?;
+        let a4 = format!("{}/24", v4(host.octet));
+        let a6 = format!("{}/64", v6(host.octet));
+        lab.connect(&node, &switch, "eth0", &[&a4, &a6])?;
+    }
+    timeline.say(&format!(
+        "built {} hosts on switch sw0 (namespaces {}*)",
+        HOSTS.len(),
+        lab.prefix()
+    ));
+    println!();
+    println!("  {:<7} {:<16} {:<20} role", "host", "IPv4", "IPv6");
+    for host in HOSTS {
+        println!(
+            "  {:<7} {:<16} {:<20} {}",
+            host.name,
+            v4(host.octet).to_string(),
+            v6(host.octet).to_string(),
+            host.role
+        );
+    }
+    println!(
+        "  {:<7} {:<16} {:<20} virtual IP",
+        "VIP",
+        v4(VIP_OCTET).to_string(),
+        v6(VIP_OCTET).to_string()
+    );
+    println!();
+    Ok(lab)
+}
+
+fn experiment(
+    lab: &Lab,
+    scenario: Scenario,
+    hold: Duration,
+    stop: &AtomicBool,
+    timeline: &Timeline,
+) -> Result<()> {
+    let mut servers = Vec::new();
+    for (name, body) in WEBS {
+        let node = lab.node(name)?;
+        let octet = octet_of(name)?;
+        servers.push(http::WebServer::start(
+            node,
+            SocketAddr::new(v4(octet), 80),
+            body,
+        )?);
+        servers.push(http::WebServer::start(
+            node,
+            SocketAddr::new(v6(octet), 80),
+            body,
+        )?);
+    }
+    timeline.say("web servers up on web1 and web2, port 80 (IPv4 and IPv6)");
+    check_interrupt(stop)?;
+
+    let client = lab.node("client")?;
+    let mut failures = 0;
+    for server in &servers {
+        check_interrupt(stop)?;
+        let addr = server.addr();
+        match http::get(client, addr, "/", Duration::from_secs(3)) {
+            Ok(r) => timeline.say(&format!(
+                "client: curl http://{addr}/ -> {} {:?} in {:.1} ms",
+                r.status,
+                r.body.trim_end(),
+                r.elapsed.as_secs_f64() * 1000.0
+            )),
+            Err(e) => {
+                failures += 1;
+                timeline.say(&format!("client: curl http://{addr}/ failed: {e}"));
+            }
+        }
+    }
+    println!();
+    println!(
+        "  The {scenario} scenario's VRRP failover, data plane and failure timeline are not \
+         built yet; this run shows the topology and the real servers only."
+    );
+    println!();
+    if !hold.is_zero() {
+        timeline.say(&format!(
+            "holding the lab for {} s (Ctrl-C ends it): try `ip netns exec {}client ping {}`",
+            hold.as_secs(),
+            lab.prefix(),
+            v4(octet_of("web1")?)
+        ));
+        let until = Instant::now() + hold;
+        while Instant::now() < until {
+            check_interrupt(stop)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if failures > 0 {
+        bail!(
+            "{failures} of {} requests from client failed",
+            servers.len()
+        );
+    }
+    Ok(())
+}
+
+fn check_interrupt(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        bail!("stopped by signal");
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! `keepalived-rs lab` end to end: both web answers reach the client, and no
+//! namespace survives the run — neither a normal end nor Ctrl-C in the middle.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up fails, which is what unwrap does
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let prefix = format!("{}{pid}-", netlab::NAME_PREFIX);
+    netlab::cmd::list_namespaces()
+        .expect("ip netns list")
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+#[test]
+fn lab_prints_both_web_answers_and_leaves_no_namespace() {
+    if !netlab::privileged("lab_prints_both_web_answers_and_leaves_no_namespace") {
+        return;
+    }
+    let child = Command::new(BIN)
+        .arg("lab")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run keepalived-rs lab");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lab failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (addr, body) in [
+        ("198.51.100.50:80", "this is yy web!"),
+        ("198.51.100.51:80", "this is cc web!"),
+        ("[2001:db8:100::50]:80", "this is yy web!"),
+        ("[2001:db8:100::51]:80", "this is cc web!"),
+    ] {
+        let line = format!("client: curl http://{addr}/ -> 200 \"{body}\"");
+        assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");
+    }
+    assert!(stdout.contains("all namespaces removed"), "{stdout}");
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_in_the_middle_of_the_lab_leaves_no_namespace() {
+    if !netlab::privileged("ctrl_c_in_the_middle_of_the_lab_leaves_no_namespace") {
+        return;
+    }
+    let mut child = Command::new(BIN)
+        .args(["lab", "--hold", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run keepalived-rs lab");
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    let start = Instant::now();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "lab ended early:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("holding the lab") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "lab never reached its hold:\n{seen}"
+        );
+    }
+    assert_eq!(
+        namespaces_of(pid).len(),
+        7,
+        "switch + six hosts while running:\n{seen}"
+    );
+    #[allow(clippy::cast_possible_wrap)]
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    stdout.read_to_string(&mut seen).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("interrupted"), "{seen}");
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}
+
+#[test]
+fn two_labs_run_side_by_side_without_clashing() {
+    if !netlab::privileged("two_labs_run_side_by_side_without_clashing") {
+        return;
+    }
+    let spawn = || {
+        Command::new(BIN)
+            .arg("lab")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run keepalived-rs lab")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (pa, pb) = (a.id(), b.id());
+    for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(namespaces_of(pa), Vec::<String>::new());
+    assert_eq!(namespaces_of(pb), Vec::<String>::new());
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The one script behind the README's two commands (and .ci/run):
+#   scripts/dev.sh lab [SCENARIO] [--hold SECONDS]   build and run `keepalived-rs lab`
+#   scripts/dev.sh test                              every check and every test
+# Each run installs what is missing (Debian packages) and is safe to repeat.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the lab and the tests use: iproute2 (namespaces, veth, bridge),
+# nftables (the nftables data plane), iputils-ping and procps (ping, sysctl in tests),
+# keepalived (2.2.7, the interop peer).
+PACKAGES="iproute2 nftables iputils-ping procps keepalived"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+ensure_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    say "run me as root: the lab and the namespace tests create network namespaces"
+    exit 1
+  fi
+}
+
+ensure_packages() {
+  local missing=""
+  for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  done
+  if [ -n "$missing" ]; then
+    say "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Do not let the keepalived package start a system keepalived on this machine.
+    local policy=/usr/sbin/policy-rc.d made_policy=""
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1; fi
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    [ -n "$made_policy" ] && rm -f "$policy"
+  fi
+}
+
+ensure_toolchain() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    say "cargo not found: install the Rust toolchain (rustup) first"
+    exit 1
+  fi
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  lab)
+    ensure_root; ensure_packages; ensure_toolchain
+    cargo build --release --locked -p keepalived-rs
+    exec target/release/keepalived-rs lab "$@"
+    ;;
+  test)
+    ensure_root; ensure_packages; ensure_toolchain
+    say "cargo fmt --check"
+    cargo fmt --all -- --check
+    say "cargo clippy"
+    cargo clippy --locked --all-targets -- -D warnings
+    say "cargo test"
+    cargo test --locked --workspace "$@"
+    ;;
+  *)
+    echo "usage: scripts/dev.sh lab [SCENARIO] [--hold SECONDS] | scripts/dev.sh test" >&2
+    exit 2
+    ;;
+esac
