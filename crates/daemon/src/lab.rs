@@ -107,8 +107,7 @@ pub fn run(scenario: Scenario, hold: Duration) -> Result<u8> {
         start: Instant::now(),
     };
     println!("keepalived-rs lab: scenario {scenario}");
-    let outcome = {
-        let lab = build(&timeline)?;
+    let outcome = build(&timeline).and_then(|lab| {
         let prefix = lab.prefix().to_owned();
         let outcome = experiment(&lab, scenario, hold, &stop, &timeline);
         timeline.say("tearing down");
@@ -123,7 +122,7 @@ pub fn run(scenario: Scenario, hold: Duration) -> Result<u8> {
             timeline.say(&format!("{left} namespaces could not be removed"));
         }
         outcome
-    };
+    });
     match outcome {
         Ok(()) => Ok(0),
         Err(e) if stop.load(Ordering::Relaxed) => {

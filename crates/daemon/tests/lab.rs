@@ -124,3 +124,35 @@ fn two_labs_run_side_by_side_without_clashing() {
     assert_eq!(namespaces_of(pa), Vec::<String>::new());
     assert_eq!(namespaces_of(pb), Vec::<String>::new());
 }
+
+#[test]
+fn ctrl_c_to_the_whole_process_group_while_building_leaves_no_namespace() {
+    if !netlab::privileged("ctrl_c_to_the_whole_process_group_while_building_leaves_no_namespace") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    // A terminal's Ctrl-C reaches the lab and every `ip` it runs at that moment.
+    let mut child = Command::new(BIN)
+        .args(["lab", "--hold", "60"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run keepalived-rs lab");
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap(); // "keepalived-rs lab: scenario …": building starts
+    std::thread::sleep(Duration::from_millis(40));
+    #[allow(clippy::cast_possible_wrap)]
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{first}{rest}");
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}
