@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // a test that cannot set up fails, which is what unwrap does
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,7 +131,6 @@ fn ctrl_c_to_the_whole_process_group_while_building_leaves_no_namespace() {
     if !netlab::privileged("ctrl_c_to_the_whole_process_group_while_building_leaves_no_namespace") {
         return;
     }
-    use std::os::unix::process::CommandExt;
     // A terminal's Ctrl-C reaches the lab and every `ip` it runs at that moment.
     let mut child = Command::new(BIN)
         .args(["lab", "--hold", "60"])
