@@ -51,6 +51,10 @@ pub struct Cli {
     #[arg(short = 't', long = "config-test")]
     pub config_test: bool,
 
+    /// Use the specified config-id for `@ID` lines (default: the host name)
+    #[arg(short = 'i', long = "config-id", value_name = "ID")]
+    pub config_id: Option<String>,
+
     /// The control socket `status` reads (an extension of keepalived-rs)
     #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_CONTROL)]
     pub control: PathBuf,

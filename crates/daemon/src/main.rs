@@ -8,6 +8,8 @@ mod status;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::io::Write as _;
+
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -29,20 +31,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// `-t`: report whether the configuration loads.
-#[allow(clippy::unnecessary_wraps)] // same shape as the other commands; fallible once kaconf lands
+/// `-t`: load the configuration and report every problem; exit 1 on errors.
 fn config_test(cli: &Cli) -> anyhow::Result<u8> {
-    let path = cli.config.display();
-    match std::fs::read(&cli.config) {
-        Ok(_) => {
-            eprintln!("{path}: warning: only checked that the file is readable; the parser is not built yet");
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("{path}:0:0: error: cannot read configuration file: {e}");
-            Ok(1)
-        }
+    let loaded = load_config(cli);
+    let mut err = std::io::stderr().lock();
+    for line in loaded.rendered() {
+        writeln!(err, "{line}")?;
     }
+    Ok(u8::from(loaded.has_errors()))
+}
+
+/// Reads the configuration named on the command line.
+fn load_config(cli: &Cli) -> kaconf::Loaded {
+    let opts = kaconf::Options {
+        config_id: cli.config_id.clone().or_else(kaconf::default_config_id),
+        check_interfaces: true,
+    };
+    kaconf::load(&cli.config, &opts)
 }
 
 /// Runs the daemon.
