@@ -100,8 +100,9 @@ struct Lexer<'a> {
     sources: Sources,
     defs: HashMap<String, Def>,
     out: Vec<Line>,
-    /// Canonical paths of the files being read, outermost first.
-    stack: Vec<PathBuf>,
+    /// Canonical paths of the files being read, outermost first, and the
+    /// paths as they were named (for messages).
+    stack: Vec<(PathBuf, PathBuf)>,
     /// The directory of the file being read (for relative includes and `$_PWD`).
     dir: PathBuf,
     /// A multi-line definition still collecting lines.
@@ -127,13 +128,13 @@ impl<'a> Lexer<'a> {
     /// Reads one file. `required`: a missing file is an error (else a warning).
     fn file(&mut self, path: &Path, from: Loc, required: bool) {
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-        if self.stack.contains(&canonical) {
+        if self.stack.iter().any(|(c, _)| *c == canonical) {
             let chain: Vec<String> = self
                 .stack
                 .iter()
-                .skip_while(|p| **p != canonical)
-                .chain(std::iter::once(&canonical))
-                .map(|p| p.display().to_string())
+                .skip_while(|(c, _)| *c != canonical)
+                .map(|(_, shown)| shown.display().to_string())
+                .chain(std::iter::once(path.display().to_string()))
                 .collect();
             self.diags
                 .error(from, format!("include loop: {}", chain.join(" -> ")));
@@ -172,7 +173,7 @@ impl<'a> Lexer<'a> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        self.stack.push(canonical);
+        self.stack.push((canonical, path.to_owned()));
         let saved_dir = std::mem::replace(&mut self.dir, dir.clone());
         self.text(id, &dir, &text);
         self.dir = saved_dir;
@@ -205,8 +206,9 @@ impl<'a> Lexer<'a> {
         if unterminated_quote {
             self.diags.error(
                 loc.at_col(col),
-                "unterminated quote: a `\"` is missing on this line",
+                "unterminated quote: a `\"` is missing on this line (the line is ignored)",
             );
+            return;
         }
         if let Some(name) = self.pending_def.clone() {
             if let Some(def) = self.defs.get_mut(&name) {

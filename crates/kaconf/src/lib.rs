@@ -93,7 +93,10 @@ fn lex_options(opts: &Options) -> lexer::Options {
 
 fn finish(lexed: lexer::Lexed, opts: &Options, mut diags: diag::Diagnostics) -> Loaded {
     let stmts = tree::build(lexed.lines, &mut diags);
-    let mut cx = value::Cx { diags: &mut diags };
+    let mut cx = value::Cx {
+        diags: &mut diags,
+        failed: Vec::new(),
+    };
     let config = Config::read(&stmts, &mut cx);
     validate::validate(&config, &lexed.sources, opts.check_interfaces, &mut cx);
     let mut diagnostics = diags.into_vec();

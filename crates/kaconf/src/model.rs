@@ -195,7 +195,7 @@ impl LineValue for VirtualAddress {
         let addr = match Prefix::from_text(&first.text) {
             Ok(p) => p,
             Err(e) => {
-                cx.error(stmt.loc.at_col(first.col), format!("invalid address {e}"));
+                cx.error(stmt.loc.at_col(first.col), format!("bad address: {e}"));
                 return None;
             }
         };
@@ -259,7 +259,7 @@ impl LineValue for VirtualAddress {
                 "peer" => match Prefix::from_text(&val.text) {
                     Ok(p) => v.peer = Some(p),
                     Err(e) => {
-                        cx.error(at, format!("invalid peer address {e}"));
+                        cx.error(at, format!("bad peer address: {e}"));
                         return None;
                     }
                 },

@@ -20,8 +20,9 @@ pub fn validate(config: &Config, sources: &Sources, check_interfaces: bool, cx: 
     duplicates("vrrp_track_process", &config.track_processes, sources, cx);
 
     let default_version = globals.vrrp_version.map_or(2, crate::value::Int::get);
-    for inst in &config.instances {
-        instance(inst, config, default_version, check_interfaces, cx);
+    for (i, inst) in config.instances.iter().enumerate() {
+        let next = config.instances.get(i + 1).map(|n| n.origin.0);
+        instance(inst, next, config, default_version, check_interfaces, cx);
     }
 
     let mut member_of: HashMap<&str, &str> = HashMap::new();
@@ -83,6 +84,7 @@ fn duplicates<T>(kind: &str, items: &[Named<T>], sources: &Sources, cx: &mut Cx)
 
 fn instance(
     inst: &Named<VrrpInstance>,
+    next: Option<Loc>,
     config: &Config,
     default_version: i64,
     check_interfaces: bool,
@@ -91,7 +93,13 @@ fn instance(
     let name = &inst.name;
     let body = &inst.body;
     let at = inst.origin.0;
-    if body.virtual_router_id.is_none() {
+    let vrid_was_wrong = cx.failed.iter().any(|(loc, kw)| {
+        kw == "virtual_router_id"
+            && loc.file == at.file
+            && *loc > at
+            && next.is_none_or(|n| n.file != at.file || *loc < n)
+    });
+    if body.virtual_router_id.is_none() && !vrid_was_wrong {
         cx.error(at, format!("vrrp_instance {name} has no virtual_router_id"));
     }
     let globals = config.globals();

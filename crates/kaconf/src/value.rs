@@ -17,6 +17,9 @@ use crate::tree::Stmt;
 #[derive(Debug)]
 pub struct Cx<'a> {
     pub diags: &'a mut Diagnostics,
+    /// Statements whose value could not be read: (where, keyword). Lets later
+    /// checks tell "missing" from "present but wrong".
+    pub failed: Vec<(Loc, String)>,
 }
 
 impl Cx<'_> {
@@ -103,8 +106,9 @@ pub trait Slot {
 
 impl<T: Value> Slot for Option<T> {
     fn set(&mut self, stmt: &Stmt, cx: &mut Cx) {
-        if let Some(v) = T::parse(stmt, cx) {
-            *self = Some(v);
+        match T::parse(stmt, cx) {
+            Some(v) => *self = Some(v),
+            None => cx.failed.push((stmt.loc, stmt.keyword().to_owned())),
         }
     }
     fn emit(&self, keyword: &str, out: &mut Emitter) {

@@ -1,0 +1,111 @@
+//! `keepalived-rs -t`: exit 0 when the configuration loads (warnings allowed),
+//! exit 1 with `FILE:LINE:COL: error: …` on stderr when it does not.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+
+fn check(path: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .arg("-t")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kaconf_tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kaconf/tests/broken")
+}
+
+#[test]
+fn every_keepalived_sample_passes_dash_t() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/keepalived-samples");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} missing under CI",
+            dir.display()
+        );
+        eprintln!("SKIPPED: {} not found", dir.display());
+        return;
+    };
+    let mut n = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("keepalived.conf")
+        {
+            continue;
+        }
+        let (code, stderr) = check(&path);
+        assert_eq!(code, 0, "{}:\n{stderr}", path.display());
+        assert!(!stderr.contains(": error: "), "{stderr}");
+        n += 1;
+    }
+    assert!(n >= 20, "only {n} samples");
+}
+
+#[test]
+fn the_seed_config_loads_and_its_typos_get_suggestions() {
+    let (code, stderr) = check(&kaconf_tests().join("w_seed_typos.conf"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("w_seed_typos.conf:6:4: warning: unknown keyword `mtp_server` in global_defs; did you mean `smtp_server`?"), "{stderr}");
+    assert!(stderr.contains("w_seed_typos.conf:10:4: warning: unknown keyword `cript` in vrrp_script; did you mean `script`?"), "{stderr}");
+}
+
+#[test]
+fn errors_exit_1_with_file_line_col() {
+    let (code, stderr) = check(&kaconf_tests().join("e_vrid_range.conf"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "e_vrid_range.conf:3:23: error: virtual_router_id 300 is out of range 1..=255"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let (code, stderr) = check(Path::new("/nonexistent/keepalived.conf"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr
+            .contains("cannot read configuration file /nonexistent/keepalived.conf: no such file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_id_selects_conditional_lines() {
+    let dir = std::env::temp_dir().join(format!("krs-cid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("k.conf");
+    std::fs::write(
+        &file,
+        "vrrp_instance VI_1 {\n interface lo\n@lb1 virtual_router_id 51\n@lb2 virtual_router_id 999\n}\n",
+    )
+    .unwrap();
+    let run = |id: &str| {
+        let out = Command::new(BIN)
+            .args(["-t", "-i", id, "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        out.status.code()
+    };
+    assert_eq!(run("lb1"), Some(0));
+    assert_eq!(run("lb2"), Some(1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
