@@ -23,7 +23,7 @@ fn namespaces_with(prefix: &str) -> Vec<String> {
 fn process_alive(pid: u32) -> bool {
     // A reaped process has no /proc entry; a zombie would still show "Z".
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
 }
 
 /// Builds a lab with a running process and reports both on stdout.
