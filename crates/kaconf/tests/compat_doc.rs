@@ -66,10 +66,6 @@ fn tables() -> Vec<Table> {
 
 fn keepalived_keywords(path: &str) -> BTreeSet<&'static str> {
     let data = include_str!("data/keepalived-keywords.tsv");
-    let path = match path {
-        "/track_file" => "/track_file",
-        p => p,
-    };
     data.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once('\t'))
