@@ -13,6 +13,11 @@ use crate::diag::{Diagnostics, FileId, Loc, Sources};
 const MAX_DEPTH: usize = 32;
 /// How many lines one `~SEQ`/`~LST` may produce.
 const MAX_REPEAT: i64 = 1_000_000;
+/// How many lines all `~SEQ`/`~LST`/definition expansions together may produce.
+pub const MAX_EXPANDED_LINES: usize = 2_000_000;
+/// The longest a line may grow by substituting definitions (keepalived's own
+/// limit is smaller still).
+const MAX_LINE: usize = 64 * 1024;
 
 /// Lexer settings that come from the command line.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +25,9 @@ pub struct Options {
     /// `-i/--config-id`: selects `@ID` lines. keepalived defaults it to the
     /// host name up to the first dot; so does [`default_config_id`].
     pub config_id: Option<String>,
+    /// How many lines expansion may produce in all (default
+    /// [`MAX_EXPANDED_LINES`]); a guard against configs that would never end.
+    pub max_expanded_lines: Option<usize>,
 }
 
 /// The host name up to the first dot, keepalived's default config id.
@@ -108,6 +116,10 @@ struct Lexer<'a> {
     /// A multi-line definition still collecting lines.
     pending_def: Option<String>,
     depth: usize,
+    /// Lines produced by expansion so far (see [`MAX_EXPANDED_LINES`]).
+    expanded: usize,
+    /// Whether the expansion budget ran out (reported once).
+    over_budget: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -122,6 +134,8 @@ impl<'a> Lexer<'a> {
             dir: PathBuf::from("."),
             pending_def: None,
             depth: 0,
+            expanded: 0,
+            over_budget: false,
         }
     }
 
@@ -227,6 +241,23 @@ impl<'a> Lexer<'a> {
         self.logical(loc.at_col(col), text, continued);
     }
 
+    /// Counts one line made by expansion; false once the budget is spent.
+    fn spend(&mut self, loc: Loc) -> bool {
+        self.expanded += 1;
+        let max = self.opts.max_expanded_lines.unwrap_or(MAX_EXPANDED_LINES);
+        if self.expanded <= max {
+            return true;
+        }
+        if !self.over_budget {
+            self.over_budget = true;
+            self.diags.error(
+                loc,
+                format!("~SEQ, ~LST and definitions expand to more than {max} lines; the rest is ignored"),
+            );
+        }
+        false
+    }
+
     /// Processes one line of text (from a file, a definition or a `~SEQ`).
     fn logical(&mut self, loc: Loc, mut text: String, continued: bool) {
         if self.depth > MAX_DEPTH {
@@ -263,6 +294,9 @@ impl<'a> Lexer<'a> {
                 Substituted::Lines(lines) => {
                     self.depth += 1;
                     for l in lines {
+                        if !self.spend(loc) {
+                            break;
+                        }
                         let d = decomment(&l);
                         if !d.text.is_empty() {
                             self.logical(loc, d.text, false);
@@ -314,7 +348,7 @@ impl<'a> Lexer<'a> {
         let parsed = if text.starts_with("~SEQ") {
             self.parse_seq(text)
         } else {
-            parse_lst(text)
+            parse_lst(text).map(|(sets, body)| (Box::new(sets.into_iter()) as Repetitions, body))
         };
         let (sets, body) = match parsed {
             Ok(p) => p,
@@ -336,13 +370,15 @@ impl<'a> Lexer<'a> {
                     },
                 );
             }
+            if !self.spend(loc) {
+                break;
+            }
             self.logical(loc, body.clone(), false);
         }
         self.depth -= 1;
     }
 
-    #[allow(clippy::type_complexity)]
-    fn parse_seq(&mut self, text: &str) -> Result<(Vec<Vec<(String, String)>>, String), String> {
+    fn parse_seq(&mut self, text: &str) -> Result<(Repetitions, String), String> {
         let mut p = &text[4..];
         let hex = p.starts_with('x');
         if hex {
@@ -386,14 +422,14 @@ impl<'a> Lexer<'a> {
         if (end - start) / step >= MAX_REPEAT {
             return Err(format!("more than {MAX_REPEAT} repetitions"));
         }
-        let mut sets = Vec::new();
-        let mut i = start;
-        while (step > 0 && i <= end) || (step < 0 && i >= end) {
+        let count = (end - start) / step + 1;
+        let var = var.to_owned();
+        let sets = (0..count).map(move |n| {
+            let i = start + n * step;
             let v = if hex { format!("{i:x}") } else { i.to_string() };
-            sets.push(vec![(var.to_owned(), v)]);
-            i += step;
-        }
-        Ok((sets, body.to_owned()))
+            vec![(var.clone(), v)]
+        });
+        Ok((Box::new(sets), body.to_owned()))
     }
 
     fn substitute(&mut self, loc: Loc, text: &str) -> Substituted {
@@ -405,6 +441,13 @@ impl<'a> Lexer<'a> {
             let after = &rest[pos + 1..];
             match self.reference(after, text) {
                 Some((consumed, Replacement::Text(value))) => {
+                    if out.len() + value.len() + rest.len() > MAX_LINE {
+                        self.diags.error(
+                            loc,
+                            format!("substituting definitions makes this line longer than {MAX_LINE} bytes; the line is ignored"),
+                        );
+                        return Substituted::Lines(Vec::new());
+                    }
                     out.push_str(&value);
                     rest = &after[consumed..];
                     changed = true;
@@ -609,6 +652,9 @@ impl<'a> Lexer<'a> {
         }
     }
 }
+
+/// The variable settings of each repetition of a `~SEQ`/`~LST` line.
+type Repetitions = Box<dyn Iterator<Item = Vec<(String, String)>>>;
 
 enum Substituted {
     Unchanged,
@@ -960,6 +1006,7 @@ mod tests {
         let mut diags = Diagnostics::default();
         let opts = Options {
             config_id: id.map(str::to_owned),
+            ..Options::default()
         };
         let lexed = lex_str(Path::new("t.conf"), text, &opts, &mut diags);
         let lines = lexed
@@ -1102,6 +1149,35 @@ mod tests {
     fn self_referencing_definition_is_caught() {
         let (_, diags) = lex("$A=$A x\ny $A\n");
         assert!(diags.iter().any(|d| d.contains("deeper than")), "{diags:?}");
+    }
+
+    #[test]
+    fn expansion_bombs_are_stopped() {
+        let mut text = String::from("$A=xxxx\n");
+        for (prev, name) in ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
+            .iter()
+            .zip(["B", "C", "D", "E", "F", "G", "H", "I", "J"])
+        {
+            text.push_str(&format!(
+                "${name}=${{{prev}}}${{{prev}}}${{{prev}}}${{{prev}}}\n"
+            ));
+        }
+        text.push_str("y $J\n");
+        let (_, diags) = lex(&text);
+        assert!(diags.iter().any(|d| d.contains("longer than")), "{diags:?}");
+        let mut diags = Diagnostics::default();
+        let opts = Options {
+            max_expanded_lines: Some(5000),
+            ..Options::default()
+        };
+        let text = "~SEQ(a, 1000000) ~SEQ(b, 1000000) x $a $b\n";
+        let lexed = lex_str(Path::new("t"), text, &opts, &mut diags);
+        let diags: Vec<String> = diags.into_vec().into_iter().map(|d| d.message).collect();
+        assert_eq!(
+            diags,
+            ["~SEQ, ~LST and definitions expand to more than 5000 lines; the rest is ignored"]
+        );
+        assert!(lexed.lines.len() < 5000);
     }
 
     #[test]

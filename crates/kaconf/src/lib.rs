@@ -88,6 +88,7 @@ pub fn to_text(config: &Config) -> String {
 fn lex_options(opts: &Options) -> lexer::Options {
     lexer::Options {
         config_id: opts.config_id.clone(),
+        max_expanded_lines: None,
     }
 }
 

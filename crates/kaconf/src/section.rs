@@ -20,6 +20,9 @@ pub trait Section: Default {
     fn not_planned() -> Vec<&'static str>;
     /// Old or alternative names: (alias, keyword, note).
     fn aliases() -> Vec<(&'static str, &'static str, &'static str)>;
+    /// Whether `keyword` is in [`Section::not_planned`] (without allocating:
+    /// this runs for every statement).
+    fn is_not_planned(keyword: &str) -> bool;
 
     /// Reads `stmt` into the field for `keyword`; false if there is none.
     fn set(&mut self, keyword: &str, stmt: &Stmt, cx: &mut Cx) -> bool;
@@ -45,7 +48,7 @@ pub trait Section: Default {
     /// Reads `stmt` as keyword `keyword` (which differs for an alias).
     fn dispatch(&mut self, keyword: &str, stmt: &Stmt, cx: &mut Cx) {
         if self.set(keyword, stmt, cx) {
-            if Self::not_planned().contains(&keyword) {
+            if Self::is_not_planned(keyword) {
                 cx.warn(
                     stmt.loc,
                     format!(
@@ -278,6 +281,11 @@ macro_rules! section {
                 let mut v: Vec<&'static str> = vec![$($($np),*)?];
                 $( v.extend(<$bty as $crate::section::Section>::not_planned()); let _ = stringify!($base); )?
                 v
+            }
+            fn is_not_planned(keyword: &str) -> bool {
+                let own: &[&str] = &[$($($np),*)?];
+                own.contains(&keyword)
+                    $( || <$bty as $crate::section::Section>::is_not_planned(keyword) )?
             }
             fn aliases() -> Vec<(&'static str, &'static str, &'static str)> {
                 #[allow(unused_mut)]
