@@ -1153,14 +1153,13 @@ mod tests {
 
     #[test]
     fn expansion_bombs_are_stopped() {
+        use std::fmt::Write as _;
         let mut text = String::from("$A=xxxx\n");
         for (prev, name) in ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
             .iter()
             .zip(["B", "C", "D", "E", "F", "G", "H", "I", "J"])
         {
-            text.push_str(&format!(
-                "${name}=${{{prev}}}${{{prev}}}${{{prev}}}${{{prev}}}\n"
-            ));
+            let _ = writeln!(text, "${name}=${{{prev}}}${{{prev}}}${{{prev}}}${{{prev}}}");
         }
         text.push_str("y $J\n");
         let (_, diags) = lex(&text);
