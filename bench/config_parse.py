@@ -13,6 +13,7 @@ usage: bench/config_parse.py [--runs N] [--out DIR] BINARY [PEER...]
 """
 
 import argparse
+import re
 import os
 import statistics
 import subprocess
@@ -65,21 +66,32 @@ def generate(path):
     return len(lines)
 
 
-def measure(cmd):
-    """Wall seconds and peak RSS (KiB) of one run of cmd; output discarded."""
+def measure(cmd, scratch):
+    """Wall seconds and peak RSS (KiB) of one run of cmd; output discarded.
+
+    The RSS comes from GNU time's %M, not from our own wait4(): Linux carries
+    the pre-exec image's high-water mark into the child, so a child of this
+    Python process would never report less than Python's own RSS.
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", scratch] + cmd,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss, proc.returncode
+    with open(scratch) as f:
+        lines = [l for l in f.read().split("\n") if l.strip()]
+    # With a non-zero exit GNU time writes "Command exited with non-zero status N" first.
+    rss = int(lines[-1])
+    return wall, rss, proc.returncode
 
 
 def version_of(binary):
     try:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
         text = (out.stdout + out.stderr).strip().splitlines()
-        return text[0] if text else binary
+        first = text[0] if text else binary
+        # "Keepalived v2.4.3 (07/20,2026)" -> "keepalived 2.4.3"
+        m = re.match(r"Keepalived v(\S+)", first)
+        return f"keepalived {m.group(1)}" if m else first
     except OSError:
         return binary
 
@@ -100,7 +112,7 @@ def main():
     for binary in [args.binary] + args.peers:
         walls, rss, codes = [], [], set()
         for _ in range(args.runs):
-            w, r, c = measure([binary, "-t", "-f", conf])
+            w, r, c = measure([binary, "-t", "-f", conf], os.path.join(args.out, "time.out"))
             walls.append(w)
             rss.append(r)
             codes.add(c)

@@ -73,26 +73,50 @@ pub struct Lexed {
     pub sources: Sources,
 }
 
-/// Reads `path` and everything it includes into logical lines.
-pub fn lex_file(path: &Path, opts: &Options, diags: &mut Diagnostics) -> Lexed {
-    let mut lexer = Lexer::new(opts, diags);
+/// Where logical lines go as they are made (with the diagnostics, so the
+/// consumer can report too).
+pub type Sink<'s> = dyn FnMut(Line, &mut Diagnostics) + 's;
+
+/// Reads `path` and everything it includes, handing each logical line to
+/// `sink` as soon as it is made: nothing is held but the current line.
+pub fn lex_file_into(
+    path: &Path,
+    opts: &Options,
+    diags: &mut Diagnostics,
+    sink: &mut Sink,
+) -> Sources {
+    let mut lexer = Lexer::new(opts, diags, sink);
     lexer.file(path, Loc::default(), true);
-    Lexed {
-        lines: lexer.out,
-        sources: lexer.sources,
-    }
+    lexer.sources
 }
 
-/// Lexes text as if read from a file called `name` (includes are resolved
-/// relative to the current directory).
-pub fn lex_str(name: &Path, text: &str, opts: &Options, diags: &mut Diagnostics) -> Lexed {
-    let mut lexer = Lexer::new(opts, diags);
+/// Like [`lex_file_into`] for text read as if from a file called `name`
+/// (includes are resolved relative to the current directory).
+pub fn lex_str_into(
+    name: &Path,
+    text: &str,
+    opts: &Options,
+    diags: &mut Diagnostics,
+    sink: &mut Sink,
+) -> Sources {
+    let mut lexer = Lexer::new(opts, diags, sink);
     let id = lexer.sources.add(name);
     lexer.text(id, Path::new("."), text);
-    Lexed {
-        lines: lexer.out,
-        sources: lexer.sources,
-    }
+    lexer.sources
+}
+
+/// Reads `path` and everything it includes into logical lines.
+pub fn lex_file(path: &Path, opts: &Options, diags: &mut Diagnostics) -> Lexed {
+    let mut lines = Vec::new();
+    let sources = lex_file_into(path, opts, diags, &mut |l, _| lines.push(l));
+    Lexed { lines, sources }
+}
+
+/// Lexes text as if read from a file called `name`.
+pub fn lex_str(name: &Path, text: &str, opts: &Options, diags: &mut Diagnostics) -> Lexed {
+    let mut lines = Vec::new();
+    let sources = lex_str_into(name, text, opts, diags, &mut |l, _| lines.push(l));
+    Lexed { lines, sources }
 }
 
 #[derive(Debug, Clone)]
@@ -102,12 +126,12 @@ struct Def {
     multiline: bool,
 }
 
-struct Lexer<'a> {
+struct Lexer<'a, 's> {
     opts: &'a Options,
     diags: &'a mut Diagnostics,
     sources: Sources,
     defs: HashMap<String, Def>,
-    out: Vec<Line>,
+    sink: &'a mut Sink<'s>,
     /// Canonical paths of the files being read, outermost first, and the
     /// paths as they were named (for messages).
     stack: Vec<(PathBuf, PathBuf)>,
@@ -122,14 +146,14 @@ struct Lexer<'a> {
     over_budget: bool,
 }
 
-impl<'a> Lexer<'a> {
-    fn new(opts: &'a Options, diags: &'a mut Diagnostics) -> Self {
+impl<'a, 's> Lexer<'a, 's> {
+    fn new(opts: &'a Options, diags: &'a mut Diagnostics, sink: &'a mut Sink<'s>) -> Self {
         Self {
             opts,
             diags,
             sources: Sources::default(),
             defs: HashMap::new(),
-            out: Vec::new(),
+            sink,
             stack: Vec::new(),
             dir: PathBuf::from("."),
             pending_def: None,
@@ -164,50 +188,79 @@ impl<'a> Lexer<'a> {
             );
             return;
         }
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
             Err(e) => {
-                let what = if self.stack.is_empty() {
-                    "cannot read configuration file"
-                } else {
-                    "cannot read included file"
-                };
-                let msg = format!("{what} {}: {}", path.display(), io_reason(&e));
-                if required {
-                    self.diags.error(from, msg);
-                } else {
-                    self.diags.warn(from, msg);
-                }
+                self.cannot_read(path, from, required, &e);
                 return;
             }
         };
         let id = self.sources.add(path);
-        let text = String::from_utf8_lossy(&bytes).into_owned();
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         self.stack.push((canonical, path.to_owned()));
-        let saved_dir = std::mem::replace(&mut self.dir, dir.clone());
-        self.text(id, &dir, &text);
+        let saved_dir = std::mem::replace(&mut self.dir, dir);
+        let result = self.stream(id, file);
         self.dir = saved_dir;
         self.stack.pop();
+        if let Err(e) = result {
+            self.cannot_read(path, from, required, &e);
+        }
         // A definition whose last line ends in `\` ends with its file.
         self.pending_def = None;
+    }
+
+    fn cannot_read(&mut self, path: &Path, from: Loc, required: bool, e: &std::io::Error) {
+        let what = if self.stack.is_empty() {
+            "cannot read configuration file"
+        } else {
+            "cannot read included file"
+        };
+        let msg = format!("{what} {}: {}", path.display(), io_reason(e));
+        if required {
+            self.diags.error(from, msg);
+        } else {
+            self.diags.warn(from, msg);
+        }
     }
 
     fn text(&mut self, id: FileId, dir: &Path, text: &str) {
         dir.clone_into(&mut self.dir);
         for (n, line) in text.split('\n').enumerate() {
-            let loc = Loc::new(id, u32::try_from(n + 1).unwrap_or(u32::MAX), 1);
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.contains('\0') {
-                self.diags
-                    .error(loc, "line contains a NUL byte; the line is ignored");
-                continue;
-            }
-            self.physical(loc, line);
+            self.numbered(id, n, line);
         }
+    }
+
+    /// Reads lines from `reader` one at a time: a file is never held whole.
+    fn stream(&mut self, id: FileId, reader: impl std::io::Read) -> std::io::Result<()> {
+        use std::io::BufRead as _;
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader);
+        let mut buf = Vec::with_capacity(256);
+        let mut n = 0;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf)? == 0 {
+                return Ok(());
+            }
+            let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let line = String::from_utf8_lossy(bytes);
+            self.numbered(id, n, &line);
+            n += 1;
+        }
+    }
+
+    /// Line `n` (0-based) of file `id`.
+    fn numbered(&mut self, id: FileId, n: usize, line: &str) {
+        let loc = Loc::new(id, u32::try_from(n + 1).unwrap_or(u32::MAX), 1);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.contains('\0') {
+            self.diags
+                .error(loc, "line contains a NUL byte; the line is ignored");
+            return;
+        }
+        self.physical(loc, line);
     }
 
     fn physical(&mut self, loc: Loc, line: &str) {
@@ -616,11 +669,14 @@ impl<'a> Lexer<'a> {
                     } else {
                         LineKind::Close
                     };
-                    self.out.push(Line {
-                        loc: at,
-                        kind,
-                        raw: rest[..1].to_owned(),
-                    });
+                    (self.sink)(
+                        Line {
+                            loc: at,
+                            kind,
+                            raw: rest[..1].to_owned(),
+                        },
+                        self.diags,
+                    );
                     rest = &rest[1..];
                     col += 1;
                 }
@@ -644,11 +700,14 @@ impl<'a> Lexer<'a> {
             self.diags.error(loc.at_col(col), "unmatched quote");
         }
         if !words.is_empty() {
-            self.out.push(Line {
-                loc,
-                kind: LineKind::Words(words),
-                raw: text.to_owned(),
-            });
+            (self.sink)(
+                Line {
+                    loc,
+                    kind: LineKind::Words(words),
+                    raw: text.to_owned(),
+                },
+                self.diags,
+            );
         }
     }
 }

@@ -66,16 +66,16 @@ impl Loaded {
 
 /// Reads the configuration at `path` and everything it includes.
 pub fn load(path: &Path, opts: &Options) -> Loaded {
-    let mut diags = diag::Diagnostics::default();
-    let lexed = lexer::lex_file(path, &lex_options(opts), &mut diags);
-    finish(lexed, opts, diags)
+    read(opts, |lex_opts, diags, sink| {
+        lexer::lex_file_into(path, lex_opts, diags, sink)
+    })
 }
 
 /// Reads configuration text as if it were the file `name`.
 pub fn parse_str(name: &Path, text: &str, opts: &Options) -> Loaded {
-    let mut diags = diag::Diagnostics::default();
-    let lexed = lexer::lex_str(name, text, &lex_options(opts), &mut diags);
-    finish(lexed, opts, diags)
+    read(opts, |lex_opts, diags, sink| {
+        lexer::lex_str_into(name, text, lex_opts, diags, sink)
+    })
 }
 
 /// Writes `config` as configuration text that reads back to the same model.
@@ -92,19 +92,38 @@ fn lex_options(opts: &Options) -> lexer::Options {
     }
 }
 
-fn finish(lexed: lexer::Lexed, opts: &Options, mut diags: diag::Diagnostics) -> Loaded {
-    let stmts = tree::build(lexed.lines, &mut diags);
+/// Streams lines from `lex` through the tree builder into the model, one
+/// top-level statement at a time, then validates.
+fn read(
+    opts: &Options,
+    lex: impl FnOnce(&lexer::Options, &mut diag::Diagnostics, &mut lexer::Sink) -> Sources,
+) -> Loaded {
+    let mut diags = diag::Diagnostics::default();
+    let mut failed = Vec::new();
+    let mut config = Config::default();
+    let mut builder = tree::TreeBuilder::default();
+    let sources = lex(&lex_options(opts), &mut diags, &mut |line, diags| {
+        if let Some(stmt) = builder.push(line, diags) {
+            let mut cx = value::Cx {
+                diags,
+                failed: &mut failed,
+            };
+            config.read_stmt(&stmt, &mut cx);
+        }
+    });
     let mut cx = value::Cx {
         diags: &mut diags,
-        failed: Vec::new(),
+        failed: &mut failed,
     };
-    let config = Config::read(&stmts, &mut cx);
-    validate::validate(&config, &lexed.sources, opts.check_interfaces, &mut cx);
+    if let Some(stmt) = builder.finish(cx.diags) {
+        config.read_stmt(&stmt, &mut cx);
+    }
+    validate::validate(&config, &sources, opts.check_interfaces, &mut cx);
     let mut diagnostics = diags.into_vec();
     diagnostics.sort_by_key(|d| d.loc);
     Loaded {
         config,
-        sources: lexed.sources,
+        sources,
         diagnostics,
     }
 }

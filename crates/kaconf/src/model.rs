@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::section::{section, Named, Origin, Section, Sub};
+use crate::section::{emit_block, section, Named, Origin, Section, Sub};
 use crate::tree::Stmt;
 use crate::value::{
     keyword_enum, no_block, one_arg, parse_ip, At, Command, Count, Cx, Emitter, Flag, Int,
@@ -329,21 +329,23 @@ pub struct PersistenceTimeout(pub u32);
 impl Value for PersistenceTimeout {
     fn parse(stmt: &Stmt, cx: &mut Cx) -> Option<Self> {
         let text = one_arg(stmt, cx, "a number of seconds")?;
-        match Int::<0, { u32::MAX as i64 }>::from_text(text) {
-            Ok(v) => {
-                if v.get() == 0 {
-                    cx.warn(
-                        stmt.arg_loc(0),
-                        "persistence_timeout 0 means no persistence (keepalived 2.2 rejects 0); leaving the keyword out says the same",
-                    );
-                }
-                Some(Self(u32::try_from(v.get()).unwrap_or(u32::MAX)))
-            }
-            Err(e) => {
-                cx.error(stmt.arg_loc(0), format!("persistence_timeout {e}"));
-                None
-            }
+        let Ok(v) = text.parse::<u32>() else {
+            cx.error(
+                stmt.arg_loc(0),
+                format!(
+                    "persistence_timeout `{text}` is not a whole number 0..={}",
+                    u32::MAX
+                ),
+            );
+            return None;
+        };
+        if v == 0 {
+            cx.warn(
+                stmt.arg_loc(0),
+                "persistence_timeout 0 means no persistence (keepalived 2.2 rejects 0); leaving the keyword out says the same",
+            );
         }
+        Some(Self(v))
     }
     fn emit(&self, keyword: &str, out: &mut Emitter) {
         out.line(&[keyword.to_owned(), self.0.to_string()]);
@@ -592,8 +594,8 @@ section! {
         "interval" => interval: Option<Seconds>,
         "timeout" => timeout: Option<Seconds>,
         "weight" => weight: Option<TrackWeight>,
-        "rise" => rise: Option<Int<1, { u32::MAX as i64 }>>,
-        "fall" => fall: Option<Int<1, { u32::MAX as i64 }>>,
+        "rise" => rise: Option<Int<1, { i32::MAX as i64 }>>,
+        "fall" => fall: Option<Int<1, { i32::MAX as i64 }>>,
         "user" => user: Option<Words>,
         "init_fail" => init_fail: bool,
     }
@@ -841,10 +843,13 @@ impl Value for VirtualServer {
                 );
                 return None;
             }
-            Some("fwmark") => match args.get(1).map(|w| Count::from_text(&w.text)) {
-                Some(Ok(v)) => ServiceAddr::Fwmark(u32::try_from(v.get()).unwrap_or(u32::MAX)),
-                Some(Err(e)) => {
-                    cx.error(stmt.arg_loc(1), format!("fwmark {e}"));
+            Some("fwmark") => match args.get(1).map(|w| w.text.parse::<u32>()) {
+                Some(Ok(v)) => ServiceAddr::Fwmark(v),
+                Some(Err(_)) => {
+                    cx.error(
+                        stmt.arg_loc(1),
+                        format!("fwmark must be a whole number 0..={}", u32::MAX),
+                    );
                     return None;
                 }
                 None => {
@@ -1005,16 +1010,9 @@ section! {
         "delay_loop" => delay_loop: Option<Seconds>,
         "smtp_alert" => smtp_alert: Option<Switch>,
         "virtualhost" => virtualhost: Option<String>,
-        "TCP_CHECK" => tcp_check: Vec<Sub<TcpCheck>>,
-        "HTTP_GET" => http_get: Vec<Sub<HttpCheck>>,
-        "SSL_GET" => ssl_get: Vec<Sub<HttpCheck>>,
-        "PING_CHECK" => ping_check: Vec<Sub<PingCheck>>,
-        "UDP_CHECK" => udp_check: Vec<Sub<UdpCheck>>,
-        "MISC_CHECK" => misc_check: Vec<Sub<MiscCheck>>,
-        "DNS_CHECK" => dns_check: Vec<Sub<DnsCheck>>,
-        "SMTP_CHECK" => smtp_check: Vec<Sub<SmtpCheck>>,
-        "FILE_CHECK" => file_check: Vec<Sub<FileCheck>>,
-        "BFD_CHECK" => bfd_check: Vec<Sub<BfdCheck>>,
+        /// Every checker block, in the order written.
+        "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "PING_CHECK" | "UDP_CHECK" | "MISC_CHECK"
+            | "DNS_CHECK" | "SMTP_CHECK" | "FILE_CHECK" | "BFD_CHECK" => checkers: Checkers,
         /// Extension: failed proxied connections that take the server out.
         "max_fails" => max_fails: Option<Count>,
         /// Extension: how long it stays out, and the window `max_fails` counts in.
@@ -1025,6 +1023,99 @@ section! {
     }
     unsupported ["snmp_name"]
     not_planned ["BFD_CHECK"]
+}
+
+/// The checker blocks of a real server: almost always exactly one, kept
+/// inline so that 37,000 real servers do not make 37,000 extra allocations.
+pub type Checkers = smallvec::SmallVec<[Checker; 1]>;
+
+impl Slot for Checkers {
+    fn set(&mut self, stmt: &Stmt, cx: &mut Cx) {
+        if let Some(c) = Checker::parse(stmt, cx) {
+            self.push(c);
+        }
+    }
+    fn emit(&self, keyword: &str, out: &mut Emitter) {
+        for c in self {
+            c.emit(keyword, out);
+        }
+    }
+    fn shrink(&mut self) {
+        self.shrink_to_fit();
+    }
+}
+
+/// One checker block of a real server (boxed: checker blocks differ in size,
+/// and most real servers have one small one).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checker {
+    Tcp(Box<TcpCheck>),
+    HttpGet(Box<HttpCheck>),
+    SslGet(Box<HttpCheck>),
+    Ping(Box<PingCheck>),
+    Udp(Box<UdpCheck>),
+    Misc(Box<MiscCheck>),
+    Dns(Box<DnsCheck>),
+    Smtp(Box<SmtpCheck>),
+    File(Box<FileCheck>),
+    Bfd(Box<BfdCheck>),
+}
+
+impl Checker {
+    /// The block's keyword (`TCP_CHECK`).
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Checker::Tcp(_) => "TCP_CHECK",
+            Checker::HttpGet(_) => "HTTP_GET",
+            Checker::SslGet(_) => "SSL_GET",
+            Checker::Ping(_) => "PING_CHECK",
+            Checker::Udp(_) => "UDP_CHECK",
+            Checker::Misc(_) => "MISC_CHECK",
+            Checker::Dns(_) => "DNS_CHECK",
+            Checker::Smtp(_) => "SMTP_CHECK",
+            Checker::File(_) => "FILE_CHECK",
+            Checker::Bfd(_) => "BFD_CHECK",
+        }
+    }
+}
+
+impl Value for Checker {
+    fn parse(stmt: &Stmt, cx: &mut Cx) -> Option<Self> {
+        fn sub<T: Section>(stmt: &Stmt, cx: &mut Cx) -> Option<Box<T>> {
+            Sub::<T>::parse(stmt, cx).map(|s| Box::new(s.0))
+        }
+        Some(match stmt.keyword() {
+            "TCP_CHECK" => Checker::Tcp(sub(stmt, cx)?),
+            "HTTP_GET" => Checker::HttpGet(sub(stmt, cx)?),
+            "SSL_GET" => Checker::SslGet(sub(stmt, cx)?),
+            "PING_CHECK" => Checker::Ping(sub(stmt, cx)?),
+            "UDP_CHECK" => Checker::Udp(sub(stmt, cx)?),
+            "MISC_CHECK" => Checker::Misc(sub(stmt, cx)?),
+            "DNS_CHECK" => Checker::Dns(sub(stmt, cx)?),
+            "SMTP_CHECK" => Checker::Smtp(sub(stmt, cx)?),
+            "FILE_CHECK" => Checker::File(sub(stmt, cx)?),
+            "BFD_CHECK" => Checker::Bfd(sub(stmt, cx)?),
+            other => {
+                cx.error(stmt.loc, format!("`{other}` is not a checker"));
+                return None;
+            }
+        })
+    }
+
+    fn emit(&self, _keyword: &str, out: &mut Emitter) {
+        let kw = self.keyword();
+        match self {
+            Checker::Tcp(c) => emit_block(kw, &**c, out),
+            Checker::HttpGet(c) | Checker::SslGet(c) => emit_block(kw, &**c, out),
+            Checker::Ping(c) => emit_block(kw, &**c, out),
+            Checker::Udp(c) => emit_block(kw, &**c, out),
+            Checker::Misc(c) => emit_block(kw, &**c, out),
+            Checker::Dns(c) => emit_block(kw, &**c, out),
+            Checker::Smtp(c) => emit_block(kw, &**c, out),
+            Checker::File(c) => emit_block(kw, &**c, out),
+            Checker::Bfd(c) => emit_block(kw, &**c, out),
+        }
+    }
 }
 
 section! {

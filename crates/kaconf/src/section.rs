@@ -29,7 +29,9 @@ pub trait Section: Default {
     /// Writes every field that is set.
     fn emit_body(&self, out: &mut Emitter);
     /// Where statements with unsupported keywords are kept.
-    fn unsupported_mut(&mut self) -> &mut Vec<RawStmt>;
+    fn unsupported_mut(&mut self) -> &mut Extras;
+    /// Gives back the spare capacity of every repeatable field.
+    fn shrink(&mut self);
 
     /// Reads a whole block.
     fn read(stmts: &[Stmt], cx: &mut Cx) -> Self {
@@ -37,6 +39,7 @@ pub trait Section: Default {
         for stmt in stmts {
             section.read_stmt(stmt, cx);
         }
+        section.shrink();
         section
     }
 
@@ -103,6 +106,44 @@ pub trait Section: Default {
                 Self::NAME
             ),
         );
+    }
+}
+
+/// The statements of a block that keepalived-rs keeps but does not act on.
+/// Almost always empty, so it costs one pointer, not a `Vec`'s three words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(clippy::box_collection)] // one pointer when empty, which it nearly always is
+pub struct Extras(Option<Box<Vec<RawStmt>>>);
+
+impl Extras {
+    pub fn push(&mut self, stmt: RawStmt) {
+        self.0.get_or_insert_with(Box::default).push(stmt);
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, RawStmt> {
+        self.0.as_deref().map_or([].iter(), |v| v.iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|v| v.is_empty())
+    }
+
+    pub fn shrink(&mut self) {
+        if let Some(v) = &mut self.0 {
+            v.shrink_to_fit();
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Extras {
+    type Item = &'a RawStmt;
+    type IntoIter = std::slice::Iter<'a, RawStmt>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
     }
 }
 
@@ -198,6 +239,13 @@ impl<T: Section> Value for Named<T> {
     }
 }
 
+/// Writes `keyword { … }` with the body of `section`.
+pub fn emit_block<T: Section>(keyword: &str, section: &T, out: &mut Emitter) {
+    out.open(&[keyword]);
+    section.emit_body(out);
+    out.close();
+}
+
 /// `KEYWORD { … }`: an unnamed sub-block (`global_defs`, `authentication`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sub<T>(pub T);
@@ -232,20 +280,19 @@ impl<T: Section> Value for Sub<T> {
     }
 
     fn emit(&self, keyword: &str, out: &mut Emitter) {
-        out.open(&[keyword]);
-        self.0.emit_body(out);
-        out.close();
+        emit_block(keyword, &self.0, out);
     }
 }
 
 /// Declares a block: its struct, and the keyword of each field. A block may
 /// extend another (`extends base: Base`): the base's keywords are read into
-/// the field `base` and written first.
+/// the field `base` and written first. Several keywords may share a field
+/// (`"A" | "B" => f: T`) when `T` records which one it was and writes it back.
 macro_rules! section {
     (
         $(#[$m:meta])*
         pub struct $name:ident ($block:literal) $(extends $base:ident : $bty:ty)? {
-            $( $(#[$fm:meta])* $kw:literal => $field:ident : $ty:ty, )*
+            $( $(#[$fm:meta])* $kw:literal $(| $kw2:literal)* => $field:ident : $ty:ty, )*
         }
         aliases { $( $alias:literal => $target:literal : $note:literal, )* }
         unsupported [ $( $un:literal ),* $(,)? ]
@@ -259,14 +306,14 @@ macro_rules! section {
             $( $(#[$fm])* pub $field: $ty, )*
             /// keepalived keywords of this block that keepalived-rs reads
             /// but does not act on.
-            pub unsupported: Vec<$crate::section::RawStmt>,
+            pub unsupported: $crate::section::Extras,
         }
 
         impl $crate::section::Section for $name {
             const NAME: &'static str = $block;
             fn keywords() -> Vec<&'static str> {
                 #[allow(unused_mut)]
-                let mut v: Vec<&'static str> = vec![$($kw),*];
+                let mut v: Vec<&'static str> = vec![$($kw, $($kw2,)*)*];
                 $( v.extend(<$bty as $crate::section::Section>::keywords()); let _ = stringify!($base); )?
                 v
             }
@@ -301,7 +348,7 @@ macro_rules! section {
                 cx: &mut $crate::value::Cx,
             ) -> bool {
                 match keyword {
-                    $( $kw => { $crate::value::Slot::set(&mut self.$field, stmt, cx); true } )*
+                    $( $kw $(| $kw2)* => { $crate::value::Slot::set(&mut self.$field, stmt, cx); true } )*
                     _ => {
                         $( return $crate::section::Section::set(&mut self.$base, keyword, stmt, cx); )?
                         #[allow(unreachable_code)]
@@ -313,13 +360,19 @@ macro_rules! section {
             fn emit_body(&self, out: &mut $crate::value::Emitter) {
                 $( $crate::section::Section::emit_body(&self.$base, out); )?
                 $( $crate::value::Slot::emit(&self.$field, $kw, out); )*
-                for raw in &self.unsupported {
+                for raw in self.unsupported.iter() {
                     raw.emit(out);
                 }
             }
 
-            fn unsupported_mut(&mut self) -> &mut Vec<$crate::section::RawStmt> {
+            fn unsupported_mut(&mut self) -> &mut $crate::section::Extras {
                 &mut self.unsupported
+            }
+
+            fn shrink(&mut self) {
+                $( $crate::section::Section::shrink(&mut self.$base); )?
+                $( $crate::value::Slot::shrink(&mut self.$field); )*
+                self.unsupported.shrink();
             }
         }
     };

@@ -50,36 +50,58 @@ impl Stmt {
     }
 }
 
-/// Builds the statement tree; brace errors go to `diags`.
-pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Stmt> {
-    // Each level: the statements gathered so far, and where its `{` was
-    // (`None` for the top level). A level opened by a `{` that has no keyword
-    // before it collects its statements but throws them away.
-    struct Level {
-        stmts: Vec<Stmt>,
-        open: Option<Loc>,
-        orphan: bool,
+/// Builds statement trees from lines fed one at a time, handing back each
+/// top-level statement as soon as it is complete, so a whole configuration is
+/// never held as a tree.
+#[derive(Debug)]
+pub struct TreeBuilder {
+    /// Open levels; `levels[0]` is the top level, holding at most the one
+    /// top-level statement not yet known to be complete.
+    levels: Vec<Level>,
+}
+
+#[derive(Debug)]
+struct Level {
+    stmts: Vec<Stmt>,
+    /// Where its `{` was (`None` for the top level).
+    open: Option<Loc>,
+    /// Opened by a `{` with no keyword before it: its statements are dropped.
+    orphan: bool,
+}
+
+impl Default for TreeBuilder {
+    fn default() -> Self {
+        Self {
+            levels: vec![Level {
+                stmts: Vec::new(),
+                open: None,
+                orphan: false,
+            }],
+        }
     }
-    let mut stack = vec![Level {
-        stmts: Vec::new(),
-        open: None,
-        orphan: false,
-    }];
-    for line in lines {
-        let depth = stack.len();
+}
+
+impl TreeBuilder {
+    /// Feeds one line; returns a top-level statement that is now complete.
+    pub fn push(&mut self, line: Line, diags: &mut Diagnostics) -> Option<Stmt> {
         match line.kind {
             LineKind::Words(words) => {
-                if let Some(level) = stack.last_mut() {
-                    level.stmts.push(Stmt {
-                        loc: line.loc,
-                        words,
-                        raw: line.raw,
-                        block: None,
-                    });
-                }
+                let stmt = Stmt {
+                    loc: line.loc,
+                    words,
+                    raw: line.raw,
+                    block: None,
+                };
+                let top = self.levels.len() == 1;
+                let level = self.levels.last_mut()?;
+                // At the top level a new statement completes the one before.
+                let done = if top { level.stmts.pop() } else { None };
+                level.stmts.push(stmt);
+                done
             }
             LineKind::Open => {
-                let owner_free = stack
+                let owner_free = self
+                    .levels
                     .last()
                     .and_then(|l| l.stmts.last())
                     .is_some_and(|s| s.block.is_none());
@@ -89,52 +111,72 @@ pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Stmt> {
                         "`{` with no keyword before it (a block must follow the keyword it belongs to)",
                     );
                 }
-                stack.push(Level {
+                self.levels.push(Level {
                     stmts: Vec::new(),
                     open: Some(line.loc),
                     orphan: !owner_free,
                 });
+                None
             }
             LineKind::Close => {
-                if depth == 1 {
+                if self.levels.len() == 1 {
                     diags.error(line.loc, "unbalanced braces: `}` has no matching `{`");
-                    continue;
+                    return None;
                 }
-                let Some(level) = stack.pop() else { continue };
+                let level = self.levels.pop()?;
                 if level.orphan {
-                    continue;
+                    return None;
                 }
-                if let Some(owner) = stack.last_mut().and_then(|l| l.stmts.last_mut()) {
+                let parent = self.levels.last_mut()?;
+                let owner = parent.stmts.last_mut()?;
+                owner.block = Some(Block {
+                    open: level.open.unwrap_or(line.loc),
+                    stmts: level.stmts,
+                });
+                if self.levels.len() == 1 {
+                    return self.levels[0].stmts.pop();
+                }
+                None
+            }
+        }
+    }
+
+    /// Ends the input: reports blocks left open (closing them so what they
+    /// hold is still read) and returns the last top-level statement.
+    pub fn finish(mut self, diags: &mut Diagnostics) -> Option<Stmt> {
+        while self.levels.len() > 1 {
+            let level = self.levels.pop()?;
+            let open = level.open.unwrap_or_default();
+            let owner = self.levels.last_mut().and_then(|l| l.stmts.last_mut());
+            let name = owner
+                .as_ref()
+                .map_or_else(String::new, |o| format!(" for `{}`", o.keyword()));
+            diags.error(
+                open,
+                format!("unbalanced braces: this `{{`{name} is never closed"),
+            );
+            if let Some(owner) = owner {
+                if !level.orphan {
                     owner.block = Some(Block {
-                        open: level.open.unwrap_or(line.loc),
+                        open,
                         stmts: level.stmts,
                     });
                 }
             }
         }
+        self.levels.pop().and_then(|mut l| l.stmts.pop())
     }
-    // Close what was left open, innermost first, so the tree is still usable.
-    while stack.len() > 1 {
-        let Some(level) = stack.pop() else { break };
-        let open = level.open.unwrap_or_default();
-        let owner = stack.last_mut().and_then(|l| l.stmts.last_mut());
-        let name = owner
-            .as_ref()
-            .map_or_else(String::new, |o| format!(" for `{}`", o.keyword()));
-        diags.error(
-            open,
-            format!("unbalanced braces: this `{{`{name} is never closed"),
-        );
-        if let Some(owner) = owner {
-            if !level.orphan {
-                owner.block = Some(Block {
-                    open,
-                    stmts: level.stmts,
-                });
-            }
-        }
+}
+
+/// Builds the statement trees of all `lines`; brace errors go to `diags`.
+pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Stmt> {
+    let mut builder = TreeBuilder::default();
+    let mut out = Vec::new();
+    for line in lines {
+        out.extend(builder.push(line, diags));
     }
-    stack.pop().map(|l| l.stmts).unwrap_or_default()
+    out.extend(builder.finish(diags));
+    out
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ fn instance(
         version = 3;
     }
     if let Some(adv) = &body.advert_int {
-        advert_int(name, version, adv.value.0, adv.origin.0, cx);
+        advert_int(name, version, adv.value.duration(), adv.origin.0, cx);
     }
     if let (Some(auth), 3) = (&body.authentication, version) {
         cx.warn(

@@ -19,7 +19,7 @@ pub struct Cx<'a> {
     pub diags: &'a mut Diagnostics,
     /// Statements whose value could not be read: (where, keyword). Lets later
     /// checks tell "missing" from "present but wrong".
-    pub failed: Vec<(Loc, String)>,
+    pub failed: &'a mut Vec<(Loc, String)>,
 }
 
 impl Cx<'_> {
@@ -102,6 +102,9 @@ pub trait Value: Sized {
 pub trait Slot {
     fn set(&mut self, stmt: &Stmt, cx: &mut Cx);
     fn emit(&self, keyword: &str, out: &mut Emitter);
+    /// Gives back spare capacity once the block is read (a model of 37,000
+    /// real servers should not carry 37,000 half-empty vectors).
+    fn shrink(&mut self) {}
 }
 
 impl<T: Value> Slot for Option<T> {
@@ -123,6 +126,9 @@ impl<T: Value> Slot for Vec<T> {
         if let Some(v) = T::parse(stmt, cx) {
             self.push(v);
         }
+    }
+    fn shrink(&mut self) {
+        self.shrink_to_fit();
     }
     fn emit(&self, keyword: &str, out: &mut Emitter) {
         for v in self {
@@ -195,24 +201,29 @@ pub fn one_arg<'s>(stmt: &'s Stmt, cx: &mut Cx, what: &str) -> Option<&'s str> {
     }
 }
 
-/// An integer in `MIN..=MAX`.
+/// An integer in `MIN..=MAX` (a range inside `i32`: stored in 4 bytes, as
+/// a model of tens of thousands of real servers holds many of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Int<const MIN: i64, const MAX: i64>(pub i64);
+pub struct Int<const MIN: i64, const MAX: i64>(i32);
 
 impl<const MIN: i64, const MAX: i64> Int<MIN, MAX> {
+    /// `v` if it is in range.
+    pub fn new(v: i64) -> Option<Self> {
+        if (MIN..=MAX).contains(&v) {
+            i32::try_from(v).ok().map(Self)
+        } else {
+            None
+        }
+    }
     pub fn get(self) -> i64 {
-        self.0
+        i64::from(self.0)
     }
     /// Parses text as keepalived does (decimal).
     pub fn from_text(text: &str) -> Result<Self, String> {
         let v: i64 = text
             .parse()
             .map_err(|_| format!("`{text}` is not a whole number"))?;
-        if (MIN..=MAX).contains(&v) {
-            Ok(Self(v))
-        } else {
-            Err(format!("{v} is out of range {MIN}..={MAX}"))
-        }
+        Self::new(v).ok_or_else(|| format!("{v} is out of range {MIN}..={MAX}"))
     }
 }
 
@@ -239,13 +250,39 @@ pub type Priority = Int<1, 255>;
 /// A TCP/UDP port.
 pub type Port = Int<0, 65535>;
 /// Any count (retries, rise, fall, …).
-pub type Count = Int<0, { u32::MAX as i64 }>;
+pub type Count = Int<0, { i32::MAX as i64 }>;
 
 /// A time in seconds with up to microsecond precision (`1`, `0.5`, `2.25`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Seconds(pub Duration);
+/// Stored as microseconds + 1 in a `NonZeroU64`, so `Option<Seconds>` is 8 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seconds(std::num::NonZeroU64);
+
+impl Default for Seconds {
+    fn default() -> Self {
+        Self::new(Duration::ZERO)
+    }
+}
+
+impl std::fmt::Debug for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Seconds({})", self.to_text())
+    }
+}
 
 impl Seconds {
+    /// `d`, truncated to whole microseconds.
+    pub fn new(d: Duration) -> Self {
+        let micros = u64::try_from(d.as_micros())
+            .unwrap_or(u64::MAX - 1)
+            .min(u64::MAX - 1);
+        Self(std::num::NonZeroU64::MIN.saturating_add(micros))
+    }
+
+    /// The time as a `Duration`.
+    pub fn duration(self) -> Duration {
+        Duration::from_micros(self.0.get() - 1)
+    }
+
     pub fn from_text(text: &str) -> Result<Self, String> {
         let bad = || format!("`{text}` is not a time in seconds");
         let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
@@ -268,17 +305,18 @@ impl Seconds {
             let exp = 5 - u32::try_from(i).unwrap_or(5);
             micros += u32::from(b - b'0') * 10u32.pow(exp);
         }
-        Ok(Self(Duration::new(secs, micros * 1000)))
+        Ok(Self::new(Duration::new(secs, micros * 1000)))
     }
 
     /// Seconds as keepalived writes them: `3`, `0.5`, `1.000001`.
     pub fn to_text(self) -> String {
-        let micros = self.0.subsec_micros();
+        let d = self.duration();
+        let micros = d.subsec_micros();
         if micros == 0 {
-            self.0.as_secs().to_string()
+            d.as_secs().to_string()
         } else {
             let frac = format!("{micros:06}");
-            format!("{}.{}", self.0.as_secs(), frac.trim_end_matches('0'))
+            format!("{}.{}", d.as_secs(), frac.trim_end_matches('0'))
         }
     }
 }
@@ -331,7 +369,7 @@ impl Value for Words {
 /// A command line (`script`, `notify_master`…): split with quotes and
 /// escapes as keepalived's quoted keywords are.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Command(pub Vec<String>);
+pub struct Command(pub Box<[String]>);
 
 impl Value for Command {
     fn parse(stmt: &Stmt, cx: &mut Cx) -> Option<Self> {
@@ -352,7 +390,7 @@ impl Value for Command {
                 );
                 None
             }
-            Ok(argv) => Some(Self(argv)),
+            Ok(argv) => Some(Self(argv.into_boxed_slice())),
             Err(e) => {
                 cx.error(stmt.arg_loc(0), format!("{}: {e}", stmt.keyword()));
                 None
@@ -581,7 +619,7 @@ mod tests {
             ("2.1234569", 2_123_456, "2.123456"),
         ] {
             let s = Seconds::from_text(text).unwrap();
-            assert_eq!(s.0.as_micros(), micros, "{text}");
+            assert_eq!(s.duration().as_micros(), micros, "{text}");
             assert_eq!(s.to_text(), back);
         }
         for bad in ["", ".", "-1", "1s", "x", "1.2.3"] {

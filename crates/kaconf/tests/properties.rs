@@ -28,7 +28,7 @@ fn word() -> impl Strategy<Value = String> {
 
 fn secs() -> impl Strategy<Value = Seconds> {
     (0u64..100_000, prop_oneof![Just(0u32), 0u32..1_000_000])
-        .prop_map(|(s, us)| Seconds(Duration::new(s, us * 1000)))
+        .prop_map(|(s, us)| Seconds::new(Duration::new(s, us * 1000)))
 }
 
 fn ipv4() -> impl Strategy<Value = IpAddr> {
@@ -43,7 +43,8 @@ fn ip() -> impl Strategy<Value = IpAddr> {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    prop::collection::vec(prop_oneof![word(), "[a-z]{1,4} [a-z]{1,4}"], 1..4).prop_map(Command)
+    prop::collection::vec(prop_oneof![word(), "[a-z]{1,4} [a-z]{1,4}"], 1..4)
+        .prop_map(|v| Command(v.into_boxed_slice()))
 }
 
 fn switch() -> impl Strategy<Value = Switch> {
@@ -98,8 +99,8 @@ fn script() -> impl Strategy<Value = VrrpScript> {
         prop::option::of(command()),
         prop::option::of(secs()),
         prop::option::of(weight()),
-        prop::option::of((1i64..100).prop_map(Int)),
-        prop::option::of((1i64..100).prop_map(Int)),
+        prop::option::of((1i64..100).prop_map(|v| Int::new(v).unwrap())),
+        prop::option::of((1i64..100).prop_map(|v| Int::new(v).unwrap())),
         any::<bool>(),
     )
         .prop_map(
@@ -118,8 +119,8 @@ fn script() -> impl Strategy<Value = VrrpScript> {
 /// An instance that validates: it has a VRID and an advert_int its version allows.
 fn instance() -> impl Strategy<Value = VrrpInstance> {
     let timing = prop_oneof![
-        (1u64..=255).prop_map(|s| (2i64, Seconds(Duration::from_secs(s)))),
-        (1u64..=4095).prop_map(|cs| (3i64, Seconds(Duration::from_millis(cs * 10)))),
+        (1u64..=255).prop_map(|s| (2i64, Seconds::new(Duration::from_secs(s)))),
+        (1u64..=4095).prop_map(|cs| (3i64, Seconds::new(Duration::from_millis(cs * 10)))),
     ];
     (
         (
@@ -128,8 +129,8 @@ fn instance() -> impl Strategy<Value = VrrpInstance> {
                 InitialState::Backup,
             ]))),
             at(name()),
-            (1i64..=255).prop_map(Int),
-            prop::option::of(at((1i64..=254).prop_map(Int))),
+            (1i64..=255).prop_map(|v| Int::new(v).unwrap()),
+            prop::option::of(at((1i64..=254).prop_map(|v| Int::new(v).unwrap()))),
             timing,
             prop::collection::vec(vip(), 0..4),
             prop::option::of(prop::collection::vec(track_ref(), 0..3)),
@@ -153,7 +154,7 @@ fn instance() -> impl Strategy<Value = VrrpInstance> {
                 virtual_router_id: Some(vrid),
                 priority,
                 version: Some(At {
-                    value: Int(version),
+                    value: Int::new(version).unwrap(),
                     origin: Origin::default(),
                 }),
                 advert_int: Some(At {
@@ -199,9 +200,9 @@ fn instance() -> impl Strategy<Value = VrrpInstance> {
 
 fn conn() -> impl Strategy<Value = CheckConn> {
     (
-        prop::option::of((0i64..=65535).prop_map(Int)),
+        prop::option::of((0i64..=65535).prop_map(|v| Int::new(v).unwrap())),
         prop::option::of(secs()),
-        prop::option::of((0i64..10).prop_map(Int)),
+        prop::option::of((0i64..10).prop_map(|v| Int::new(v).unwrap())),
         prop::option::of(secs()),
         prop::option::of(ip()),
     )
@@ -222,11 +223,11 @@ fn real_server() -> impl Strategy<Value = RealServer> {
     (
         ipv4(),
         prop::option::of(0u16..=65535),
-        prop::option::of((0i64..=65535).prop_map(Int)),
+        prop::option::of((0i64..=65535).prop_map(|v| Int::new(v).unwrap())),
         prop::collection::vec(conn(), 0..2),
         prop::option::of(("/[a-z]{0,8}", prop::option::of("[1-5][0-9][0-9]"))),
         prop::option::of(command()),
-        prop::option::of((1i64..10).prop_map(Int)),
+        prop::option::of((1i64..10).prop_map(|v| Int::new(v).unwrap())),
     )
         .prop_map(
             |(addr, port, weight, tcp, http, misc, max_fails)| RealServer {
@@ -235,37 +236,31 @@ fn real_server() -> impl Strategy<Value = RealServer> {
                 origin: Origin::default(),
                 body: RealServerBody {
                     weight,
-                    tcp_check: tcp
+                    checkers: tcp
                         .into_iter()
                         .map(|conn| {
-                            Sub(TcpCheck {
+                            Checker::Tcp(Box::new(TcpCheck {
                                 conn,
                                 ..TcpCheck::default()
-                            })
+                            }))
                         })
-                        .collect(),
-                    http_get: http
-                        .map(|(path, code)| {
-                            Sub(HttpCheck {
+                        .chain(http.map(|(path, code)| {
+                            Checker::HttpGet(Box::new(HttpCheck {
                                 url: vec![Sub(Url {
                                     path: Some(path),
                                     status_code: code.map(|c| Words(vec![c])),
                                     ..Url::default()
                                 })],
                                 ..HttpCheck::default()
-                            })
-                        })
-                        .into_iter()
-                        .collect(),
-                    misc_check: misc
-                        .map(|m| {
-                            Sub(MiscCheck {
+                            }))
+                        }))
+                        .chain(misc.map(|m| {
+                            Checker::Misc(Box::new(MiscCheck {
                                 misc_path: Some(m),
                                 ..MiscCheck::default()
-                            })
-                        })
-                        .into_iter()
-                        .collect(),
+                            }))
+                        }))
+                        .collect::<Checkers>(),
                     max_fails,
                     ..RealServerBody::default()
                 },
