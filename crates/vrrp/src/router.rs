@@ -1,0 +1,830 @@
+//! One VRRP virtual router: the state machine of RFC 9568 (and RFC 3768 for
+//! version 2) with keepalived's behaviour where users depend on it.
+//!
+//! [`Router::handle`] takes the time and an [`Input`] and returns the
+//! [`Action`]s to carry out; [`Router::poll_at`] says when to call again with
+//! [`Input::Timer`]. Timers that fell due before `now` fire first, in order,
+//! so a late call changes nothing but the lateness.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Instant;
+use crate::wire::{self, Advert, Auth, Family, PseudoHeader, Version, WireError};
+
+/// The configured start state (`state MASTER` / `state BACKUP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InitialState {
+    Master,
+    #[default]
+    Backup,
+}
+
+/// GARP / unsolicited-NA schedule (keepalived's `garp_*` keywords).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Garp {
+    /// Second burst after becoming master (`garp_master_delay`, default 5 s; 0 = none).
+    pub master_delay: Duration,
+    /// Packets per burst (`garp_master_repeat`, default 5).
+    pub master_repeat: u32,
+    /// Periodic refresh while master (`garp_master_refresh`, default 0 = none).
+    pub master_refresh: Duration,
+    /// Packets per refresh (`garp_master_refresh_repeat`, default 1).
+    pub master_refresh_repeat: u32,
+    /// At most one burst per this long when a lower-priority advert is heard
+    /// (`garp_lower_prio_delay`, default `master_delay`).
+    pub lower_prio_delay: Duration,
+    /// Packets per such burst (`garp_lower_prio_repeat`, default `master_repeat`; 0 = none).
+    pub lower_prio_repeat: u32,
+}
+
+impl Default for Garp {
+    fn default() -> Self {
+        Self {
+            master_delay: Duration::from_secs(5),
+            master_repeat: 5,
+            master_refresh: Duration::ZERO,
+            master_refresh_repeat: 1,
+            lower_prio_delay: Duration::from_secs(5),
+            lower_prio_repeat: 5,
+        }
+    }
+}
+
+/// What a virtual router is told at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// The instance name, for messages (`VI_1`).
+    pub name: String,
+    pub vrid: u8,
+    pub version: Version,
+    /// 1–255 (255: address owner).
+    pub priority: u8,
+    /// Whole seconds for version 2, centiseconds for version 3.
+    pub advert_interval: Duration,
+    pub initial_state: InitialState,
+    /// `false` with `nopreempt`.
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// `accept` mode (the driver lets the VIPs receive traffic in MASTER).
+    pub accept: bool,
+    /// Our source address on the interface (`mcast_src_ip`/`unicast_src_ip`).
+    pub primary: IpAddr,
+    /// The virtual addresses.
+    pub vips: Vec<IpAddr>,
+    /// Unicast peers; empty means multicast.
+    pub peers: Vec<IpAddr>,
+    /// VRRPv2 authentication.
+    pub auth: Auth,
+    pub garp: Garp,
+    /// Wait this long after start before doing anything (`vrrp_startup_delay`).
+    pub startup_delay: Duration,
+    /// Adverts missed before the master is declared down (`down_timer_adverts`, 3).
+    pub down_timer_adverts: u32,
+    /// Check the advert's address list (off with `skip_check_adv_addr`).
+    pub check_addrs: bool,
+    /// Accept VRRPv3 IPv4 checksums computed without the pseudo-header.
+    pub v3_checksum_as_v2: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            vrid: 1,
+            version: Version::V2,
+            priority: 100,
+            advert_interval: Duration::from_secs(1),
+            initial_state: InitialState::Backup,
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            accept: false,
+            primary: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            vips: Vec::new(),
+            peers: Vec::new(),
+            auth: Auth::None,
+            garp: Garp::default(),
+            startup_delay: Duration::ZERO,
+            down_timer_adverts: 3,
+            check_addrs: true,
+            v3_checksum_as_v2: false,
+        }
+    }
+}
+
+impl Config {
+    pub fn family(&self) -> Family {
+        Family::of(&self.primary)
+    }
+
+    /// The interval as it goes on the wire: seconds (v2) or centiseconds (v3).
+    pub fn wire_interval(&self) -> u16 {
+        wire_units(self.version, self.advert_interval)
+    }
+}
+
+fn wire_units(version: Version, d: Duration) -> u16 {
+    let units = match version {
+        Version::V2 => d.as_secs(),
+        Version::V3 => u64::try_from(d.as_millis() / 10).unwrap_or(u64::MAX),
+    };
+    u16::try_from(units).unwrap_or(u16::MAX)
+}
+
+/// keepalived's state names, which operators grep for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StateName {
+    Init,
+    Backup,
+    Master,
+    Fault,
+    Stop,
+}
+
+impl std::fmt::Display for StateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StateName::Init => "INIT",
+            StateName::Backup => "BACKUP",
+            StateName::Master => "MASTER",
+            StateName::Fault => "FAULT",
+            StateName::Stop => "STOP",
+        })
+    }
+}
+
+/// Something that happened to the router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Input {
+    /// Begin (after `startup_delay`); also restarts a stopped router.
+    Start,
+    /// Graceful stop: a master sends priority 0 and releases its addresses.
+    Stop,
+    /// `poll_at()` has come.
+    Timer,
+    /// A received advertisement: the IP source, destination and TTL / hop
+    /// limit, and the VRRP message bytes.
+    Packet {
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        #[serde(with = "hex")]
+        bytes: Vec<u8>,
+    },
+    /// Tracking: the sum of the weights of tracked items, and whether one
+    /// of them fails hard (which means FAULT).
+    Track { weight: i32, fault: bool },
+    /// A sync group moves this member with the others.
+    Force(StateName),
+}
+
+/// Where an advert goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dest {
+    Multicast,
+    Unicast(IpAddr),
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Send `advert` from `src` to `to` (TTL / hop limit 255).
+    Send {
+        src: IpAddr,
+        to: Dest,
+        advert: Advert,
+    },
+    /// Add the virtual addresses to the interface.
+    AddVips(Vec<IpAddr>),
+    /// Remove them.
+    RemoveVips(Vec<IpAddr>),
+    /// Announce the addresses: `repeat` gratuitous ARPs (IPv4) or unsolicited
+    /// neighbour advertisements (IPv6) each.
+    Announce { addrs: Vec<IpAddr>, repeat: u32 },
+    /// The state changed (run notify scripts, log "Entering MASTER STATE").
+    State { from: StateName, to: StateName },
+    /// The effective priority changed.
+    Priority { priority: u8 },
+}
+
+impl Action {
+    /// The bytes of a `Send`, with the checksum for its pseudo-header.
+    pub fn payload(&self) -> Option<Vec<u8>> {
+        match self {
+            Action::Send { src, to, advert } => {
+                let dst = match to {
+                    Dest::Unicast(a) => *a,
+                    Dest::Multicast => multicast_group(Family::of(src)),
+                };
+                Some(advert.emit(Some(PseudoHeader { src: *src, dst })))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The multicast group of a family.
+pub fn multicast_group(family: Family) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(wire::MULTICAST_V4),
+        Family::V6 => IpAddr::V6(wire::MULTICAST_V6),
+    }
+}
+
+/// Why a received packet was dropped; each has a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Drop {
+    /// The bytes are not a valid advertisement.
+    Wire(WireError),
+    /// TTL / hop limit was not 255.
+    Ttl,
+    /// Another VRRP version than ours.
+    Version,
+    /// Another virtual router id.
+    Vrid,
+    /// Another address family.
+    Family,
+    /// Our own advert, looped back.
+    Own,
+    /// Unicast mode and the source is not a configured peer.
+    UnknownPeer,
+    /// VRRPv2 authentication does not match.
+    Auth,
+    /// VRRPv2 advert interval differs from ours.
+    Interval,
+    /// VRRPv2 address list differs from ours (and the sender is not the owner).
+    AddressList,
+}
+
+/// Receive statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Adverts accepted.
+    pub received: u64,
+    /// Adverts accepted with an address list that differs from ours (logged only).
+    pub address_list_mismatch: u64,
+    pub dropped: BTreeMap<Drop, u64>,
+    pub sent: u64,
+    pub became_master: u64,
+    /// Priority-0 adverts received.
+    pub priority_zero_received: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Init { until: Instant },
+    Backup { down_at: Instant },
+    Master { advert_at: Instant },
+    Fault,
+    Stop,
+}
+
+/// One virtual router.
+#[derive(Debug, Clone)]
+pub struct Router {
+    config: Config,
+    state: State,
+    /// Sum of tracked weights.
+    weight: i32,
+    /// A tracked item fails hard.
+    fault: bool,
+    effective: u8,
+    /// Master_Adver_Interval (v3 learns it from the master).
+    master_interval: Duration,
+    /// When a lower-priority master may be pre-empted (`preempt_delay`).
+    preempt_at: Option<Instant>,
+    /// Address of the current master, as last heard.
+    master: Option<IpAddr>,
+    garp_second: Option<Instant>,
+    garp_refresh: Option<Instant>,
+    lower_prio_garp_ok_at: Instant,
+    counters: Counters,
+}
+
+impl Router {
+    pub fn new(config: Config) -> Self {
+        let effective = config.priority.max(1);
+        Self {
+            master_interval: config.advert_interval,
+            config,
+            state: State::Stop,
+            weight: 0,
+            fault: false,
+            effective,
+            preempt_at: None,
+            master: None,
+            garp_second: None,
+            garp_refresh: None,
+            lower_prio_garp_ok_at: Instant::ZERO,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn state(&self) -> StateName {
+        match self.state {
+            State::Init { .. } => StateName::Init,
+            State::Backup { .. } => StateName::Backup,
+            State::Master { .. } => StateName::Master,
+            State::Fault => StateName::Fault,
+            State::Stop => StateName::Stop,
+        }
+    }
+
+    /// The priority adverts carry now.
+    pub fn priority(&self) -> u8 {
+        self.effective
+    }
+
+    /// Whether a tracked item of this router itself fails hard (a router in
+    /// FAULT only because its sync group is, is not faulty).
+    pub fn is_faulty(&self) -> bool {
+        self.fault
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The master as last heard (`None` when we are master or know none).
+    pub fn master(&self) -> Option<IpAddr> {
+        self.master
+    }
+
+    /// Skew_Time for priority-value `pri_val` (256 − priority), as keepalived
+    /// computes it in microseconds: v2 on a 1 s base, v3 on Master_Adver_Interval.
+    fn skew_for(&self, pri_val: u64) -> Duration {
+        let us = match self.config.version {
+            Version::V2 => pri_val * 1_000_000 / 256,
+            Version::V3 => {
+                let centis =
+                    u64::try_from(self.master_interval.as_millis() / 10).unwrap_or(u64::MAX);
+                pri_val * centis * 625 / 16
+            }
+        };
+        Duration::from_micros(us)
+    }
+
+    /// Skew_Time = ((256 − Priority) × Master_Adver_Interval) / 256.
+    pub fn skew_time(&self) -> Duration {
+        self.skew_for(256 - u64::from(self.effective))
+    }
+
+    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_interval * self.config.down_timer_adverts + self.skew_time()
+    }
+
+    /// When the router next needs [`Input::Timer`].
+    pub fn poll_at(&self) -> Option<Instant> {
+        let state = match self.state {
+            State::Init { until } => Some(until),
+            State::Backup { down_at } => Some(down_at),
+            State::Master { advert_at } => Some(advert_at),
+            State::Fault | State::Stop => None,
+        };
+        [state, self.garp_second, self.garp_refresh]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Feeds one input at time `now`; returns what to do.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.run_timers(now, &mut out);
+        match input {
+            Input::Timer => {}
+            Input::Start => self.start(now, &mut out),
+            Input::Stop => self.stop(&mut out),
+            Input::Packet {
+                src,
+                dst,
+                ttl,
+                bytes,
+            } => match self.check(src, dst, ttl, &bytes) {
+                Ok(advert) => {
+                    self.counters.received += 1;
+                    self.receive(now, src, &advert, &mut out);
+                }
+                Err(why) => *self.counters.dropped.entry(why).or_default() += 1,
+            },
+            Input::Track { weight, fault } => self.track(now, weight, fault, &mut out),
+            Input::Force(to) => self.force(now, to, &mut out),
+        }
+        out
+    }
+
+    fn run_timers(&mut self, now: Instant, out: &mut Vec<Action>) {
+        // Several timers may be due; fire them in time order.
+        while let Some(at) = self.poll_at().filter(|at| *at <= now) {
+            self.fire(at, now, out);
+        }
+    }
+
+    /// Fires the timer due at `at` (the time is now `now`: a driver that
+    /// calls late gets one advert, not a burst of the missed ones).
+    fn fire(&mut self, at: Instant, now: Instant, out: &mut Vec<Action>) {
+        if self.garp_second == Some(at) {
+            self.garp_second = None;
+            out.push(self.announce(self.config.garp.master_repeat));
+            return;
+        }
+        if self.garp_refresh == Some(at) {
+            self.garp_refresh = Some(next_after(at, now, self.config.garp.master_refresh));
+            out.push(self.announce(self.config.garp.master_refresh_repeat));
+            return;
+        }
+        match self.state {
+            State::Init { until } if until == at => self.begin(at, out),
+            State::Backup { down_at } if down_at == at => self.become_master(at, out),
+            State::Master { advert_at } if advert_at == at => {
+                self.send(self.effective, out);
+                self.state = State::Master {
+                    advert_at: next_after(at, now, self.config.advert_interval),
+                };
+            }
+            // Unreachable: poll_at only returns the times above.
+            _ => self.state = State::Stop,
+        }
+    }
+
+    fn start(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !matches!(self.state, State::Stop) {
+            return;
+        }
+        self.master_interval = self.config.advert_interval;
+        self.master = None;
+        self.preempt_at = None;
+        self.state = State::Init {
+            until: now + self.config.startup_delay,
+        };
+        if self.config.startup_delay.is_zero() {
+            self.begin(now, out);
+        }
+    }
+
+    /// Leaves INIT: owner → MASTER; otherwise BACKUP (or FAULT).
+    fn begin(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.fault {
+            self.transition(StateName::Fault, out);
+            self.state = State::Fault;
+            return;
+        }
+        if self.config.priority == 255 {
+            self.become_master(now, out);
+            return;
+        }
+        // keepalived: a `state MASTER` non-owner waits one advert interval (and
+        // a minimal skew) to hear whether a master exists, then takes over.
+        let wait = match self.config.initial_state {
+            InitialState::Master => self.master_interval + self.skew_for(1),
+            InitialState::Backup => self.master_down_interval(),
+        };
+        self.transition(StateName::Backup, out);
+        self.state = State::Backup {
+            down_at: now + wait,
+        };
+    }
+
+    fn become_master(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.transition(StateName::Master, out);
+        self.counters.became_master += 1;
+        self.master = None;
+        self.preempt_at = None;
+        out.push(Action::AddVips(self.config.vips.clone()));
+        self.send(self.effective, out);
+        out.push(self.announce(self.config.garp.master_repeat));
+        let g = &self.config.garp;
+        self.garp_second =
+            (!g.master_delay.is_zero() && g.master_repeat > 0).then(|| now + g.master_delay);
+        self.garp_refresh = (!g.master_refresh.is_zero()).then(|| now + g.master_refresh);
+        self.state = State::Master {
+            advert_at: now + self.config.advert_interval,
+        };
+    }
+
+    /// Master → Backup because a better master exists.
+    fn step_down(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.transition(StateName::Backup, out);
+        out.push(Action::RemoveVips(self.config.vips.clone()));
+        self.clear_garp();
+        self.state = State::Backup {
+            down_at: now + self.master_down_interval(),
+        };
+    }
+
+    /// Leaves MASTER for FAULT or STOP: priority 0 tells the backups at once.
+    fn release(&mut self, out: &mut Vec<Action>) {
+        if matches!(self.state, State::Master { .. }) {
+            self.send(0, out);
+            out.push(Action::RemoveVips(self.config.vips.clone()));
+        }
+        self.clear_garp();
+    }
+
+    fn stop(&mut self, out: &mut Vec<Action>) {
+        if matches!(self.state, State::Stop) {
+            return;
+        }
+        self.release(out);
+        self.transition(StateName::Stop, out);
+        self.state = State::Stop;
+    }
+
+    fn clear_garp(&mut self) {
+        self.garp_second = None;
+        self.garp_refresh = None;
+    }
+
+    fn transition(&self, to: StateName, out: &mut Vec<Action>) {
+        let from = self.state();
+        if from != to {
+            out.push(Action::State { from, to });
+        }
+    }
+
+    fn announce(&self, repeat: u32) -> Action {
+        Action::Announce {
+            addrs: self.config.vips.clone(),
+            repeat,
+        }
+    }
+
+    fn send(&mut self, priority: u8, out: &mut Vec<Action>) {
+        let advert = Advert {
+            version: self.config.version,
+            vrid: self.config.vrid,
+            priority,
+            interval: self.config.wire_interval(),
+            auth: match self.config.version {
+                Version::V2 => self.config.auth.clone(),
+                Version::V3 => Auth::None,
+            },
+            addrs: self.config.vips.clone(),
+        };
+        let src = self.config.primary;
+        if self.config.peers.is_empty() {
+            out.push(Action::Send {
+                src,
+                to: Dest::Multicast,
+                advert,
+            });
+            self.counters.sent += 1;
+        } else {
+            for peer in &self.config.peers {
+                out.push(Action::Send {
+                    src,
+                    to: Dest::Unicast(*peer),
+                    advert: advert.clone(),
+                });
+                self.counters.sent += 1;
+            }
+        }
+    }
+
+    /// The receive checks of RFC 9568 §7.1 / RFC 3768 §7.1. On `Err` nothing
+    /// about the router changes but a counter.
+    fn check(&self, src: IpAddr, dst: IpAddr, ttl: u8, bytes: &[u8]) -> Result<Advert, Drop> {
+        let family = self.config.family();
+        if Family::of(&src) != family {
+            return Err(Drop::Family);
+        }
+        if self.config.peers.is_empty() && ttl != wire::TTL {
+            return Err(Drop::Ttl);
+        }
+        let pseudo = Some(PseudoHeader { src, dst });
+        let advert = Advert::parse(bytes, family, pseudo, self.config.v3_checksum_as_v2)
+            .map_err(Drop::Wire)?;
+        if advert.version != self.config.version {
+            return Err(Drop::Version);
+        }
+        if advert.vrid != self.config.vrid {
+            return Err(Drop::Vrid);
+        }
+        if src == self.config.primary {
+            return Err(Drop::Own);
+        }
+        if !self.config.peers.is_empty() && !self.config.peers.contains(&src) {
+            return Err(Drop::UnknownPeer);
+        }
+        if self.config.version == Version::V2 {
+            if advert.auth != self.config.auth {
+                return Err(Drop::Auth);
+            }
+            if advert.interval != self.config.wire_interval() {
+                return Err(Drop::Interval);
+            }
+            if self.config.check_addrs
+                && !same_addrs(&advert.addrs, &self.config.vips)
+                && advert.priority != 255
+            {
+                return Err(Drop::AddressList);
+            }
+        }
+        Ok(advert)
+    }
+
+    fn receive(&mut self, now: Instant, src: IpAddr, advert: &Advert, out: &mut Vec<Action>) {
+        if self.config.check_addrs && !same_addrs(&advert.addrs, &self.config.vips) {
+            self.counters.address_list_mismatch += 1;
+        }
+        if advert.priority == 0 {
+            self.counters.priority_zero_received += 1;
+        }
+        match self.state {
+            State::Backup { .. } => self.receive_as_backup(now, src, advert),
+            State::Master { .. } => self.receive_as_master(now, src, advert, out),
+            State::Init { .. } | State::Fault | State::Stop => {}
+        }
+    }
+
+    fn receive_as_backup(&mut self, now: Instant, src: IpAddr, advert: &Advert) {
+        if advert.priority == 0 {
+            // The master is leaving: take over after Skew_Time only.
+            self.state = State::Backup {
+                down_at: now + self.skew_time(),
+            };
+            return;
+        }
+        let lower = advert.priority < self.effective;
+        if lower
+            && self.config.preempt
+            && !self.config.preempt_delay.is_zero()
+            && self.preempt_at.is_none()
+        {
+            self.preempt_at = Some(now + self.config.preempt_delay);
+        }
+        let delaying = self.preempt_at.is_some_and(|at| now < at);
+        if !self.config.preempt || !lower || delaying {
+            if self.config.version == Version::V3 {
+                let cs = u64::from(advert.interval);
+                self.master_interval = Duration::from_millis(cs * 10);
+            }
+            if !lower {
+                self.preempt_at = None;
+            }
+            self.master = Some(src);
+            self.state = State::Backup {
+                down_at: now + self.master_down_interval(),
+            };
+        }
+        // Otherwise: a lower-priority master and we pre-empt: discard, and the
+        // down timer takes us to MASTER.
+    }
+
+    fn receive_as_master(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        advert: &Advert,
+        out: &mut Vec<Action>,
+    ) {
+        if advert.priority == 0 {
+            // Someone left; make sure the backups hear a master now.
+            self.send(self.effective, out);
+            self.state = State::Master {
+                advert_at: now + self.config.advert_interval,
+            };
+            return;
+        }
+        let better = advert.priority > self.effective
+            || (advert.priority == self.effective && addr_greater(src, self.config.primary));
+        if better {
+            if self.config.version == Version::V3 {
+                self.master_interval = Duration::from_millis(u64::from(advert.interval) * 10);
+            }
+            self.master = Some(src);
+            self.step_down(now, out);
+        } else if self.config.garp.lower_prio_repeat > 0 && now >= self.lower_prio_garp_ok_at {
+            // A lower-priority master exists: remind the LAN who owns the VIPs.
+            out.push(self.announce(self.config.garp.lower_prio_repeat));
+            self.lower_prio_garp_ok_at = now + self.config.garp.lower_prio_delay;
+        }
+    }
+
+    fn track(&mut self, now: Instant, weight: i32, fault: bool, out: &mut Vec<Action>) {
+        self.weight = weight;
+        let effective = if self.config.priority == 255 {
+            255
+        } else {
+            let p = i32::from(self.config.priority) + weight;
+            u8::try_from(p.clamp(1, 254)).unwrap_or(1)
+        };
+        if effective != self.effective {
+            self.effective = effective;
+            out.push(Action::Priority {
+                priority: effective,
+            });
+        }
+        if fault == self.fault {
+            return;
+        }
+        self.fault = fault;
+        match (fault, self.state) {
+            (true, State::Backup { .. } | State::Master { .. }) => {
+                self.release(out);
+                self.transition(StateName::Fault, out);
+                self.state = State::Fault;
+            }
+            (false, State::Fault) => {
+                self.transition(StateName::Backup, out);
+                self.state = State::Backup {
+                    down_at: now + self.master_down_interval(),
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// Sync groups: move with the group.
+    fn force(&mut self, now: Instant, to: StateName, out: &mut Vec<Action>) {
+        match (to, self.state) {
+            (StateName::Master, State::Backup { .. }) => self.become_master(now, out),
+            (StateName::Backup, State::Master { .. }) => self.step_down(now, out),
+            (StateName::Fault, State::Backup { .. } | State::Master { .. }) => {
+                self.release(out);
+                self.transition(StateName::Fault, out);
+                self.state = State::Fault;
+            }
+            (StateName::Backup, State::Fault) if !self.fault => {
+                self.transition(StateName::Backup, out);
+                self.state = State::Backup {
+                    down_at: now + self.master_down_interval(),
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The next period after `at`, or one period from `now` if that is already past.
+fn next_after(at: Instant, now: Instant, period: Duration) -> Instant {
+    let next = at + period.max(Duration::from_micros(1));
+    if next <= now {
+        now + period.max(Duration::from_micros(1))
+    } else {
+        next
+    }
+}
+
+/// The RFC's tie-break: the higher primary address wins.
+fn addr_greater(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets() > b.octets(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets() > b.octets(),
+        (IpAddr::V6(_), IpAddr::V4(_)) => true,
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+    }
+}
+
+fn same_addrs(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// Hex for byte fields in JSON replays.
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            let _ = write!(text, "{b:02x}");
+        }
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("odd number of hex digits"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| serde::de::Error::custom("bad hex digit"))
+            })
+            .collect()
+    }
+}
