@@ -866,7 +866,7 @@ fn garbage_never_changes_anything() {
         let bytes: Vec<u8> = (0..len)
             .map(|_| {
                 seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                (seed >> 16) as u8
+                (seed >> 16).to_le_bytes()[0]
             })
             .collect();
         let a = r.handle(
