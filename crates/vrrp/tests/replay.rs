@@ -191,10 +191,10 @@ fn advert_input(cfg: &Config, spec: &Value) -> Input {
 fn drop_name(d: Drop) -> String {
     match serde_json::to_value(d).unwrap() {
         Value::String(s) => s,
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| format!("{k}_{}", v.as_str().unwrap_or("?")))
-            .collect(),
+        Value::Object(m) => {
+            let (k, v) = m.iter().next().unwrap();
+            format!("{k}_{}", v.as_str().unwrap_or("?"))
+        }
         other => other.to_string(),
     }
 }
