@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the lab and the tests use: iproute2 (namespaces, veth, bridge),
 # nftables (the nftables data plane), iputils-ping and procps (ping, sysctl in tests),
-# keepalived (2.2.7, the interop peer).
-PACKAGES="iproute2 nftables iputils-ping procps keepalived"
+# keepalived (2.2.7, the interop peer), tcpdump and tshark (captures and dissection of adverts).
+PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -32,6 +32,8 @@ ensure_packages() {
     # Do not let the keepalived package start a system keepalived on this machine.
     local policy=/usr/sbin/policy-rc.d made_policy=""
     if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1; fi
+    # tshark asks whether non-root users may capture; the answer is no.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
     [ -n "$made_policy" ] && rm -f "$policy"
   fi
