@@ -78,6 +78,11 @@ pub struct Config {
     pub primary: IpAddr,
     /// The virtual addresses.
     pub vips: Vec<IpAddr>,
+    /// `virtual_routes`: installed while MASTER (opaque to the engine; the
+    /// driver knows their syntax).
+    pub routes: Vec<String>,
+    /// `virtual_rules`: likewise.
+    pub rules: Vec<String>,
     /// Unicast peers; empty means multicast.
     pub peers: Vec<IpAddr>,
     /// VRRPv2 authentication.
@@ -107,6 +112,8 @@ impl Default for Config {
             accept: false,
             primary: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             vips: Vec::new(),
+            routes: Vec::new(),
+            rules: Vec::new(),
             peers: Vec::new(),
             auth: Auth::None,
             garp: Garp::default(),
@@ -208,6 +215,16 @@ pub enum Action {
     AddVips(Vec<IpAddr>),
     /// Remove them.
     RemoveVips(Vec<IpAddr>),
+    /// Install `virtual_routes` and `virtual_rules`.
+    AddRoutes {
+        routes: Vec<String>,
+        rules: Vec<String>,
+    },
+    /// Remove them.
+    RemoveRoutes {
+        routes: Vec<String>,
+        rules: Vec<String>,
+    },
     /// Announce the addresses: `repeat` gratuitous ARPs (IPv4) or unsolicited
     /// neighbour advertisements (IPv6) each.
     Announce { addrs: Vec<IpAddr>, repeat: u32 },
@@ -507,6 +524,9 @@ impl Router {
         self.master = None;
         self.preempt_at = None;
         out.push(Action::AddVips(self.config.vips.clone()));
+        if let Some(a) = self.routes(true) {
+            out.push(a);
+        }
         self.send(self.effective, out);
         out.push(self.announce(self.config.garp.master_repeat));
         let g = &self.config.garp;
@@ -522,6 +542,7 @@ impl Router {
     fn step_down(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.transition(StateName::Backup, out);
         out.push(Action::RemoveVips(self.config.vips.clone()));
+        out.extend(self.routes(false));
         self.clear_garp();
         self.state = State::Backup {
             down_at: now + self.master_down_interval(),
@@ -533,6 +554,7 @@ impl Router {
         if matches!(self.state, State::Master { .. }) {
             self.send(0, out);
             out.push(Action::RemoveVips(self.config.vips.clone()));
+            out.extend(self.routes(false));
         }
         self.clear_garp();
     }
@@ -556,6 +578,19 @@ impl Router {
         if from != to {
             out.push(Action::State { from, to });
         }
+    }
+
+    /// Add (or remove) the routes and rules, if there are any.
+    fn routes(&self, add: bool) -> Option<Action> {
+        if self.config.routes.is_empty() && self.config.rules.is_empty() {
+            return None;
+        }
+        let (routes, rules) = (self.config.routes.clone(), self.config.rules.clone());
+        Some(if add {
+            Action::AddRoutes { routes, rules }
+        } else {
+            Action::RemoveRoutes { routes, rules }
+        })
     }
 
     fn announce(&self, repeat: u32) -> Action {

@@ -948,3 +948,24 @@ fn sync_group_members_follow_each_other() {
     );
     assert_eq!(g.members()[1].state(), StateName::Master);
 }
+
+#[test]
+fn virtual_routes_and_rules_follow_the_vips() {
+    let cfg = Config {
+        routes: vec!["203.0.113.0/24 via 198.51.100.1".into()],
+        rules: vec!["from 198.51.100.250 table 100".into()],
+        ..config(255)
+    };
+    let mut r = Router::new(cfg);
+    let a = r.handle(ms(0), Input::Start);
+    let add = Action::AddRoutes {
+        routes: vec!["203.0.113.0/24 via 198.51.100.1".into()],
+        rules: vec!["from 198.51.100.250 table 100".into()],
+    };
+    assert_eq!(a[2], add, "routes go in right after the VIPs");
+    let a = r.handle(ms(100), Input::Stop);
+    assert!(
+        a.iter().any(|x| matches!(x, Action::RemoveRoutes { .. })),
+        "{a:?}"
+    );
+}

@@ -127,6 +127,12 @@ fn render(a: &Action) -> String {
         Action::Announce { addrs: v, repeat } => format!("announce {} x{repeat}", addrs(v)),
         Action::State { from, to } => format!("state {from}->{to}"),
         Action::Priority { priority } => format!("priority {priority}"),
+        Action::AddRoutes { routes, rules } => {
+            format!("add_routes {} {}", routes.join(";"), rules.join(";"))
+        }
+        Action::RemoveRoutes { routes, rules } => {
+            format!("remove_routes {} {}", routes.join(";"), rules.join(";"))
+        }
     }
 }
 
