@@ -90,6 +90,14 @@ fn sent_priorities(actions: &[Action]) -> Vec<u8> {
         .collect()
 }
 
+/// Whether `actions` announce the VIP `repeat` times.
+fn announces(actions: &[Action], repeat: u32) -> bool {
+    actions.contains(&Action::Announce {
+        addrs: vec![ip(VIP)],
+        repeat,
+    })
+}
+
 fn started(cfg: Config) -> Router {
     let mut r = Router::new(cfg);
     let a = r.handle(Instant::ZERO, Input::Start);
@@ -385,29 +393,11 @@ fn garp_second_burst_after_master_delay_and_refresh() {
     };
     let mut r = master(cfg);
     let a = r.handle(ms(5000), Input::Timer);
-    assert!(
-        a.contains(&Action::Announce {
-            addrs: vec![ip(VIP)],
-            repeat: 5
-        }),
-        "{a:?}"
-    );
+    assert!(announces(&a, 5), "{a:?}");
     let a = r.handle(ms(60_000), Input::Timer);
-    assert!(
-        a.contains(&Action::Announce {
-            addrs: vec![ip(VIP)],
-            repeat: 2
-        }),
-        "{a:?}"
-    );
+    assert!(announces(&a, 2), "{a:?}");
     let a = r.handle(ms(120_000), Input::Timer);
-    assert!(
-        a.contains(&Action::Announce {
-            addrs: vec![ip(VIP)],
-            repeat: 2
-        }),
-        "{a:?}"
-    );
+    assert!(announces(&a, 2), "{a:?}");
 }
 
 #[test]

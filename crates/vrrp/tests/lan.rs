@@ -240,6 +240,25 @@ fn interval_for(version: Version, ms: u64) -> u64 {
     }
 }
 
+/// All routers started together and run for four Master_Down_Intervals.
+fn settled_lan(
+    prios: &[u8],
+    version: Version,
+    ms: u64,
+    latency_ms: u64,
+    seed: u64,
+) -> (Lan, Duration) {
+    let ms = interval_for(version, ms);
+    let latency = Duration::from_millis(latency_ms.min(ms / 10));
+    let mut lan = Lan::new(configs(prios, version, ms), latency, seed);
+    for i in 0..prios.len() {
+        lan.start(i);
+    }
+    let t = lan.now + lan.max_down_interval() * 4;
+    lan.run_until(t);
+    (lan, latency)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 200,
@@ -283,14 +302,7 @@ proptest! {
     fn a_dead_master_is_replaced_within_master_down_interval(
         (prios, version, ms, latency_ms, _starts, seed) in scenario(),
     ) {
-        let ms = interval_for(version, ms);
-        let latency = Duration::from_millis(latency_ms.min(ms / 10));
-        let mut lan = Lan::new(configs(&prios, version, ms), latency, seed);
-        for i in 0..prios.len() {
-            lan.start(i);
-        }
-        let t = lan.now + lan.max_down_interval() * 4;
-        lan.run_until(t);
+        let (mut lan, latency) = settled_lan(&prios, version, ms, latency_ms, seed);
         let old = lan.masters();
         prop_assert_eq!(old.len(), 1);
         let dead = old[0];
@@ -314,14 +326,7 @@ proptest! {
         (prios, version, ms, latency_ms, _starts, seed) in scenario(),
         flaps in prop::collection::vec((100u64..5000, 100u64..5000), 1..6),
     ) {
-        let ms = interval_for(version, ms);
-        let latency = Duration::from_millis(latency_ms.min(ms / 10));
-        let mut lan = Lan::new(configs(&prios, version, ms), latency, seed);
-        for i in 0..prios.len() {
-            lan.start(i);
-        }
-        let t = lan.now + lan.max_down_interval() * 4;
-        lan.run_until(t);
+        let (mut lan, _) = settled_lan(&prios, version, ms, latency_ms, seed);
         let bound = lan.max_down_interval();
         for (down_ms, up_ms) in flaps {
             // Cut node 0 off from the others, then heal.
