@@ -4,6 +4,7 @@ mod cli;
 mod lab;
 mod logging;
 mod status;
+mod vrrp;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,8 +51,7 @@ fn load_config(cli: &Cli) -> kaconf::Loaded {
     kaconf::load(&cli.config, &opts)
 }
 
-/// Runs the daemon.
-#[allow(clippy::unnecessary_wraps)] // same shape as the other commands; fallible once it runs
+/// Runs the daemon: for now the VRRP part (`-C`, checkers only, has nothing to run yet).
 fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let target = if cli.log_console {
         logging::Target::Console
@@ -60,13 +60,51 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     };
     logging::init(target, cli.log_detail);
     tracing::info!("Starting Keepalived-rs v{}", env!("CARGO_PKG_VERSION"));
-    if let Err(e) = std::fs::metadata(&cli.config) {
-        tracing::error!(
-            "Configuration file '{}' is not readable: {e}",
-            cli.config.display()
-        );
+    let loaded = load_config(cli);
+    for d in &loaded.diagnostics {
+        let line = d.render(&loaded.sources);
+        match d.severity {
+            kaconf::Severity::Error => tracing::error!("{line}"),
+            kaconf::Severity::Warning => tracing::warn!("{line}"),
+        }
+    }
+    if loaded.has_errors() {
+        tracing::error!("configuration has errors; not starting");
         return Ok(1);
     }
-    tracing::error!("the VRRP engine and the checkers are not built yet; nothing to run");
-    Ok(1)
+    if cli.check_only {
+        tracing::error!("the health checkers are not built yet; nothing to run with -C");
+        return Ok(1);
+    }
+    if !cli.dont_fork {
+        tracing::warn!("keepalived-rs does not fork yet; running in the foreground");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let pid_file = cli.pid_file.clone();
+    if let Some(p) = &pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
+    }
+    let config = loaded.config;
+    let result = std::thread::Builder::new()
+        .name("vrrp".into())
+        .spawn(move || vrrp::run(&config, &stop))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the VRRP thread panicked"))?;
+    if let Some(p) = &pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    match result {
+        Ok(()) => {
+            tracing::info!("Stopped Keepalived-rs v{}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            Ok(1)
+        }
+    }
 }

@@ -371,9 +371,33 @@ impl Node {
         Process::start(command, format!("{program} in {}", self.ns))
     }
 
-    /// Like [`Node::spawn`] with full control over the command (stdout, env…);
-    /// `command` is run under `ip netns exec`.
+    /// Like [`Node::spawn`] with the program, arguments, environment and
+    /// directory of `command`, run under `ip netns exec`; its stderr goes to
+    /// `log` when given (else inherited), its stdout nowhere.
+    pub fn spawn_logged(&self, command: &Command, log: Option<File>) -> Result<Process, Error> {
+        let mut wrapped = self.wrap(command);
+        wrapped.stdin(Stdio::null()).stdout(Stdio::null());
+        if let Some(log) = log {
+            wrapped.stderr(log);
+        }
+        Process::start(
+            wrapped,
+            format!("{} in {}", command.get_program().to_string_lossy(), self.ns),
+        )
+    }
+
+    /// Like [`Node::spawn`] with the program, arguments, environment and
+    /// directory of `command` (its stdio settings are not carried over: use
+    /// [`Node::spawn_logged`] to capture output), run under `ip netns exec`.
     pub fn spawn_command(&self, command: &Command) -> Result<Process, Error> {
+        let wrapped = self.wrap(command);
+        Process::start(
+            wrapped,
+            format!("{} in {}", command.get_program().to_string_lossy(), self.ns),
+        )
+    }
+
+    fn wrap(&self, command: &Command) -> Command {
         let mut wrapped = Command::new("ip");
         wrapped
             .args(["netns", "exec", &self.ns])
@@ -388,10 +412,7 @@ impl Node {
         if let Some(dir) = command.get_current_dir() {
             wrapped.current_dir(dir);
         }
-        Process::start(
-            wrapped,
-            format!("{} in {}", command.get_program().to_string_lossy(), self.ns),
-        )
+        wrapped
     }
 
     /// Runs `f` on a new thread that lives inside this namespace. Sockets made

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use netlab::Lab;
@@ -87,16 +87,14 @@ fn capture(case: &Case) {
     dump.args(["-i", "eth0", "-U", "-w"])
         .arg(&pcap)
         .arg("ip proto 112 or ip6 proto 112");
-    dump.stdout(Stdio::null()).stderr(Stdio::null());
-    let mut tcpdump = lb2.spawn_command(&dump).unwrap();
+    let mut tcpdump = lb2.spawn_logged(&dump, None).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let mut ka = Command::new("keepalived");
     ka.args(["-n", "-l", "-P", "-f"]).arg(&conf);
     for (flag, file) in [("-p", "k.pid"), ("-r", "v.pid"), ("-c", "c.pid")] {
         ka.arg(flag).arg(work.join(file));
     }
-    ka.stdout(Stdio::null()).stderr(Stdio::null());
-    let mut keepalived = lb1.spawn_command(&ka).unwrap();
+    let mut keepalived = lb1.spawn_logged(&ka, None).unwrap();
     std::thread::sleep(Duration::from_secs(7));
     if case.stop {
         keepalived

@@ -1,0 +1,253 @@
+//! The VRRP driver: the engine of `crates/vrrp` on real sockets, on a thread
+//! of its own so nothing else can delay an advert.
+//!
+//! The loop owns the sockets and the clock: it waits on the sockets until the
+//! earliest `poll_at()` of all instances, feeds packets and timers to the
+//! engines and carries out their actions. Done so far: IPv4, multicast and
+//! unicast, VIPs, graceful stop. Still to come (issue #6): IPv6, GARP/NA,
+//! tracking, notify, netlink.
+
+pub mod addrs;
+pub mod net;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use vrrp::{Action, Dest, Family, Input, Instant, Router, StateName};
+
+use net::{SystemInterfaces, VrrpSocket};
+use spec::InstanceSpec;
+
+/// The longest the loop sleeps, so a stop request is seen promptly.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+struct Instance {
+    spec: InstanceSpec,
+    router: Router,
+    socket: usize,
+}
+
+/// Runs every `vrrp_instance` until `stop` is set; then stops them gracefully.
+pub fn run(config: &kaconf::Config, stop: &Arc<AtomicBool>) -> Result<()> {
+    let mut driver = Driver::new(config)?;
+    driver.start();
+    while !stop.load(Ordering::Relaxed) {
+        driver.step()?;
+    }
+    tracing::info!("Stopping");
+    driver.stop();
+    Ok(())
+}
+
+/// The sockets, the instances and the clock.
+struct Driver {
+    sockets: Vec<VrrpSocket>,
+    instances: Vec<Instance>,
+    /// (socket, VRID) → instance.
+    by_vrid: HashMap<(usize, u8), usize>,
+    epoch: std::time::Instant,
+}
+
+impl Driver {
+    fn new(config: &kaconf::Config) -> Result<Self> {
+        let specs =
+            spec::instances(config, &SystemInterfaces).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if specs.is_empty() {
+            bail!("no vrrp_instance in the configuration");
+        }
+        let mut sockets: Vec<VrrpSocket> = Vec::new();
+        let mut instances = Vec::new();
+        for spec in specs {
+            let IpAddr::V4(primary) = spec.engine.primary else {
+                bail!(
+                    "({}) IPv6 instances are not supported by keepalived-rs yet",
+                    spec.name
+                );
+            };
+            // Addresses a previous run of ours may have left behind.
+            for a in &spec.addresses {
+                if let Err(e) = addrs::remove(a) {
+                    tracing::warn!("({}) cleaning up {}: {e}", spec.name, a.addr);
+                }
+            }
+            let socket = if let Some(i) = sockets.iter().position(|s| s.ifname == spec.interface) {
+                i
+            } else {
+                let s = VrrpSocket::open_v4(&spec.interface, primary).with_context(|| {
+                    format!("({}) VRRP socket on {}", spec.name, spec.interface)
+                })?;
+                sockets.push(s);
+                sockets.len() - 1
+            };
+            instances.push(Instance {
+                router: Router::new(spec.engine.clone()),
+                spec,
+                socket,
+            });
+        }
+        let by_vrid = instances
+            .iter()
+            .enumerate()
+            .map(|(i, inst)| ((inst.socket, inst.spec.engine.vrid), i))
+            .collect();
+        Ok(Self {
+            sockets,
+            instances,
+            by_vrid,
+            epoch: std::time::Instant::now(),
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn feed(&mut self, i: usize, input: Input) {
+        let now = self.now();
+        let actions = self.instances[i].router.handle(now, input);
+        carry_out(&self.instances[i], &self.sockets, &actions);
+    }
+
+    fn start(&mut self) {
+        for i in 0..self.instances.len() {
+            self.feed(i, Input::Start);
+        }
+    }
+
+    fn stop(&mut self) {
+        for i in 0..self.instances.len() {
+            self.feed(i, Input::Stop);
+        }
+    }
+
+    /// Waits for a packet or the next timer (at most [`MAX_WAIT`]) and handles it.
+    fn step(&mut self) -> Result<()> {
+        let t = self.now();
+        let next = self
+            .instances
+            .iter()
+            .filter_map(|i| i.router.poll_at())
+            .min();
+        let wait = next.map_or(MAX_WAIT, |n| n.since(t).min(MAX_WAIT));
+        let ready = self.wait(wait)?;
+        for si in (0..self.sockets.len()).filter(|i| ready[*i]) {
+            self.receive(si);
+        }
+        let t = self.now();
+        for i in 0..self.instances.len() {
+            if self.instances[i].router.poll_at().is_some_and(|at| at <= t) {
+                self.feed(i, Input::Timer);
+            }
+        }
+        Ok(())
+    }
+
+    /// Which sockets have packets, after waiting up to `wait`.
+    fn wait(&self, wait: Duration) -> Result<Vec<bool>> {
+        let mut fds: Vec<nix::poll::PollFd> = self
+            .sockets
+            .iter()
+            .map(|s| nix::poll::PollFd::new(s.fd(), nix::poll::PollFlags::POLLIN))
+            .collect();
+        let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        // Sub-millisecond waits round up, so a timer never spins.
+        let timeout = nix::poll::PollTimeout::from(if wait.is_zero() { 0 } else { ms.max(1) });
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll on the VRRP sockets"),
+        }
+        Ok(fds
+            .iter()
+            .map(|f| {
+                f.revents()
+                    .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN))
+            })
+            .collect())
+    }
+
+    /// Reads every waiting packet of socket `si` and hands each to its instance.
+    fn receive(&mut self, si: usize) {
+        loop {
+            let packet = match self.sockets[si].recv() {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("receiving on {}: {e}", self.sockets[si].ifname);
+                    return;
+                }
+            };
+            let vrid = packet.payload.get(1).copied().unwrap_or(0);
+            let Some(&i) = self.by_vrid.get(&(si, vrid)) else {
+                tracing::debug!("advert for unknown VRID {vrid} from {}", packet.src);
+                continue;
+            };
+            let input = Input::Packet {
+                src: packet.src,
+                dst: packet.dst,
+                ttl: packet.ttl,
+                bytes: packet.payload,
+            };
+            self.feed(i, input);
+        }
+    }
+}
+
+/// Does what the engine asked, logging in keepalived's words.
+fn carry_out(inst: &Instance, sockets: &[VrrpSocket], actions: &[Action]) {
+    let name = &inst.spec.name;
+    for a in actions {
+        match a {
+            Action::Send { src, to, .. } => {
+                let dst = match to {
+                    Dest::Unicast(p) => *p,
+                    Dest::Multicast => vrrp::router::multicast_group(Family::of(src)),
+                };
+                if let Some(payload) = a.payload() {
+                    if let Err(e) = sockets[inst.socket].send(dst, &payload) {
+                        tracing::warn!("({name}) sending an advert to {dst}: {e}");
+                    }
+                }
+            }
+            Action::AddVips(_) => {
+                for addr in &inst.spec.addresses {
+                    if let Err(e) = addrs::add(addr) {
+                        tracing::error!("({name}) {e}");
+                    }
+                }
+            }
+            Action::RemoveVips(_) => {
+                for addr in &inst.spec.addresses {
+                    if let Err(e) = addrs::remove(addr) {
+                        tracing::error!("({name}) {e}");
+                    }
+                }
+            }
+            Action::State { to, .. } => {
+                let what = match to {
+                    StateName::Master => "MASTER",
+                    StateName::Backup => "BACKUP",
+                    StateName::Fault => "FAULT",
+                    StateName::Stop => "STOP",
+                    StateName::Init => "INIT",
+                };
+                tracing::info!("({name}) Entering {what} STATE");
+            }
+            Action::Priority { priority } => {
+                tracing::info!("({name}) Changing effective priority to {priority}");
+            }
+            Action::Announce { addrs, repeat } => {
+                tracing::debug!(
+                    "({name}) would announce {addrs:?} x{repeat} (GARP/NA not sent yet)"
+                );
+            }
+            Action::AddRoutes { .. } | Action::RemoveRoutes { .. } => {
+                tracing::warn!("({name}) virtual_routes/virtual_rules are not supported yet");
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! From `keepalived.conf` to engine configurations: every default keepalived
+//! applies, in one place. Pure: the only outside knowledge, an interface's
+//! addresses, comes in through [`Interfaces`].
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use kaconf::model::{AuthType, Config, InitialState as KaState, VrrpInstance};
+use kaconf::section::Named;
+use vrrp::router::Garp;
+use vrrp::{Auth, Config as Engine, Family, InitialState, Version};
+
+/// What the daemon needs to know about the machine's interfaces.
+pub trait Interfaces {
+    /// The first address of `family` on `ifname`, preferring non-link-local
+    /// for IPv4 and link-local for IPv6 (as VRRPv3 over IPv6 sends from it).
+    fn primary(&self, ifname: &str, family: Family) -> Option<IpAddr>;
+}
+
+/// One instance, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub interface: String,
+    pub engine: Engine,
+    /// `vrrp_script` names with their weight (`None`: the script's own).
+    pub track_scripts: Vec<(String, Option<i64>)>,
+    /// Interfaces whose link going down means FAULT (or a weight).
+    pub track_interfaces: Vec<(String, Option<i64>)>,
+    /// How each VIP is put on the machine.
+    pub addresses: Vec<AddressSpec>,
+}
+
+/// One virtual address as `ip addr add` wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressSpec {
+    pub addr: IpAddr,
+    /// keepalived's default: /32 for IPv4, /128 for IPv6.
+    pub prefix_len: u8,
+    pub dev: String,
+    pub label: Option<String>,
+    pub scope: Option<String>,
+    pub brd: Option<String>,
+}
+
+/// Why an instance cannot run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub instance: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}) {}", self.instance, self.reason)
+    }
+}
+
+/// Builds the engine configuration of every instance.
+pub fn instances(config: &Config, ifs: &dyn Interfaces) -> Result<Vec<InstanceSpec>, SpecError> {
+    config
+        .instances
+        .iter()
+        .map(|inst| instance(config, inst, ifs))
+        .collect()
+}
+
+fn instance(
+    config: &Config,
+    inst: &Named<VrrpInstance>,
+    ifs: &dyn Interfaces,
+) -> Result<InstanceSpec, SpecError> {
+    let g = config.globals();
+    let b = &inst.body;
+    let err = |reason: String| SpecError {
+        instance: inst.name.clone(),
+        reason,
+    };
+    let interface = b
+        .interface
+        .as_ref()
+        .map(|i| i.value.clone())
+        .or_else(|| g.default_interface.clone())
+        .ok_or_else(|| err("no interface".into()))?;
+    let vrid = b
+        .virtual_router_id
+        .map(|v| u8::try_from(v.get()).unwrap_or(0))
+        .ok_or_else(|| err("no virtual_router_id".into()))?;
+    let vips: Vec<IpAddr> = b.vips().map(|v| v.addr.addr).collect();
+    let family = vips.first().map_or(Family::V4, Family::of);
+    let mut version = match b
+        .version
+        .as_ref()
+        .map(|v| v.value.get())
+        .or(g.vrrp_version.map(kaconf::value::Int::get))
+    {
+        Some(3) => Version::V3,
+        _ => Version::V2,
+    };
+    if family == Family::V6 {
+        version = Version::V3;
+    }
+    let advert_interval = interval(version, b.advert_int.as_ref().map(|a| a.value.duration()));
+    let peers: Vec<IpAddr> = b
+        .unicast_peer
+        .iter()
+        .flat_map(|l| &l.0)
+        .map(|p| p.addr)
+        .collect();
+    let configured_src = if peers.is_empty() {
+        b.mcast_src_ip
+    } else {
+        b.unicast_src_ip.or(b.mcast_src_ip)
+    };
+    let primary = configured_src
+        .or_else(|| ifs.primary(&interface, family))
+        .ok_or_else(|| {
+            err(format!(
+                "interface {interface} has no {family:?} address to send adverts from"
+            ))
+        })?;
+    let auth = match b.authentication.as_ref().map(|a| &a.value.0) {
+        Some(a) if version == Version::V2 => match a.auth_type {
+            Some(AuthType::Pass) => Auth::pass(a.auth_pass.as_deref().unwrap_or("")),
+            Some(AuthType::Ah) => Auth::Ah,
+            None => Auth::None,
+        },
+        _ => Auth::None,
+    };
+    let garp = garp(b, &g);
+    let engine = Engine {
+        name: inst.name.clone(),
+        vrid,
+        version,
+        priority: b
+            .priority
+            .as_ref()
+            .map_or(100, |p| u8::try_from(p.value.get()).unwrap_or(100)),
+        advert_interval,
+        initial_state: match b.state.as_ref().map(|s| s.value) {
+            Some(KaState::Master) => InitialState::Master,
+            _ => InitialState::Backup,
+        },
+        preempt: b.nopreempt.is_none(),
+        preempt_delay: secs(b.preempt_delay).unwrap_or(Duration::ZERO),
+        accept: b.accept || (g.vrrp_strict && !b.no_accept),
+        primary,
+        vips,
+        routes: Vec::new(),
+        rules: Vec::new(),
+        peers,
+        auth,
+        garp,
+        startup_delay: secs(g.vrrp_startup_delay).unwrap_or(Duration::ZERO),
+        down_timer_adverts: b
+            .down_timer_adverts
+            .map_or(3, |d| u32::try_from(d.get()).unwrap_or(3)),
+        check_addrs: !b.skip_check_adv_addr.is_some_and(|s| s.0)
+            && !g.vrrp_skip_check_adv_addr.is_some_and(|s| s.0),
+        v3_checksum_as_v2: b.v3_checksum_as_v2 || g.v3_checksum_as_v2,
+    };
+    Ok(InstanceSpec {
+        name: inst.name.clone(),
+        addresses: addresses(b, &interface),
+        interface,
+        engine,
+        track_scripts: tracks(b.track_script.as_ref(), true),
+        track_interfaces: tracks(b.track_interface.as_ref(), false),
+    })
+}
+
+/// How each VIP goes on the interface.
+fn addresses(b: &VrrpInstance, interface: &str) -> Vec<AddressSpec> {
+    b.vips()
+        .map(|v| AddressSpec {
+            addr: v.addr.addr,
+            prefix_len: v
+                .addr
+                .len
+                .unwrap_or(if v.addr.addr.is_ipv4() { 32 } else { 128 }),
+            dev: v.dev.clone().unwrap_or_else(|| interface.to_owned()),
+            label: v.label.clone(),
+            scope: v.scope.clone(),
+            brd: v.brd.clone(),
+        })
+        .collect()
+}
+
+/// Tracked names with their weight (`reverse` negates it where it applies).
+fn tracks(
+    lines: Option<&kaconf::value::Lines<kaconf::model::TrackRef>>,
+    reversible: bool,
+) -> Vec<(String, Option<i64>)> {
+    lines
+        .iter()
+        .flat_map(|l| &l.0)
+        .map(|t| {
+            let w = t.weight.map(|w| {
+                if reversible && w.reverse {
+                    -w.weight
+                } else {
+                    w.weight
+                }
+            });
+            (t.name.clone(), w)
+        })
+        .collect()
+}
+
+fn secs(s: Option<kaconf::value::Seconds>) -> Option<Duration> {
+    s.map(kaconf::value::Seconds::duration)
+}
+
+fn count(c: Option<kaconf::value::Count>) -> Option<u32> {
+    c.map(|c| u32::try_from(c.get()).unwrap_or(u32::MAX))
+}
+
+/// The advert interval the version can carry: whole seconds for v2 (rounded,
+/// at least 1), centiseconds for v3 (at least 10 ms). Default 1 s.
+fn interval(version: Version, configured: Option<Duration>) -> Duration {
+    let Some(d) = configured else {
+        return Duration::from_secs(1);
+    };
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    match version {
+        Version::V2 => Duration::from_secs(((us + 500_000) / 1_000_000).max(1)),
+        Version::V3 => Duration::from_millis((us / 10_000 * 10).max(10)),
+    }
+}
+
+/// The GARP/NA schedule: the instance's keywords, else `global_defs`'
+/// `vrrp_garp_*`, else keepalived's defaults (lower-priority bursts default
+/// to the master ones).
+fn garp(b: &VrrpInstance, g: &kaconf::model::GlobalDefs) -> Garp {
+    let d = Garp::default();
+    let master_delay = secs(b.garp_master_delay)
+        .or(secs(g.vrrp_garp_master_delay))
+        .unwrap_or(d.master_delay);
+    let master_repeat = count(b.garp_master_repeat)
+        .or(count(g.vrrp_garp_master_repeat))
+        .unwrap_or(d.master_repeat);
+    Garp {
+        master_delay,
+        master_repeat,
+        master_refresh: secs(b.garp_master_refresh)
+            .or(secs(g.vrrp_garp_master_refresh))
+            .unwrap_or(Duration::ZERO),
+        master_refresh_repeat: count(b.garp_master_refresh_repeat)
+            .or(count(g.vrrp_garp_master_refresh_repeat))
+            .unwrap_or(d.master_refresh_repeat),
+        lower_prio_delay: secs(b.garp_lower_prio_delay)
+            .or(secs(g.vrrp_garp_lower_prio_delay))
+            .unwrap_or(master_delay),
+        lower_prio_repeat: count(b.garp_lower_prio_repeat)
+            .or(count(g.vrrp_garp_lower_prio_repeat))
+            .unwrap_or(master_repeat),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    struct Fake;
+    impl Interfaces for Fake {
+        fn primary(&self, ifname: &str, family: Family) -> Option<IpAddr> {
+            match (ifname, family) {
+                ("eth0", Family::V4) => "198.51.100.22".parse().ok(),
+                ("eth0", Family::V6) => "fe80::22".parse().ok(),
+                _ => None,
+            }
+        }
+    }
+
+    fn specs(text: &str) -> Result<Vec<InstanceSpec>, SpecError> {
+        let loaded = kaconf::parse_str(Path::new("t.conf"), text, &kaconf::Options::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.rendered());
+        instances(&loaded.config, &Fake)
+    }
+
+    #[test]
+    fn the_seed_instance_gets_keepalived_defaults() {
+        let s = specs(
+            "vrrp_instance VI_1 {\n state MASTER\n interface eth0\n virtual_router_id 51\n priority 100\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass 1111\n }\n virtual_ipaddress {\n 198.51.100.250\n }\n}\n",
+        )
+        .unwrap();
+        let e = &s[0].engine;
+        assert_eq!((e.vrid, e.priority, e.version), (51, 100, Version::V2));
+        assert_eq!(e.advert_interval, Duration::from_secs(1));
+        assert_eq!(e.initial_state, InitialState::Master);
+        assert_eq!(e.primary, "198.51.100.22".parse::<IpAddr>().unwrap());
+        assert_eq!(e.auth, Auth::pass("1111"));
+        assert!(e.preempt && e.peers.is_empty());
+        assert_eq!(e.garp, Garp::default());
+        assert_eq!(e.down_timer_adverts, 3);
+    }
+
+    #[test]
+    fn v3_unicast_nopreempt_and_globals() {
+        let s = specs(
+            "global_defs {\n vrrp_version 3\n vrrp_garp_master_delay 2\n vrrp_garp_master_repeat 3\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n advert_int 0.1\n nopreempt\n unicast_src_ip 198.51.100.22\n unicast_peer {\n 198.51.100.40\n }\n virtual_ipaddress {\n 198.51.100.250/24 dev eth0\n }\n}\n",
+        )
+        .unwrap();
+        let e = &s[0].engine;
+        assert_eq!(e.version, Version::V3);
+        assert_eq!(e.advert_interval, Duration::from_millis(100));
+        assert!(!e.preempt);
+        assert_eq!(e.peers, vec!["198.51.100.40".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            (e.garp.master_delay, e.garp.master_repeat),
+            (Duration::from_secs(2), 3)
+        );
+        assert_eq!(
+            (e.garp.lower_prio_delay, e.garp.lower_prio_repeat),
+            (Duration::from_secs(2), 3)
+        );
+    }
+
+    #[test]
+    fn ipv6_vips_mean_v3_from_the_link_local_address() {
+        let s = specs(
+            "vrrp_instance VI_6 {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n 2001:db8:100::250/64\n }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(s[0].engine.version, Version::V3);
+        assert_eq!(s[0].engine.primary, "fe80::22".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn intervals_fit_the_version() {
+        assert_eq!(interval(Version::V2, None), Duration::from_secs(1));
+        assert_eq!(
+            interval(Version::V2, Some(Duration::from_millis(1500))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            interval(Version::V2, Some(Duration::from_millis(200))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            interval(Version::V3, Some(Duration::from_millis(105))),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            interval(Version::V3, Some(Duration::from_millis(1))),
+            Duration::from_millis(10)
+        );
+    }
+
+    #[test]
+    fn an_interface_without_an_address_is_an_error() {
+        let e =
+            specs("vrrp_instance VI_1 {\n interface eth9\n virtual_router_id 9\n}\n").unwrap_err();
+        assert_eq!(e.instance, "VI_1");
+        assert!(e.reason.contains("eth9"), "{e}");
+    }
+
+    #[test]
+    fn track_scripts_keep_their_weights() {
+        let s = specs(
+            "vrrp_script chk {\n script /bin/true\n weight 1\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 9\n track_script {\n chk\n chk weight 10 reverse\n }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s[0].track_scripts,
+            vec![("chk".to_owned(), None), ("chk".to_owned(), Some(-10))]
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! keepalived-rs and the real keepalived (Debian's 2.2.x) as VRRP peers in
+//! network namespaces: each takes the VIP from the other when it should, and
+//! never both hold it at steady state.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netlab::{Lab, Node, Process};
+use nix::sys::signal::Signal;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+const VIP: &str = "198.51.100.250";
+
+fn vip() -> IpAddr {
+    VIP.parse().unwrap()
+}
+
+/// Root, namespaces and keepalived are all needed; under CI their absence fails.
+fn ready(name: &str) -> bool {
+    if !netlab::privileged(name) {
+        return false;
+    }
+    let have = Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() || !o.stderr.is_empty());
+    if !have {
+        assert!(
+            !netlab::in_ci(),
+            "{name}: keepalived is not installed; CI must install it"
+        );
+        eprintln!("SKIPPED {name}: keepalived is not installed");
+    }
+    have
+}
+
+struct Pair {
+    lab: Lab,
+    dir: PathBuf,
+}
+
+impl Pair {
+    fn new(tag: &str) -> Self {
+        let lab = Lab::star(&[
+            ("lb1", &["198.51.100.22/24"]),
+            ("lb2", &["198.51.100.40/24"]),
+        ])
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("{}{tag}", lab.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { lab, dir }
+    }
+
+    fn node(&self, name: &str) -> &Node {
+        self.lab.node(name).unwrap()
+    }
+
+    fn config(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.dir.join(format!("{name}.conf"));
+        std::fs::write(
+            &path,
+            format!("global_defs {{\n router_id {name}\n}}\nvrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {{\n {VIP}/24\n }}\n{body}}}\n"),
+        )
+        .unwrap();
+        path
+    }
+
+    /// keepalived-rs in `node` with `body` inside `vrrp_instance`.
+    fn ours(&self, node: &str, body: &str) -> Process {
+        let conf = self.config(&format!("{node}-rs"), body);
+        let log = std::fs::File::create(self.dir.join(format!("{node}-rs.log"))).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["-n", "-l", "-D", "-f"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(self.dir.join(format!("{node}-rs.pid")));
+        self.node(node).spawn_logged(&cmd, Some(log)).unwrap()
+    }
+
+    /// keepalived (VRRP only) in `node`.
+    fn keepalived(&self, node: &str, body: &str) -> Process {
+        let conf = self.config(&format!("{node}-ka"), body);
+        let mut cmd = Command::new("keepalived");
+        cmd.args(["-n", "-l", "-P", "-f"]).arg(&conf);
+        for (flag, file) in [("-p", "k.pid"), ("-r", "v.pid"), ("-c", "c.pid")] {
+            cmd.arg(flag).arg(self.dir.join(format!("{node}-{file}")));
+        }
+        let log = std::fs::File::create(self.dir.join(format!("{node}-ka.log"))).unwrap();
+        self.node(node).spawn_logged(&cmd, Some(log)).unwrap()
+    }
+
+    fn holds_vip(&self, node: &str) -> bool {
+        self.node(node).has_address(vip()).unwrap()
+    }
+
+    /// Checks every 50 ms for `span` that exactly `node` holds the VIP.
+    fn only_holder_for(&self, node: &str, other: &str, span: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < span {
+            assert!(
+                self.holds_vip(node),
+                "{node} lost the VIP after {:?}\n{}",
+                start.elapsed(),
+                self.logs()
+            );
+            assert!(
+                !self.holds_vip(other),
+                "both hold the VIP after {:?}\n{}",
+                start.elapsed(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let _ = write!(out, "--- {}\n{text}\n", e.path().display());
+            }
+        }
+        out
+    }
+
+    /// Every keepalived process in `node`'s namespace: SIGSTOP them all, then
+    /// SIGKILL, so no child turns the crash into a graceful priority-0 handover.
+    fn crash_keepalived(&self, node: &str) {
+        let out = Command::new("ip")
+            .args(["netns", "pids", self.node(node).ns()])
+            .output()
+            .unwrap();
+        let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        for sig in [Signal::SIGSTOP, Signal::SIGKILL] {
+            for p in &pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
+            }
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_vip(pair: &Pair, node: &str, limit: Duration) -> Duration {
+    pair.node(node)
+        .wait_for_address(vip(), limit)
+        .unwrap_or_else(|e| panic!("{node} never got the VIP ({e})\n{}", pair.logs()))
+}
+
+#[test]
+fn ours_master_keepalived_backup_v3_and_graceful_handover() {
+    if !ready("ours_master_keepalived_backup_v3_and_graceful_handover") {
+        return;
+    }
+    let pair = Pair::new("a");
+    let mut ours = pair.ours(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    let _ka = pair.keepalived(
+        "lb2",
+        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(3));
+    // SIGTERM: priority 0, so keepalived takes over after its skew (166/256 × 100 ms = 65 ms).
+    let t0 = Instant::now();
+    ours.signal(Signal::SIGTERM).unwrap();
+    let took = wait_vip(&pair, "lb2", Duration::from_secs(5));
+    let status = ours.wait_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        status.success(),
+        "keepalived-rs exited with {status}\n{}",
+        pair.logs()
+    );
+    assert!(
+        !pair.holds_vip("lb1"),
+        "keepalived-rs left the VIP behind\n{}",
+        pair.logs()
+    );
+    eprintln!(
+        "graceful handover to keepalived: {took:?} (wall {:?})",
+        t0.elapsed()
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "handover took {took:?}\n{}",
+        pair.logs()
+    );
+}
+
+#[test]
+fn keepalived_master_ours_backup_v2_and_crash_failover() {
+    if !ready("keepalived_master_ours_backup_v2_and_crash_failover") {
+        return;
+    }
+    let pair = Pair::new("b");
+    let _ka = pair.keepalived("lb1", " state MASTER\n priority 100\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass 1111\n }\n");
+    let _ours = pair.ours("lb2", " state BACKUP\n priority 90\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass 1111\n }\n");
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(5));
+    pair.crash_keepalived("lb1");
+    let took = wait_vip(&pair, "lb2", Duration::from_secs(10));
+    eprintln!("failover after keepalived crashed: {took:?}");
+    // 3 × 1 s + skew 648 ms after the last advert heard, which was at most 1 s before.
+    assert!(
+        took <= Duration::from_millis(3_700),
+        "took {took:?}\n{}",
+        pair.logs()
+    );
+}
+
+#[test]
+fn higher_priority_ours_preempts_keepalived_unicast() {
+    if !ready("higher_priority_ours_preempts_keepalived_unicast") {
+        return;
+    }
+    let pair = Pair::new("c");
+    let _ka = pair.keepalived(
+        "lb1",
+        " state MASTER\n priority 100\n advert_int 1\n unicast_src_ip 198.51.100.22\n unicast_peer {\n 198.51.100.40\n }\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let _ours = pair.ours(
+        "lb2",
+        " state BACKUP\n priority 150\n advert_int 1\n unicast_src_ip 198.51.100.40\n unicast_peer {\n 198.51.100.22\n }\n",
+    );
+    // Ours ignores the lower-priority adverts and takes over after its down timer;
+    // keepalived hears the higher priority and steps down.
+    wait_vip(&pair, "lb2", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    pair.only_holder_for("lb2", "lb1", Duration::from_secs(3));
+}
