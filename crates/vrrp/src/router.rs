@@ -136,12 +136,13 @@ impl Config {
     }
 }
 
+/// Seconds (v2, 1–255) or centiseconds (v3, 1–4095): what the field can hold.
 fn wire_units(version: Version, d: Duration) -> u16 {
-    let units = match version {
-        Version::V2 => d.as_secs(),
-        Version::V3 => u64::try_from(d.as_millis() / 10).unwrap_or(u64::MAX),
+    let (units, max) = match version {
+        Version::V2 => (d.as_secs(), 255),
+        Version::V3 => (u64::try_from(d.as_millis() / 10).unwrap_or(u64::MAX), 4095),
     };
-    u16::try_from(units).unwrap_or(u16::MAX)
+    u16::try_from(units.clamp(1, max)).unwrap_or(1)
 }
 
 /// keepalived's state names, which operators grep for.
@@ -210,6 +211,10 @@ pub enum Action {
         src: IpAddr,
         to: Dest,
         advert: Advert,
+        /// VRRPv3 over IPv4 with the checksum of old keepalived versions
+        /// (no pseudo-header): `v3_checksum_as_v2`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        v2_checksum: bool,
     },
     /// Add the virtual addresses to the interface.
     AddVips(Vec<IpAddr>),
@@ -238,12 +243,18 @@ impl Action {
     /// The bytes of a `Send`, with the checksum for its pseudo-header.
     pub fn payload(&self) -> Option<Vec<u8>> {
         match self {
-            Action::Send { src, to, advert } => {
+            Action::Send {
+                src,
+                to,
+                advert,
+                v2_checksum,
+            } => {
                 let dst = match to {
                     Dest::Unicast(a) => *a,
                     Dest::Multicast => multicast_group(Family::of(src)),
                 };
-                Some(advert.emit(Some(PseudoHeader { src: *src, dst })))
+                let pseudo = (!*v2_checksum).then_some(PseudoHeader { src: *src, dst });
+                Some(advert.emit(pseudo))
             }
             _ => None,
         }
@@ -280,8 +291,6 @@ pub enum Drop {
     Auth,
     /// VRRPv2 advert interval differs from ours.
     Interval,
-    /// VRRPv2 address list differs from ours (and the sender is not the owner).
-    AddressList,
 }
 
 /// Receive statistics.
@@ -325,7 +334,12 @@ pub struct Router {
     master: Option<IpAddr>,
     garp_second: Option<Instant>,
     garp_refresh: Option<Instant>,
-    lower_prio_garp_ok_at: Instant,
+    /// The second GARP burst after a lower-priority advert.
+    lower_garp_second: Option<Instant>,
+    /// A sync group holds this member in BACKUP until every member wants MASTER.
+    sync_held: bool,
+    /// Held in BACKUP, its down timer has expired: it would be MASTER.
+    wants_master: bool,
     counters: Counters,
 }
 
@@ -343,7 +357,9 @@ impl Router {
             master: None,
             garp_second: None,
             garp_refresh: None,
-            lower_prio_garp_ok_at: Instant::ZERO,
+            lower_garp_second: None,
+            sync_held: false,
+            wants_master: false,
             counters: Counters::default(),
         }
     }
@@ -365,6 +381,17 @@ impl Router {
     /// The priority adverts carry now.
     pub fn priority(&self) -> u8 {
         self.effective
+    }
+
+    /// Held by a sync group: on its own it would not become MASTER but only
+    /// say so through [`Router::wants_master`].
+    pub fn set_sync_held(&mut self, held: bool) {
+        self.sync_held = held;
+    }
+
+    /// A held member whose down timer expired: it would be MASTER now.
+    pub fn wants_master(&self) -> bool {
+        self.wants_master
     }
 
     /// Whether a tracked item of this router itself fails hard (a router in
@@ -414,10 +441,15 @@ impl Router {
             State::Master { advert_at } => Some(advert_at),
             State::Fault | State::Stop => None,
         };
-        [state, self.garp_second, self.garp_refresh]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            state,
+            self.garp_second,
+            self.garp_refresh,
+            self.lower_garp_second,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Feeds one input at time `now`; returns what to do.
@@ -461,6 +493,11 @@ impl Router {
             out.push(self.announce(self.config.garp.master_repeat));
             return;
         }
+        if self.lower_garp_second == Some(at) {
+            self.lower_garp_second = None;
+            out.push(self.announce(self.config.garp.lower_prio_repeat));
+            return;
+        }
         if self.garp_refresh == Some(at) {
             self.garp_refresh = Some(next_after(at, now, self.config.garp.master_refresh));
             out.push(self.announce(self.config.garp.master_refresh_repeat));
@@ -468,7 +505,17 @@ impl Router {
         }
         match self.state {
             State::Init { until } if until == at => self.begin(at, out),
-            State::Backup { down_at } if down_at == at => self.become_master(at, out),
+            State::Backup { down_at } if down_at == at => {
+                if self.sync_held {
+                    // The group decides; check again after another interval.
+                    self.wants_master = true;
+                    self.state = State::Backup {
+                        down_at: next_after(at, now, self.master_down_interval()),
+                    };
+                } else {
+                    self.become_master(at, now, out);
+                }
+            }
             State::Master { advert_at } if advert_at == at => {
                 self.send(self.effective, out);
                 self.state = State::Master {
@@ -503,7 +550,7 @@ impl Router {
             return;
         }
         if self.config.priority == 255 {
-            self.become_master(now, out);
+            self.become_master(now, now, out);
             return;
         }
         // keepalived: a `state MASTER` non-owner waits one advert interval (and
@@ -518,11 +565,14 @@ impl Router {
         };
     }
 
-    fn become_master(&mut self, now: Instant, out: &mut Vec<Action>) {
+    /// Takes over at `at` (the time is now `now`; they differ when the driver
+    /// calls late, and then the next advert is due one interval from now).
+    fn become_master(&mut self, at: Instant, now: Instant, out: &mut Vec<Action>) {
         self.transition(StateName::Master, out);
         self.counters.became_master += 1;
         self.master = None;
         self.preempt_at = None;
+        self.wants_master = false;
         out.push(Action::AddVips(self.config.vips.clone()));
         if let Some(a) = self.routes(true) {
             out.push(a);
@@ -531,10 +581,10 @@ impl Router {
         out.push(self.announce(self.config.garp.master_repeat));
         let g = &self.config.garp;
         self.garp_second =
-            (!g.master_delay.is_zero() && g.master_repeat > 0).then(|| now + g.master_delay);
-        self.garp_refresh = (!g.master_refresh.is_zero()).then(|| now + g.master_refresh);
+            (!g.master_delay.is_zero() && g.master_repeat > 0).then(|| at + g.master_delay);
+        self.garp_refresh = (!g.master_refresh.is_zero()).then(|| at + g.master_refresh);
         self.state = State::Master {
-            advert_at: now + self.config.advert_interval,
+            advert_at: next_after(at, now, self.config.advert_interval),
         };
     }
 
@@ -571,6 +621,7 @@ impl Router {
     fn clear_garp(&mut self) {
         self.garp_second = None;
         self.garp_refresh = None;
+        self.lower_garp_second = None;
     }
 
     fn transition(&self, to: StateName, out: &mut Vec<Action>) {
@@ -613,11 +664,15 @@ impl Router {
             addrs: self.config.vips.clone(),
         };
         let src = self.config.primary;
+        let v2_checksum = self.config.v3_checksum_as_v2
+            && self.config.version == Version::V3
+            && self.config.family() == Family::V4;
         if self.config.peers.is_empty() {
             out.push(Action::Send {
                 src,
                 to: Dest::Multicast,
                 advert,
+                v2_checksum,
             });
             self.counters.sent += 1;
         } else {
@@ -626,6 +681,7 @@ impl Router {
                     src,
                     to: Dest::Unicast(*peer),
                     advert: advert.clone(),
+                    v2_checksum,
                 });
                 self.counters.sent += 1;
             }
@@ -657,19 +713,19 @@ impl Router {
         if !self.config.peers.is_empty() && !self.config.peers.contains(&src) {
             return Err(Drop::UnknownPeer);
         }
-        if self.config.version == Version::V2 {
-            if advert.auth != self.config.auth {
-                return Err(Drop::Auth);
+        match self.config.version {
+            Version::V2 => {
+                if advert.auth != self.config.auth {
+                    return Err(Drop::Auth);
+                }
+                if advert.interval != self.config.wire_interval() {
+                    return Err(Drop::Interval);
+                }
             }
-            if advert.interval != self.config.wire_interval() {
-                return Err(Drop::Interval);
-            }
-            if self.config.check_addrs
-                && !same_addrs(&advert.addrs, &self.config.vips)
-                && advert.priority != 255
-            {
-                return Err(Drop::AddressList);
-            }
+            // A zero interval would make Master_Down_Interval zero (RFC 9568
+            // erratum 8301: it must not be 0).
+            Version::V3 if advert.interval == 0 => return Err(Drop::Interval),
+            Version::V3 => {}
         }
         Ok(advert)
     }
@@ -713,6 +769,7 @@ impl Router {
             if !lower {
                 self.preempt_at = None;
             }
+            self.wants_master = false;
             self.master = Some(src);
             self.state = State::Backup {
                 down_at: now + self.master_down_interval(),
@@ -745,10 +802,19 @@ impl Router {
             }
             self.master = Some(src);
             self.step_down(now, out);
-        } else if self.config.garp.lower_prio_repeat > 0 && now >= self.lower_prio_garp_ok_at {
-            // A lower-priority master exists: remind the LAN who owns the VIPs.
-            out.push(self.announce(self.config.garp.lower_prio_repeat));
-            self.lower_prio_garp_ok_at = now + self.config.garp.lower_prio_delay;
+        } else {
+            // A lower-priority master exists: force a new election at once (as
+            // keepalived does) and remind the LAN who owns the VIPs, with a
+            // second burst after `garp_lower_prio_delay`.
+            self.send(self.effective, out);
+            let g = &self.config.garp;
+            if g.lower_prio_repeat > 0 {
+                let (repeat, delay) = (g.lower_prio_repeat, g.lower_prio_delay);
+                out.push(self.announce(repeat));
+                if !delay.is_zero() {
+                    self.lower_garp_second = Some(now + delay);
+                }
+            }
         }
     }
 
@@ -761,10 +827,24 @@ impl Router {
             u8::try_from(p.clamp(1, 254)).unwrap_or(1)
         };
         if effective != self.effective {
+            let old_skew = self.skew_time();
             self.effective = effective;
             out.push(Action::Priority {
                 priority: effective,
             });
+            // A backup's deadline moves with its skew (keepalived does the same).
+            if let State::Backup { down_at } = self.state {
+                let new_skew = self.skew_time();
+                let down_at = match new_skew.checked_sub(old_skew) {
+                    Some(later) => down_at + later,
+                    None => {
+                        let earlier = old_skew.saturating_sub(new_skew);
+                        let shift = u64::try_from(earlier.as_micros()).unwrap_or(u64::MAX);
+                        Instant::from_micros(down_at.as_micros().saturating_sub(shift)).max(now)
+                    }
+                };
+                self.state = State::Backup { down_at };
+            }
         }
         if fault == self.fault {
             return;
@@ -773,35 +853,42 @@ impl Router {
         match (fault, self.state) {
             (true, State::Backup { .. } | State::Master { .. }) => {
                 self.release(out);
+                self.wants_master = false;
                 self.transition(StateName::Fault, out);
                 self.state = State::Fault;
             }
-            (false, State::Fault) => {
-                self.transition(StateName::Backup, out);
-                self.state = State::Backup {
-                    down_at: now + self.master_down_interval(),
-                };
-            }
+            (false, State::Fault) => self.leave_fault(now, out),
             _ => {}
         }
+    }
+
+    /// FAULT → BACKUP, forgetting what was learned from the old master.
+    fn leave_fault(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.master_interval = self.config.advert_interval;
+        self.preempt_at = None;
+        self.master = None;
+        self.wants_master = false;
+        self.transition(StateName::Backup, out);
+        self.state = State::Backup {
+            down_at: now + self.master_down_interval(),
+        };
     }
 
     /// Sync groups: move with the group.
     fn force(&mut self, now: Instant, to: StateName, out: &mut Vec<Action>) {
         match (to, self.state) {
-            (StateName::Master, State::Backup { .. }) => self.become_master(now, out),
+            (StateName::Master, State::Backup { .. }) => self.become_master(now, now, out),
             (StateName::Backup, State::Master { .. }) => self.step_down(now, out),
-            (StateName::Fault, State::Backup { .. } | State::Master { .. }) => {
+            (
+                StateName::Fault,
+                State::Init { .. } | State::Backup { .. } | State::Master { .. },
+            ) => {
                 self.release(out);
+                self.wants_master = false;
                 self.transition(StateName::Fault, out);
                 self.state = State::Fault;
             }
-            (StateName::Backup, State::Fault) if !self.fault => {
-                self.transition(StateName::Backup, out);
-                self.state = State::Backup {
-                    down_at: now + self.master_down_interval(),
-                };
-            }
+            (StateName::Backup, State::Fault) if !self.fault => self.leave_fault(now, out),
             _ => {}
         }
     }

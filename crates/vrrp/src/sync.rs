@@ -1,7 +1,12 @@
-//! Sync groups (`vrrp_sync_group`): the members change state together. When
-//! one becomes MASTER the others follow, when one falls back to BACKUP the
-//! masters step down, and when one enters FAULT the whole group does (and
-//! returns to BACKUP when no member is faulty any more).
+//! Sync groups (`vrrp_sync_group`): the members change state together, with
+//! keepalived's rules:
+//! - the group goes MASTER only when every member would (each member's down
+//!   timer has run out, or it already is MASTER) — a member that still hears
+//!   a live master of its own holds the others back, so no VRID gets two
+//!   masters;
+//! - a MASTER that steps down, or a member that leaves FAULT, brings the
+//!   others to BACKUP;
+//! - FAULT of one member is FAULT of all, until no member is faulty.
 
 use crate::router::{Action, Input, Router, StateName};
 use crate::time::Instant;
@@ -13,7 +18,11 @@ pub struct SyncGroup {
 }
 
 impl SyncGroup {
-    pub fn new(members: Vec<Router>) -> Self {
+    pub fn new(mut members: Vec<Router>) -> Self {
+        let held = members.len() > 1;
+        for m in &mut members {
+            m.set_sync_held(held);
+        }
         Self { members }
     }
 
@@ -26,8 +35,8 @@ impl SyncGroup {
         self.members.iter().filter_map(Router::poll_at).min()
     }
 
-    /// Feeds `input` to member `index` (`Timer` to all) and makes the others
-    /// follow its state change. Returns (member, action) pairs.
+    /// Feeds `input` to member `index` (`Timer` to all) and moves the others
+    /// as the group rules say. Returns (member, action) pairs.
     pub fn handle(&mut self, now: Instant, index: usize, input: Input) -> Vec<(usize, Action)> {
         let mut out = Vec::new();
         if matches!(input, Input::Timer) {
@@ -37,38 +46,65 @@ impl SyncGroup {
         } else if index < self.members.len() {
             self.feed(now, index, input, &mut out);
         }
+        self.promote(now, &mut out);
         out
     }
 
     fn feed(&mut self, now: Instant, index: usize, input: Input, out: &mut Vec<(usize, Action)>) {
-        let actions = match self.members.get_mut(index) {
-            Some(r) => r.handle(now, input),
-            None => return,
+        let Some(member) = self.members.get_mut(index) else {
+            return;
         };
-        let mut moved_to = None;
+        let actions = member.handle(now, input);
+        let mut moved = None;
         for a in actions {
-            if let Action::State { to, .. } = a {
-                moved_to = Some(to);
+            if let Action::State { from, to } = a {
+                moved = Some((from, to));
             }
             out.push((index, a));
         }
-        let Some(to) = moved_to else { return };
-        let follow = match to {
-            StateName::Master | StateName::Fault => to,
-            StateName::Backup => {
-                if self.members.iter().any(Router::is_faulty) {
-                    return;
-                }
+        let follow = match moved {
+            Some((_, StateName::Fault)) => StateName::Fault,
+            Some((StateName::Master | StateName::Fault, StateName::Backup))
+                if !self.members.iter().any(Router::is_faulty) =>
+            {
                 StateName::Backup
             }
-            StateName::Init | StateName::Stop => return,
+            _ => return,
         };
+        self.force_others(now, index, follow, out);
+    }
+
+    fn force_others(
+        &mut self,
+        now: Instant,
+        index: usize,
+        to: StateName,
+        out: &mut Vec<(usize, Action)>,
+    ) {
         for other in 0..self.members.len() {
-            if other == index || self.members[other].state() == follow {
+            if other == index || self.members[other].state() == to {
                 continue;
             }
-            let actions = self.members[other].handle(now, Input::Force(follow));
+            let actions = self.members[other].handle(now, Input::Force(to));
             out.extend(actions.into_iter().map(|a| (other, a)));
+        }
+    }
+
+    /// Every member is MASTER or wants to be: make the group MASTER.
+    fn promote(&mut self, now: Instant, out: &mut Vec<(usize, Action)>) {
+        let all = self
+            .members
+            .iter()
+            .all(|m| m.state() == StateName::Master || m.wants_master());
+        let any = self.members.iter().any(Router::wants_master);
+        if !(all && any) {
+            return;
+        }
+        for i in 0..self.members.len() {
+            if self.members[i].wants_master() {
+                let actions = self.members[i].handle(now, Input::Force(StateName::Master));
+                out.extend(actions.into_iter().map(|a| (i, a)));
+            }
         }
     }
 }

@@ -362,23 +362,16 @@ fn master_answers_priority_zero_with_an_advert_at_once() {
 }
 
 #[test]
-fn lower_priority_adverts_make_the_master_announce_at_most_every_delay() {
-    let cfg = config(255);
-    let mut r = master(cfg.clone());
-    let lower = || advert_from(&config(255), LB2, 50);
-    let _ = &cfg;
-    assert!(r.handle(ms(100), lower()).contains(&Action::Announce {
-        addrs: vec![ip(VIP)],
-        repeat: 5
-    }));
-    assert!(!r
-        .handle(ms(2000), lower())
-        .iter()
-        .any(|a| matches!(a, Action::Announce { .. })));
-    assert!(r
-        .handle(ms(5100), lower())
-        .iter()
-        .any(|a| matches!(a, Action::Announce { .. })));
+fn a_lower_priority_advert_makes_the_master_advertise_and_announce_twice() {
+    // keepalived: "forcing new election" — an advert at once, a GARP burst,
+    // and a second burst garp_lower_prio_delay later.
+    let mut r = master(config(255));
+    let a = r.handle(ms(100), advert_from(&config(255), LB2, 50));
+    assert_eq!(sent_priorities(&a), [255]);
+    assert!(announces(&a, 5), "{a:?}");
+    assert_eq!(r.poll_at(), Some(ms(1000)), "the advert timer is unchanged");
+    let a = r.handle(ms(5100), Input::Timer);
+    assert!(announces(&a, 5), "second burst at 100 ms + 5 s: {a:?}");
 }
 
 #[test]
@@ -718,21 +711,33 @@ fn drop_v2_interval_mismatch() {
 }
 
 #[test]
-fn drop_v2_address_list_mismatch_unless_from_the_owner() {
+fn v2_address_list_mismatch_is_counted_and_accepted_as_keepalived_does() {
+    // RFC 3768 lets a receiver drop it; keepalived logs and goes on, and a peer
+    // with another VIP list must still be heard (or both become master).
     let cfg = config(90);
     let other = Config {
         vips: vec![ip("198.51.100.251")],
         ..cfg.clone()
     };
-    assert_dropped(
-        cfg.clone(),
-        advert_from(&other, LB2, 100),
-        Drop::AddressList,
-    );
     let mut r = started(cfg);
-    r.handle(ms(1000), advert_from(&other, LB2, 255));
+    r.handle(ms(1000), advert_from(&other, LB2, 100));
     assert_eq!(r.counters().received, 1);
     assert_eq!(r.counters().address_list_mismatch, 1);
+    assert_eq!(r.poll_at(), Some(us(1_000_000 + 3_648_437)));
+}
+
+#[test]
+fn drop_v3_interval_zero() {
+    let cfg = v3(90, 1000);
+    let zero = Advert {
+        version: Version::V3,
+        vrid: 51,
+        priority: 100,
+        interval: 0,
+        auth: Auth::None,
+        addrs: vec![ip(VIP)],
+    };
+    assert_dropped(cfg, packet(&zero, LB2), Drop::Interval);
 }
 
 #[test]
@@ -957,5 +962,112 @@ fn virtual_routes_and_rules_follow_the_vips() {
     assert!(
         a.iter().any(|x| matches!(x, Action::RemoveRoutes { .. })),
         "{a:?}"
+    );
+}
+
+fn group() -> vrrp::sync::SyncGroup {
+    let a = Config {
+        name: "VI_1".into(),
+        ..config(100)
+    };
+    let b = Config {
+        name: "VI_2".into(),
+        vrid: 52,
+        vips: vec![ip("198.51.100.251")],
+        ..config(100)
+    };
+    vrrp::sync::SyncGroup::new(vec![Router::new(a), Router::new(b)])
+}
+
+#[test]
+fn a_member_that_hears_a_live_master_holds_the_group_in_backup() {
+    let mut g = group();
+    g.handle(ms(0), 0, Input::Start);
+    g.handle(ms(0), 1, Input::Start);
+    let vi2 = Config {
+        vrid: 52,
+        vips: vec![ip("198.51.100.251")],
+        ..config(100)
+    };
+    // VRID 52 has a live master (priority 200) that keeps advertising.
+    for t in (1000..=10_000).step_by(1000) {
+        g.handle(ms(t), 1, advert_from(&vi2, LB2, 200));
+        let at = g.poll_at().unwrap();
+        if at <= ms(t + 999) {
+            g.handle(at, 0, Input::Timer);
+        }
+    }
+    assert!(g.members()[0].wants_master(), "VI_1's timer ran out");
+    assert_eq!(
+        g.members()[0].state(),
+        StateName::Backup,
+        "but the group holds it"
+    );
+    assert_eq!(g.members()[1].state(), StateName::Backup);
+}
+
+#[test]
+fn restarting_one_member_does_not_take_the_group_down() {
+    let mut g = group();
+    g.handle(ms(0), 0, Input::Start);
+    g.handle(ms(0), 1, Input::Start);
+    g.handle(us(3_609_375), 0, Input::Timer);
+    assert!(g.members().iter().all(|m| m.state() == StateName::Master));
+    g.handle(ms(4000), 1, Input::Stop);
+    let out = g.handle(ms(4100), 1, Input::Start);
+    assert!(
+        !out.iter().any(|(i, _)| *i == 0),
+        "VI_1 must not move: {out:?}"
+    );
+    assert_eq!(g.members()[0].state(), StateName::Master);
+    // VI_2's own timer runs out: with VI_1 already MASTER the group takes it along.
+    let at = g.members()[1].poll_at().unwrap();
+    g.handle(at, 1, Input::Timer);
+    assert_eq!(g.members()[1].state(), StateName::Master);
+}
+
+#[test]
+fn v3_checksum_as_v2_also_applies_to_what_we_send() {
+    let cfg = Config {
+        v3_checksum_as_v2: true,
+        ..v3(255, 1000)
+    };
+    let mut r = Router::new(cfg);
+    let a = r.handle(ms(0), Input::Start);
+    let bytes = a.iter().find_map(Action::payload).unwrap();
+    assert_eq!(
+        vrrp::wire::checksum(0, &bytes),
+        0,
+        "a v2-style checksum over the message alone"
+    );
+}
+
+#[test]
+fn leaving_fault_forgets_the_old_masters_interval() {
+    let cfg = v3(90, 1000);
+    let mut r = started(cfg.clone());
+    let fast = Config {
+        advert_interval: Duration::from_millis(100),
+        ..cfg
+    };
+    r.handle(ms(10), advert_from(&fast, LB2, 100));
+    r.handle(
+        ms(20),
+        Input::Track {
+            weight: 0,
+            fault: true,
+        },
+    );
+    r.handle(
+        ms(30),
+        Input::Track {
+            weight: 0,
+            fault: false,
+        },
+    );
+    assert_eq!(
+        r.poll_at(),
+        Some(us(30_000 + 3_648_437)),
+        "own 1 s interval again"
     );
 }
