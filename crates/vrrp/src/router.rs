@@ -835,13 +835,12 @@ impl Router {
             // A backup's deadline moves with its skew (keepalived does the same).
             if let State::Backup { down_at } = self.state {
                 let new_skew = self.skew_time();
-                let down_at = match new_skew.checked_sub(old_skew) {
-                    Some(later) => down_at + later,
-                    None => {
-                        let earlier = old_skew.saturating_sub(new_skew);
-                        let shift = u64::try_from(earlier.as_micros()).unwrap_or(u64::MAX);
-                        Instant::from_micros(down_at.as_micros().saturating_sub(shift)).max(now)
-                    }
+                let down_at = if let Some(later) = new_skew.checked_sub(old_skew) {
+                    down_at + later
+                } else {
+                    let earlier = old_skew.saturating_sub(new_skew);
+                    let shift = u64::try_from(earlier.as_micros()).unwrap_or(u64::MAX);
+                    Instant::from_micros(down_at.as_micros().saturating_sub(shift)).max(now)
                 };
                 self.state = State::Backup { down_at };
             }
