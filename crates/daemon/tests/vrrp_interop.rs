@@ -49,6 +49,7 @@ impl Pair {
         let lab = Lab::star(&[
             ("lb1", &["198.51.100.22/24"]),
             ("lb2", &["198.51.100.40/24"]),
+            ("client", &["198.51.100.100/24"]),
         ])
         .unwrap();
         let dir = std::env::temp_dir().join(format!("{}{tag}", lab.prefix()));
@@ -243,4 +244,84 @@ fn higher_priority_ours_preempts_keepalived_unicast() {
     wait_vip(&pair, "lb2", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     pair.only_holder_for("lb2", "lb1", Duration::from_secs(3));
+}
+
+fn mac_of(pair: &Pair, node: &str) -> String {
+    let out = pair
+        .node(node)
+        .exec(&["cat", "/sys/class/net/eth0/address"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn client_neigh(pair: &Pair) -> String {
+    let out = pair
+        .node("client")
+        .exec(&["ip", "neigh", "show", VIP])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn takeover_sends_garp_and_the_client_follows_at_once() {
+    if !ready("takeover_sends_garp_and_the_client_follows_at_once") {
+        return;
+    }
+    let pair = Pair::new("d");
+    let lb1 = pair.ours(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    let _lb2 = pair.ours(
+        "lb2",
+        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let client = pair.node("client");
+    assert!(
+        client.ping(vip(), Duration::from_secs(2)),
+        "client cannot reach the VIP"
+    );
+    let (mac1, mac2) = (mac_of(&pair, "lb1"), mac_of(&pair, "lb2"));
+    assert!(
+        client_neigh(&pair).contains(&mac1),
+        "{}",
+        client_neigh(&pair)
+    );
+    let pcap = pair.dir.join("arp.pcap");
+    let mut dump = Command::new("tcpdump");
+    dump.args(["-i", "eth0", "-U", "-n", "-w"])
+        .arg(&pcap)
+        .arg("arp");
+    let mut tcpdump = client.spawn_logged(&dump, None).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    lb1.signal(Signal::SIGTERM).unwrap();
+    wait_vip(&pair, "lb2", Duration::from_secs(5));
+    // The client's neighbour entry follows without it asking.
+    let start = Instant::now();
+    while !client_neigh(&pair).contains(&mac2) {
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "client still has {}",
+            client_neigh(&pair)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // 5 at once and 5 more after garp_master_delay (5 s).
+    std::thread::sleep(Duration::from_millis(5600));
+    tcpdump.signal(Signal::SIGINT).unwrap();
+    tcpdump.wait_timeout(Duration::from_secs(5)).unwrap();
+    let out = Command::new("tcpdump")
+        .args(["-r"])
+        .arg(&pcap)
+        .args(["-n", "-e"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let garps = text
+        .lines()
+        .filter(|l| l.contains(&format!(" {mac2} > ff:ff:ff:ff:ff:ff")))
+        .filter(|l| l.contains(&format!("who-has {VIP} ")) && l.contains(&format!("tell {VIP},")))
+        .count();
+    assert_eq!(garps, 10, "gratuitous ARPs seen by the client:\n{text}");
 }

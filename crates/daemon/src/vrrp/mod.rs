@@ -8,6 +8,7 @@
 //! tracking, notify, netlink.
 
 pub mod addrs;
+pub mod announce;
 pub mod net;
 pub mod spec;
 
@@ -30,6 +31,8 @@ struct Instance {
     spec: InstanceSpec,
     router: Router,
     socket: usize,
+    /// Gratuitous ARP on the instance's interface (`None` if it could not open).
+    announcer: Option<announce::Announcer>,
 }
 
 /// Runs every `vrrp_instance` until `stop` is set; then stops them gracefully.
@@ -84,10 +87,22 @@ impl Driver {
                 sockets.push(s);
                 sockets.len() - 1
             };
+            let announcer = match announce::Announcer::open(&spec.interface) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(
+                        "({}) no gratuitous ARP on {}: {e}",
+                        spec.name,
+                        spec.interface
+                    );
+                    None
+                }
+            };
             instances.push(Instance {
                 router: Router::new(spec.engine.clone()),
                 spec,
                 socket,
+                announcer,
             });
         }
         let by_vrid = instances
@@ -110,7 +125,7 @@ impl Driver {
     fn feed(&mut self, i: usize, input: Input) {
         let now = self.now();
         let actions = self.instances[i].router.handle(now, input);
-        carry_out(&self.instances[i], &self.sockets, &actions);
+        carry_out(&mut self.instances[i], &self.sockets, &actions);
     }
 
     fn start(&mut self) {
@@ -198,7 +213,7 @@ impl Driver {
 }
 
 /// Does what the engine asked, logging in keepalived's words.
-fn carry_out(inst: &Instance, sockets: &[VrrpSocket], actions: &[Action]) {
+fn carry_out(inst: &mut Instance, sockets: &[VrrpSocket], actions: &[Action]) {
     let name = &inst.spec.name;
     for a in actions {
         match a {
@@ -241,9 +256,21 @@ fn carry_out(inst: &Instance, sockets: &[VrrpSocket], actions: &[Action]) {
                 tracing::info!("({name}) Changing effective priority to {priority}");
             }
             Action::Announce { addrs, repeat } => {
-                tracing::debug!(
-                    "({name}) would announce {addrs:?} x{repeat} (GARP/NA not sent yet)"
-                );
+                let v4: Vec<std::net::Ipv4Addr> = addrs
+                    .iter()
+                    .filter_map(|a| match a {
+                        IpAddr::V4(v4) => Some(*v4),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect();
+                if let Some(a) = inst.announcer.as_mut() {
+                    match a.garp(&v4, *repeat) {
+                        Ok(()) => {
+                            tracing::debug!("({name}) sent {repeat} gratuitous ARPs for {v4:?}")
+                        }
+                        Err(e) => tracing::warn!("({name}) gratuitous ARP: {e}"),
+                    }
+                }
             }
             Action::AddRoutes { .. } | Action::RemoveRoutes { .. } => {
                 tracing::warn!("({name}) virtual_routes/virtual_rules are not supported yet");
