@@ -266,7 +266,7 @@ fn carry_out(inst: &mut Instance, sockets: &[VrrpSocket], actions: &[Action]) {
                 if let Some(a) = inst.announcer.as_mut() {
                     match a.garp(&v4, *repeat) {
                         Ok(()) => {
-                            tracing::debug!("({name}) sent {repeat} gratuitous ARPs for {v4:?}")
+                            tracing::debug!("({name}) sent {repeat} gratuitous ARPs for {v4:?}");
                         }
                         Err(e) => tracing::warn!("({name}) gratuitous ARP: {e}"),
                     }
