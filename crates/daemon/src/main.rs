@@ -1,6 +1,7 @@
 //! `keepalived-rs`: the daemon binary and its subcommands.
 
 mod cli;
+mod control;
 mod lab;
 mod logging;
 mod status;
@@ -88,10 +89,13 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
     }
+    let status = control::Shared::default();
+    let _control = control::serve(&cli.control, status.clone())
+        .map_err(|e| anyhow::anyhow!("control socket {}: {e}", cli.control.display()))?;
     let config = loaded.config;
     let result = std::thread::Builder::new()
         .name("vrrp".into())
-        .spawn(move || vrrp::run(&config, &stop))?
+        .spawn(move || vrrp::run(&config, &stop, &status))?
         .join()
         .map_err(|_| anyhow::anyhow!("the VRRP thread panicked"))?;
     if let Some(p) = &pid_file {

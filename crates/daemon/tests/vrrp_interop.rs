@@ -76,11 +76,17 @@ impl Pair {
         let conf = self.config(&format!("{node}-rs"), body);
         let log = std::fs::File::create(self.dir.join(format!("{node}-rs.log"))).unwrap();
         let mut cmd = Command::new(BIN);
+        cmd.arg("--control").arg(self.control(node));
         cmd.args(["-n", "-l", "-D", "-f"])
             .arg(&conf)
             .arg("-p")
             .arg(self.dir.join(format!("{node}-rs.pid")));
         self.node(node).spawn_logged(&cmd, Some(log)).unwrap()
+    }
+
+    /// Where keepalived-rs in `node` serves its control socket.
+    fn control(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("{node}.sock"))
     }
 
     /// keepalived (VRRP only) in `node`.
@@ -324,4 +330,48 @@ fn takeover_sends_garp_and_the_client_follows_at_once() {
         .filter(|l| l.contains(&format!("who-has {VIP} ")) && l.contains(&format!("tell {VIP},")))
         .count();
     assert_eq!(garps, 10, "gratuitous ARPs seen by the client:\n{text}");
+}
+
+#[test]
+fn status_reports_the_instance_over_the_control_socket() {
+    if !ready("status_reports_the_instance_over_the_control_socket") {
+        return;
+    }
+    let pair = Pair::new("e");
+    let mut lb1 = pair.ours(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let sock = pair.control("lb1");
+    let status = |json: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("status");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.arg("--control").arg(&sock).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The snapshot follows state changes at once; give it one publication.
+    std::thread::sleep(Duration::from_millis(200));
+    let v: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    let i = &v["vrrp"][0];
+    assert_eq!(i["name"], "VI_1");
+    assert_eq!(i["vrid"], 51);
+    assert_eq!(i["interface"], "eth0");
+    assert_eq!(i["state"], "MASTER");
+    assert_eq!(i["priority"], 100);
+    assert_eq!(i["effective_priority"], 100);
+    assert_eq!(i["vips"], serde_json::json!([VIP]));
+    assert!(v["virtual_servers"].is_array());
+    assert!(status(false).contains("VI_1: MASTER on eth0 (VRID 51)"));
+    lb1.signal(Signal::SIGTERM).unwrap();
+    assert!(lb1.wait_timeout(Duration::from_secs(5)).unwrap().success());
+    assert!(!sock.exists(), "the control socket outlived the daemon");
 }

@@ -36,14 +36,39 @@ struct Instance {
 }
 
 /// Runs every `vrrp_instance` until `stop` is set; then stops them gracefully.
-pub fn run(config: &kaconf::Config, stop: &Arc<AtomicBool>) -> Result<()> {
+pub fn run(
+    config: &kaconf::Config,
+    stop: &Arc<AtomicBool>,
+    status: &crate::control::Shared,
+) -> Result<()> {
     let mut driver = Driver::new(config)?;
     driver.start();
+    let mut published = Instant::ZERO;
+    let mut last = crate::control::Status::default();
     while !stop.load(Ordering::Relaxed) {
         driver.step()?;
+        // Publish on every change of state or priority, and counters once a second.
+        let now = driver.now();
+        let snapshot = driver.status();
+        let changed = snapshot
+            .vrrp
+            .iter()
+            .zip(&last.vrrp)
+            .any(|(a, b)| a.state != b.state || a.effective_priority != b.effective_priority)
+            || snapshot.vrrp.len() != last.vrrp.len();
+        if changed || now.since(published) >= Duration::from_secs(1) {
+            if let Ok(mut s) = status.lock() {
+                s.vrrp.clone_from(&snapshot.vrrp);
+            }
+            published = now;
+            last = snapshot;
+        }
     }
     tracing::info!("Stopping");
     driver.stop();
+    if let Ok(mut s) = status.lock() {
+        s.vrrp = driver.status().vrrp;
+    }
     Ok(())
 }
 
@@ -116,6 +141,34 @@ impl Driver {
             by_vrid,
             epoch: std::time::Instant::now(),
         })
+    }
+
+    /// The state of every instance, for the control socket.
+    fn status(&self) -> crate::control::Status {
+        let vrrp = self
+            .instances
+            .iter()
+            .map(|i| {
+                let c = i.router.counters();
+                crate::control::InstanceStatus {
+                    name: i.spec.name.clone(),
+                    vrid: i.spec.engine.vrid,
+                    interface: i.spec.interface.clone(),
+                    state: i.router.state().to_string(),
+                    priority: i.spec.engine.priority,
+                    effective_priority: i.router.priority(),
+                    vips: i.spec.engine.vips.iter().map(ToString::to_string).collect(),
+                    adverts_received: c.received,
+                    adverts_sent: c.sent,
+                    became_master: c.became_master,
+                    dropped: c.dropped.iter().map(|(k, v)| (drop_name(*k), *v)).collect(),
+                }
+            })
+            .collect();
+        crate::control::Status {
+            vrrp,
+            virtual_servers: Vec::new(),
+        }
     }
 
     fn now(&self) -> Instant {
@@ -209,6 +262,22 @@ impl Driver {
             };
             self.feed(i, input);
         }
+    }
+}
+
+/// `ttl`, `vrid`, `wire_checksum`…: a drop reason as a counter name.
+fn drop_name(d: vrrp::Drop) -> String {
+    use vrrp::Drop;
+    match d {
+        Drop::Wire(e) => format!("wire_{}", format!("{e:?}").to_lowercase()),
+        Drop::Ttl => "ttl".into(),
+        Drop::Version => "version".into(),
+        Drop::Vrid => "vrid".into(),
+        Drop::Family => "family".into(),
+        Drop::Own => "own".into(),
+        Drop::UnknownPeer => "unknown_peer".into(),
+        Drop::Auth => "auth".into(),
+        Drop::Interval => "interval".into(),
     }
 }
 
