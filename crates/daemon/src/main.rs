@@ -5,6 +5,7 @@ mod control;
 mod lab;
 mod logging;
 mod status;
+mod track;
 mod vrrp;
 
 use std::process::ExitCode;

@@ -62,10 +62,15 @@ impl Pair {
     }
 
     fn config(&self, name: &str, body: &str) -> PathBuf {
+        self.config_with(name, "", body)
+    }
+
+    /// A config with `top` before the instance (e.g. a `vrrp_script`).
+    fn config_with(&self, name: &str, top: &str, body: &str) -> PathBuf {
         let path = self.dir.join(format!("{name}.conf"));
         std::fs::write(
             &path,
-            format!("global_defs {{\n router_id {name}\n}}\nvrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {{\n {VIP}/24\n }}\n{body}}}\n"),
+            format!("global_defs {{\n router_id {name}\n}}\n{top}vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {{\n {VIP}/24\n }}\n{body}}}\n"),
         )
         .unwrap();
         path
@@ -73,7 +78,12 @@ impl Pair {
 
     /// keepalived-rs in `node` with `body` inside `vrrp_instance`.
     fn ours(&self, node: &str, body: &str) -> Process {
-        let conf = self.config(&format!("{node}-rs"), body);
+        self.ours_with(node, "", body)
+    }
+
+    /// keepalived-rs in `node` with `top` before the instance.
+    fn ours_with(&self, node: &str, top: &str, body: &str) -> Process {
+        let conf = self.config_with(&format!("{node}-rs"), top, body);
         let log = std::fs::File::create(self.dir.join(format!("{node}-rs.log"))).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("--control").arg(self.control(node));
@@ -374,4 +384,42 @@ fn status_reports_the_instance_over_the_control_socket() {
     lb1.signal(Signal::SIGTERM).unwrap();
     assert!(lb1.wait_timeout(Duration::from_secs(5)).unwrap().success());
     assert!(!sock.exists(), "the control socket outlived the daemon");
+}
+
+#[test]
+fn the_seeds_track_script_moves_the_vip_and_back() {
+    if !ready("the_seeds_track_script_moves_the_vip_and_back") {
+        return;
+    }
+    let pair = Pair::new("f");
+    let flag = pair.dir.join("nginx-running");
+    std::fs::write(&flag, "").unwrap();
+    let script = pair.dir.join("check_nginx.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ntest -f {}\n", flag.display())).unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    let top = format!(
+        "vrrp_script check_nginx {{\n script \"{}\"\n interval 0.2\n weight -20\n}}\n",
+        script.display()
+    );
+    let _lb1 = pair.ours_with("lb1", &top, " state MASTER\n priority 100\n version 3\n advert_int 0.1\n track_script {\n check_nginx\n }\n");
+    let _lb2 = pair.ours(
+        "lb2",
+        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(1));
+    // nginx dies: the script fails, lb1 drops to 80 and lb2 (90) takes over.
+    std::fs::remove_file(&flag).unwrap();
+    let took = wait_vip(&pair, "lb2", Duration::from_secs(5));
+    eprintln!("script failure to takeover: {took:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    pair.only_holder_for("lb2", "lb1", Duration::from_secs(1));
+    // nginx is back: lb1 returns to 100 and pre-empts.
+    std::fs::write(&flag, "").unwrap();
+    let back = wait_vip(&pair, "lb1", Duration::from_secs(5));
+    eprintln!("script recovery to takeover: {back:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(1));
 }

@@ -42,6 +42,14 @@ pub fn run(
     status: &crate::control::Shared,
 ) -> Result<()> {
     let mut driver = Driver::new(config)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut scripts = Vec::new();
+    for spec in driver.scripts.values().map(|(s, _)| s.clone()) {
+        scripts.push(crate::track::spawn(spec, tx.clone(), stop.clone())?);
+    }
+    drop(tx);
+    driver.script_events = Some(rx);
+    driver.apply_tracking();
     driver.start();
     let mut published = Instant::ZERO;
     let mut last = crate::control::Status::default();
@@ -69,6 +77,9 @@ pub fn run(
     if let Ok(mut s) = status.lock() {
         s.vrrp = driver.status().vrrp;
     }
+    for t in scripts {
+        let _ = t.join();
+    }
     Ok(())
 }
 
@@ -79,6 +90,9 @@ struct Driver {
     /// (socket, VRID) → instance.
     by_vrid: HashMap<(usize, u8), usize>,
     epoch: std::time::Instant,
+    /// Tracked scripts and whether each is good now.
+    scripts: HashMap<String, (crate::track::ScriptSpec, bool)>,
+    script_events: Option<std::sync::mpsc::Receiver<crate::track::ScriptEvent>>,
 }
 
 impl Driver {
@@ -135,11 +149,27 @@ impl Driver {
             .enumerate()
             .map(|(i, inst)| ((inst.socket, inst.spec.engine.vrid), i))
             .collect();
+        let wanted: std::collections::HashSet<&str> = instances
+            .iter()
+            .flat_map(|i| i.spec.track_scripts.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        let scripts = config
+            .vrrp_scripts
+            .iter()
+            .filter(|s| wanted.contains(s.name.as_str()))
+            .filter_map(crate::track::script_spec)
+            .map(|s| {
+                let good = !s.init_fail;
+                (s.name.clone(), (s, good))
+            })
+            .collect();
         Ok(Self {
             sockets,
             instances,
             by_vrid,
             epoch: std::time::Instant::now(),
+            scripts,
+            script_events: None,
         })
     }
 
@@ -193,8 +223,51 @@ impl Driver {
         }
     }
 
+    /// Feeds every instance the weight and fault of its tracked scripts.
+    fn apply_tracking(&mut self) {
+        for i in 0..self.instances.len() {
+            let mut weight = 0i64;
+            let mut fault = false;
+            for (name, own) in &self.instances[i].spec.track_scripts {
+                let Some((spec, good)) = self.scripts.get(name) else {
+                    continue;
+                };
+                let w = own.map_or(
+                    crate::track::Weighting {
+                        weight: spec.weight,
+                        reverse: spec.reverse,
+                    },
+                    |(weight, reverse)| crate::track::Weighting { weight, reverse },
+                );
+                let (dw, f) = w.effect(*good);
+                weight += dw;
+                fault |= f;
+            }
+            let weight = i32::try_from(weight.clamp(-1000, 1000)).unwrap_or(0);
+            self.feed(i, Input::Track { weight, fault });
+        }
+    }
+
+    /// Script verdicts that arrived since the last step.
+    fn script_changes(&mut self) -> bool {
+        let Some(rx) = &self.script_events else {
+            return false;
+        };
+        let mut changed = false;
+        while let Ok(ev) = rx.try_recv() {
+            if let Some((_, good)) = self.scripts.get_mut(&ev.name) {
+                *good = ev.good;
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// Waits for a packet or the next timer (at most [`MAX_WAIT`]) and handles it.
     fn step(&mut self) -> Result<()> {
+        if self.script_changes() {
+            self.apply_tracking();
+        }
         let t = self.now();
         let next = self
             .instances

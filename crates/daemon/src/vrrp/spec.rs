@@ -23,8 +23,9 @@ pub struct InstanceSpec {
     pub name: String,
     pub interface: String,
     pub engine: Engine,
-    /// `vrrp_script` names with their weight (`None`: the script's own).
-    pub track_scripts: Vec<(String, Option<i64>)>,
+    /// `vrrp_script` names with the instance's weight and `reverse` for it
+    /// (`None`: the script's own).
+    pub track_scripts: Vec<(String, Option<(i64, bool)>)>,
     /// Interfaces whose link going down means FAULT (or a weight).
     pub track_interfaces: Vec<(String, Option<i64>)>,
     /// How each VIP is put on the machine.
@@ -164,8 +165,11 @@ fn instance(
         addresses: addresses(b, &interface),
         interface,
         engine,
-        track_scripts: tracks(b.track_script.as_ref(), true),
-        track_interfaces: tracks(b.track_interface.as_ref(), false),
+        track_scripts: tracks(b.track_script.as_ref()),
+        track_interfaces: tracks(b.track_interface.as_ref())
+            .into_iter()
+            .map(|(n, w)| (n, w.map(|(w, _)| w)))
+            .collect(),
     })
 }
 
@@ -189,21 +193,11 @@ fn addresses(b: &VrrpInstance, interface: &str) -> Vec<AddressSpec> {
 /// Tracked names with their weight (`reverse` negates it where it applies).
 fn tracks(
     lines: Option<&kaconf::value::Lines<kaconf::model::TrackRef>>,
-    reversible: bool,
-) -> Vec<(String, Option<i64>)> {
+) -> Vec<(String, Option<(i64, bool)>)> {
     lines
         .iter()
         .flat_map(|l| &l.0)
-        .map(|t| {
-            let w = t.weight.map(|w| {
-                if reversible && w.reverse {
-                    -w.weight
-                } else {
-                    w.weight
-                }
-            });
-            (t.name.clone(), w)
-        })
+        .map(|t| (t.name.clone(), t.weight.map(|w| (w.weight, w.reverse))))
         .collect()
 }
 
@@ -364,7 +358,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             s[0].track_scripts,
-            vec![("chk".to_owned(), None), ("chk".to_owned(), Some(-10))]
+            vec![
+                ("chk".to_owned(), None),
+                ("chk".to_owned(), Some((10, true)))
+            ]
         );
     }
 }

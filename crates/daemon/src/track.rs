@@ -1,0 +1,259 @@
+//! Tracked scripts (`vrrp_script`): each runs on a thread of its own every
+//! `interval`, with a `timeout`; `rise` successes in a row make it good, `fall`
+//! failures in a row make it bad; every change is sent to the VRRP thread,
+//! which turns weights into priority (or FAULT). A script can never block the
+//! VRRP thread.
+//!
+//! What a result means for an instance is [`Weighting`]: keepalived's rules,
+//! kept pure so they can be tested without running anything.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kaconf::model::VrrpScript;
+use kaconf::section::Named;
+
+/// A script as the tracker runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptSpec {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// The script's own weight (an instance's `track_script` may override it).
+    pub weight: i64,
+    pub reverse: bool,
+    pub rise: u32,
+    pub fall: u32,
+    /// Start as failed (`init_fail`) instead of good.
+    pub init_fail: bool,
+}
+
+/// keepalived's defaults for a `vrrp_script` block.
+pub fn script_spec(s: &Named<VrrpScript>) -> Option<ScriptSpec> {
+    let b = &s.body;
+    let argv = b.script.as_ref()?.0.to_vec();
+    let interval = b
+        .interval
+        .map_or(Duration::from_secs(1), kaconf::value::Seconds::duration);
+    let count = |c: Option<kaconf::value::Int<1, { i32::MAX as i64 }>>| {
+        c.map_or(1, |c| u32::try_from(c.get()).unwrap_or(1))
+    };
+    Some(ScriptSpec {
+        name: s.name.clone(),
+        argv,
+        interval,
+        timeout: b.timeout.map_or(interval, kaconf::value::Seconds::duration),
+        weight: b.weight.map_or(0, |w| w.weight),
+        reverse: b.weight.is_some_and(|w| w.reverse),
+        rise: count(b.rise),
+        fall: count(b.fall),
+        init_fail: b.init_fail,
+    })
+}
+
+/// A script's verdict changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptEvent {
+    pub name: String,
+    pub good: bool,
+}
+
+/// Rise/fall: turns single results into a verdict.
+#[derive(Debug, Clone)]
+pub struct Debounce {
+    good: bool,
+    streak: u32,
+    rise: u32,
+    fall: u32,
+}
+
+impl Debounce {
+    pub fn new(good: bool, rise: u32, fall: u32) -> Self {
+        Self {
+            good,
+            streak: 0,
+            rise: rise.max(1),
+            fall: fall.max(1),
+        }
+    }
+
+    /// Records one result; returns the new verdict if it flipped.
+    pub fn record(&mut self, ok: bool) -> Option<bool> {
+        if ok == self.good {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if ok { self.rise } else { self.fall };
+        if self.streak >= needed {
+            self.good = ok;
+            self.streak = 0;
+            Some(ok)
+        } else {
+            None
+        }
+    }
+}
+
+/// How tracked scripts move an instance's priority (keepalived's rules):
+/// weight 0 — a failing script means FAULT; weight > 0 — added while the
+/// script succeeds; weight < 0 — added while it fails; `reverse` swaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weighting {
+    pub weight: i64,
+    pub reverse: bool,
+}
+
+impl Weighting {
+    /// The priority change and whether it means FAULT, given the verdict.
+    pub fn effect(self, good: bool) -> (i64, bool) {
+        let good = good != self.reverse;
+        match self.weight {
+            0 => (0, !good),
+            w if w > 0 => (if good { w } else { 0 }, false),
+            w => (if good { 0 } else { w }, false),
+        }
+    }
+}
+
+/// Runs `spec` every interval until `stop`, sending each change of verdict.
+pub fn spawn(
+    spec: ScriptSpec,
+    tx: Sender<ScriptEvent>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("script-{}", spec.name))
+        .spawn(move || {
+            let mut verdict = Debounce::new(!spec.init_fail, spec.rise, spec.fall);
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let ok = run_once(&spec);
+                if let Some(good) = verdict.record(ok) {
+                    tracing::info!(
+                        "Script `{}` now returning {}",
+                        spec.name,
+                        if good { "success" } else { "failure" }
+                    );
+                    if tx
+                        .send(ScriptEvent {
+                            name: spec.name.clone(),
+                            good,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                let rest = spec.interval.saturating_sub(started.elapsed());
+                sleep_unless_stopped(rest, &stop);
+            }
+        })
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(
+            Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())),
+        );
+    }
+}
+
+/// One run: exit status 0 within the timeout is success.
+fn run_once(spec: &ScriptSpec) -> bool {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return false;
+    };
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("Script `{}` cannot run {program}: {e}", spec.name);
+            return false;
+        }
+    };
+    let deadline = Instant::now() + spec.timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() >= deadline => {
+                tracing::warn!("Script `{}` timed out after {:?}", spec.name, spec.timeout);
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rise_and_fall_need_streaks() {
+        let mut d = Debounce::new(true, 2, 3);
+        assert_eq!(d.record(false), None);
+        assert_eq!(d.record(false), None);
+        assert_eq!(d.record(true), None, "a success breaks the failure streak");
+        assert_eq!(d.record(false), None);
+        assert_eq!(d.record(false), None);
+        assert_eq!(d.record(false), Some(false));
+        assert_eq!(d.record(true), None);
+        assert_eq!(d.record(true), Some(true));
+        assert_eq!(d.record(true), None, "already good");
+    }
+
+    #[test]
+    fn weights_as_keepalived() {
+        let w = |weight, reverse| Weighting { weight, reverse };
+        assert_eq!(w(0, false).effect(true), (0, false));
+        assert_eq!(
+            w(0, false).effect(false),
+            (0, true),
+            "weight 0: failure is FAULT"
+        );
+        assert_eq!(
+            w(1, false).effect(true),
+            (1, false),
+            "the seed: weight 1 while nginx runs"
+        );
+        assert_eq!(w(1, false).effect(false), (0, false));
+        assert_eq!(w(-20, false).effect(false), (-20, false));
+        assert_eq!(w(-20, false).effect(true), (0, false));
+        assert_eq!(w(-20, true).effect(true), (-20, false), "reverse");
+    }
+
+    #[test]
+    fn a_script_that_exits_0_succeeds_and_a_slow_one_times_out() {
+        let spec = |argv: &[&str], timeout_ms| ScriptSpec {
+            name: "t".into(),
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(timeout_ms),
+            weight: 0,
+            reverse: false,
+            rise: 1,
+            fall: 1,
+            init_fail: false,
+        };
+        assert!(run_once(&spec(&["true"], 1000)));
+        assert!(!run_once(&spec(&["false"], 1000)));
+        assert!(!run_once(&spec(&["/nonexistent/script"], 1000)));
+        let t = Instant::now();
+        assert!(!run_once(&spec(&["sleep", "5"], 100)));
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+}
