@@ -4,6 +4,7 @@ mod cli;
 mod control;
 mod lab;
 mod logging;
+mod notify;
 mod status;
 mod track;
 mod vrrp;

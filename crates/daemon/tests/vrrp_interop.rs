@@ -423,3 +423,56 @@ fn the_seeds_track_script_moves_the_vip_and_back() {
     std::thread::sleep(Duration::from_millis(300));
     pair.only_holder_for("lb1", "lb2", Duration::from_secs(1));
 }
+
+#[test]
+fn notify_scripts_see_every_transition() {
+    if !ready("notify_scripts_see_every_transition") {
+        return;
+    }
+    let pair = Pair::new("g");
+    let log = pair.dir.join("notify.log");
+    let script = pair.dir.join("notify.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    let master_log = pair.dir.join("master.log");
+    let master = pair.dir.join("master.sh");
+    std::fs::write(
+        &master,
+        format!("#!/bin/sh\necho master >> {}\n", master_log.display()),
+    )
+    .unwrap();
+    for f in [&script, &master] {
+        let mut perm = std::fs::metadata(f).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(f, perm).unwrap();
+    }
+    let body = format!(
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n notify \"{}\"\n notify_master \"{}\"\n",
+        script.display(),
+        master.display()
+    );
+    let lb1 = pair.ours("lb1", &body);
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    lb1.signal(Signal::SIGTERM).unwrap();
+    let mut lb1 = lb1;
+    assert!(lb1.wait_timeout(Duration::from_secs(5)).unwrap().success());
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        lines.lines().collect::<Vec<_>>(),
+        [
+            "INSTANCE VI_1 BACKUP 100",
+            "INSTANCE VI_1 MASTER 100",
+            "INSTANCE VI_1 STOP 100"
+        ],
+        "{}",
+        pair.logs()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&master_log).unwrap_or_default(),
+        "master\n"
+    );
+}

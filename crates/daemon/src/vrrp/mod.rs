@@ -49,6 +49,8 @@ pub fn run(
     }
     drop(tx);
     driver.script_events = Some(rx);
+    let (notify_tx, notifier) = crate::notify::start()?;
+    driver.notify = Some(notify_tx);
     driver.apply_tracking();
     driver.start();
     let mut published = Instant::ZERO;
@@ -80,6 +82,9 @@ pub fn run(
     for t in scripts {
         let _ = t.join();
     }
+    // The notifier finishes what is queued (the STOP notifications) and ends.
+    driver.notify = None;
+    let _ = notifier.join();
     Ok(())
 }
 
@@ -93,6 +98,8 @@ struct Driver {
     /// Tracked scripts and whether each is good now.
     scripts: HashMap<String, (crate::track::ScriptSpec, bool)>,
     script_events: Option<std::sync::mpsc::Receiver<crate::track::ScriptEvent>>,
+    /// Where notify command lines go (the notifier thread).
+    notify: Option<std::sync::mpsc::Sender<Vec<String>>>,
 }
 
 impl Driver {
@@ -170,6 +177,7 @@ impl Driver {
             epoch: std::time::Instant::now(),
             scripts,
             script_events: None,
+            notify: None,
         })
     }
 
@@ -209,6 +217,21 @@ impl Driver {
         let now = self.now();
         let actions = self.instances[i].router.handle(now, input);
         carry_out(&mut self.instances[i], &self.sockets, &actions);
+        if let Some(tx) = &self.notify {
+            let inst = &self.instances[i];
+            for a in &actions {
+                if let Action::State { to, .. } = a {
+                    let state = to.to_string();
+                    for argv in
+                        inst.spec
+                            .notify
+                            .for_state(&inst.spec.name, &state, inst.router.priority())
+                    {
+                        let _ = tx.send(argv);
+                    }
+                }
+            }
+        }
     }
 
     fn start(&mut self) {

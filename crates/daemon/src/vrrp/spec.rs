@@ -30,6 +30,8 @@ pub struct InstanceSpec {
     pub track_interfaces: Vec<(String, Option<i64>)>,
     /// How each VIP is put on the machine.
     pub addresses: Vec<AddressSpec>,
+    /// Scripts to run on state changes.
+    pub notify: crate::notify::Scripts,
 }
 
 /// One virtual address as `ip addr add` wants it.
@@ -120,14 +122,7 @@ fn instance(
                 "interface {interface} has no {family:?} address to send adverts from"
             ))
         })?;
-    let auth = match b.authentication.as_ref().map(|a| &a.value.0) {
-        Some(a) if version == Version::V2 => match a.auth_type {
-            Some(AuthType::Pass) => Auth::pass(a.auth_pass.as_deref().unwrap_or("")),
-            Some(AuthType::Ah) => Auth::Ah,
-            None => Auth::None,
-        },
-        _ => Auth::None,
-    };
+    let auth = auth(b, version);
     let garp = garp(b, &g);
     let engine = Engine {
         name: inst.name.clone(),
@@ -161,6 +156,7 @@ fn instance(
         v3_checksum_as_v2: b.v3_checksum_as_v2 || g.v3_checksum_as_v2,
     };
     Ok(InstanceSpec {
+        notify: notify_scripts(b),
         name: inst.name.clone(),
         addresses: addresses(b, &interface),
         interface,
@@ -190,7 +186,31 @@ fn addresses(b: &VrrpInstance, interface: &str) -> Vec<AddressSpec> {
         .collect()
 }
 
-/// Tracked names with their weight (`reverse` negates it where it applies).
+/// VRRPv2 authentication (VRRPv3 has none).
+fn auth(b: &VrrpInstance, version: Version) -> Auth {
+    match b.authentication.as_ref().map(|a| &a.value.0) {
+        Some(a) if version == Version::V2 => match a.auth_type {
+            Some(AuthType::Pass) => Auth::pass(a.auth_pass.as_deref().unwrap_or("")),
+            Some(AuthType::Ah) => Auth::Ah,
+            None => Auth::None,
+        },
+        _ => Auth::None,
+    }
+}
+
+/// The instance's notify commands.
+fn notify_scripts(b: &VrrpInstance) -> crate::notify::Scripts {
+    let cmd = |c: &Option<kaconf::value::Command>| c.as_ref().map(|c| c.0.to_vec());
+    crate::notify::Scripts {
+        master: cmd(&b.notify_master),
+        backup: cmd(&b.notify_backup),
+        fault: cmd(&b.notify_fault),
+        stop: cmd(&b.notify_stop),
+        any: cmd(&b.notify),
+    }
+}
+
+/// Tracked names with the weight (and `reverse`) given on the line.
 fn tracks(
     lines: Option<&kaconf::value::Lines<kaconf::model::TrackRef>>,
 ) -> Vec<(String, Option<(i64, bool)>)> {
