@@ -476,3 +476,37 @@ fn notify_scripts_see_every_transition() {
         "master\n"
     );
 }
+
+#[test]
+fn losing_the_link_means_fault_and_the_vip_moves() {
+    if !ready("losing_the_link_means_fault_and_the_vip_moves") {
+        return;
+    }
+    let pair = Pair::new("h");
+    let _lb1 = pair.ours(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    let _lb2 = pair.ours(
+        "lb2",
+        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let link = pair.lab.link("lb1", "eth0").unwrap().clone();
+    pair.lab.set_carrier(&link, false).unwrap();
+    // lb1 sees its link down: FAULT, VIP released; lb2 takes over.
+    pair.node("lb1")
+        .wait_for_address_gone(vip(), Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("lb1 kept the VIP with its link down ({e})\n{}", pair.logs()));
+    wait_vip(&pair, "lb2", Duration::from_secs(3));
+    assert!(
+        pair.logs().contains("Entering FAULT STATE"),
+        "{}",
+        pair.logs()
+    );
+    pair.lab.set_carrier(&link, true).unwrap();
+    // Back up: BACKUP first, then lb1 (100) pre-empts lb2 (90).
+    wait_vip(&pair, "lb1", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(1));
+}

@@ -26,6 +26,20 @@ use spec::InstanceSpec;
 
 /// The longest the loop sleeps, so a stop request is seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How often tracked interfaces' links are looked at (netlink events replace
+/// this polling later).
+const LINK_POLL: Duration = Duration::from_millis(100);
+
+/// Whether `ifname` exists and its link is up (operstate up or unknown).
+fn link_up(ifname: &str) -> bool {
+    let path = std::path::Path::new("/sys/class/net")
+        .join(ifname)
+        .join("operstate");
+    match std::fs::read_to_string(path) {
+        Ok(s) => matches!(s.trim(), "up" | "unknown"),
+        Err(_) => false,
+    }
+}
 
 struct Instance {
     spec: InstanceSpec,
@@ -51,6 +65,7 @@ pub fn run(
     driver.script_events = Some(rx);
     let (notify_tx, notifier) = crate::notify::start()?;
     driver.notify = Some(notify_tx);
+    driver.link_changes();
     driver.apply_tracking();
     driver.start();
     let mut published = Instant::ZERO;
@@ -100,6 +115,10 @@ struct Driver {
     script_events: Option<std::sync::mpsc::Receiver<crate::track::ScriptEvent>>,
     /// Where notify command lines go (the notifier thread).
     notify: Option<std::sync::mpsc::Sender<Vec<String>>>,
+    /// Tracked interfaces and whether each has its link up.
+    links: HashMap<String, bool>,
+    /// When the links were last looked at.
+    links_checked: Instant,
 }
 
 impl Driver {
@@ -178,6 +197,8 @@ impl Driver {
             scripts,
             script_events: None,
             notify: None,
+            links: HashMap::new(),
+            links_checked: Instant::ZERO,
         })
     }
 
@@ -266,9 +287,45 @@ impl Driver {
                 weight += dw;
                 fault |= f;
             }
+            // A tracked interface that is down: FAULT, or its (negative) weight.
+            for (name, w) in &self.instances[i].spec.track_interfaces {
+                if self.links.get(name).copied().unwrap_or(true) {
+                    continue;
+                }
+                match w {
+                    None | Some(0) => fault = true,
+                    Some(w) => weight += -w.abs(),
+                }
+            }
             let weight = i32::try_from(weight.clamp(-1000, 1000)).unwrap_or(0);
             self.feed(i, Input::Track { weight, fault });
         }
+    }
+
+    /// Looks at the tracked interfaces' links (every [`LINK_POLL`]); true if one changed.
+    fn link_changes(&mut self) -> bool {
+        let now = self.now();
+        if now.since(self.links_checked) < LINK_POLL && !self.links.is_empty() {
+            return false;
+        }
+        self.links_checked = now;
+        let mut changed = false;
+        let names: Vec<String> = self
+            .instances
+            .iter()
+            .flat_map(|i| i.spec.track_interfaces.iter().map(|(n, _)| n.clone()))
+            .collect();
+        for name in names {
+            let up = link_up(&name);
+            let old = self.links.insert(name.clone(), up);
+            if old != Some(up) {
+                if old.is_some() {
+                    tracing::info!("Netlink reports {name} {}", if up { "up" } else { "down" });
+                }
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Script verdicts that arrived since the last step.
@@ -288,7 +345,8 @@ impl Driver {
 
     /// Waits for a packet or the next timer (at most [`MAX_WAIT`]) and handles it.
     fn step(&mut self) -> Result<()> {
-        if self.script_changes() {
+        let scripts = self.script_changes();
+        if self.link_changes() || scripts {
             self.apply_tracking();
         }
         let t = self.now();

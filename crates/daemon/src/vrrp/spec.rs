@@ -26,7 +26,8 @@ pub struct InstanceSpec {
     /// `vrrp_script` names with the instance's weight and `reverse` for it
     /// (`None`: the script's own).
     pub track_scripts: Vec<(String, Option<(i64, bool)>)>,
-    /// Interfaces whose link going down means FAULT (or a weight).
+    /// Interfaces whose link going down means FAULT (or a weight); the
+    /// instance's own interface is tracked unless `dont_track_primary`.
     pub track_interfaces: Vec<(String, Option<i64>)>,
     /// How each VIP is put on the machine.
     pub addresses: Vec<AddressSpec>,
@@ -159,13 +160,10 @@ fn instance(
         notify: notify_scripts(b),
         name: inst.name.clone(),
         addresses: addresses(b, &interface),
+        track_interfaces: tracked_interfaces(b, &interface),
         interface,
         engine,
         track_scripts: tracks(b.track_script.as_ref()),
-        track_interfaces: tracks(b.track_interface.as_ref())
-            .into_iter()
-            .map(|(n, w)| (n, w.map(|(w, _)| w)))
-            .collect(),
     })
 }
 
@@ -196,6 +194,19 @@ fn auth(b: &VrrpInstance, version: Version) -> Auth {
         },
         _ => Auth::None,
     }
+}
+
+/// `track_interface` lines, plus the instance's own interface unless
+/// `dont_track_primary`.
+fn tracked_interfaces(b: &VrrpInstance, interface: &str) -> Vec<(String, Option<i64>)> {
+    let mut t: Vec<(String, Option<i64>)> = tracks(b.track_interface.as_ref())
+        .into_iter()
+        .map(|(n, w)| (n, w.map(|(w, _)| w)))
+        .collect();
+    if !b.dont_track_primary && !t.iter().any(|(n, _)| n == interface) {
+        t.push((interface.to_owned(), None));
+    }
+    t
 }
 
 /// The instance's notify commands.
