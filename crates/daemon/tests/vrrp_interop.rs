@@ -84,11 +84,16 @@ impl Pair {
     /// keepalived-rs in `node` with `top` before the instance.
     fn ours_with(&self, node: &str, top: &str, body: &str) -> Process {
         let conf = self.config_with(&format!("{node}-rs"), top, body);
+        self.ours_conf(node, &conf)
+    }
+
+    /// keepalived-rs in `node` with the configuration file `conf`.
+    fn ours_conf(&self, node: &str, conf: &std::path::Path) -> Process {
         let log = std::fs::File::create(self.dir.join(format!("{node}-rs.log"))).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("--control").arg(self.control(node));
         cmd.args(["-n", "-l", "-D", "-f"])
-            .arg(&conf)
+            .arg(conf)
             .arg("-p")
             .arg(self.dir.join(format!("{node}-rs.pid")));
         self.node(node).spawn_logged(&cmd, Some(log)).unwrap()
@@ -509,4 +514,55 @@ fn losing_the_link_means_fault_and_the_vip_moves() {
     wait_vip(&pair, "lb1", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
     pair.only_holder_for("lb1", "lb2", Duration::from_secs(1));
+}
+
+#[test]
+fn a_sync_group_moves_together() {
+    if !ready("a_sync_group_moves_together") {
+        return;
+    }
+    let pair = Pair::new("i");
+    let flag = pair.dir.join("vi1-ok");
+    std::fs::write(&flag, "").unwrap();
+    let conf = |node: &str, prio: u32, script: bool| {
+        let track = if script {
+            " track_script {\n chk\n }\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "vrrp_script chk {{\n script \"test -f {flag}\"\n interval 0.2\n}}\n\
+             vrrp_sync_group G {{\n group {{\n VI_1\n VI_2\n }}\n}}\n\
+             vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n priority {prio}\n version 3\n advert_int 0.1\n{track} virtual_ipaddress {{\n 198.51.100.250/24\n }}\n}}\n\
+             vrrp_instance VI_2 {{\n interface eth0\n virtual_router_id 52\n priority {prio}\n version 3\n advert_int 0.1\n virtual_ipaddress {{\n 198.51.100.251/24\n }}\n}}\n",
+            flag = flag.display()
+        );
+        let path = pair.dir.join(format!("{node}-group.conf"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let _lb1 = pair.ours_conf("lb1", &conf("lb1", 100, true));
+    let _lb2 = pair.ours_conf("lb2", &conf("lb2", 90, false));
+    let second: IpAddr = "198.51.100.251".parse().unwrap();
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    pair.node("lb1")
+        .wait_for_address(second, Duration::from_secs(5))
+        .unwrap();
+    // Only VI_1 tracks the script (weight 0: failure is FAULT), but the group
+    // goes to FAULT together and both VIPs move.
+    std::fs::remove_file(&flag).unwrap();
+    wait_vip(&pair, "lb2", Duration::from_secs(5));
+    pair.node("lb2")
+        .wait_for_address(second, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("VI_2 stayed behind ({e})\n{}", pair.logs()));
+    assert!(
+        !pair.node("lb1").has_address(second).unwrap(),
+        "VI_2 kept its VIP on lb1\n{}",
+        pair.logs()
+    );
+    std::fs::write(&flag, "").unwrap();
+    wait_vip(&pair, "lb1", Duration::from_secs(5));
+    pair.node("lb1")
+        .wait_for_address(second, Duration::from_secs(5))
+        .unwrap();
 }

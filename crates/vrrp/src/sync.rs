@@ -11,6 +11,110 @@
 use crate::router::{Action, Input, Router, StateName};
 use crate::time::Instant;
 
+/// The routers of a group, wherever they are kept (a [`SyncGroup`], or a
+/// driver's own table of instances).
+pub trait Members {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn member(&mut self, i: usize) -> &mut Router;
+    fn member_ref(&self, i: usize) -> &Router;
+}
+
+impl Members for Vec<Router> {
+    fn len(&self) -> usize {
+        <[Router]>::len(self)
+    }
+    fn member(&mut self, i: usize) -> &mut Router {
+        &mut self[i]
+    }
+    fn member_ref(&self, i: usize) -> &Router {
+        &self[i]
+    }
+}
+
+/// Marks the members as held by a group (when there are two or more).
+pub fn hold<M: Members + ?Sized>(members: &mut M) {
+    let held = members.len() > 1;
+    for i in 0..members.len() {
+        members.member(i).set_sync_held(held);
+    }
+}
+
+/// Feeds `input` to member `index` (`Timer` to all) and moves the others as
+/// the group rules say. Returns (member, action) pairs.
+pub fn handle<M: Members + ?Sized>(
+    members: &mut M,
+    now: Instant,
+    index: usize,
+    input: Input,
+) -> Vec<(usize, Action)> {
+    let mut out = Vec::new();
+    if matches!(input, Input::Timer) {
+        for i in 0..members.len() {
+            feed(members, now, i, Input::Timer, &mut out);
+        }
+    } else if index < members.len() {
+        feed(members, now, index, input, &mut out);
+    }
+    promote(members, now, &mut out);
+    out
+}
+
+fn feed<M: Members + ?Sized>(
+    members: &mut M,
+    now: Instant,
+    index: usize,
+    input: Input,
+    out: &mut Vec<(usize, Action)>,
+) {
+    let actions = members.member(index).handle(now, input);
+    let mut moved = None;
+    for a in actions {
+        if let Action::State { from, to } = a {
+            moved = Some((from, to));
+        }
+        out.push((index, a));
+    }
+    let any_faulty = (0..members.len()).any(|i| members.member_ref(i).is_faulty());
+    let follow = match moved {
+        Some((_, StateName::Fault)) => StateName::Fault,
+        Some((StateName::Master | StateName::Fault, StateName::Backup)) if !any_faulty => {
+            StateName::Backup
+        }
+        _ => return,
+    };
+    for other in 0..members.len() {
+        if other == index || members.member_ref(other).state() == follow {
+            continue;
+        }
+        let actions = members.member(other).handle(now, Input::Force(follow));
+        out.extend(actions.into_iter().map(|a| (other, a)));
+    }
+}
+
+/// Every member is MASTER or wants to be: make the group MASTER.
+fn promote<M: Members + ?Sized>(members: &mut M, now: Instant, out: &mut Vec<(usize, Action)>) {
+    let n = members.len();
+    let all = (0..n).all(|i| {
+        let m = members.member_ref(i);
+        m.state() == StateName::Master || m.wants_master()
+    });
+    let any = (0..n).any(|i| members.member_ref(i).wants_master());
+    if !(all && any) {
+        return;
+    }
+    for i in 0..n {
+        if members.member_ref(i).wants_master() {
+            let actions = members
+                .member(i)
+                .handle(now, Input::Force(StateName::Master));
+            out.extend(actions.into_iter().map(|a| (i, a)));
+        }
+    }
+}
+
 /// A group of routers that move together.
 #[derive(Debug, Clone)]
 pub struct SyncGroup {
@@ -19,10 +123,7 @@ pub struct SyncGroup {
 
 impl SyncGroup {
     pub fn new(mut members: Vec<Router>) -> Self {
-        let held = members.len() > 1;
-        for m in &mut members {
-            m.set_sync_held(held);
-        }
+        hold(&mut members);
         Self { members }
     }
 
@@ -35,76 +136,8 @@ impl SyncGroup {
         self.members.iter().filter_map(Router::poll_at).min()
     }
 
-    /// Feeds `input` to member `index` (`Timer` to all) and moves the others
-    /// as the group rules say. Returns (member, action) pairs.
+    /// See [`handle`].
     pub fn handle(&mut self, now: Instant, index: usize, input: Input) -> Vec<(usize, Action)> {
-        let mut out = Vec::new();
-        if matches!(input, Input::Timer) {
-            for i in 0..self.members.len() {
-                self.feed(now, i, Input::Timer, &mut out);
-            }
-        } else if index < self.members.len() {
-            self.feed(now, index, input, &mut out);
-        }
-        self.promote(now, &mut out);
-        out
-    }
-
-    fn feed(&mut self, now: Instant, index: usize, input: Input, out: &mut Vec<(usize, Action)>) {
-        let Some(member) = self.members.get_mut(index) else {
-            return;
-        };
-        let actions = member.handle(now, input);
-        let mut moved = None;
-        for a in actions {
-            if let Action::State { from, to } = a {
-                moved = Some((from, to));
-            }
-            out.push((index, a));
-        }
-        let follow = match moved {
-            Some((_, StateName::Fault)) => StateName::Fault,
-            Some((StateName::Master | StateName::Fault, StateName::Backup))
-                if !self.members.iter().any(Router::is_faulty) =>
-            {
-                StateName::Backup
-            }
-            _ => return,
-        };
-        self.force_others(now, index, follow, out);
-    }
-
-    fn force_others(
-        &mut self,
-        now: Instant,
-        index: usize,
-        to: StateName,
-        out: &mut Vec<(usize, Action)>,
-    ) {
-        for other in 0..self.members.len() {
-            if other == index || self.members[other].state() == to {
-                continue;
-            }
-            let actions = self.members[other].handle(now, Input::Force(to));
-            out.extend(actions.into_iter().map(|a| (other, a)));
-        }
-    }
-
-    /// Every member is MASTER or wants to be: make the group MASTER.
-    fn promote(&mut self, now: Instant, out: &mut Vec<(usize, Action)>) {
-        let all = self
-            .members
-            .iter()
-            .all(|m| m.state() == StateName::Master || m.wants_master());
-        let any = self.members.iter().any(Router::wants_master);
-        if !(all && any) {
-            return;
-        }
-        for i in 0..self.members.len() {
-            if self.members[i].wants_master() {
-                let actions = self.members[i].handle(now, Input::Force(StateName::Master));
-                out.extend(actions.into_iter().map(|a| (i, a)));
-            }
-        }
+        handle(&mut self.members, now, index, input)
     }
 }

@@ -115,6 +115,10 @@ struct Driver {
     script_events: Option<std::sync::mpsc::Receiver<crate::track::ScriptEvent>>,
     /// Where notify command lines go (the notifier thread).
     notify: Option<std::sync::mpsc::Sender<Vec<String>>>,
+    /// Sync groups: the instances of each.
+    groups: Vec<Vec<usize>>,
+    /// The group of each instance, if any.
+    group_of: Vec<Option<usize>>,
     /// Tracked interfaces and whether each has its link up.
     links: HashMap<String, bool>,
     /// When the links were last looked at.
@@ -189,7 +193,20 @@ impl Driver {
                 (s.name.clone(), (s, good))
             })
             .collect();
-        Ok(Self {
+        let mut groups = Vec::new();
+        let mut group_of = vec![None; instances.len()];
+        for g in &config.sync_groups {
+            let names = g.body.group.iter().flat_map(|l| &l.0).flat_map(|n| &n.0);
+            let idx: Vec<usize> = names
+                .filter_map(|n| instances.iter().position(|i| i.spec.name == *n))
+                .filter(|i| group_of[*i].is_none())
+                .collect();
+            for i in &idx {
+                group_of[*i] = Some(groups.len());
+            }
+            groups.push(idx);
+        }
+        let mut this = Self {
             sockets,
             instances,
             by_vrid,
@@ -199,7 +216,16 @@ impl Driver {
             notify: None,
             links: HashMap::new(),
             links_checked: Instant::ZERO,
-        })
+            groups,
+            group_of,
+        };
+        for g in this.groups.clone() {
+            vrrp::sync::hold(&mut GroupView {
+                instances: &mut this.instances,
+                idx: &g,
+            });
+        }
+        Ok(this)
     }
 
     /// The state of every instance, for the control socket.
@@ -234,13 +260,36 @@ impl Driver {
         Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
+    /// Feeds instance `i` (through its sync group, if it has one) and carries
+    /// out what every moved instance asks.
     fn feed(&mut self, i: usize, input: Input) {
         let now = self.now();
-        let actions = self.instances[i].router.handle(now, input);
-        carry_out(&mut self.instances[i], &self.sockets, &actions);
+        let results: Vec<(usize, Vec<Action>)> = match self.group_of[i] {
+            None => vec![(i, self.instances[i].router.handle(now, input))],
+            Some(g) => {
+                let idx = self.groups[g].clone();
+                let pos = idx.iter().position(|&x| x == i).unwrap_or(0);
+                let mut view = GroupView {
+                    instances: &mut self.instances,
+                    idx: &idx,
+                };
+                vrrp::sync::handle(&mut view, now, pos, input)
+                    .into_iter()
+                    .map(|(p, a)| (idx[p], vec![a]))
+                    .collect()
+            }
+        };
+        for (j, actions) in results {
+            self.execute(j, &actions);
+        }
+    }
+
+    /// Carries out `actions` of instance `i` and runs its notify scripts.
+    fn execute(&mut self, i: usize, actions: &[Action]) {
+        carry_out(&mut self.instances[i], &self.sockets, actions);
         if let Some(tx) = &self.notify {
             let inst = &self.instances[i];
-            for a in &actions {
+            for a in actions {
                 if let Action::State { to, .. } = a {
                     let state = to.to_string();
                     for argv in
@@ -416,6 +465,24 @@ impl Driver {
             };
             self.feed(i, input);
         }
+    }
+}
+
+/// The instances of one sync group, as the engine's group rules see them.
+struct GroupView<'a> {
+    instances: &'a mut Vec<Instance>,
+    idx: &'a [usize],
+}
+
+impl vrrp::sync::Members for GroupView<'_> {
+    fn len(&self) -> usize {
+        self.idx.len()
+    }
+    fn member(&mut self, i: usize) -> &mut Router {
+        &mut self.instances[self.idx[i]].router
+    }
+    fn member_ref(&self, i: usize) -> &Router {
+        &self.instances[self.idx[i]].router
     }
 }
 
