@@ -386,6 +386,28 @@ fn status_reports_the_instance_over_the_control_socket() {
     assert_eq!(i["vips"], serde_json::json!([VIP]));
     assert!(v["virtual_servers"].is_array());
     assert!(status(false).contains("VI_1: MASTER on eth0 (VRID 51)"));
+    // SIGUSR1 writes keepalived's data dump.
+    let before = std::fs::metadata("/tmp/keepalived.data")
+        .and_then(|m| m.modified())
+        .ok();
+    lb1.signal(Signal::SIGUSR1).unwrap();
+    let start = Instant::now();
+    loop {
+        let now = std::fs::metadata("/tmp/keepalived.data")
+            .and_then(|m| m.modified())
+            .ok();
+        if now.is_some() && now != before {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "no /tmp/keepalived.data after SIGUSR1"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(std::fs::read_to_string("/tmp/keepalived.data")
+        .unwrap()
+        .contains("VRRP instance VI_1"));
     lb1.signal(Signal::SIGTERM).unwrap();
     assert!(lb1.wait_timeout(Duration::from_secs(5)).unwrap().success());
     assert!(!sock.exists(), "the control socket outlived the daemon");

@@ -30,6 +30,18 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// this polling later).
 const LINK_POLL: Duration = Duration::from_millis(100);
 
+/// Where SIGUSR1 writes the state of every instance (keepalived's file).
+const DATA_DUMP: &str = "/tmp/keepalived.data";
+/// Where SIGUSR2 writes the statistics (keepalived's file; ours is JSON).
+const STATS_DUMP: &str = "/tmp/keepalived.stats";
+
+fn dump(path: &str, text: &str) {
+    match std::fs::write(path, text) {
+        Ok(()) => tracing::info!("Wrote {path}"),
+        Err(e) => tracing::warn!("cannot write {path}: {e}"),
+    }
+}
+
 /// Whether `ifname` exists and its link is up (operstate up or unknown).
 fn link_up(ifname: &str) -> bool {
     let path = std::path::Path::new("/sys/class/net")
@@ -68,10 +80,23 @@ pub fn run(
     driver.link_changes();
     driver.apply_tracking();
     driver.start();
+    let (usr1, usr2) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, usr2.clone())?;
     let mut published = Instant::ZERO;
     let mut last = crate::control::Status::default();
     while !stop.load(Ordering::Relaxed) {
         driver.step()?;
+        if usr1.swap(false, Ordering::Relaxed) {
+            dump(DATA_DUMP, &crate::control::render(&driver.status()));
+        }
+        if usr2.swap(false, Ordering::Relaxed) {
+            let json = serde_json::to_string_pretty(&driver.status()).unwrap_or_default();
+            dump(STATS_DUMP, &json);
+        }
         // Publish on every change of state or priority, and counters once a second.
         let now = driver.now();
         let snapshot = driver.status();
