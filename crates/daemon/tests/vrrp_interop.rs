@@ -588,3 +588,38 @@ fn a_sync_group_moves_together() {
         .wait_for_address(second, Duration::from_secs(5))
         .unwrap();
 }
+
+#[test]
+#[ignore = "debugging aid: prints when the priority-0 advert leaves after SIGTERM"]
+fn debug_stop_latency() {
+    let pair = Pair::new("z");
+    let lb1 = pair.ours(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let pcap = pair.dir.join("stop.pcap");
+    let mut dump = Command::new("tcpdump");
+    dump.args(["-i", "eth0", "-U", "-n", "-w"])
+        .arg(&pcap)
+        .arg("ip proto 112");
+    let mut tcpdump = pair.node("lb2").spawn_logged(&dump, None).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = std::time::SystemTime::now();
+    lb1.signal(Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    tcpdump.signal(Signal::SIGINT).unwrap();
+    tcpdump.wait_timeout(Duration::from_secs(5)).unwrap();
+    let out = Command::new("tcpdump")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-n", "-tt", "-v"])
+        .output()
+        .unwrap();
+    eprintln!(
+        "SIGTERM at {:?}\n{}",
+        t0.duration_since(std::time::UNIX_EPOCH).unwrap(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!("{}", pair.logs());
+}

@@ -14,6 +14,7 @@ pub mod spec;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,19 @@ pub fn run(
     );
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGUSR2, usr2.clone())?;
+    // Signals also write to a pipe the loop polls, so a stop is handled at
+    // once rather than after the current wait (priority 0 goes out at once).
+    let (wake_rx, wake_tx) = std::os::unix::net::UnixStream::pair()?;
+    wake_rx.set_nonblocking(true)?;
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGUSR2,
+    ] {
+        signal_hook::low_level::pipe::register(sig, wake_tx.try_clone()?)?;
+    }
+    driver.wake = Some(wake_rx);
     let mut published = Instant::ZERO;
     let mut last = crate::control::Status::default();
     while !stop.load(Ordering::Relaxed) {
@@ -144,6 +158,8 @@ struct Driver {
     groups: Vec<Vec<usize>>,
     /// The group of each instance, if any.
     group_of: Vec<Option<usize>>,
+    /// Readable when a signal arrived (see `run`).
+    wake: Option<std::os::unix::net::UnixStream>,
     /// Tracked interfaces and whether each has its link up.
     links: HashMap<String, bool>,
     /// When the links were last looked at.
@@ -241,6 +257,7 @@ impl Driver {
             notify: None,
             links: HashMap::new(),
             links_checked: Instant::ZERO,
+            wake: None,
             groups,
             group_of,
         };
@@ -450,6 +467,12 @@ impl Driver {
             .iter()
             .map(|s| nix::poll::PollFd::new(s.fd(), nix::poll::PollFlags::POLLIN))
             .collect();
+        if let Some(w) = &self.wake {
+            fds.push(nix::poll::PollFd::new(
+                w.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            ));
+        }
         let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
         // Sub-millisecond waits round up, so a timer never spins.
         let timeout = nix::poll::PollTimeout::from(if wait.is_zero() { 0 } else { ms.max(1) });
@@ -457,13 +480,23 @@ impl Driver {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll on the VRRP sockets"),
         }
-        Ok(fds
+        let mut ready: Vec<bool> = fds
             .iter()
             .map(|f| {
                 f.revents()
                     .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN))
             })
-            .collect())
+            .collect();
+        drop(fds);
+        if let Some(mut w) = self.wake.as_ref() {
+            if ready.pop() == Some(true) {
+                tracing::debug!("woken by a signal");
+                // Drain the pipe; the signal flags say what happened.
+                let mut buf = [0u8; 64];
+                while std::io::Read::read(&mut w, &mut buf).is_ok_and(|n| n > 0) {}
+            }
+        }
+        Ok(ready)
     }
 
     /// Reads every waiting packet of socket `si` and hands each to its instance.
