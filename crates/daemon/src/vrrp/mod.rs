@@ -101,7 +101,7 @@ pub fn run(
     }
     driver.wake = Some(wake_rx);
     let mut published = Instant::ZERO;
-    let mut last = crate::control::Status::default();
+    let mut last: Vec<(StateName, u8)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         driver.step()?;
         if usr1.swap(false, Ordering::Relaxed) {
@@ -111,21 +111,28 @@ pub fn run(
             let json = serde_json::to_string_pretty(&driver.status()).unwrap_or_default();
             dump(STATS_DUMP, &json);
         }
-        // Publish on every change of state or priority, and counters once a second.
+        // Publish on every change of state or priority (cheap to compare, no
+        // allocation), and the counters once a second.
         let now = driver.now();
-        let snapshot = driver.status();
-        let changed = snapshot
-            .vrrp
-            .iter()
-            .zip(&last.vrrp)
-            .any(|(a, b)| a.state != b.state || a.effective_priority != b.effective_priority)
-            || snapshot.vrrp.len() != last.vrrp.len();
+        let changed = driver.instances.len() != last.len()
+            || driver
+                .instances
+                .iter()
+                .zip(&last)
+                .any(|(i, (state, prio))| {
+                    i.router.state() != *state || i.router.priority() != *prio
+                });
         if changed || now.since(published) >= Duration::from_secs(1) {
+            let snapshot = driver.status();
             if let Ok(mut s) = status.lock() {
-                s.vrrp.clone_from(&snapshot.vrrp);
+                s.vrrp = snapshot.vrrp;
             }
             published = now;
-            last = snapshot;
+            last = driver
+                .instances
+                .iter()
+                .map(|i| (i.router.state(), i.router.priority()))
+                .collect();
         }
     }
     tracing::info!("Stopping");
