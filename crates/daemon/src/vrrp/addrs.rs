@@ -33,15 +33,19 @@ pub fn ip_args(a: &AddressSpec) -> Vec<String> {
 
 /// Adds `a`; an address already there is fine.
 pub fn add(a: &AddressSpec) -> Result<(), String> {
-    run("add", a, "File exists")
+    run("add", a, &["File exists"])
 }
 
 /// Removes `a`; an address already gone is fine.
 pub fn remove(a: &AddressSpec) -> Result<(), String> {
-    run("del", a, "Cannot assign requested address")
+    run(
+        "del",
+        a,
+        &["Address not found", "Cannot assign requested address"],
+    )
 }
 
-fn run(verb: &str, a: &AddressSpec, benign: &str) -> Result<(), String> {
+fn run(verb: &str, a: &AddressSpec, benign: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .arg("addr")
         .arg(verb)
@@ -49,7 +53,7 @@ fn run(verb: &str, a: &AddressSpec, benign: &str) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run ip: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() || stderr.contains(benign) {
+    if out.status.success() || benign.iter().any(|b| stderr.contains(b)) {
         Ok(())
     } else {
         Err(format!("ip addr {verb} {}: {}", a.addr, stderr.trim()))

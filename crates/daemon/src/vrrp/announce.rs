@@ -6,6 +6,10 @@ use std::net::Ipv4Addr;
 
 use pnet_datalink::{Channel, DataLinkSender, MacAddr, NetworkInterface};
 
+const ETH_P_ALL: u16 = 0x0003;
+/// BPF `ret #0`: accept nothing.
+const BPF_RET_K: u16 = 0x06;
+
 /// A gratuitous ARP request for `vip` from `mac`: broadcast, sender and
 /// target protocol address both the VIP (what keepalived sends).
 pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
@@ -46,7 +50,22 @@ impl Announcer {
                 )
             })?;
         let mac = iface.mac.map(<[u8; 6]>::from).unwrap_or_default();
-        match pnet_datalink::channel(&iface, pnet_datalink::Config::default())? {
+        // The channel's socket would get a copy of every frame on the
+        // interface (ETH_P_ALL); a filter that drops everything makes that
+        // copy cheap, since we only ever send on it.
+        let socket = socket2::Socket::new(
+            socket2::Domain::PACKET,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+        )?;
+        socket.attach_filter(&[socket2::SockFilter::new(BPF_RET_K, 0, 0, 0)])?;
+        let config = pnet_datalink::Config {
+            promiscuous: false,
+            read_buffer_size: 4096,
+            socket_fd: Some(std::os::fd::IntoRawFd::into_raw_fd(socket)),
+            ..pnet_datalink::Config::default()
+        };
+        match pnet_datalink::channel(&iface, config)? {
             Channel::Ethernet(tx, _rx) => Ok(Self { tx, mac }),
             _ => Err(std::io::Error::other("not an Ethernet channel")),
         }

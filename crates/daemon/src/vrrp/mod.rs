@@ -27,6 +27,9 @@ use spec::InstanceSpec;
 
 /// The longest the loop sleeps, so a stop request is seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Timers due this close are fired together (an advert goes out at most this
+/// early; a takeover happens at most this early).
+const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// How often tracked interfaces' links are looked at (netlink events replace
 /// this polling later).
 const LINK_POLL: Duration = Duration::from_millis(100);
@@ -58,8 +61,6 @@ struct Instance {
     spec: InstanceSpec,
     router: Router,
     socket: usize,
-    /// Gratuitous ARP on the instance's interface (`None` if it could not open).
-    announcer: Option<announce::Announcer>,
 }
 
 /// Runs every `vrrp_instance` until `stop` is set; then stops them gracefully.
@@ -101,7 +102,6 @@ pub fn run(
     }
     driver.wake = Some(wake_rx);
     let mut published = Instant::ZERO;
-    let mut last: Vec<(StateName, u8)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         driver.step()?;
         if usr1.swap(false, Ordering::Relaxed) {
@@ -111,28 +111,16 @@ pub fn run(
             let json = serde_json::to_string_pretty(&driver.status()).unwrap_or_default();
             dump(STATS_DUMP, &json);
         }
-        // Publish on every change of state or priority (cheap to compare, no
-        // allocation), and the counters once a second.
+        // Publish on every change of state or priority, and the counters
+        // once a second.
         let now = driver.now();
-        let changed = driver.instances.len() != last.len()
-            || driver
-                .instances
-                .iter()
-                .zip(&last)
-                .any(|(i, (state, prio))| {
-                    i.router.state() != *state || i.router.priority() != *prio
-                });
-        if changed || now.since(published) >= Duration::from_secs(1) {
+        if driver.dirty || now.since(published) >= Duration::from_secs(1) {
             let snapshot = driver.status();
             if let Ok(mut s) = status.lock() {
                 s.vrrp = snapshot.vrrp;
             }
             published = now;
-            last = driver
-                .instances
-                .iter()
-                .map(|i| (i.router.state(), i.router.priority()))
-                .collect();
+            driver.dirty = false;
         }
     }
     tracing::info!("Stopping");
@@ -165,6 +153,10 @@ struct Driver {
     groups: Vec<Vec<usize>>,
     /// The group of each instance, if any.
     group_of: Vec<Option<usize>>,
+    /// A state or priority changed since the status was last published.
+    dirty: bool,
+    /// Gratuitous ARP senders, one per interface.
+    announcers: HashMap<String, announce::Announcer>,
     /// Readable when a signal arrived (see `run`).
     wake: Option<std::os::unix::net::UnixStream>,
     /// Tracked interfaces and whether each has its link up.
@@ -182,6 +174,7 @@ impl Driver {
         }
         let mut sockets: Vec<VrrpSocket> = Vec::new();
         let mut instances = Vec::new();
+        let mut announcers: HashMap<String, announce::Announcer> = HashMap::new();
         for spec in specs {
             let IpAddr::V4(primary) = spec.engine.primary else {
                 bail!(
@@ -204,22 +197,22 @@ impl Driver {
                 sockets.push(s);
                 sockets.len() - 1
             };
-            let announcer = match announce::Announcer::open(&spec.interface) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    tracing::warn!(
+            if !announcers.contains_key(&spec.interface) {
+                match announce::Announcer::open(&spec.interface) {
+                    Ok(a) => {
+                        announcers.insert(spec.interface.clone(), a);
+                    }
+                    Err(e) => tracing::warn!(
                         "({}) no gratuitous ARP on {}: {e}",
                         spec.name,
                         spec.interface
-                    );
-                    None
+                    ),
                 }
-            };
+            }
             instances.push(Instance {
                 router: Router::new(spec.engine.clone()),
                 spec,
                 socket,
-                announcer,
             });
         }
         let by_vrid = instances
@@ -241,19 +234,7 @@ impl Driver {
                 (s.name.clone(), (s, good))
             })
             .collect();
-        let mut groups = Vec::new();
-        let mut group_of = vec![None; instances.len()];
-        for g in &config.sync_groups {
-            let names = g.body.group.iter().flat_map(|l| &l.0).flat_map(|n| &n.0);
-            let idx: Vec<usize> = names
-                .filter_map(|n| instances.iter().position(|i| i.spec.name == *n))
-                .filter(|i| group_of[*i].is_none())
-                .collect();
-            for i in &idx {
-                group_of[*i] = Some(groups.len());
-            }
-            groups.push(idx);
-        }
+        let (groups, group_of) = sync_groups(config, &instances);
         let mut this = Self {
             sockets,
             instances,
@@ -265,6 +246,8 @@ impl Driver {
             links: HashMap::new(),
             links_checked: Instant::ZERO,
             wake: None,
+            announcers,
+            dirty: true,
             groups,
             group_of,
         };
@@ -313,6 +296,12 @@ impl Driver {
     /// out what every moved instance asks.
     fn feed(&mut self, i: usize, input: Input) {
         let now = self.now();
+        self.feed_at(i, now, input);
+    }
+
+    /// Like [`Driver::feed`] at time `now` (a timer fired a little early is
+    /// handled at its own deadline).
+    fn feed_at(&mut self, i: usize, now: Instant, input: Input) {
         let results: Vec<(usize, Vec<Action>)> = match self.group_of[i] {
             None => vec![(i, self.instances[i].router.handle(now, input))],
             Some(g) => {
@@ -335,7 +324,15 @@ impl Driver {
 
     /// Carries out `actions` of instance `i` and runs its notify scripts.
     fn execute(&mut self, i: usize, actions: &[Action]) {
-        carry_out(&mut self.instances[i], &self.sockets, actions);
+        carry_out(
+            &self.instances[i],
+            &self.sockets,
+            &mut self.announcers,
+            actions,
+        );
+        self.dirty |= actions
+            .iter()
+            .any(|a| matches!(a, Action::State { .. } | Action::Priority { .. }));
         if let Some(tx) = &self.notify {
             let inst = &self.instances[i];
             for a in actions {
@@ -408,7 +405,8 @@ impl Driver {
         }
         self.links_checked = now;
         let mut changed = false;
-        let names: Vec<String> = self
+        // Each interface once, however many instances track it.
+        let names: std::collections::BTreeSet<String> = self
             .instances
             .iter()
             .flat_map(|i| i.spec.track_interfaces.iter().map(|(n, _)| n.clone()))
@@ -458,10 +456,16 @@ impl Driver {
         for si in (0..self.sockets.len()).filter(|i| ready[*i]) {
             self.receive(si);
         }
+        // Fire every timer due now or within TIMER_SLACK: with many instances
+        // this batches their adverts into one wake-up instead of one each.
         let t = self.now();
         for i in 0..self.instances.len() {
-            if self.instances[i].router.poll_at().is_some_and(|at| at <= t) {
-                self.feed(i, Input::Timer);
+            if let Some(at) = self.instances[i]
+                .router
+                .poll_at()
+                .filter(|at| *at <= t + TIMER_SLACK)
+            {
+                self.feed_at(i, at.max(t), Input::Timer);
             }
         }
         Ok(())
@@ -533,6 +537,27 @@ impl Driver {
     }
 }
 
+/// The instances of each `vrrp_sync_group`, and the group of each instance.
+fn sync_groups(
+    config: &kaconf::Config,
+    instances: &[Instance],
+) -> (Vec<Vec<usize>>, Vec<Option<usize>>) {
+    let mut groups = Vec::new();
+    let mut group_of = vec![None; instances.len()];
+    for g in &config.sync_groups {
+        let names = g.body.group.iter().flat_map(|l| &l.0).flat_map(|n| &n.0);
+        let idx: Vec<usize> = names
+            .filter_map(|n| instances.iter().position(|i| i.spec.name == *n))
+            .filter(|i| group_of[*i].is_none())
+            .collect();
+        for i in &idx {
+            group_of[*i] = Some(groups.len());
+        }
+        groups.push(idx);
+    }
+    (groups, group_of)
+}
+
 /// The instances of one sync group, as the engine's group rules see them.
 struct GroupView<'a> {
     instances: &'a mut Vec<Instance>,
@@ -568,7 +593,12 @@ fn drop_name(d: vrrp::Drop) -> String {
 }
 
 /// Does what the engine asked, logging in keepalived's words.
-fn carry_out(inst: &mut Instance, sockets: &[VrrpSocket], actions: &[Action]) {
+fn carry_out(
+    inst: &Instance,
+    sockets: &[VrrpSocket],
+    announcers: &mut HashMap<String, announce::Announcer>,
+    actions: &[Action],
+) {
     let name = &inst.spec.name;
     for a in actions {
         match a {
@@ -618,13 +648,12 @@ fn carry_out(inst: &mut Instance, sockets: &[VrrpSocket], actions: &[Action]) {
                         IpAddr::V6(_) => None,
                     })
                     .collect();
-                if let Some(a) = inst.announcer.as_mut() {
-                    match a.garp(&v4, *repeat) {
-                        Ok(()) => {
-                            tracing::debug!("({name}) sent {repeat} gratuitous ARPs for {v4:?}");
-                        }
-                        Err(e) => tracing::warn!("({name}) gratuitous ARP: {e}"),
-                    }
+                let Some(a) = announcers.get_mut(&inst.spec.interface) else {
+                    continue;
+                };
+                match a.garp(&v4, *repeat) {
+                    Ok(()) => tracing::debug!("({name}) sent {repeat} gratuitous ARPs for {v4:?}"),
+                    Err(e) => tracing::warn!("({name}) gratuitous ARP: {e}"),
                 }
             }
             Action::AddRoutes { .. } | Action::RemoveRoutes { .. } => {

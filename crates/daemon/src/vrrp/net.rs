@@ -56,6 +56,8 @@ pub struct Received {
 #[derive(Debug)]
 pub struct VrrpSocket {
     socket: Socket,
+    /// Our adverts' source address (we write the IP header ourselves).
+    primary: Ipv4Addr,
     pub ifname: String,
 }
 
@@ -75,9 +77,14 @@ impl VrrpSocket {
         socket.set_multicast_ttl_v4(u32::from(TTL))?;
         socket.set_ttl_v4(u32::from(TTL))?;
         socket.set_multicast_loop_v4(false)?;
+        // We write the IP header (as keepalived does): the kernel's raw
+        // header-included path is markedly cheaper per packet than building
+        // one for us, which matters at 200 instances × 100 adverts/s.
+        socket.set_header_included_v4(true)?;
         socket.set_nonblocking(true)?;
         Ok(Self {
             socket,
+            primary,
             ifname: ifname.to_owned(),
         })
     }
@@ -101,14 +108,30 @@ impl VrrpSocket {
                 "IPv6 adverts are not sent yet",
             ));
         };
+        let packet = ipv4_packet(self.primary, dst, payload);
         self.socket
-            .send_to(payload, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
+            .send_to(&packet, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
         Ok(())
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
     }
+}
+
+/// An IPv4 packet around a VRRP message: TOS 0xc0 (network control, as
+/// keepalived), TTL 255, protocol 112. The kernel fills in the id and the
+/// header checksum.
+pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let total = u16::try_from(20 + payload.len()).unwrap_or(u16::MAX);
+    let mut p = Vec::with_capacity(20 + payload.len());
+    p.extend_from_slice(&[0x45, 0xc0]);
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0, TTL, PROTOCOL, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    p
 }
 
 /// Splits an IPv4 packet into the fields VRRP checks; `None` if it is not a
@@ -145,6 +168,14 @@ mod tests {
         assert_eq!(r.dst, IpAddr::V4(MULTICAST_V4));
         assert_eq!(r.ttl, 255);
         assert_eq!(r.payload.len(), 8);
+    }
+
+    #[test]
+    fn our_ip_header_reads_back() {
+        let p = ipv4_packet(Ipv4Addr::new(198, 51, 100, 22), MULTICAST_V4, &[1, 2, 3, 4]);
+        let r = parse_ipv4(&p).unwrap();
+        assert_eq!((r.ttl, r.payload.as_slice()), (255, &[1u8, 2, 3, 4][..]));
+        assert_eq!(r.src, "198.51.100.22".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -1,0 +1,237 @@
+//! Benchmarks (not tests: `bench/vrrp-scale` and `bench/vrrp-memory` run
+//! them): CPU with many instances and RSS with one, keepalived-rs next to
+//! keepalived at the same settings.
+
+#![allow(clippy::unwrap_used, clippy::cast_precision_loss)] // a benchmark: small integers to f64
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::Duration;
+
+use netlab::{Lab, Process};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+
+#[derive(Clone, Copy, PartialEq)]
+enum Daemon {
+    Ours,
+    Keepalived,
+}
+
+impl Daemon {
+    fn name(self) -> &'static str {
+        match self {
+            Daemon::Ours => "keepalived-rs",
+            Daemon::Keepalived => "keepalived 2.2",
+        }
+    }
+}
+
+/// `n` instances, VRIDs 1..=n, VRRPv3 at `advert_ms`, each with its own VIP.
+fn config(n: u32, prio: u32, state: &str, advert_ms: u64) -> String {
+    let mut s = String::new();
+    for vrid in 1..=n {
+        let _ = write!(
+            s,
+            "vrrp_instance VI_{vrid} {{\n state {state}\n interface eth0\n virtual_router_id {vrid}\n priority {prio}\n version 3\n advert_int {}\n virtual_ipaddress {{\n 203.0.113.{}/32\n }}\n}}\n",
+            advert_ms as f64 / 1000.0,
+            vrid
+        );
+    }
+    s
+}
+
+fn start(lab: &Lab, node: &str, d: Daemon, text: &str, dir: &std::path::Path) -> Process {
+    let conf = dir.join(format!("{node}.conf"));
+    std::fs::write(&conf, text).unwrap();
+    let mut cmd = match d {
+        Daemon::Ours => {
+            let mut c = Command::new(BIN);
+            c.arg("--control")
+                .arg(dir.join(format!("{node}.sock")))
+                .args(["-n", "-f"])
+                .arg(&conf);
+            c
+        }
+        Daemon::Keepalived => {
+            let mut c = Command::new("keepalived");
+            c.args(["-n", "-P", "-f"]).arg(&conf);
+            for (f, n) in [("-p", "k"), ("-r", "v"), ("-c", "c")] {
+                c.arg(f).arg(dir.join(format!("{node}-{n}.pid")));
+            }
+            c
+        }
+    };
+    cmd.arg("-l");
+    lab.node(node).unwrap().spawn_logged(&cmd, None).unwrap()
+}
+
+fn pids(lab: &Lab, node: &str) -> Vec<u32> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", lab.node(node).unwrap().ns()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// utime + stime of the processes, in clock ticks.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .map(|s| {
+            let after = s.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = after.split_whitespace().collect();
+            f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        })
+        .sum()
+}
+
+/// utime alone, in clock ticks.
+fn user_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .map(|s| {
+            let after = s.rsplit_once(')').map_or("", |(_, r)| r);
+            after
+                .split_whitespace()
+                .nth(11)
+                .and_then(|u| u.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// VmRSS of the processes, in KiB.
+fn rss_kib(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+fn pair(tag: &str) -> (Lab, std::path::PathBuf) {
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("lb2", &["198.51.100.40/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}{tag}", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    (lab, dir)
+}
+
+fn out_dir() -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/out");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+#[ignore = "a benchmark: run bench/vrrp-scale"]
+fn cpu_with_200_instances_at_10ms() {
+    assert!(netlab::privileged("cpu_with_200_instances_at_10ms"));
+    let (n, advert_ms, secs) = (200, 10, 10);
+    let mut table = format!(
+        "{n} instances, VRRPv3, advert {advert_ms} ms, CPU over {secs} s (% of one core)\n\n| daemon | master | backup | master vs keepalived | backup vs keepalived |\n|---|---:|---:|---:|---:|\n"
+    );
+    let mut results = Vec::new();
+    for d in [Daemon::Ours, Daemon::Keepalived] {
+        let (lab, dir) = pair("scale");
+        let _m = start(&lab, "lb1", d, &config(n, 100, "MASTER", advert_ms), &dir);
+        let _b = start(&lab, "lb2", d, &config(n, 90, "BACKUP", advert_ms), &dir);
+        // Let every instance settle (keepalived takes a few seconds to start 200).
+        let last_vip = "203.0.113.200".parse().unwrap();
+        lab.node("lb1")
+            .unwrap()
+            .wait_for_address(last_vip, Duration::from_secs(30))
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        let (pm, pb) = (pids(&lab, "lb1"), pids(&lab, "lb2"));
+        if std::env::var("COUNT_ADVERTS").is_ok() {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    lab.node("lb2").unwrap().ns(),
+                    "timeout",
+                    "1",
+                    "tcpdump",
+                    "-i",
+                    "eth0",
+                    "-n",
+                    "-q",
+                    "ip proto 112",
+                ])
+                .output()
+                .unwrap();
+            eprintln!(
+                "{}: adverts seen in 1 s: {}",
+                d.name(),
+                String::from_utf8_lossy(&out.stdout).lines().count()
+            );
+        }
+        let (m0, b0) = (cpu_ticks(&pm), cpu_ticks(&pb));
+        std::thread::sleep(Duration::from_secs(secs));
+        let (m1, b1) = (cpu_ticks(&pm), cpu_ticks(&pb));
+        let (mu, ms) = (user_ticks(&pm), cpu_ticks(&pm) - user_ticks(&pm));
+        eprintln!(
+            "{}: master user {mu} system {ms} ticks since start",
+            d.name()
+        );
+        // Ticks are 1/100 s: percent of a core = ticks / seconds.
+        let master = (m1 - m0) as f64 / secs as f64;
+        let backup = (b1 - b0) as f64 / secs as f64;
+        assert!(
+            lab.node("lb2")
+                .unwrap()
+                .has_address(last_vip)
+                .is_ok_and(|h| !h),
+            "{} backup took a VIP",
+            d.name()
+        );
+        results.push((d, master, backup));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let (km, kb) = (results[1].1.max(0.01), results[1].2.max(0.01));
+    for (d, m, b) in &results {
+        let _ = writeln!(
+            table,
+            "| {} | {m:.1}% | {b:.1}% | {:.2}x | {:.2}x |",
+            d.name(),
+            m / km,
+            b / kb
+        );
+    }
+    println!("\n{table}");
+    std::fs::write(out_dir().join("vrrp-scale.md"), &table).unwrap();
+}
+
+#[test]
+#[ignore = "a benchmark: run bench/vrrp-memory"]
+fn rss_with_one_instance() {
+    assert!(netlab::privileged("rss_with_one_instance"));
+    let mut table = String::from("One instance (VRRPv3, 1 s), RSS of all the daemon's processes\n\n| daemon | processes | RSS (MiB) |\n|---|---:|---:|\n");
+    for d in [Daemon::Ours, Daemon::Keepalived] {
+        let (lab, dir) = pair("mem");
+        let _m = start(&lab, "lb1", d, &config(1, 100, "MASTER", 1000), &dir);
+        lab.node("lb1")
+            .unwrap()
+            .wait_for_address("203.0.113.1".parse().unwrap(), Duration::from_secs(15))
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        let p = pids(&lab, "lb1");
+        let rss = rss_kib(&p) as f64 / 1024.0;
+        let _ = writeln!(table, "| {} | {} | {rss:.1} |", d.name(), p.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!("\n{table}");
+    std::fs::write(out_dir().join("vrrp-memory.md"), &table).unwrap();
+}
