@@ -48,8 +48,6 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "down_timer_adverts",
             "skip_check_adv_addr",
             "v3_checksum_as_v2",
-            "accept",
-            "no_accept",
         ],
     ),
     ("/vrrp_instance/authentication", &["auth_type", "auth_pass"]),
