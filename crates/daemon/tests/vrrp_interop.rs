@@ -623,3 +623,145 @@ fn debug_stop_latency() {
     );
     eprintln!("{}", pair.logs());
 }
+
+/// Raw IPv4 VRRP packets from `src` (TTL and payload ours), sent from inside `node`.
+fn send_raw(node: &netlab::Node, src: &str, packets: Vec<(u8, Vec<u8>)>, per_second: u32) {
+    let src: std::net::Ipv4Addr = src.parse().unwrap();
+    node.run(move || {
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )
+        .unwrap();
+        s.set_header_included_v4(true).unwrap();
+        s.bind_device(Some(b"eth0")).unwrap();
+        s.set_multicast_if_v4(&src).unwrap();
+        let dst = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(224, 0, 0, 18), 0);
+        let gap = Duration::from_secs(1) / per_second.max(1);
+        let start = Instant::now();
+        for (n, (ttl, payload)) in packets.into_iter().enumerate() {
+            let total = u16::try_from(20 + payload.len()).unwrap();
+            let mut p = vec![0x45, 0xc0];
+            p.extend_from_slice(&total.to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 0, ttl, 112, 0, 0]);
+            p.extend_from_slice(&src.octets());
+            p.extend_from_slice(&dst.ip().octets());
+            p.extend_from_slice(&payload);
+            // A full send buffer during the flood just loses packets.
+            let _ = s.send_to(&p, &dst.into());
+            let due = gap * u32::try_from(n + 1).unwrap_or(u32::MAX);
+            if let Some(rest) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn invalid_adverts_never_move_the_vip_and_failover_stays_on_time() {
+    if !ready("invalid_adverts_never_move_the_vip_and_failover_stays_on_time") {
+        return;
+    }
+    let pair = Pair::new("j");
+    let attacker = {
+        // A third host on the same switch.
+        let lab = &pair.lab;
+        lab.node("client").unwrap().clone()
+    };
+    let auth = " authentication {\n auth_type PASS\n auth_pass 1111\n }\n";
+    let lb1 = pair.ours(
+        "lb1",
+        &format!(" state MASTER\n priority 100\n advert_int 1\n{auth}"),
+    );
+    let _lb2 = pair.ours(
+        "lb2",
+        &format!(" state BACKUP\n priority 90\n advert_int 1\n{auth}"),
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let good = |prio: u8, pass: &str, interval: u16, addrs: &[&str]| {
+        vrrp::Advert {
+            version: vrrp::Version::V2,
+            vrid: 51,
+            priority: prio,
+            interval,
+            auth: vrrp::Auth::pass(pass),
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+        .emit(None)
+    };
+    let mut kinds: Vec<(&str, u8, Vec<u8>)> = Vec::new();
+    let mut bad_sum = good(250, "1111", 1, &[VIP]);
+    bad_sum[6] ^= 0xff;
+    kinds.push(("bad checksum", 255, bad_sum));
+    kinds.push(("TTL 64", 64, good(250, "1111", 1, &[VIP])));
+    kinds.push(("interval mismatch", 255, good(250, "1111", 2, &[VIP])));
+    kinds.push(("wrong auth", 255, good(250, "2222", 1, &[VIP])));
+    let mut v1 = good(250, "1111", 1, &[VIP]);
+    v1[0] = 0x11;
+    kinds.push(("version 1", 255, v1));
+    kinds.push((
+        "truncated",
+        255,
+        good(250, "1111", 1, &[VIP])[..10].to_vec(),
+    ));
+    let mut wrong_vrid = good(250, "1111", 1, &[VIP]);
+    wrong_vrid[1] = 52;
+    let sum = vrrp::wire::checksum(0, &{
+        let mut z = wrong_vrid.clone();
+        z[6] = 0;
+        z[7] = 0;
+        z
+    });
+    wrong_vrid[6..8].copy_from_slice(&sum.to_be_bytes());
+    kinds.push(("other VRID", 255, wrong_vrid));
+    // 10 of each at 20/s: nothing may change.
+    let mut packets = Vec::new();
+    for (_, ttl, p) in &kinds {
+        for _ in 0..10 {
+            packets.push((*ttl, p.clone()));
+        }
+    }
+    send_raw(&attacker, "198.51.100.100", packets, 20);
+    pair.only_holder_for("lb1", "lb2", Duration::from_millis(500));
+    // A flood: 100,000 per second of all kinds for 3 s.
+    let flood: Vec<(u8, Vec<u8>)> = (0..300_000)
+        .map(|i| {
+            let (_, ttl, p) = &kinds[i % kinds.len()];
+            (*ttl, p.clone())
+        })
+        .collect();
+    let sender = {
+        let attacker = attacker.clone();
+        std::thread::spawn(move || send_raw(&attacker, "198.51.100.100", flood, 100_000))
+    };
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(3));
+    sender.join().unwrap();
+    // The backup counted them as invalid and took nothing (counters are
+    // published once a second).
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(pair.control("lb2"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dropped: u64 = v["vrrp"][0]["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
+    eprintln!(
+        "backup dropped {dropped} invalid adverts: {}",
+        v["vrrp"][0]["dropped"]
+    );
+    assert!(dropped >= 50_000, "{}", v["vrrp"][0]["dropped"]);
+    assert_eq!(v["vrrp"][0]["state"], "BACKUP");
+    // And the backup still fails over on time when the master dies.
+    lb1.signal(Signal::SIGKILL).unwrap();
+    let took = wait_vip(&pair, "lb2", Duration::from_secs(10));
+    eprintln!("failover after the flood: {took:?}");
+    assert!(took <= Duration::from_millis(3_700), "{took:?}");
+}
