@@ -235,3 +235,80 @@ fn rss_with_one_instance() {
     println!("\n{table}");
     std::fs::write(out_dir().join("vrrp-memory.md"), &table).unwrap();
 }
+
+/// The backup's takeovers (from its own log of "Entering MASTER STATE").
+fn takeovers(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("Entering MASTER STATE")
+        .count()
+}
+
+#[test]
+#[ignore = "a benchmark: run bench/vrrp-load"]
+fn no_false_failover_under_cpu_load() {
+    assert!(netlab::privileged("no_false_failover_under_cpu_load"));
+    let secs = std::env::var("LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30u64);
+    let mut table = format!(
+        "A pair at VRRPv3 10 ms adverts with 8 CPU-bound processes on {} cores for {secs} s\n\n| daemon | takeovers by the backup |\n|---|---:|\n",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    for d in [Daemon::Ours, Daemon::Keepalived] {
+        let (lab, dir) = pair("load");
+        let _m = start(&lab, "lb1", d, &config(1, 100, "MASTER", 10), &dir);
+        let log = dir.join("backup.log");
+        let conf = dir.join("lb2.conf");
+        std::fs::write(&conf, config(1, 90, "BACKUP", 10)).unwrap();
+        let mut cmd = match d {
+            Daemon::Ours => {
+                let mut c = Command::new(BIN);
+                c.arg("--control")
+                    .arg(dir.join("lb2.sock"))
+                    .args(["-n", "-l", "-f"])
+                    .arg(&conf);
+                c
+            }
+            Daemon::Keepalived => {
+                let mut c = Command::new("keepalived");
+                c.args(["-n", "-l", "-P", "-f"]).arg(&conf);
+                for (f, n) in [("-p", "k"), ("-r", "v"), ("-c", "c")] {
+                    c.arg(f).arg(dir.join(format!("lb2-{n}.pid")));
+                }
+                c
+            }
+        };
+        cmd.env("TZ", "UTC");
+        let _b = lab
+            .node("lb2")
+            .unwrap()
+            .spawn_logged(&cmd, Some(std::fs::File::create(&log).unwrap()))
+            .unwrap();
+        lab.node("lb1")
+            .unwrap()
+            .wait_for_address("203.0.113.1".parse().unwrap(), Duration::from_secs(15))
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        let before = takeovers(&log);
+        let mut hogs: Vec<std::process::Child> = (0..8)
+            .map(|_| {
+                Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(secs));
+        for h in &mut hogs {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+        let n = takeovers(&log) - before;
+        let _ = writeln!(table, "| {} | {n} |", d.name());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!("\n{table}");
+    std::fs::write(out_dir().join("vrrp-load.md"), &table).unwrap();
+}
