@@ -46,17 +46,61 @@ impl Scripts {
     }
 }
 
-/// Starts the notifier thread; send it command lines to run.
-pub fn start() -> std::io::Result<(Sender<Vec<String>>, std::thread::JoinHandle<()>)> {
+/// Work for the notifier thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Run this command line.
+    Run(Vec<String>),
+    /// Write this line to the notify FIFO(s).
+    Fifo(String),
+}
+
+/// keepalived's FIFO line for an instance: `INSTANCE "VI_1" MASTER 100`.
+pub fn fifo_line(name: &str, state: &str, priority: u8) -> String {
+    format!("INSTANCE \"{name}\" {state} {priority}\n")
+}
+
+/// Starts the notifier thread, writing FIFO lines to each of `fifos`
+/// (`notify_fifo`, `vrrp_notify_fifo`; created if missing).
+pub fn start(
+    fifos: Vec<std::path::PathBuf>,
+) -> std::io::Result<(Sender<Job>, std::thread::JoinHandle<()>)> {
+    let mut opened = Vec::new();
+    for path in fifos {
+        if !path.exists() {
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(std::io::Error::from)?;
+        }
+        // Read-write and non-blocking: writing never waits for a reader.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&path)?;
+        opened.push(f);
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("notify".into())
-        .spawn(move || run_all(&rx))?;
+        .spawn(move || run_all(&rx, &mut opened))?;
     Ok((tx, handle))
 }
 
-fn run_all(rx: &Receiver<Vec<String>>) {
-    while let Ok(argv) = rx.recv() {
+use std::os::unix::fs::OpenOptionsExt as _;
+
+fn run_all(rx: &Receiver<Job>, fifos: &mut [std::fs::File]) {
+    while let Ok(job) = rx.recv() {
+        let argv = match job {
+            Job::Run(argv) => argv,
+            Job::Fifo(line) => {
+                for f in fifos.iter_mut() {
+                    if let Err(e) = std::io::Write::write_all(f, line.as_bytes()) {
+                        tracing::warn!("notify fifo: {e}");
+                    }
+                }
+                continue;
+            }
+        };
         let Some((program, args)) = argv.split_first() else {
             continue;
         };
@@ -94,6 +138,14 @@ fn run_all(rx: &Receiver<Vec<String>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fifo_lines_are_keepalived_s() {
+        assert_eq!(
+            fifo_line("VI_1", "MASTER", 100),
+            "INSTANCE \"VI_1\" MASTER 100\n"
+        );
+    }
 
     #[test]
     fn notify_gets_keepalived_s_four_arguments() {

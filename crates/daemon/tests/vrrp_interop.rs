@@ -765,3 +765,46 @@ fn invalid_adverts_never_move_the_vip_and_failover_stays_on_time() {
     eprintln!("failover after the flood: {took:?}");
     assert!(took <= Duration::from_millis(3_700), "{took:?}");
 }
+
+#[test]
+fn the_notify_fifo_gets_keepalived_s_lines() {
+    if !ready("the_notify_fifo_gets_keepalived_s_lines") {
+        return;
+    }
+    let pair = Pair::new("k");
+    let fifo = pair.dir.join("notify.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .unwrap()
+    };
+    let conf = pair.dir.join("fifo.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n notify_fifo {}\n}}\nvrrp_instance VI_1 {{\n state MASTER\n interface eth0\n virtual_router_id 51\n priority 100\n version 3\n advert_int 0.1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let mut lb1 = pair.ours_conf("lb1", &conf);
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    lb1.signal(Signal::SIGTERM).unwrap();
+    assert!(lb1.wait_timeout(Duration::from_secs(5)).unwrap().success());
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut text);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "INSTANCE \"VI_1\" BACKUP 100",
+            "INSTANCE \"VI_1\" MASTER 100",
+            "INSTANCE \"VI_1\" STOP 100"
+        ],
+        "{}",
+        pair.logs()
+    );
+}

@@ -77,7 +77,13 @@ pub fn run(
     }
     drop(tx);
     driver.script_events = Some(rx);
-    let (notify_tx, notifier) = crate::notify::start()?;
+    let globals = config.globals();
+    let fifos: Vec<std::path::PathBuf> = [&globals.notify_fifo, &globals.vrrp_notify_fifo]
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.0.first().map(std::path::PathBuf::from))
+        .collect();
+    let (notify_tx, notifier) = crate::notify::start(fifos)?;
     driver.notify = Some(notify_tx);
     driver.link_changes();
     driver.apply_tracking();
@@ -148,7 +154,7 @@ struct Driver {
     scripts: HashMap<String, (crate::track::ScriptSpec, bool)>,
     script_events: Option<std::sync::mpsc::Receiver<crate::track::ScriptEvent>>,
     /// Where notify command lines go (the notifier thread).
-    notify: Option<std::sync::mpsc::Sender<Vec<String>>>,
+    notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
     /// Sync groups: the instances of each.
     groups: Vec<Vec<usize>>,
     /// The group of each instance, if any.
@@ -343,8 +349,11 @@ impl Driver {
                             .notify
                             .for_state(&inst.spec.name, &state, inst.router.priority())
                     {
-                        let _ = tx.send(argv);
+                        let _ = tx.send(crate::notify::Job::Run(argv));
                     }
+                    let line =
+                        crate::notify::fifo_line(&inst.spec.name, &state, inst.router.priority());
+                    let _ = tx.send(crate::notify::Job::Fifo(line));
                 }
             }
         }
