@@ -53,6 +53,80 @@ pub enum Job {
     Run(Vec<String>),
     /// Write this line to the notify FIFO(s).
     Fifo(String),
+    /// Send this alert by e-mail.
+    Mail(Alert),
+}
+
+/// Where and how alerts are mailed (`smtp_server`, `notification_email`…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smtp {
+    pub server: String,
+    pub port: u16,
+    pub timeout: Duration,
+    pub from: String,
+    pub to: Vec<String>,
+    pub helo: Option<String>,
+}
+
+/// One e-mail alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub subject: String,
+    pub body: String,
+}
+
+/// keepalived's alert for an instance's transition.
+pub fn vrrp_alert(router_id: &str, name: &str, state: &str) -> Alert {
+    let body = match state {
+        "MASTER" => "=> VRRP Instance is now owning VRRP VIPs <=",
+        "BACKUP" => "=> VRRP Instance is nolonger owning VRRP VIPs <=",
+        "FAULT" => "=> VRRP Instance is in FAULT state <=",
+        _ => "=> VRRP Instance is stopping <=",
+    };
+    Alert {
+        subject: format!("[{router_id}] VRRP Instance {name} - Entering {state} state"),
+        body: format!("{body}\r\n"),
+    }
+}
+
+/// Sends `alert` through `smtp` (errors are logged, never fatal).
+fn mail(smtp: &Smtp, alert: &Alert) {
+    use lettre::Transport as _;
+    let build = || -> Result<(), String> {
+        let mut msg = lettre::Message::builder()
+            .from(
+                smtp.from
+                    .parse()
+                    .map_err(|e| format!("from {}: {e}", smtp.from))?,
+            )
+            .subject(alert.subject.clone());
+        for to in &smtp.to {
+            msg = msg.to(to.parse().map_err(|e| format!("to {to}: {e}"))?);
+        }
+        let msg = msg.body(alert.body.clone()).map_err(|e| e.to_string())?;
+        let mut transport = lettre::SmtpTransport::builder_dangerous(smtp.server.as_str())
+            .port(smtp.port)
+            .timeout(Some(smtp.timeout));
+        if let Some(h) = &smtp.helo {
+            transport = transport.hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                h.clone(),
+            ));
+        }
+        transport.build().send(&msg).map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    match build() {
+        Ok(()) => tracing::info!(
+            "Remote SMTP server [{}]:{} connected, alert sent",
+            smtp.server,
+            smtp.port
+        ),
+        Err(e) => tracing::warn!(
+            "Error sending an e-mail alert through {}:{}: {e}",
+            smtp.server,
+            smtp.port
+        ),
+    }
 }
 
 /// keepalived's FIFO line for an instance: `INSTANCE "VI_1" MASTER 100`.
@@ -64,6 +138,7 @@ pub fn fifo_line(name: &str, state: &str, priority: u8) -> String {
 /// (`notify_fifo`, `vrrp_notify_fifo`; created if missing).
 pub fn start(
     fifos: Vec<std::path::PathBuf>,
+    smtp: Option<Smtp>,
 ) -> std::io::Result<(Sender<Job>, std::thread::JoinHandle<()>)> {
     let mut opened = Vec::new();
     for path in fifos {
@@ -82,16 +157,22 @@ pub fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("notify".into())
-        .spawn(move || run_all(&rx, &mut opened))?;
+        .spawn(move || run_all(&rx, &mut opened, smtp.as_ref()))?;
     Ok((tx, handle))
 }
 
 use std::os::unix::fs::OpenOptionsExt as _;
 
-fn run_all(rx: &Receiver<Job>, fifos: &mut [std::fs::File]) {
+fn run_all(rx: &Receiver<Job>, fifos: &mut [std::fs::File], smtp: Option<&Smtp>) {
     while let Ok(job) = rx.recv() {
         let argv = match job {
             Job::Run(argv) => argv,
+            Job::Mail(alert) => {
+                if let Some(smtp) = smtp {
+                    mail(smtp, &alert);
+                }
+                continue;
+            }
             Job::Fifo(line) => {
                 for f in fifos.iter_mut() {
                     if let Err(e) = std::io::Write::write_all(f, line.as_bytes()) {

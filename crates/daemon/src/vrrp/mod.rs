@@ -83,7 +83,8 @@ pub fn run(
         .flatten()
         .filter_map(|w| w.0.first().map(std::path::PathBuf::from))
         .collect();
-    let (notify_tx, notifier) = crate::notify::start(fifos)?;
+    let (notify_tx, notifier) = crate::notify::start(fifos, spec::smtp(&globals))?;
+    driver.router_id = globals.router_id.clone().unwrap_or_else(spec::hostname);
     driver.notify = Some(notify_tx);
     driver.link_changes();
     driver.apply_tracking();
@@ -161,6 +162,8 @@ struct Driver {
     group_of: Vec<Option<usize>>,
     /// A state or priority changed since the status was last published.
     dirty: bool,
+    /// `router_id`, for e-mail subjects.
+    router_id: String,
     /// Gratuitous ARP senders, one per interface.
     announcers: HashMap<String, announce::Announcer>,
     /// Readable when a signal arrived (see `run`).
@@ -252,6 +255,7 @@ impl Driver {
             links: HashMap::new(),
             links_checked: Instant::ZERO,
             wake: None,
+            router_id: String::new(),
             announcers,
             dirty: true,
             groups,
@@ -354,6 +358,11 @@ impl Driver {
                     let line =
                         crate::notify::fifo_line(&inst.spec.name, &state, inst.router.priority());
                     let _ = tx.send(crate::notify::Job::Fifo(line));
+                    if inst.spec.smtp_alert {
+                        let alert =
+                            crate::notify::vrrp_alert(&self.router_id, &inst.spec.name, &state);
+                        let _ = tx.send(crate::notify::Job::Mail(alert));
+                    }
                 }
             }
         }

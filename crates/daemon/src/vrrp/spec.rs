@@ -33,6 +33,9 @@ pub struct InstanceSpec {
     pub addresses: Vec<AddressSpec>,
     /// Scripts to run on state changes.
     pub notify: crate::notify::Scripts,
+    /// Mail state changes (`smtp_alert`, else the global `smtp_alert_vrrp`,
+    /// else `smtp_alert`; off by default, as keepalived).
+    pub smtp_alert: bool,
 }
 
 /// One virtual address as `ip addr add` wants it.
@@ -156,7 +159,13 @@ fn instance(
             && !g.vrrp_skip_check_adv_addr.is_some_and(|s| s.0),
         v3_checksum_as_v2: b.v3_checksum_as_v2 || g.v3_checksum_as_v2,
     };
+    let smtp_alert = b
+        .smtp_alert
+        .or(g.smtp_alert_vrrp)
+        .or(g.smtp_alert)
+        .is_some_and(|s| s.0);
     Ok(InstanceSpec {
+        smtp_alert,
         notify: notify_scripts(b),
         name: inst.name.clone(),
         addresses: addresses(b, &interface),
@@ -182,6 +191,38 @@ fn addresses(b: &VrrpInstance, interface: &str) -> Vec<AddressSpec> {
             brd: v.brd.clone(),
         })
         .collect()
+}
+
+/// The SMTP settings of `global_defs`, if alerts can be sent at all.
+pub fn smtp(g: &kaconf::model::GlobalDefs) -> Option<crate::notify::Smtp> {
+    let server = g.smtp_server.as_ref()?;
+    let host = server.0.first()?.clone();
+    let port = server.0.get(1).and_then(|p| p.parse().ok()).unwrap_or(25);
+    let to: Vec<String> = g
+        .notification_email
+        .iter()
+        .flat_map(|l| &l.0)
+        .flat_map(|n| n.0.iter().cloned())
+        .collect();
+    let hostname = crate::vrrp::spec::hostname();
+    Some(crate::notify::Smtp {
+        server: host,
+        port,
+        timeout: secs(g.smtp_connect_timeout).unwrap_or(Duration::from_secs(30)),
+        from: g
+            .notification_email_from
+            .as_ref()
+            .and_then(|w| w.0.first().cloned())
+            .unwrap_or_else(|| format!("keepalived@{hostname}")),
+        to,
+        helo: g.smtp_helo_name.clone(),
+    })
+}
+
+/// The machine's host name (the default `router_id`).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "localhost".to_owned(), |s| s.trim().to_owned())
 }
 
 /// VRRPv2 authentication (VRRPv3 has none).
