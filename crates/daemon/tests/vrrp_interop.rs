@@ -898,3 +898,34 @@ fn smtp_alerts_mail_every_transition_with_the_seeds_settings() {
         got[1]
     );
 }
+
+#[test]
+fn a_tracked_file_with_weight_0_means_fault_when_not_0() {
+    if !ready("a_tracked_file_with_weight_0_means_fault_when_not_0") {
+        return;
+    }
+    let pair = Pair::new("m");
+    let file = pair.dir.join("maintenance");
+    std::fs::write(&file, "0\n").unwrap();
+    let top = format!(
+        "track_file maint {{\n file {}\n weight 0\n}}\n",
+        file.display()
+    );
+    let _lb1 = pair.ours_with(
+        "lb1",
+        &top,
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n track_file {\n maint\n }\n",
+    );
+    let _lb2 = pair.ours(
+        "lb2",
+        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    std::fs::write(&file, "1\n").unwrap();
+    wait_vip(&pair, "lb2", Duration::from_secs(5));
+    pair.node("lb1")
+        .wait_for_address_gone(vip(), Duration::from_secs(2))
+        .unwrap();
+    std::fs::write(&file, "0\n").unwrap();
+    wait_vip(&pair, "lb1", Duration::from_secs(5));
+}

@@ -46,6 +46,28 @@ fn dump(path: &str, text: &str) {
     }
 }
 
+/// The number in a tracked file (0 when it is missing or not a number).
+fn file_value(path: &std::path::Path) -> i64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Every `track_file` block: path, weight (default 1), reverse, current value.
+fn tracked_files(config: &kaconf::Config) -> HashMap<String, (std::path::PathBuf, i64, bool, i64)> {
+    config
+        .track_files
+        .iter()
+        .filter_map(|t| {
+            let path = std::path::PathBuf::from(t.body.file.as_ref()?);
+            let (w, rev) = t.body.weight.map_or((1, false), |w| (w.weight, w.reverse));
+            let value = file_value(&path);
+            Some((t.name.clone(), (path, w, rev, value)))
+        })
+        .collect()
+}
+
 /// Whether `ifname` exists and its link is up (operstate up or unknown).
 fn link_up(ifname: &str) -> bool {
     let path = std::path::Path::new("/sys/class/net")
@@ -168,6 +190,8 @@ struct Driver {
     announcers: HashMap<String, announce::Announcer>,
     /// Readable when a signal arrived (see `run`).
     wake: Option<std::os::unix::net::UnixStream>,
+    /// Tracked files: path, weight, reverse, and the value now in the file.
+    files: HashMap<String, (std::path::PathBuf, i64, bool, i64)>,
     /// Tracked interfaces and whether each has its link up.
     links: HashMap<String, bool>,
     /// When the links were last looked at.
@@ -253,6 +277,7 @@ impl Driver {
             script_events: None,
             notify: None,
             links: HashMap::new(),
+            files: tracked_files(config),
             links_checked: Instant::ZERO,
             wake: None,
             router_id: String::new(),
@@ -400,6 +425,19 @@ impl Driver {
                 weight += dw;
                 fault |= f;
             }
+            // A tracked file: its value times the weight; weight 0 means any
+            // non-zero value is FAULT (keepalived's rules).
+            for (name, own) in &self.instances[i].spec.track_files {
+                let Some((_, w, rev, value)) = self.files.get(name) else {
+                    continue;
+                };
+                let (w, rev) = own.unwrap_or((*w, *rev));
+                if w == 0 {
+                    fault |= *value != 0;
+                } else {
+                    weight += value.saturating_mul(if rev { -w } else { w });
+                }
+            }
             // A tracked interface that is down: FAULT, or its (negative) weight.
             for (name, w) in &self.instances[i].spec.track_interfaces {
                 if self.links.get(name).copied().unwrap_or(true) {
@@ -429,6 +467,14 @@ impl Driver {
             .iter()
             .flat_map(|i| i.spec.track_interfaces.iter().map(|(n, _)| n.clone()))
             .collect();
+        for (path, value) in self.files.values_mut().map(|(p, _, _, v)| (p.clone(), v)) {
+            let now_value = file_value(&path);
+            if *value != now_value {
+                tracing::info!("Tracked file {} now {now_value}", path.display());
+                *value = now_value;
+                changed = true;
+            }
+        }
         for name in names {
             let up = link_up(&name);
             let old = self.links.insert(name.clone(), up);

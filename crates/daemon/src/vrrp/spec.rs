@@ -26,6 +26,8 @@ pub struct InstanceSpec {
     /// `vrrp_script` names with the instance's weight and `reverse` for it
     /// (`None`: the script's own).
     pub track_scripts: Vec<(String, Option<(i64, bool)>)>,
+    /// `track_file` names, likewise.
+    pub track_files: Vec<(String, Option<(i64, bool)>)>,
     /// Interfaces whose link going down means FAULT (or a weight); the
     /// instance's own interface is tracked unless `dont_track_primary`.
     pub track_interfaces: Vec<(String, Option<i64>)>,
@@ -165,6 +167,7 @@ fn instance(
         .or(g.smtp_alert)
         .is_some_and(|s| s.0);
     Ok(InstanceSpec {
+        track_files: tracks(b.track_file.as_ref()),
         smtp_alert,
         notify: notify_scripts(b),
         name: inst.name.clone(),
