@@ -2,6 +2,7 @@
 
 mod cli;
 mod control;
+mod exec;
 mod lab;
 mod logging;
 mod notify;

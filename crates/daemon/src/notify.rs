@@ -3,9 +3,8 @@
 //! the name, the state and the priority). They run in order on a thread of
 //! their own, each with a timeout, so the VRRP thread never waits for one.
 
-use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a notify script may run before it is killed.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -182,35 +181,13 @@ fn run_all(rx: &Receiver<Job>, fifos: &mut [std::fs::File], smtp: Option<&Smtp>)
                 continue;
             }
         };
-        let Some((program, args)) = argv.split_first() else {
-            continue;
-        };
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("cannot run notify script {program}: {e}");
-                continue;
+        match crate::exec::run(&argv, TIMEOUT) {
+            crate::exec::Exit::Success | crate::exec::Exit::Failure => {}
+            crate::exec::Exit::TimedOut => {
+                tracing::warn!("notify script {argv:?} still running after {TIMEOUT:?}; killed");
             }
-        };
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= deadline => {
-                    tracing::warn!(
-                        "notify script {program} still running after {TIMEOUT:?}; killed"
-                    );
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            crate::exec::Exit::NotStarted(e) => {
+                tracing::warn!("cannot run notify script {argv:?}: {e}");
             }
         }
     }

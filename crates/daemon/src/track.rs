@@ -7,7 +7,6 @@
 //! What a result means for an instance is [`Weighting`]: keepalived's rules,
 //! kept pure so they can be tested without running anything.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -166,34 +165,16 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
 
 /// One run: exit status 0 within the timeout is success.
 fn run_once(spec: &ScriptSpec) -> bool {
-    let Some((program, args)) = spec.argv.split_first() else {
-        return false;
-    };
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("Script `{}` cannot run {program}: {e}", spec.name);
-            return false;
+    match crate::exec::run(&spec.argv, spec.timeout) {
+        crate::exec::Exit::Success => true,
+        crate::exec::Exit::Failure => false,
+        crate::exec::Exit::TimedOut => {
+            tracing::warn!("Script `{}` timed out after {:?}", spec.name, spec.timeout);
+            false
         }
-    };
-    let deadline = Instant::now() + spec.timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if Instant::now() >= deadline => {
-                tracing::warn!("Script `{}` timed out after {:?}", spec.name, spec.timeout);
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => return false,
+        crate::exec::Exit::NotStarted(e) => {
+            tracing::warn!("Script `{}` cannot run: {e}", spec.name);
+            false
         }
     }
 }
