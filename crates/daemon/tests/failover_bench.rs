@@ -183,21 +183,7 @@ fn once(d: Daemon, s: Setting) -> f64 {
     match (d, s.graceful) {
         (_, true) => master.signal(Signal::SIGTERM).unwrap(),
         (Daemon::Ours, false) => master.signal(Signal::SIGKILL).unwrap(),
-        (Daemon::Keepalived, false) => {
-            let out = Command::new("ip")
-                .args(["netns", "pids", lab.node("lb1").unwrap().ns()])
-                .output()
-                .unwrap();
-            let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect();
-            for sig in [Signal::SIGSTOP, Signal::SIGKILL] {
-                for p in &pids {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
-                }
-            }
-        }
+        (Daemon::Keepalived, false) => lab.node("lb1").unwrap().crash_all(),
     }
     let mut took = None;
     for line in BufReader::new(stdout).lines() {

@@ -67,13 +67,11 @@ fn start(lab: &Lab, node: &str, d: Daemon, text: &str, dir: &std::path::Path) ->
 }
 
 fn pids(lab: &Lab, node: &str) -> Vec<u32> {
-    let out = Command::new("ip")
-        .args(["netns", "pids", lab.node(node).unwrap().ns()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
+    lab.node(node)
+        .unwrap()
+        .pids()
+        .into_iter()
+        .filter_map(|p| u32::try_from(p).ok())
         .collect()
 }
 

@@ -154,19 +154,7 @@ impl Pair {
     /// Every keepalived process in `node`'s namespace: SIGSTOP them all, then
     /// SIGKILL, so no child turns the crash into a graceful priority-0 handover.
     fn crash_keepalived(&self, node: &str) {
-        let out = Command::new("ip")
-            .args(["netns", "pids", self.node(node).ns()])
-            .output()
-            .unwrap();
-        let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        for sig in [Signal::SIGSTOP, Signal::SIGKILL] {
-            for p in &pids {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
-            }
-        }
+        self.node(node).crash_all();
     }
 }
 
@@ -174,6 +162,14 @@ impl Drop for Pair {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Writes an executable script.
+fn executable(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let mut perm = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(path, perm).unwrap();
 }
 
 fn wait_vip(pair: &Pair, node: &str, limit: Duration) -> Duration {
@@ -422,10 +418,7 @@ fn the_seeds_track_script_moves_the_vip_and_back() {
     let flag = pair.dir.join("nginx-running");
     std::fs::write(&flag, "").unwrap();
     let script = pair.dir.join("check_nginx.sh");
-    std::fs::write(&script, format!("#!/bin/sh\ntest -f {}\n", flag.display())).unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
+    executable(&script, &format!("#!/bin/sh\ntest -f {}\n", flag.display()));
     let top = format!(
         "vrrp_script check_nginx {{\n script \"{}\"\n interval 0.2\n weight -20\n}}\n",
         script.display()
@@ -472,9 +465,8 @@ fn notify_scripts_see_every_transition() {
     )
     .unwrap();
     for f in [&script, &master] {
-        let mut perm = std::fs::metadata(f).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(f, perm).unwrap();
+        let text = std::fs::read_to_string(f).unwrap();
+        executable(f, &text);
     }
     let body = format!(
         " state MASTER\n priority 100\n version 3\n advert_int 0.1\n notify \"{}\"\n notify_master \"{}\"\n",

@@ -415,6 +415,33 @@ impl Node {
         wrapped
     }
 
+    /// The processes running in this namespace.
+    pub fn pids(&self) -> Vec<i32> {
+        cmd::ip(&["netns", "pids", &self.ns])
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Crashes every process in the namespace at once: SIGSTOP all, then
+    /// SIGKILL all, so no process can react to another's death (keepalived's
+    /// children would otherwise send a priority-0 advert when their parent dies).
+    pub fn crash_all(&self) {
+        let pids = self.pids();
+        for sig in [
+            nix::sys::signal::Signal::SIGSTOP,
+            nix::sys::signal::Signal::SIGKILL,
+        ] {
+            for p in &pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
+            }
+        }
+    }
+
     /// Runs `f` on a new thread that lives inside this namespace. Sockets made
     /// there belong to the namespace for good, whichever thread uses them later.
     pub fn thread<T, F>(&self, f: F) -> Result<JoinHandle<Result<T, Error>>, Error>
