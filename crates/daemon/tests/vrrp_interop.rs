@@ -99,6 +99,21 @@ impl Pair {
         self.node(node).spawn_logged(&cmd, Some(log)).unwrap()
     }
 
+    /// Ours in lb1 (MASTER, 100) and lb2 (BACKUP, 90) at VRRPv3 100 ms, once
+    /// lb1 holds the VIP.
+    fn fast_pair(&self) -> (Process, Process) {
+        let lb1 = self.ours(
+            "lb1",
+            " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
+        );
+        let lb2 = self.ours(
+            "lb2",
+            " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
+        );
+        wait_vip(self, "lb1", Duration::from_secs(10));
+        (lb1, lb2)
+    }
+
     /// Where keepalived-rs in `node` serves its control socket.
     fn control(&self, node: &str) -> PathBuf {
         self.dir.join(format!("{node}.sock"))
@@ -285,15 +300,7 @@ fn takeover_sends_garp_and_the_client_follows_at_once() {
         return;
     }
     let pair = Pair::new("d");
-    let lb1 = pair.ours(
-        "lb1",
-        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
-    );
-    let _lb2 = pair.ours(
-        "lb2",
-        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
-    );
-    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let (lb1, _lb2) = pair.fast_pair();
     let client = pair.node("client");
     assert!(
         client.ping(vip(), Duration::from_secs(2)),
@@ -502,15 +509,7 @@ fn losing_the_link_means_fault_and_the_vip_moves() {
         return;
     }
     let pair = Pair::new("h");
-    let _lb1 = pair.ours(
-        "lb1",
-        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
-    );
-    let _lb2 = pair.ours(
-        "lb2",
-        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
-    );
-    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let (_lb1, _lb2) = pair.fast_pair();
     let link = pair.lab.link("lb1", "eth0").unwrap().clone();
     pair.lab.set_carrier(&link, false).unwrap();
     // lb1 sees its link down: FAULT, VIP released; lb2 takes over.
