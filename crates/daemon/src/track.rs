@@ -179,9 +179,138 @@ fn run_once(spec: &ScriptSpec) -> bool {
     }
 }
 
+/// A `vrrp_track_process`: how many processes match, and how many are enough.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// The name in /proc/PID/comm, or argv[0] with `full_command`.
+    pub name: String,
+    /// Arguments that must follow, exactly (none: any).
+    pub params: Vec<String>,
+    pub full_command: bool,
+    pub quorum: u32,
+    pub quorum_max: u32,
+    pub weight: i64,
+    pub reverse: bool,
+}
+
+/// keepalived's defaults for a `vrrp_track_process` block.
+pub fn process_spec(
+    p: &kaconf::section::Named<kaconf::model::TrackProcess>,
+) -> Option<ProcessSpec> {
+    let b = &p.body;
+    let words = &b.process.as_ref()?.0;
+    let (name, params) = words.split_first()?;
+    let count =
+        |c: Option<kaconf::value::Count>| c.map(|c| u32::try_from(c.get()).unwrap_or(u32::MAX));
+    Some(ProcessSpec {
+        name: name.clone(),
+        params: params.to_vec(),
+        full_command: b.full_command,
+        quorum: count(b.quorum).unwrap_or(1),
+        quorum_max: count(b.quorum_max).unwrap_or(u32::MAX),
+        weight: b.weight.map_or(0, |w| w.weight),
+        reverse: b.weight.is_some_and(|w| w.reverse),
+    })
+}
+
+impl ProcessSpec {
+    /// Whether the process with this comm and command line matches.
+    pub fn matches(&self, comm: &str, argv: &[&str]) -> bool {
+        let name_ok = if self.full_command {
+            argv.first().is_some_and(|a| *a == self.name)
+        } else {
+            // The kernel keeps 15 bytes of the name.
+            let want = &self.name[..self.name.len().min(15)];
+            comm == want
+        };
+        name_ok
+            && (self.params.is_empty()
+                || argv
+                    .get(1..)
+                    .is_some_and(|rest| rest == self.params.as_slice()))
+    }
+
+    /// Whether `count` running processes satisfy the quorum.
+    pub fn satisfied(&self, count: u32) -> bool {
+        count >= self.quorum && count <= self.quorum_max
+    }
+}
+
+/// Counts, for each spec, the matching processes in /proc.
+pub fn count_processes(specs: &[&ProcessSpec]) -> Vec<u32> {
+    let mut counts = vec![0u32; specs.len()];
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return counts;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let path = entry.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let argv: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
+        for (i, s) in specs.iter().enumerate() {
+            if s.matches(comm.trim_end(), &argv) {
+                counts[i] += 1;
+            }
+        }
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_match_by_comm_or_command_and_params() {
+        let p = ProcessSpec {
+            name: "nginx".into(),
+            params: vec![],
+            full_command: false,
+            quorum: 1,
+            quorum_max: u32::MAX,
+            weight: 0,
+            reverse: false,
+        };
+        assert!(p.matches("nginx", &["nginx: master process /usr/sbin/nginx"]));
+        assert!(!p.matches("nginx-debug", &["nginx-debug"]));
+        let full = ProcessSpec {
+            name: "/usr/bin/sleep".into(),
+            params: vec!["100".into()],
+            full_command: true,
+            ..p.clone()
+        };
+        assert!(full.matches("sleep", &["/usr/bin/sleep", "100"]));
+        assert!(!full.matches("sleep", &["/usr/bin/sleep", "101"]));
+        assert!(p.satisfied(1) && !p.satisfied(0));
+        let q = ProcessSpec {
+            quorum: 2,
+            quorum_max: 3,
+            ..p
+        };
+        assert!(!q.satisfied(1) && q.satisfied(2) && q.satisfied(3) && !q.satisfied(4));
+    }
+
+    #[test]
+    fn this_process_is_counted() {
+        let me = ProcessSpec {
+            name: std::fs::read_to_string("/proc/self/comm")
+                .unwrap()
+                .trim_end()
+                .to_owned(),
+            params: vec![],
+            full_command: false,
+            quorum: 1,
+            quorum_max: u32::MAX,
+            weight: 0,
+            reverse: false,
+        };
+        assert!(count_processes(&[&me])[0] >= 1);
+    }
 
     #[test]
     fn rise_and_fall_need_streaks() {

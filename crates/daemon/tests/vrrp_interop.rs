@@ -920,3 +920,35 @@ fn a_tracked_file_with_weight_0_means_fault_when_not_0() {
     std::fs::write(&file, "0\n").unwrap();
     wait_vip(&pair, "lb1", Duration::from_secs(5));
 }
+
+#[test]
+fn a_tracked_process_that_dies_means_fault() {
+    if !ready("a_tracked_process_that_dies_means_fault") {
+        return;
+    }
+    let pair = Pair::new("n");
+    // A process only this test runs: `sleep` with a unique argument.
+    let arg = format!("{}.5", 400_000 + std::process::id());
+    let mut worker = Command::new("sleep").arg(&arg).spawn().unwrap();
+    let top = format!("vrrp_track_process worker {{\n process sleep {arg}\n weight 0\n}}\n");
+    let _lb1 = pair.ours_with(
+        "lb1",
+        &top,
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n track_process {\n worker\n }\n",
+    );
+    let _lb2 = pair.ours(
+        "lb2",
+        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    wait_vip(&pair, "lb2", Duration::from_secs(5));
+    pair.node("lb1")
+        .wait_for_address_gone(vip(), Duration::from_secs(2))
+        .unwrap();
+    let mut worker = Command::new("sleep").arg(&arg).spawn().unwrap();
+    wait_vip(&pair, "lb1", Duration::from_secs(5));
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}

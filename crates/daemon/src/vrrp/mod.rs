@@ -27,6 +27,8 @@ use spec::InstanceSpec;
 
 /// The longest the loop sleeps, so a stop request is seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How often tracked processes are counted (a scan of /proc).
+const PROCESS_POLL: Duration = Duration::from_millis(500);
 /// Timers due this close are fired together (an advert goes out at most this
 /// early; a takeover happens at most this early).
 const TIMER_SLACK: Duration = Duration::from_millis(1);
@@ -109,6 +111,7 @@ pub fn run(
     driver.router_id = globals.router_id.clone().unwrap_or_else(spec::hostname);
     driver.notify = Some(notify_tx);
     driver.link_changes();
+    driver.process_changes();
     driver.apply_tracking();
     driver.start();
     let (usr1, usr2) = (
@@ -192,6 +195,10 @@ struct Driver {
     wake: Option<std::os::unix::net::UnixStream>,
     /// Tracked files: path, weight, reverse, and the value now in the file.
     files: HashMap<String, (std::path::PathBuf, i64, bool, i64)>,
+    /// Tracked processes and whether each has its quorum.
+    processes: HashMap<String, (crate::track::ProcessSpec, bool)>,
+    /// When the processes were last counted.
+    processes_checked: Instant,
     /// Tracked interfaces and whether each has its link up.
     links: HashMap<String, bool>,
     /// When the links were last looked at.
@@ -278,6 +285,12 @@ impl Driver {
             notify: None,
             links: HashMap::new(),
             files: tracked_files(config),
+            processes: config
+                .track_processes
+                .iter()
+                .filter_map(|p| crate::track::process_spec(p).map(|s| (p.name.clone(), (s, true))))
+                .collect(),
+            processes_checked: Instant::ZERO,
             links_checked: Instant::ZERO,
             wake: None,
             router_id: String::new(),
@@ -438,6 +451,22 @@ impl Driver {
                     weight += value.saturating_mul(if rev { -w } else { w });
                 }
             }
+            // A tracked process: like a script, good while its quorum holds.
+            for (name, own) in &self.instances[i].spec.track_processes {
+                let Some((spec, up)) = self.processes.get(name) else {
+                    continue;
+                };
+                let w = own.map_or(
+                    crate::track::Weighting {
+                        weight: spec.weight,
+                        reverse: spec.reverse,
+                    },
+                    |(weight, reverse)| crate::track::Weighting { weight, reverse },
+                );
+                let (dw, f) = w.effect(*up);
+                weight += dw;
+                fault |= f;
+            }
             // A tracked interface that is down: FAULT, or its (negative) weight.
             for (name, w) in &self.instances[i].spec.track_interfaces {
                 if self.links.get(name).copied().unwrap_or(true) {
@@ -488,6 +517,39 @@ impl Driver {
         changed
     }
 
+    /// Counts tracked processes (every [`PROCESS_POLL`]); true if a quorum changed.
+    fn process_changes(&mut self) -> bool {
+        if self.processes.is_empty() {
+            return false;
+        }
+        let now = self.now();
+        if now.since(self.processes_checked) < PROCESS_POLL
+            && self.processes_checked != Instant::ZERO
+        {
+            return false;
+        }
+        self.processes_checked = now;
+        let names: Vec<String> = self.processes.keys().cloned().collect();
+        let specs: Vec<&crate::track::ProcessSpec> =
+            names.iter().map(|n| &self.processes[n].0).collect();
+        let counts = crate::track::count_processes(&specs);
+        let mut changed = false;
+        for (name, count) in names.iter().zip(counts) {
+            if let Some((spec, up)) = self.processes.get_mut(name) {
+                let now_up = spec.satisfied(count);
+                if *up != now_up {
+                    tracing::info!(
+                        "Tracked process {name} now has {count} running: quorum {}",
+                        if now_up { "met" } else { "lost" }
+                    );
+                    *up = now_up;
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
     /// Script verdicts that arrived since the last step.
     fn script_changes(&mut self) -> bool {
         let Some(rx) = &self.script_events else {
@@ -506,7 +568,8 @@ impl Driver {
     /// Waits for a packet or the next timer (at most [`MAX_WAIT`]) and handles it.
     fn step(&mut self) -> Result<()> {
         let scripts = self.script_changes();
-        if self.link_changes() || scripts {
+        let processes = self.process_changes();
+        if self.link_changes() || scripts || processes {
             self.apply_tracking();
         }
         let t = self.now();

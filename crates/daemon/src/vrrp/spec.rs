@@ -28,6 +28,8 @@ pub struct InstanceSpec {
     pub track_scripts: Vec<(String, Option<(i64, bool)>)>,
     /// `track_file` names, likewise.
     pub track_files: Vec<(String, Option<(i64, bool)>)>,
+    /// `track_process` names, likewise.
+    pub track_processes: Vec<(String, Option<(i64, bool)>)>,
     /// Interfaces whose link going down means FAULT (or a weight); the
     /// instance's own interface is tracked unless `dont_track_primary`.
     pub track_interfaces: Vec<(String, Option<i64>)>,
@@ -168,6 +170,7 @@ fn instance(
         .is_some_and(|s| s.0);
     Ok(InstanceSpec {
         track_files: tracks(b.track_file.as_ref()),
+        track_processes: tracks(b.track_process.as_ref()),
         smtp_alert,
         notify: notify_scripts(b),
         name: inst.name.clone(),
