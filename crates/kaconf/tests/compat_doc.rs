@@ -47,6 +47,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "garp_lower_prio_repeat",
             "down_timer_adverts",
             "track_file",
+            "track_process",
             "smtp_alert",
             "skip_check_adv_addr",
             "v3_checksum_as_v2",
@@ -67,6 +68,10 @@ const ACTED_ON: &[(&str, &[&str])] = &[
     ),
     ("/vrrp_sync_group", &["group"]),
     ("/track_file", &["file", "weight"]),
+    (
+        "/vrrp_track_process",
+        &["process", "weight", "quorum", "quorum_max", "full_command"],
+    ),
     (
         "/global_defs",
         &[
