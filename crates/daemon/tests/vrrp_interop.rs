@@ -952,3 +952,55 @@ fn a_tracked_process_that_dies_means_fault() {
     worker.kill().unwrap();
     worker.wait().unwrap();
 }
+
+#[test]
+fn nopreempt_backup_leaves_keepalived_master_alone() {
+    if !ready("nopreempt_backup_leaves_keepalived_master_alone") {
+        return;
+    }
+    let pair = Pair::new("o");
+    let _ka = pair.keepalived(
+        "lb1",
+        " state MASTER\n priority 90\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    // Ours has the higher priority but nopreempt: it must not take over.
+    let _ours = pair.ours(
+        "lb2",
+        " state BACKUP\n nopreempt\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(3));
+}
+
+#[test]
+fn after_a_split_the_higher_address_wins_at_equal_priority() {
+    if !ready("after_a_split_the_higher_address_wins_at_equal_priority") {
+        return;
+    }
+    let pair = Pair::new("p");
+    let _ka = pair.keepalived(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let _ours = pair.ours(
+        "lb2",
+        " state BACKUP\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !pair.holds_vip("lb2"),
+        "equal priority must not pre-empt\n{}",
+        pair.logs()
+    );
+    // Cut lb1 off: both become master; heal: ours (.40 > .22) stays, keepalived steps down.
+    let link = pair.lab.link("lb1", "eth0").unwrap().clone();
+    pair.lab.cut(&link).unwrap();
+    wait_vip(&pair, "lb2", Duration::from_secs(5));
+    assert!(pair.holds_vip("lb1"), "split brain expected while cut");
+    pair.lab.restore(&link).unwrap();
+    pair.node("lb1")
+        .wait_for_address_gone(vip(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("keepalived kept the VIP ({e})\n{}", pair.logs()));
+    pair.only_holder_for("lb2", "lb1", Duration::from_secs(2));
+}
