@@ -561,6 +561,9 @@ fn a_sync_group_moves_together() {
     pair.node("lb1")
         .wait_for_address(second, Duration::from_secs(5))
         .unwrap();
+    // Both started together: let the election settle before the test proper.
+    std::thread::sleep(Duration::from_millis(500));
+    pair.only_holder_for("lb1", "lb2", Duration::from_millis(500));
     // Only VI_1 tracks the script (weight 0: failure is FAULT), but the group
     // goes to FAULT together and both VIPs move.
     std::fs::remove_file(&flag).unwrap();

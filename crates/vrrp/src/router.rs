@@ -573,11 +573,13 @@ impl Router {
         self.master = None;
         self.preempt_at = None;
         self.wants_master = false;
+        // The advert goes first: the backups stop their timers at once, while
+        // adding addresses may take the driver a few milliseconds.
+        self.send(self.effective, out);
         out.push(Action::AddVips(self.config.vips.clone()));
         if let Some(a) = self.routes(true) {
             out.push(a);
         }
-        self.send(self.effective, out);
         out.push(self.announce(self.config.garp.master_repeat));
         let g = &self.config.garp;
         self.garp_second =

@@ -127,8 +127,12 @@ fn backup_priority_90_v2_takes_over_at_3s_648ms() {
     assert!(r.handle(us(3_648_436), Input::Timer).is_empty());
     let a = r.handle(us(3_648_437), Input::Timer);
     assert_eq!(states(&a), [(StateName::Backup, StateName::Master)]);
-    assert_eq!(a[1], Action::AddVips(vec![ip(VIP)]));
     assert_eq!(sent_priorities(&a), [90]);
+    assert!(
+        matches!(a[1], Action::Send { .. }),
+        "the advert goes out first"
+    );
+    assert_eq!(a[2], Action::AddVips(vec![ip(VIP)]));
     assert!(matches!(a[3], Action::Announce { repeat: 5, .. }));
 }
 
@@ -957,7 +961,7 @@ fn virtual_routes_and_rules_follow_the_vips() {
         routes: vec!["203.0.113.0/24 via 198.51.100.1".into()],
         rules: vec!["from 198.51.100.250 table 100".into()],
     };
-    assert_eq!(a[2], add, "routes go in right after the VIPs");
+    assert_eq!(a[3], add, "routes go in right after the VIPs");
     let a = r.handle(ms(100), Input::Stop);
     assert!(
         a.iter().any(|x| matches!(x, Action::RemoveRoutes { .. })),
