@@ -108,6 +108,13 @@ pub struct Weighting {
 }
 
 impl Weighting {
+    /// The instance's own `weight N [reverse]` if it gave one, else the
+    /// tracked item's.
+    pub fn chosen(own: Option<(i64, bool)>, weight: i64, reverse: bool) -> Self {
+        let (weight, reverse) = own.unwrap_or((weight, reverse));
+        Self { weight, reverse }
+    }
+
     /// The priority change and whether it means FAULT, given the verdict.
     pub fn effect(self, good: bool) -> (i64, bool) {
         let good = good != self.reverse;
@@ -265,17 +272,22 @@ pub fn count_processes(specs: &[&ProcessSpec]) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn processes_match_by_comm_or_command_and_params() {
-        let p = ProcessSpec {
-            name: "nginx".into(),
+    /// A process spec with keepalived's defaults.
+    fn process(name: &str) -> ProcessSpec {
+        ProcessSpec {
+            name: name.into(),
             params: vec![],
             full_command: false,
             quorum: 1,
             quorum_max: u32::MAX,
             weight: 0,
             reverse: false,
-        };
+        }
+    }
+
+    #[test]
+    fn processes_match_by_comm_or_command_and_params() {
+        let p = process("nginx");
         assert!(p.matches("nginx", &["nginx: master process /usr/sbin/nginx"]));
         assert!(!p.matches("nginx-debug", &["nginx-debug"]));
         let full = ProcessSpec {

@@ -56,6 +56,39 @@ fn file_value(path: &std::path::Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// The `vrrp_script`s some instance tracks, each starting good (or failed
+/// with `init_fail`).
+fn tracked_scripts(
+    config: &kaconf::Config,
+    instances: &[Instance],
+) -> HashMap<String, (crate::track::ScriptSpec, bool)> {
+    let wanted: std::collections::HashSet<&str> = instances
+        .iter()
+        .flat_map(|i| i.spec.track_scripts.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    config
+        .vrrp_scripts
+        .iter()
+        .filter(|s| wanted.contains(s.name.as_str()))
+        .filter_map(crate::track::script_spec)
+        .map(|s| {
+            let good = !s.init_fail;
+            (s.name.clone(), (s, good))
+        })
+        .collect()
+}
+
+/// Every `vrrp_track_process` block, assumed satisfied until first counted.
+fn tracked_processes(
+    config: &kaconf::Config,
+) -> HashMap<String, (crate::track::ProcessSpec, bool)> {
+    config
+        .track_processes
+        .iter()
+        .filter_map(|p| crate::track::process_spec(p).map(|s| (p.name.clone(), (s, true))))
+        .collect()
+}
+
 /// Every `track_file` block: path, weight (default 1), reverse, current value.
 fn tracked_files(config: &kaconf::Config) -> HashMap<String, (std::path::PathBuf, i64, bool, i64)> {
     config
@@ -260,21 +293,18 @@ impl Driver {
             .enumerate()
             .map(|(i, inst)| ((inst.socket, inst.spec.engine.vrid), i))
             .collect();
-        let wanted: std::collections::HashSet<&str> = instances
+        let scripts = tracked_scripts(config, &instances);
+        let (groups, group_of) = sync_groups(config, &instances);
+        // Each tracked interface once, however many instances track it.
+        let links = instances
             .iter()
-            .flat_map(|i| i.spec.track_scripts.iter().map(|(n, _)| n.as_str()))
-            .collect();
-        let scripts = config
-            .vrrp_scripts
-            .iter()
-            .filter(|s| wanted.contains(s.name.as_str()))
-            .filter_map(crate::track::script_spec)
-            .map(|s| {
-                let good = !s.init_fail;
-                (s.name.clone(), (s, good))
+            .flat_map(|i| {
+                i.spec
+                    .track_interfaces
+                    .iter()
+                    .map(|(n, _)| (n.clone(), true))
             })
             .collect();
-        let (groups, group_of) = sync_groups(config, &instances);
         let mut this = Self {
             sockets,
             instances,
@@ -283,13 +313,9 @@ impl Driver {
             scripts,
             script_events: None,
             notify: None,
-            links: HashMap::new(),
+            links,
             files: tracked_files(config),
-            processes: config
-                .track_processes
-                .iter()
-                .filter_map(|p| crate::track::process_spec(p).map(|s| (p.name.clone(), (s, true))))
-                .collect(),
+            processes: tracked_processes(config),
             processes_checked: Instant::ZERO,
             links_checked: Instant::ZERO,
             wake: None,
@@ -423,18 +449,27 @@ impl Driver {
         for i in 0..self.instances.len() {
             let mut weight = 0i64;
             let mut fault = false;
-            for (name, own) in &self.instances[i].spec.track_scripts {
-                let Some((spec, good)) = self.scripts.get(name) else {
-                    continue;
-                };
-                let w = own.map_or(
-                    crate::track::Weighting {
-                        weight: spec.weight,
-                        reverse: spec.reverse,
-                    },
-                    |(weight, reverse)| crate::track::Weighting { weight, reverse },
-                );
-                let (dw, f) = w.effect(*good);
+            // Scripts and processes: good or not, each with its weight.
+            let spec = &self.instances[i].spec;
+            let verdicts = spec
+                .track_scripts
+                .iter()
+                .filter_map(|(name, own)| {
+                    let (s, good) = self.scripts.get(name)?;
+                    Some((
+                        crate::track::Weighting::chosen(*own, s.weight, s.reverse),
+                        *good,
+                    ))
+                })
+                .chain(spec.track_processes.iter().filter_map(|(name, own)| {
+                    let (p, up) = self.processes.get(name)?;
+                    Some((
+                        crate::track::Weighting::chosen(*own, p.weight, p.reverse),
+                        *up,
+                    ))
+                }));
+            for (w, good) in verdicts {
+                let (dw, f) = w.effect(good);
                 weight += dw;
                 fault |= f;
             }
@@ -451,22 +486,6 @@ impl Driver {
                     weight += value.saturating_mul(if rev { -w } else { w });
                 }
             }
-            // A tracked process: like a script, good while its quorum holds.
-            for (name, own) in &self.instances[i].spec.track_processes {
-                let Some((spec, up)) = self.processes.get(name) else {
-                    continue;
-                };
-                let w = own.map_or(
-                    crate::track::Weighting {
-                        weight: spec.weight,
-                        reverse: spec.reverse,
-                    },
-                    |(weight, reverse)| crate::track::Weighting { weight, reverse },
-                );
-                let (dw, f) = w.effect(*up);
-                weight += dw;
-                fault |= f;
-            }
             // A tracked interface that is down: FAULT, or its (negative) weight.
             for (name, w) in &self.instances[i].spec.track_interfaces {
                 if self.links.get(name).copied().unwrap_or(true) {
@@ -482,35 +501,35 @@ impl Driver {
         }
     }
 
-    /// Looks at the tracked interfaces' links (every [`LINK_POLL`]); true if one changed.
+    /// Looks at the tracked interfaces' links and files (every [`LINK_POLL`]);
+    /// true if one changed. No allocation: it runs on the VRRP thread.
     fn link_changes(&mut self) -> bool {
         let now = self.now();
-        if now.since(self.links_checked) < LINK_POLL && !self.links.is_empty() {
+        if now.since(self.links_checked) < LINK_POLL && self.links_checked != Instant::ZERO {
             return false;
         }
+        let first = self.links_checked == Instant::ZERO;
         self.links_checked = now;
-        let mut changed = false;
-        // Each interface once, however many instances track it.
-        let names: std::collections::BTreeSet<String> = self
-            .instances
-            .iter()
-            .flat_map(|i| i.spec.track_interfaces.iter().map(|(n, _)| n.clone()))
-            .collect();
-        for (path, value) in self.files.values_mut().map(|(p, _, _, v)| (p.clone(), v)) {
-            let now_value = file_value(&path);
+        let mut changed = first;
+        for (path, _, _, value) in self.files.values_mut() {
+            let now_value = file_value(path);
             if *value != now_value {
                 tracing::info!("Tracked file {} now {now_value}", path.display());
                 *value = now_value;
                 changed = true;
             }
         }
-        for name in names {
-            let up = link_up(&name);
-            let old = self.links.insert(name.clone(), up);
-            if old != Some(up) {
-                if old.is_some() {
-                    tracing::info!("Netlink reports {name} {}", if up { "up" } else { "down" });
+        // Each interface once, however many instances track it.
+        for (name, up) in &mut self.links {
+            let now_up = link_up(name);
+            if *up != now_up {
+                if !first {
+                    tracing::info!(
+                        "Netlink reports {name} {}",
+                        if now_up { "up" } else { "down" }
+                    );
                 }
+                *up = now_up;
                 changed = true;
             }
         }
