@@ -58,7 +58,7 @@ impl WebServer {
         self.status.store(code, Ordering::Relaxed);
     }
 
-    /// How many requests were answered.
+    /// How many requests were read and answered (counted before the answer is sent).
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
@@ -96,9 +96,7 @@ fn accept_loop(
                 let _ = std::thread::Builder::new()
                     .name("web-conn".into())
                     .spawn(move || {
-                        if answer(stream, status.load(Ordering::Relaxed), &body).is_ok() {
-                            hits.fetch_add(1, Ordering::Relaxed);
-                        }
+                        let _ = answer(stream, status.load(Ordering::Relaxed), &body, &hits);
                     });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -109,7 +107,9 @@ fn accept_loop(
     }
 }
 
-fn answer(mut stream: TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+/// Reads one request and answers it. The hit is counted before the response
+/// goes out, so a client that has its answer always sees the count include it.
+fn answer(mut stream: TcpStream, status: u16, body: &str, hits: &AtomicU64) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut request = Vec::with_capacity(512);
@@ -128,6 +128,7 @@ fn answer(mut stream: TcpStream, status: u16, body: &str) -> std::io::Result<()>
         503 => "Service Unavailable",
         _ => "Status",
     };
+    hits.fetch_add(1, Ordering::Relaxed);
     let head = format!(
         "HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
