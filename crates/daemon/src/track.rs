@@ -309,18 +309,8 @@ mod tests {
 
     #[test]
     fn this_process_is_counted() {
-        let me = ProcessSpec {
-            name: std::fs::read_to_string("/proc/self/comm")
-                .unwrap()
-                .trim_end()
-                .to_owned(),
-            params: vec![],
-            full_command: false,
-            quorum: 1,
-            quorum_max: u32::MAX,
-            weight: 0,
-            reverse: false,
-        };
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        let me = process(comm.trim_end());
         assert!(count_processes(&[&me])[0] >= 1);
     }
 

@@ -202,6 +202,16 @@ pub enum Dest {
     Unicast(IpAddr),
 }
 
+impl Dest {
+    /// The address an advert from a `family` source goes to.
+    pub fn addr(self, family: Family) -> IpAddr {
+        match self {
+            Dest::Unicast(a) => a,
+            Dest::Multicast => multicast_group(family),
+        }
+    }
+}
+
 /// Something the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -249,10 +259,7 @@ impl Action {
                 advert,
                 v2_checksum,
             } => {
-                let dst = match to {
-                    Dest::Unicast(a) => *a,
-                    Dest::Multicast => multicast_group(Family::of(src)),
-                };
+                let dst = to.addr(Family::of(src));
                 let pseudo = (!*v2_checksum).then_some(PseudoHeader { src: *src, dst });
                 Some(advert.emit(pseudo))
             }

@@ -201,10 +201,7 @@ fn tshark_marks_every_advert_we_emit_checksum_good() {
         actions.extend(r.handle(Instant::from_millis(5), Input::Stop));
         for a in &actions {
             if let (Some(payload), Action::Send { src, to, .. }) = (a.payload(), a) {
-                let dst = match to {
-                    Dest::Multicast => vrrp::router::multicast_group(Family::of(src)),
-                    Dest::Unicast(p) => *p,
-                };
+                let dst = to.addr(Family::of(src));
                 packets.push(common::ip_packet(*src, dst, &payload));
             }
         }

@@ -3,9 +3,10 @@
 //!
 //! The loop owns the sockets and the clock: it waits on the sockets until the
 //! earliest `poll_at()` of all instances, feeds packets and timers to the
-//! engines and carries out their actions. Done so far: IPv4, multicast and
-//! unicast, VIPs, graceful stop. Still to come (issue #6): IPv6, GARP/NA,
-//! tracking, notify, netlink.
+//! engines and carries out their actions. Done: IPv4, multicast and unicast,
+//! VIPs, gratuitous ARP, graceful stop, sync groups, tracked scripts,
+//! processes, interfaces and files, notify scripts, FIFOs and e-mail. Still to
+//! come (issue #6): IPv6 and unsolicited NA, netlink instead of polling.
 
 pub mod addrs;
 pub mod announce;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use vrrp::{Action, Dest, Family, Input, Instant, Router, StateName};
+use vrrp::{Action, Family, Input, Instant, Router, StateName};
 
 use net::{SystemInterfaces, VrrpSocket};
 use spec::InstanceSpec;
@@ -376,24 +377,22 @@ impl Driver {
     /// Like [`Driver::feed`] at time `now` (a timer fired a little early is
     /// handled at its own deadline).
     fn feed_at(&mut self, i: usize, now: Instant, input: Input) {
-        let results: Vec<(usize, Vec<Action>)> = match self.group_of[i] {
-            None => vec![(i, self.instances[i].router.handle(now, input))],
-            Some(g) => {
-                let idx = self.groups[g].clone();
-                let pos = idx.iter().position(|&x| x == i).unwrap_or(0);
-                let mut view = GroupView {
-                    instances: &mut self.instances,
-                    idx: &idx,
-                };
-                vrrp::sync::handle(&mut view, now, pos, input)
-                    .into_iter()
-                    .map(|(p, a)| (idx[p], vec![a]))
-                    .collect()
-            }
+        let Some(g) = self.group_of[i] else {
+            let actions = self.instances[i].router.handle(now, input);
+            self.execute(i, &actions);
+            return;
         };
-        for (j, actions) in results {
-            self.execute(j, &actions);
+        // The group's member list is lent out while its members move.
+        let idx = std::mem::take(&mut self.groups[g]);
+        let pos = idx.iter().position(|&x| x == i).unwrap_or(0);
+        let mut view = GroupView {
+            instances: &mut self.instances,
+            idx: &idx,
+        };
+        for (p, a) in vrrp::sync::handle(&mut view, now, pos, input) {
+            self.execute(idx[p], std::slice::from_ref(&a));
         }
+        self.groups[g] = idx;
     }
 
     /// Carries out `actions` of instance `i` and runs its notify scripts.
@@ -502,7 +501,8 @@ impl Driver {
     }
 
     /// Looks at the tracked interfaces' links and files (every [`LINK_POLL`]);
-    /// true if one changed. No allocation: it runs on the VRRP thread.
+    /// true if one changed. It runs on the VRRP thread: one small read per
+    /// tracked interface and file, nothing else.
     fn link_changes(&mut self) -> bool {
         let now = self.now();
         if now.since(self.links_checked) < LINK_POLL && self.links_checked != Instant::ZERO {
@@ -749,10 +749,7 @@ fn carry_out(
     for a in actions {
         match a {
             Action::Send { src, to, .. } => {
-                let dst = match to {
-                    Dest::Unicast(p) => *p,
-                    Dest::Multicast => vrrp::router::multicast_group(Family::of(src)),
-                };
+                let dst = to.addr(Family::of(src));
                 if let Some(payload) = a.payload() {
                     if let Err(e) = sockets[inst.socket].send(dst, &payload) {
                         tracing::warn!("({name}) sending an advert to {dst}: {e}");
