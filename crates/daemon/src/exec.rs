@@ -40,7 +40,14 @@ pub fn run(argv: &[String], timeout: Duration) -> Exit {
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Exit::Success,
-            Ok(Some(_)) | Err(_) => return Exit::Failure,
+            Ok(Some(_)) => return Exit::Failure,
+            // The child's state is unknown: make sure it neither runs on
+            // nor stays a zombie.
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Exit::Failure;
+            }
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();

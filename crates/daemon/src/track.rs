@@ -226,9 +226,10 @@ impl ProcessSpec {
         let name_ok = if self.full_command {
             argv.first().is_some_and(|a| *a == self.name)
         } else {
-            // The kernel keeps 15 bytes of the name.
-            let want = &self.name[..self.name.len().min(15)];
-            comm == want
+            // The kernel keeps 15 bytes of the name (which may cut a
+            // character in two, so the comparison is of bytes).
+            let want = &self.name.as_bytes()[..self.name.len().min(15)];
+            comm.as_bytes() == want
         };
         name_ok
             && (self.params.is_empty()
@@ -305,6 +306,14 @@ mod tests {
             ..p
         };
         assert!(!q.satisfied(1) && q.satisfied(2) && q.satisfied(3) && !q.satisfied(4));
+    }
+
+    #[test]
+    fn a_long_name_is_cut_at_15_bytes_even_inside_a_character() {
+        // 'é' is two bytes: byte 15 falls inside the last one.
+        let p = process("aaaaaaaaaaaaaaé");
+        assert!(!p.matches("aaaaaaaaaaaaaa", &[]));
+        assert!(!p.matches("nginx", &["nginx"]));
     }
 
     #[test]

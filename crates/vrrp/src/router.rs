@@ -922,7 +922,15 @@ fn addr_greater(a: IpAddr, b: IpAddr) -> bool {
     }
 }
 
+/// Whether two address lists hold the same addresses, in any order. The usual
+/// case, the same list in the same order, costs no allocation.
 fn same_addrs(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a == b {
+        return true;
+    }
     let mut a = a.to_vec();
     let mut b = b.to_vec();
     a.sort();
