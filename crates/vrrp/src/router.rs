@@ -847,9 +847,9 @@ impl Router {
                 let down_at = if let Some(later) = new_skew.checked_sub(old_skew) {
                     down_at + later
                 } else {
-                    let earlier = old_skew.saturating_sub(new_skew);
-                    let shift = u64::try_from(earlier.as_micros()).unwrap_or(u64::MAX);
-                    Instant::from_micros(down_at.as_micros().saturating_sub(shift)).max(now)
+                    down_at
+                        .saturating_sub(old_skew.saturating_sub(new_skew))
+                        .max(now)
                 };
                 self.state = State::Backup { down_at };
             }

@@ -77,10 +77,11 @@ fn feed<M: Members + ?Sized>(
         }
         out.push((index, a));
     }
-    let any_faulty = (0..members.len()).any(|i| members.member_ref(i).is_faulty());
+    // Members are looked at only when this one changed state.
+    let any_faulty = |m: &M| (0..m.len()).any(|i| m.member_ref(i).is_faulty());
     let follow = match moved {
         Some((_, StateName::Fault)) => StateName::Fault,
-        Some((StateName::Master | StateName::Fault, StateName::Backup)) if !any_faulty => {
+        Some((StateName::Master | StateName::Fault, StateName::Backup)) if !any_faulty(members) => {
             StateName::Backup
         }
         _ => return,

@@ -32,6 +32,13 @@ impl Instant {
     pub fn since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))
     }
+
+    /// `d` before `self`, or [`Instant::ZERO`] if that is before the start.
+    #[must_use]
+    pub fn saturating_sub(self, d: Duration) -> Instant {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Instant(self.0.saturating_sub(us))
+    }
 }
 
 impl Add<Duration> for Instant {
