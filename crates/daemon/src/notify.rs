@@ -6,6 +6,8 @@
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
+use vrrp::StateName;
+
 /// How long a notify script may run before it is killed.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -22,13 +24,13 @@ pub struct Scripts {
 
 impl Scripts {
     /// The command lines to run when instance `name` enters `state`.
-    pub fn for_state(&self, name: &str, state: &str, priority: u8) -> Vec<Vec<String>> {
+    pub fn for_state(&self, name: &str, state: StateName, priority: u8) -> Vec<Vec<String>> {
         let specific = match state {
-            "MASTER" => &self.master,
-            "BACKUP" => &self.backup,
-            "FAULT" => &self.fault,
-            "STOP" => &self.stop,
-            _ => &None,
+            StateName::Master => &self.master,
+            StateName::Backup => &self.backup,
+            StateName::Fault => &self.fault,
+            StateName::Stop => &self.stop,
+            StateName::Init => &None,
         };
         let mut out: Vec<Vec<String>> = specific.iter().cloned().collect();
         if let Some(any) = &self.any {
@@ -36,7 +38,7 @@ impl Scripts {
             argv.extend([
                 "INSTANCE".to_owned(),
                 name.to_owned(),
-                state.to_owned(),
+                state.to_string(),
                 priority.to_string(),
             ]);
             out.push(argv);
@@ -75,12 +77,12 @@ pub struct Alert {
 }
 
 /// keepalived's alert for an instance's transition.
-pub fn vrrp_alert(router_id: &str, name: &str, state: &str) -> Alert {
+pub fn vrrp_alert(router_id: &str, name: &str, state: StateName) -> Alert {
     let body = match state {
-        "MASTER" => "=> VRRP Instance is now owning VRRP VIPs <=",
-        "BACKUP" => "=> VRRP Instance is nolonger owning VRRP VIPs <=",
-        "FAULT" => "=> VRRP Instance is in FAULT state <=",
-        _ => "=> VRRP Instance is stopping <=",
+        StateName::Master => "=> VRRP Instance is now owning VRRP VIPs <=",
+        StateName::Backup => "=> VRRP Instance is nolonger owning VRRP VIPs <=",
+        StateName::Fault => "=> VRRP Instance is in FAULT state <=",
+        StateName::Stop | StateName::Init => "=> VRRP Instance is stopping <=",
     };
     Alert {
         subject: format!("[{router_id}] VRRP Instance {name} - Entering {state} state"),
@@ -129,7 +131,7 @@ fn mail(smtp: &Smtp, alert: &Alert) {
 }
 
 /// keepalived's FIFO line for an instance: `INSTANCE "VI_1" MASTER 100`.
-pub fn fifo_line(name: &str, state: &str, priority: u8) -> String {
+pub fn fifo_line(name: &str, state: StateName, priority: u8) -> String {
     format!("INSTANCE \"{name}\" {state} {priority}\n")
 }
 
@@ -200,7 +202,7 @@ mod tests {
     #[test]
     fn fifo_lines_are_keepalived_s() {
         assert_eq!(
-            fifo_line("VI_1", "MASTER", 100),
+            fifo_line("VI_1", StateName::Master, 100),
             "INSTANCE \"VI_1\" MASTER 100\n"
         );
     }
@@ -213,7 +215,7 @@ mod tests {
             ..Scripts::default()
         };
         assert_eq!(
-            s.for_state("VI_1", "MASTER", 100),
+            s.for_state("VI_1", StateName::Master, 100),
             vec![
                 vec!["/etc/keepalived/master.sh".to_owned()],
                 [
@@ -228,6 +230,6 @@ mod tests {
                 .to_vec(),
             ]
         );
-        assert_eq!(s.for_state("VI_1", "BACKUP", 90).len(), 1);
+        assert_eq!(s.for_state("VI_1", StateName::Backup, 90).len(), 1);
     }
 }

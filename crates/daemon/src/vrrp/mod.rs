@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use vrrp::{Action, Family, Input, Instant, Router, StateName};
+use vrrp::{Action, Family, Input, Instant, Router};
 
 use net::{SystemInterfaces, VrrpSocket};
 use spec::InstanceSpec;
@@ -410,20 +410,19 @@ impl Driver {
             let inst = &self.instances[i];
             for a in actions {
                 if let Action::State { to, .. } = a {
-                    let state = to.to_string();
                     for argv in
                         inst.spec
                             .notify
-                            .for_state(&inst.spec.name, &state, inst.router.priority())
+                            .for_state(&inst.spec.name, *to, inst.router.priority())
                     {
                         let _ = tx.send(crate::notify::Job::Run(argv));
                     }
                     let line =
-                        crate::notify::fifo_line(&inst.spec.name, &state, inst.router.priority());
+                        crate::notify::fifo_line(&inst.spec.name, *to, inst.router.priority());
                     let _ = tx.send(crate::notify::Job::Fifo(line));
                     if inst.spec.smtp_alert {
                         let alert =
-                            crate::notify::vrrp_alert(&self.router_id, &inst.spec.name, &state);
+                            crate::notify::vrrp_alert(&self.router_id, &inst.spec.name, *to);
                         let _ = tx.send(crate::notify::Job::Mail(alert));
                     }
                 }
@@ -771,14 +770,7 @@ fn carry_out(
                 }
             }
             Action::State { to, .. } => {
-                let what = match to {
-                    StateName::Master => "MASTER",
-                    StateName::Backup => "BACKUP",
-                    StateName::Fault => "FAULT",
-                    StateName::Stop => "STOP",
-                    StateName::Init => "INIT",
-                };
-                tracing::info!("({name}) Entering {what} STATE");
+                tracing::info!("({name}) Entering {to} STATE");
             }
             Action::Priority { priority } => {
                 tracing::info!("({name}) Changing effective priority to {priority}");
