@@ -244,6 +244,11 @@ fn keepalived_master_ours_backup_v2_and_crash_failover() {
     let _ka = pair.keepalived("lb1", " state MASTER\n priority 100\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass 1111\n }\n");
     let _ours = pair.ours("lb2", " state BACKUP\n priority 90\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass 1111\n }\n");
     wait_vip(&pair, "lb1", Duration::from_secs(10));
+    // Started together, both may time out at once and both be MASTER until
+    // one advert later (VRRP's rule); the test proper starts once lb2 yields.
+    pair.node("lb2")
+        .wait_for_address_gone(vip(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("lb2 never yielded the VIP ({e})\n{}", pair.logs()));
     pair.only_holder_for("lb1", "lb2", Duration::from_secs(5));
     pair.crash_keepalived("lb1");
     let took = wait_vip(&pair, "lb2", Duration::from_secs(10));
