@@ -105,6 +105,8 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "vrrp_script",
             "vrrp_sync_group",
             "vrrp_instance",
+            "track_file",
+            "vrrp_track_process",
         ],
     ),
 ];
