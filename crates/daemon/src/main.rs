@@ -5,6 +5,7 @@ mod control;
 mod exec;
 mod lab;
 mod logging;
+mod netlink;
 mod notify;
 mod status;
 mod track;

@@ -47,9 +47,9 @@ struct Pair {
 impl Pair {
     fn new(tag: &str) -> Self {
         let lab = Lab::star(&[
-            ("lb1", &["198.51.100.22/24"]),
-            ("lb2", &["198.51.100.40/24"]),
-            ("client", &["198.51.100.100/24"]),
+            ("lb1", &["198.51.100.22/24", "2001:db8:100::22/64"]),
+            ("lb2", &["198.51.100.40/24", "2001:db8:100::40/64"]),
+            ("client", &["198.51.100.100/24", "2001:db8:100::100/64"]),
         ])
         .unwrap();
         let dir = std::env::temp_dir().join(format!("{}{tag}", lab.prefix()));
@@ -122,8 +122,13 @@ impl Pair {
     /// keepalived (VRRP only) in `node`.
     fn keepalived(&self, node: &str, body: &str) -> Process {
         let conf = self.config(&format!("{node}-ka"), body);
+        self.keepalived_conf(node, &conf)
+    }
+
+    /// keepalived (VRRP only) in `node` with the configuration file `conf`.
+    fn keepalived_conf(&self, node: &str, conf: &std::path::Path) -> Process {
         let mut cmd = Command::new("keepalived");
-        cmd.args(["-n", "-l", "-P", "-f"]).arg(&conf);
+        cmd.args(["-n", "-l", "-P", "-f"]).arg(conf);
         for (flag, file) in [("-p", "k.pid"), ("-r", "v.pid"), ("-c", "c.pid")] {
             cmd.arg(flag).arg(self.dir.join(format!("{node}-{file}")));
         }
@@ -1011,4 +1016,216 @@ fn after_a_split_the_higher_address_wins_at_equal_priority() {
         .wait_for_address_gone(vip(), Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("keepalived kept the VIP ({e})\n{}", pair.logs()));
     pair.only_holder_for("lb2", "lb1", Duration::from_secs(2));
+}
+
+#[test]
+fn a_restart_after_a_crash_removes_the_vips_the_crashed_run_left() {
+    if !ready("a_restart_after_a_crash_removes_the_vips_the_crashed_run_left") {
+        return;
+    }
+    let pair = Pair::new("leftover");
+    let mut lb1 = pair.ours(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n virtual_ipaddress_excluded {\n 203.0.113.9/24 brd + label eth0:ex\n }\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let shown = String::from_utf8_lossy(
+        &pair
+            .node("lb1")
+            .exec(&["ip", "-d", "addr", "show", "dev", "eth0"])
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        shown.contains("inet 203.0.113.9/24 brd 203.0.113.255"),
+        "{shown}"
+    );
+    assert!(shown.contains("eth0:ex"), "label missing: {shown}");
+    lb1.signal(Signal::SIGKILL).unwrap();
+    let _ = lb1.wait_timeout(Duration::from_secs(5));
+    assert!(pair.holds_vip("lb1"), "a SIGKILL cannot remove addresses");
+    // The next run has a different VIP: only the IFA_PROTO mark tells it the
+    // old ones were ours.
+    let conf = pair.dir.join("other.conf");
+    std::fs::write(
+        &conf,
+        "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 52\n state BACKUP\n priority 50\n version 3\n advert_int 0.1\n virtual_ipaddress {\n 198.51.100.251/24\n }\n}\n",
+    )
+    .unwrap();
+    let _again = pair.ours_conf("lb1", &conf);
+    pair.node("lb1")
+        .wait_for_address_gone(vip(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("the crashed run's VIP stayed ({e})\n{}", pair.logs()));
+    let shown = String::from_utf8_lossy(
+        &pair
+            .node("lb1")
+            .exec(&["ip", "addr", "show", "dev", "eth0"])
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!shown.contains("203.0.113.9"), "{shown}");
+    assert!(
+        pair.logs().contains("previous run left behind"),
+        "{}",
+        pair.logs()
+    );
+}
+
+const VIP6: &str = "2001:db8:100::250";
+
+fn vip6() -> IpAddr {
+    VIP6.parse().unwrap()
+}
+
+/// An IPv6 instance (VRRPv3, 100 ms) with `body` added.
+fn v6_config(pair: &Pair, name: &str, body: &str) -> PathBuf {
+    let path = pair.dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &path,
+        format!("global_defs {{\n router_id {name}\n}}\nvrrp_instance VI_6 {{\n interface eth0\n virtual_router_id 61\n version 3\n advert_int 0.1\n virtual_ipaddress {{\n {VIP6}/64\n }}\n{body}}}\n"),
+    )
+    .unwrap();
+    path
+}
+
+fn wait_vip6(pair: &Pair, node: &str, limit: Duration) -> Duration {
+    pair.node(node)
+        .wait_for_address(vip6(), limit)
+        .unwrap_or_else(|e| panic!("{node} never got the IPv6 VIP ({e})\n{}", pair.logs()))
+}
+
+/// The MAC the client's neighbour table has for the IPv6 VIP.
+fn client_neigh6(pair: &Pair) -> String {
+    let out = pair
+        .node("client")
+        .exec(&["ip", "-6", "neigh", "show", VIP6])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return() {
+    if !ready("ipv6_multicast_ours_master_keepalived_backup_crash_and_return") {
+        return;
+    }
+    let pair = Pair::new("v6m");
+    let ours_conf = v6_config(&pair, "lb1-rs", " state MASTER\n priority 100\n");
+    let ours = pair.ours_conf("lb1", &ours_conf);
+    let ka_conf = v6_config(&pair, "lb2-ka", " state BACKUP\n priority 90\n");
+    let _ka = pair.keepalived_conf("lb2", &ka_conf);
+    wait_vip6(&pair, "lb1", Duration::from_secs(10));
+    // Steady state: only lb1 holds the VIP.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        assert!(
+            pair.node("lb1").has_address(vip6()).unwrap(),
+            "{}",
+            pair.logs()
+        );
+        assert!(
+            !pair.node("lb2").has_address(vip6()).unwrap(),
+            "both hold the VIP\n{}",
+            pair.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The client reaches the VIP at lb1's MAC.
+    assert!(
+        pair.node("client").ping(vip6(), Duration::from_secs(2)),
+        "{}",
+        pair.logs()
+    );
+    let lb1_mac = mac_of(&pair, "lb1");
+    assert!(
+        client_neigh6(&pair).contains(&lb1_mac),
+        "{}",
+        client_neigh6(&pair)
+    );
+    // Crash: keepalived takes over within 3 × 100 ms + skew (65 ms) + 1 advert.
+    ours.signal(Signal::SIGKILL).unwrap();
+    let took = wait_vip6(&pair, "lb2", Duration::from_secs(3));
+    eprintln!("IPv6 failover to keepalived after a crash: {took:?}");
+    assert!(
+        took <= Duration::from_millis(500),
+        "took {took:?}\n{}",
+        pair.logs()
+    );
+    // keepalived's unsolicited NA moves the client at once.
+    std::thread::sleep(Duration::from_millis(50));
+    let lb2_mac = mac_of(&pair, "lb2");
+    assert!(
+        client_neigh6(&pair).contains(&lb2_mac),
+        "{}",
+        client_neigh6(&pair)
+    );
+    // Ours comes back (the crashed run's VIP is removed at start) and, with
+    // the higher priority, takes the VIP back; its NA moves the client back.
+    let _ours = pair.ours_conf("lb1", &ours_conf);
+    wait_vip6(&pair, "lb1", Duration::from_secs(5));
+    pair.node("lb2")
+        .wait_for_address_gone(vip6(), Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("keepalived kept the VIP ({e})\n{}", pair.logs()));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        client_neigh6(&pair).contains(&lb1_mac),
+        "our unsolicited NA did not move the client: {}\n{}",
+        client_neigh6(&pair),
+        pair.logs()
+    );
+}
+
+#[test]
+fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover() {
+    if !ready("ipv6_unicast_keepalived_master_ours_backup_graceful_handover") {
+        return;
+    }
+    let pair = Pair::new("v6u");
+    let ka_conf = v6_config(
+        &pair,
+        "lb1-ka",
+        " state MASTER\n priority 100\n unicast_src_ip 2001:db8:100::22\n unicast_peer {\n 2001:db8:100::40\n }\n",
+    );
+    let ka = pair.keepalived_conf("lb1", &ka_conf);
+    let ours_conf = v6_config(
+        &pair,
+        "lb2-rs",
+        " state BACKUP\n priority 90\n unicast_src_ip 2001:db8:100::40\n unicast_peer {\n 2001:db8:100::22\n }\n",
+    );
+    let _ours = pair.ours_conf("lb2", &ours_conf);
+    wait_vip6(&pair, "lb1", Duration::from_secs(10));
+    pair.node("lb2")
+        .wait_for_address_gone(vip6(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("lb2 never yielded the VIP ({e})\n{}", pair.logs()));
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        assert!(
+            pair.node("lb1").has_address(vip6()).unwrap(),
+            "{}",
+            pair.logs()
+        );
+        assert!(
+            !pair.node("lb2").has_address(vip6()).unwrap(),
+            "both hold the VIP\n{}",
+            pair.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(pair.control("lb2"))
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("\"BACKUP\""), "{status}");
+    // keepalived stops: priority 0, ours takes over after its skew (90: 100 ms × 166/256 ≈ 65 ms).
+    ka.signal(Signal::SIGTERM).unwrap();
+    let took = wait_vip6(&pair, "lb2", Duration::from_secs(3));
+    eprintln!("IPv6 unicast graceful handover to keepalived-rs: {took:?}");
+    assert!(
+        took <= Duration::from_millis(300),
+        "took {took:?}\n{}",
+        pair.logs()
+    );
 }

@@ -1265,6 +1265,14 @@ impl VrrpInstance {
     pub fn vips(&self) -> impl Iterator<Item = &VirtualAddress> {
         self.virtual_ipaddress.iter().flat_map(|l| l.0.iter())
     }
+
+    /// The `virtual_ipaddress_excluded` addresses: added on MASTER like the
+    /// VIPs, but not listed in adverts.
+    pub fn excluded_vips(&self) -> impl Iterator<Item = &VirtualAddress> {
+        self.virtual_ipaddress_excluded
+            .iter()
+            .flat_map(|l| l.0.iter())
+    }
 }
 
 impl Config {

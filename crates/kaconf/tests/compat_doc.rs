@@ -24,6 +24,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "advert_int",
             "version",
             "virtual_ipaddress",
+            "virtual_ipaddress_excluded",
             "unicast_peer",
             "unicast_src_ip",
             "mcast_src_ip",

@@ -1,90 +1,79 @@
-//! Putting virtual addresses on interfaces and taking them off.
-//!
-//! For now through iproute2 (`ip addr add/del`), which every machine running
-//! keepalived has; the netlink implementation replaces this module without
-//! changing its interface (issue #6).
+//! Putting virtual addresses on interfaces and taking them off, through
+//! rtnetlink (see [`crate::netlink`]).
 
-use std::process::Command;
+use std::io;
 
 use super::spec::AddressSpec;
+use crate::netlink::{Address, Rtnl, ADDRESS_PROTOCOL};
 
-/// The `ip` arguments after `addr add|del`.
-pub fn ip_args(a: &AddressSpec) -> Vec<String> {
-    let mut args = vec![
-        format!("{}/{}", a.addr, a.prefix_len),
-        "dev".into(),
-        a.dev.clone(),
-    ];
-    for (k, v) in [
-        ("label", &a.label),
-        ("scope", &a.scope),
-        ("broadcast", &a.brd),
-    ] {
-        if let Some(v) = v {
-            args.push(k.into());
-            args.push(v.clone());
+/// The kernel's view of `a`, with its interface looked up now (an interface
+/// may come and go while we run).
+fn resolve(a: &AddressSpec) -> io::Result<Address> {
+    let ifindex = nix::net::if_::if_nametoindex(a.dev.as_str()).map_err(io::Error::from)?;
+    Ok(Address {
+        addr: a.addr,
+        prefix_len: a.prefix_len,
+        ifindex,
+        label: a.label.clone(),
+        scope: a.scope,
+        broadcast: a.brd,
+    })
+}
+
+/// Adds and removes VIPs.
+#[derive(Debug)]
+pub struct Addresses {
+    rtnl: Rtnl,
+}
+
+impl Addresses {
+    pub fn open() -> io::Result<Self> {
+        Ok(Self {
+            rtnl: Rtnl::open()?,
+        })
+    }
+
+    /// Adds `a`; an address already there is fine.
+    pub fn add(&mut self, a: &AddressSpec) -> Result<(), String> {
+        resolve(a)
+            .and_then(|k| self.rtnl.add_address(&k))
+            .map_err(|e| format!("adding {}/{} on {}: {e}", a.addr, a.prefix_len, a.dev))
+    }
+
+    /// Removes `a`; an address already gone (or its interface) is fine.
+    pub fn remove(&mut self, a: &AddressSpec) -> Result<(), String> {
+        match resolve(a) {
+            Err(_) => Ok(()),
+            Ok(k) => self
+                .rtnl
+                .remove_address(&k)
+                .map_err(|e| format!("removing {}/{} from {}: {e}", a.addr, a.prefix_len, a.dev)),
         }
     }
-    if a.addr.is_ipv6() {
-        args.push("nodad".into());
-    }
-    args
-}
 
-/// Adds `a`; an address already there is fine.
-pub fn add(a: &AddressSpec) -> Result<(), String> {
-    run("add", a, &["File exists"])
-}
-
-/// Removes `a`; an address already gone is fine.
-pub fn remove(a: &AddressSpec) -> Result<(), String> {
-    run(
-        "del",
-        a,
-        &["Address not found", "Cannot assign requested address"],
-    )
-}
-
-fn run(verb: &str, a: &AddressSpec, benign: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .arg("addr")
-        .arg(verb)
-        .args(ip_args(a))
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() || benign.iter().any(|b| stderr.contains(b)) {
-        Ok(())
-    } else {
-        Err(format!("ip addr {verb} {}: {}", a.addr, stderr.trim()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ip_arguments_carry_every_option() {
-        let a = AddressSpec {
-            addr: "198.51.100.250".parse().unwrap(),
-            prefix_len: 24,
-            dev: "eth0".into(),
-            label: Some("eth0:vip".into()),
-            scope: None,
-            brd: Some("198.51.100.255".into()),
-        };
-        assert_eq!(
-            ip_args(&a),
-            [
-                "198.51.100.250/24",
-                "dev",
-                "eth0",
-                "label",
-                "eth0:vip",
-                "broadcast",
-                "198.51.100.255"
-            ]
-        );
+    /// Removes every address a previous run of ours left behind (marked with
+    /// our `IFA_PROTO`), so a crash never leaves a VIP on this machine once we
+    /// start again. Returns what was removed.
+    pub fn remove_leftovers(&mut self) -> io::Result<Vec<String>> {
+        let ours: Vec<_> = self
+            .rtnl
+            .addresses()?
+            .into_iter()
+            .filter(|p| p.protocol == Some(ADDRESS_PROTOCOL))
+            .collect();
+        let mut removed = Vec::new();
+        for p in ours {
+            let a = Address {
+                addr: p.addr,
+                prefix_len: p.prefix_len,
+                ifindex: p.ifindex,
+                label: None,
+                scope: None,
+                broadcast: None,
+            };
+            self.rtnl.remove_address(&a)?;
+            removed.push(format!("{}/{}", p.addr, p.prefix_len));
+        }
+        Ok(removed)
     }
 }

@@ -14,7 +14,6 @@ pub mod net;
 pub mod spec;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,9 +32,8 @@ const PROCESS_POLL: Duration = Duration::from_millis(500);
 /// Timers due this close are fired together (an advert goes out at most this
 /// early; a takeover happens at most this early).
 const TIMER_SLACK: Duration = Duration::from_millis(1);
-/// How often tracked interfaces' links are looked at (netlink events replace
-/// this polling later).
-const LINK_POLL: Duration = Duration::from_millis(100);
+/// How often tracked files are read.
+const FILE_POLL: Duration = Duration::from_millis(100);
 
 /// Where SIGUSR1 writes the state of every instance (keepalived's file).
 const DATA_DUMP: &str = "/tmp/keepalived.data";
@@ -104,17 +102,6 @@ fn tracked_files(config: &kaconf::Config) -> HashMap<String, (std::path::PathBuf
         .collect()
 }
 
-/// Whether `ifname` exists and its link is up (operstate up or unknown).
-fn link_up(ifname: &str) -> bool {
-    let path = std::path::Path::new("/sys/class/net")
-        .join(ifname)
-        .join("operstate");
-    match std::fs::read_to_string(path) {
-        Ok(s) => matches!(s.trim(), "up" | "unknown"),
-        Err(_) => false,
-    }
-}
-
 struct Instance {
     spec: InstanceSpec,
     router: Router,
@@ -144,7 +131,8 @@ pub fn run(
     let (notify_tx, notifier) = crate::notify::start(fifos, spec::smtp(&globals))?;
     driver.router_id = globals.router_id.clone().unwrap_or_else(spec::hostname);
     driver.notify = Some(notify_tx);
-    driver.link_changes();
+    driver.read_links();
+    driver.file_changes();
     driver.process_changes();
     driver.apply_tracking();
     driver.start();
@@ -235,8 +223,12 @@ struct Driver {
     processes_checked: Instant,
     /// Tracked interfaces and whether each has its link up.
     links: HashMap<String, bool>,
-    /// When the links were last looked at.
-    links_checked: Instant,
+    /// Link changes from the kernel (`None`: no interface is tracked).
+    link_events: Option<crate::netlink::LinkEvents>,
+    /// When the tracked files were last read.
+    files_checked: Instant,
+    /// The VIPs' way into the kernel.
+    addresses: addrs::Addresses,
 }
 
 impl Driver {
@@ -249,35 +241,30 @@ impl Driver {
         let mut sockets: Vec<VrrpSocket> = Vec::new();
         let mut instances = Vec::new();
         let mut announcers: HashMap<String, announce::Announcer> = HashMap::new();
+        let mut addresses = addrs::Addresses::open().context("rtnetlink socket")?;
+        match addresses.remove_leftovers() {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::warn!("Removed addresses a previous run left behind: {gone:?}");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot look for addresses a previous run left: {e}"),
+        }
         for spec in specs {
-            let IpAddr::V4(primary) = spec.engine.primary else {
-                bail!(
-                    "({}) IPv6 instances are not supported by keepalived-rs yet",
-                    spec.name
-                );
-            };
-            // Addresses a previous run of ours may have left behind.
+            // The VIPs are ours: whoever put them here, a BACKUP must not
+            // hold them (keepalived removes them on start, too).
             for a in &spec.addresses {
-                if let Err(e) = addrs::remove(a) {
+                if let Err(e) = addresses.remove(a) {
                     tracing::warn!("({}) cleaning up {}: {e}", spec.name, a.addr);
                 }
             }
-            let socket = if let Some(i) = sockets.iter().position(|s| s.ifname == spec.interface) {
-                i
-            } else {
-                let s = VrrpSocket::open_v4(&spec.interface, primary).with_context(|| {
-                    format!("({}) VRRP socket on {}", spec.name, spec.interface)
-                })?;
-                sockets.push(s);
-                sockets.len() - 1
-            };
+            let socket = socket_for(&mut sockets, &spec)?;
             if !announcers.contains_key(&spec.interface) {
                 match announce::Announcer::open(&spec.interface) {
                     Ok(a) => {
                         announcers.insert(spec.interface.clone(), a);
                     }
                     Err(e) => tracing::warn!(
-                        "({}) no gratuitous ARP on {}: {e}",
+                        "({}) no gratuitous ARP / unsolicited NA on {}: {e}",
                         spec.name,
                         spec.interface
                     ),
@@ -297,7 +284,7 @@ impl Driver {
         let scripts = tracked_scripts(config, &instances);
         let (groups, group_of) = sync_groups(config, &instances);
         // Each tracked interface once, however many instances track it.
-        let links = instances
+        let links: HashMap<String, bool> = instances
             .iter()
             .flat_map(|i| {
                 i.spec
@@ -306,6 +293,11 @@ impl Driver {
                     .map(|(n, _)| (n.clone(), true))
             })
             .collect();
+        let link_events = if links.is_empty() {
+            None
+        } else {
+            Some(crate::netlink::LinkEvents::open().context("rtnetlink link events")?)
+        };
         let mut this = Self {
             sockets,
             instances,
@@ -318,7 +310,9 @@ impl Driver {
             files: tracked_files(config),
             processes: tracked_processes(config),
             processes_checked: Instant::ZERO,
-            links_checked: Instant::ZERO,
+            files_checked: Instant::ZERO,
+            link_events,
+            addresses,
             wake: None,
             router_id: String::new(),
             announcers,
@@ -401,6 +395,7 @@ impl Driver {
             &self.instances[i],
             &self.sockets,
             &mut self.announcers,
+            &mut self.addresses,
             actions,
         );
         self.dirty |= actions
@@ -499,16 +494,14 @@ impl Driver {
         }
     }
 
-    /// Looks at the tracked interfaces' links and files (every [`LINK_POLL`]);
-    /// true if one changed. It runs on the VRRP thread: one small read per
-    /// tracked interface and file, nothing else.
-    fn link_changes(&mut self) -> bool {
+    /// Reads the tracked files (every [`FILE_POLL`]); true if one changed.
+    fn file_changes(&mut self) -> bool {
         let now = self.now();
-        if now.since(self.links_checked) < LINK_POLL && self.links_checked != Instant::ZERO {
+        if now.since(self.files_checked) < FILE_POLL && self.files_checked != Instant::ZERO {
             return false;
         }
-        let first = self.links_checked == Instant::ZERO;
-        self.links_checked = now;
+        let first = self.files_checked == Instant::ZERO;
+        self.files_checked = now;
         let mut changed = first;
         for (path, _, _, value) in self.files.values_mut() {
             let now_value = file_value(path);
@@ -518,18 +511,54 @@ impl Driver {
                 changed = true;
             }
         }
-        // Each interface once, however many instances track it.
+        changed
+    }
+
+    /// Every tracked interface's link as the kernel has it now; true if one
+    /// changed. Used at start and when link events were lost.
+    fn read_links(&mut self) -> bool {
+        let all = match crate::netlink::Rtnl::open().and_then(|mut r| r.links()) {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!("cannot read the links: {e}");
+                return false;
+            }
+        };
+        let mut changed = false;
         for (name, up) in &mut self.links {
-            let now_up = link_up(name);
+            let now_up = all.iter().any(|l| l.name == *name && l.up);
             if *up != now_up {
-                if !first {
-                    tracing::info!(
-                        "Netlink reports {name} {}",
-                        if now_up { "up" } else { "down" }
-                    );
-                }
                 *up = now_up;
                 changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Link events that arrived; true if a tracked interface changed.
+    fn link_changes(&mut self) -> bool {
+        let Some(events) = &mut self.link_events else {
+            return false;
+        };
+        let changes = match events.drain() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("link events lost ({e}); reading every link");
+                return self.read_links();
+            }
+        };
+        let mut changed = false;
+        for l in changes {
+            if let Some(up) = self.links.get_mut(&l.name) {
+                if *up != l.up {
+                    tracing::info!(
+                        "Netlink reports {} {}",
+                        l.name,
+                        if l.up { "up" } else { "down" }
+                    );
+                    *up = l.up;
+                    changed = true;
+                }
             }
         }
         changed
@@ -587,7 +616,8 @@ impl Driver {
     fn step(&mut self) -> Result<()> {
         let scripts = self.script_changes();
         let processes = self.process_changes();
-        if self.link_changes() || scripts || processes {
+        let files = self.file_changes();
+        if self.link_changes() || files || scripts || processes {
             self.apply_tracking();
         }
         let t = self.now();
@@ -623,6 +653,10 @@ impl Driver {
             .iter()
             .map(|s| nix::poll::PollFd::new(s.fd(), nix::poll::PollFlags::POLLIN))
             .collect();
+        // Link events only wake the loop; `link_changes` reads them.
+        if let Some(l) = &self.link_events {
+            fds.push(nix::poll::PollFd::new(l.fd(), nix::poll::PollFlags::POLLIN));
+        }
         if let Some(w) = &self.wake {
             fds.push(nix::poll::PollFd::new(
                 w.as_fd(),
@@ -652,6 +686,7 @@ impl Driver {
                 while std::io::Read::read(&mut w, &mut buf).is_ok_and(|n| n > 0) {}
             }
         }
+        ready.truncate(self.sockets.len());
         Ok(ready)
     }
 
@@ -680,6 +715,22 @@ impl Driver {
             self.feed(i, input);
         }
     }
+}
+
+/// The index of the socket `spec` sends and receives on, opened if it is the
+/// first instance on its interface and address family.
+fn socket_for(sockets: &mut Vec<VrrpSocket>, spec: &InstanceSpec) -> Result<usize> {
+    let family = Family::of(&spec.engine.primary);
+    if let Some(i) = sockets
+        .iter()
+        .position(|s| s.ifname == spec.interface && s.family() == family)
+    {
+        return Ok(i);
+    }
+    let s = VrrpSocket::open(&spec.interface, family)
+        .with_context(|| format!("({}) VRRP socket on {}", spec.name, spec.interface))?;
+    sockets.push(s);
+    Ok(sockets.len() - 1)
 }
 
 /// The instances of each `vrrp_sync_group`, and the group of each instance.
@@ -742,6 +793,7 @@ fn carry_out(
     inst: &Instance,
     sockets: &[VrrpSocket],
     announcers: &mut HashMap<String, announce::Announcer>,
+    addresses: &mut addrs::Addresses,
     actions: &[Action],
 ) {
     let name = &inst.spec.name;
@@ -750,21 +802,21 @@ fn carry_out(
             Action::Send { src, to, .. } => {
                 let dst = to.addr(Family::of(src));
                 if let Some(payload) = a.payload() {
-                    if let Err(e) = sockets[inst.socket].send(dst, &payload) {
+                    if let Err(e) = sockets[inst.socket].send(*src, dst, &payload) {
                         tracing::warn!("({name}) sending an advert to {dst}: {e}");
                     }
                 }
             }
             Action::AddVips(_) => {
                 for addr in &inst.spec.addresses {
-                    if let Err(e) = addrs::add(addr) {
+                    if let Err(e) = addresses.add(addr) {
                         tracing::error!("({name}) {e}");
                     }
                 }
             }
             Action::RemoveVips(_) => {
                 for addr in &inst.spec.addresses {
-                    if let Err(e) = addrs::remove(addr) {
+                    if let Err(e) = addresses.remove(addr) {
                         tracing::error!("({name}) {e}");
                     }
                 }
@@ -776,19 +828,12 @@ fn carry_out(
                 tracing::info!("({name}) Changing effective priority to {priority}");
             }
             Action::Announce { addrs, repeat } => {
-                let v4: Vec<std::net::Ipv4Addr> = addrs
-                    .iter()
-                    .filter_map(|a| match a {
-                        IpAddr::V4(v4) => Some(*v4),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect();
                 let Some(a) = announcers.get_mut(&inst.spec.interface) else {
                     continue;
                 };
-                match a.garp(&v4, *repeat) {
-                    Ok(()) => tracing::debug!("({name}) sent {repeat} gratuitous ARPs for {v4:?}"),
-                    Err(e) => tracing::warn!("({name}) gratuitous ARP: {e}"),
+                match a.announce(addrs, *repeat) {
+                    Ok(()) => tracing::debug!("({name}) sent {repeat} announcements for {addrs:?}"),
+                    Err(e) => tracing::warn!("({name}) gratuitous ARP / NA: {e}"),
                 }
             }
             Action::AddRoutes { .. } | Action::RemoveRoutes { .. } => {

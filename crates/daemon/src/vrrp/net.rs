@@ -1,16 +1,22 @@
 //! The VRRP sockets: raw IP protocol 112 on an interface, joined to the
-//! multicast group, TTL 255; and the machine's interface addresses.
+//! multicast group, TTL / hop limit 255; and the machine's interface addresses.
 //!
-//! IPv4 only for now: a raw IPv4 socket hands us the IP header, so source,
-//! destination and TTL come with every packet. (IPv6 needs the hop limit and
-//! destination from ancillary data; it arrives with the rest of issue #6.)
+//! IPv4: a raw socket with the IP header included both ways, so source,
+//! destination and TTL come with every packet and we write our own header.
+//! IPv6: the kernel never shows the header, so the hop limit and the
+//! destination arrive as ancillary data (`IPV6_RECVHOPLIMIT`,
+//! `IPV6_RECVPKTINFO`) and the source goes out as `IPV6_PKTINFO`.
 
 use std::io::Read as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
+use nix::sys::socket::{
+    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockaddrIn6,
+};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
-use vrrp::wire::{MULTICAST_V4, PROTOCOL, TTL};
+use vrrp::wire::{MULTICAST_V4, MULTICAST_V6, PROTOCOL, TTL};
 use vrrp::Family;
 
 use super::spec::Interfaces;
@@ -52,65 +58,153 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
-/// The VRRP socket of one interface (IPv4).
+/// The VRRP socket of one interface and one address family.
 #[derive(Debug)]
 pub struct VrrpSocket {
     socket: Socket,
-    /// Our adverts' source address (we write the IP header ourselves).
-    primary: Ipv4Addr,
+    family: Family,
+    ifindex: u32,
     pub ifname: String,
 }
 
 impl VrrpSocket {
-    /// Opens a raw protocol-112 socket bound to `ifname`, joined to
-    /// 224.0.0.18, sending with TTL 255 from `primary`.
-    pub fn open_v4(ifname: &str, primary: Ipv4Addr) -> std::io::Result<Self> {
+    /// Opens the socket of `family` on `ifname`.
+    pub fn open(ifname: &str, family: Family) -> std::io::Result<Self> {
         let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
-        let socket = Socket::new(
-            Domain::IPV4,
-            Type::RAW,
-            Some(Protocol::from(i32::from(PROTOCOL))),
-        )?;
+        let domain = match family {
+            Family::V4 => Domain::IPV4,
+            Family::V6 => Domain::IPV6,
+        };
+        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(PROTOCOL))))?;
         socket.bind_device(Some(ifname.as_bytes()))?;
-        socket.join_multicast_v4_n(&MULTICAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
-        socket.set_multicast_if_v4(&primary)?;
-        socket.set_multicast_ttl_v4(u32::from(TTL))?;
-        socket.set_ttl_v4(u32::from(TTL))?;
-        socket.set_multicast_loop_v4(false)?;
-        // We write the IP header (as keepalived does): the kernel's raw
-        // header-included path is markedly cheaper per packet than building
-        // one for us, which matters at 200 instances × 100 adverts/s.
-        socket.set_header_included_v4(true)?;
+        match family {
+            Family::V4 => {
+                socket
+                    .join_multicast_v4_n(&MULTICAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
+                socket.set_multicast_loop_v4(false)?;
+                // We write the IP header (as keepalived does): the kernel's
+                // raw header-included path is markedly cheaper per packet than
+                // building one for us, which matters at 200 instances × 100
+                // adverts/s.
+                socket.set_header_included_v4(true)?;
+            }
+            Family::V6 => {
+                socket.join_multicast_v6(&MULTICAST_V6, ifindex)?;
+                socket.set_multicast_if_v6(ifindex)?;
+                socket.set_multicast_hops_v6(u32::from(TTL))?;
+                socket.set_unicast_hops_v6(u32::from(TTL))?;
+                socket.set_multicast_loop_v6(false)?;
+                setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)?;
+                setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?;
+            }
+        }
         socket.set_nonblocking(true)?;
         Ok(Self {
             socket,
-            primary,
+            family,
+            ifindex,
             ifname: ifname.to_owned(),
         })
     }
 
-    /// The next packet, if one is waiting.
-    pub fn recv(&self) -> std::io::Result<Option<Received>> {
-        let mut buf = [0u8; 2048];
-        let n = match (&self.socket).read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        Ok(parse_ipv4(&buf[..n]))
+    pub fn family(&self) -> Family {
+        self.family
     }
 
-    /// Sends `payload` to `dst`; the kernel writes the IP header.
-    pub fn send(&self, dst: IpAddr, payload: &[u8]) -> std::io::Result<()> {
-        let IpAddr::V4(dst) = dst else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "IPv6 adverts are not sent yet",
-            ));
+    /// The next packet, if one is waiting.
+    pub fn recv(&self) -> std::io::Result<Option<Received>> {
+        let r = match self.family {
+            Family::V4 => self.recv_v4(),
+            Family::V6 => self.recv_v6(),
         };
-        let packet = ipv4_packet(self.primary, dst, payload);
-        self.socket
-            .send_to(&packet, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            r => r,
+        }
+    }
+
+    fn recv_v4(&self) -> std::io::Result<Option<Received>> {
+        let mut buf = [0u8; 2048];
+        loop {
+            let n = (&self.socket).read(&mut buf)?;
+            // Not a well-formed IPv4 packet: skip it and read the next.
+            if let Some(r) = parse_ipv4(&buf[..n]) {
+                return Ok(Some(r));
+            }
+        }
+    }
+
+    fn recv_v6(&self) -> std::io::Result<Option<Received>> {
+        let mut buf = [0u8; 2048];
+        // Room for the hop limit and the packet info (24 + 40 bytes on Linux).
+        let mut cmsg = [0u8; 128];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<SockaddrIn6>(
+            self.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )?;
+        let n = msg.bytes;
+        let src = msg
+            .address
+            .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |a| IpAddr::V6(a.ip()));
+        let mut ttl = 0u8;
+        let mut dst = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        for c in msg.cmsgs()? {
+            match c {
+                ControlMessageOwned::Ipv6HopLimit(h) => ttl = u8::try_from(h).unwrap_or(0),
+                ControlMessageOwned::Ipv6PacketInfo(info) => {
+                    dst = IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(Received {
+            src,
+            dst,
+            ttl,
+            payload: buf[..n.min(buf.len())].to_vec(),
+        }))
+    }
+
+    /// Sends `payload` from `src` to `dst`.
+    pub fn send(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> std::io::Result<()> {
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let packet = ipv4_packet(src, dst, payload);
+                self.socket
+                    .send_to(&packet, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                // Link-scope destinations need the interface as scope id.
+                let scope = if dst.is_multicast() || dst.is_unicast_link_local() {
+                    self.ifindex
+                } else {
+                    0
+                };
+                let to = SockaddrIn6::from(std::net::SocketAddrV6::new(dst, 0, 0, scope));
+                let info = nix::libc::in6_pktinfo {
+                    ipi6_addr: nix::libc::in6_addr {
+                        s6_addr: src.octets(),
+                    },
+                    ipi6_ifindex: self.ifindex,
+                };
+                sendmsg(
+                    self.socket.as_raw_fd(),
+                    &[std::io::IoSlice::new(payload)],
+                    &[ControlMessage::Ipv6PacketInfo(&info)],
+                    MsgFlags::empty(),
+                    Some(&to),
+                )?;
+            }
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("advert from {src} to {dst}: mixed address families"),
+                ))
+            }
+        }
         Ok(())
     }
 

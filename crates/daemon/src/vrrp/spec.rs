@@ -50,8 +50,9 @@ pub struct AddressSpec {
     pub prefix_len: u8,
     pub dev: String,
     pub label: Option<String>,
-    pub scope: Option<String>,
-    pub brd: Option<String>,
+    /// `RT_SCOPE_*` (`None`: global).
+    pub scope: Option<u8>,
+    pub brd: Option<std::net::Ipv4Addr>,
 }
 
 /// Why an instance cannot run.
@@ -174,7 +175,7 @@ fn instance(
         smtp_alert,
         notify: notify_scripts(b),
         name: inst.name.clone(),
-        addresses: addresses(b, &interface),
+        addresses: addresses(b, &interface).map_err(err)?,
         track_interfaces: tracked_interfaces(b, &interface),
         interface,
         engine,
@@ -183,20 +184,55 @@ fn instance(
 }
 
 /// How each VIP goes on the interface.
-fn addresses(b: &VrrpInstance, interface: &str) -> Vec<AddressSpec> {
+fn addresses(b: &VrrpInstance, interface: &str) -> Result<Vec<AddressSpec>, String> {
     b.vips()
-        .map(|v| AddressSpec {
-            addr: v.addr.addr,
-            prefix_len: v
-                .addr
-                .len
-                .unwrap_or(if v.addr.addr.is_ipv4() { 32 } else { 128 }),
-            dev: v.dev.clone().unwrap_or_else(|| interface.to_owned()),
-            label: v.label.clone(),
-            scope: v.scope.clone(),
-            brd: v.brd.clone(),
+        .chain(b.excluded_vips())
+        .map(|v| {
+            let addr = v.addr.addr;
+            let prefix_len = v.addr.len.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
+            Ok(AddressSpec {
+                addr,
+                prefix_len,
+                dev: v.dev.clone().unwrap_or_else(|| interface.to_owned()),
+                label: v.label.clone(),
+                scope: v.scope.as_deref().map(scope_number).transpose()?,
+                brd: v
+                    .brd
+                    .as_deref()
+                    .map(|b| broadcast(addr, prefix_len, b))
+                    .transpose()?,
+            })
         })
         .collect()
+}
+
+/// `global`, `link`… or a number, as `RT_SCOPE_*`.
+fn scope_number(s: &str) -> Result<u8, String> {
+    Ok(match s {
+        "global" | "universe" => 0,
+        "site" => 200,
+        "link" => 253,
+        "host" => 254,
+        "nowhere" => 255,
+        n => n.parse().map_err(|_| format!("unknown scope `{n}`"))?,
+    })
+}
+
+/// `brd ADDRESS`, or `brd +` (the prefix's broadcast address); IPv4 only.
+fn broadcast(
+    addr: std::net::IpAddr,
+    prefix_len: u8,
+    brd: &str,
+) -> Result<std::net::Ipv4Addr, String> {
+    let std::net::IpAddr::V4(v4) = addr else {
+        return Err(format!("`brd` on the IPv6 address {addr}"));
+    };
+    if brd == "+" {
+        let host_bits = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
+        return Ok(std::net::Ipv4Addr::from(u32::from(v4) | host_bits));
+    }
+    brd.parse()
+        .map_err(|_| format!("`brd {brd}` is not an IPv4 address or `+`"))
 }
 
 /// The SMTP settings of `global_defs`, if alerts can be sent at all.
