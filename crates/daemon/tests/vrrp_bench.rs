@@ -153,6 +153,15 @@ fn cpu_with_200_instances_at_10ms() {
             .unwrap();
         std::thread::sleep(Duration::from_secs(2));
         let (pm, pb) = (pids(&lab, "lb1"), pids(&lab, "lb2"));
+        // SCALE_HOLD=secs: keep the pair running that long first (to attach
+        // a profiler to the pids printed here).
+        if let Some(hold) = std::env::var("SCALE_HOLD")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            eprintln!("{}: master pids {pm:?}, backup pids {pb:?}", d.name());
+            std::thread::sleep(Duration::from_secs(hold));
+        }
         if std::env::var("COUNT_ADVERTS").is_ok() {
             let out = Command::new("ip")
                 .args([

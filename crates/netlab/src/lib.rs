@@ -109,7 +109,11 @@ impl Lab {
     }
 
     /// Adds a switch: a namespace holding bridge `br0` (no STP, no multicast
-    /// snooping, so VRRP multicast is flooded like on a dumb switch).
+    /// snooping, so VRRP multicast is flooded like on a dumb switch). Bridged
+    /// frames skip iptables/nftables (`nf_call_*tables 0`): a switch does
+    /// not filter, and with `br_netfilter` loaded on the host (Docker loads
+    /// it) those hooks were half the kernel's work per forwarded frame,
+    /// charged to whichever process sent it.
     pub fn add_switch(&mut self, name: &str) -> Result<Node, Error> {
         let node = self.create_namespace(name)?;
         self.switches.push(node.clone());
@@ -126,9 +130,24 @@ impl Lab {
                 "0",
                 "mcast_snooping",
                 "0",
+                "nf_call_iptables",
+                "0",
+                "nf_call_ip6tables",
+                "0",
+                "nf_call_arptables",
+                "0",
             ],
         )?;
         cmd::ip_in(ns, &["link", "set", "br0", "up"])?;
+        // With br_netfilter loaded, its per-namespace switches must be off
+        // too (they exist only then; nothing to do without the module).
+        for key in [
+            "net.bridge.bridge-nf-call-iptables",
+            "net.bridge.bridge-nf-call-ip6tables",
+            "net.bridge.bridge-nf-call-arptables",
+        ] {
+            let _ = node.sysctl(key, "0");
+        }
         Ok(node)
     }
 

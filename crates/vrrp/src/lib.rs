@@ -17,5 +17,5 @@ pub mod time;
 pub mod wire;
 
 pub use router::{Action, Config, Counters, Dest, Drop, InitialState, Input, Router, StateName};
-pub use time::Instant;
+pub use time::{Deadlines, Instant};
 pub use wire::{Advert, Auth, Family, Version};

@@ -4,12 +4,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use pnet_datalink::{Channel, DataLinkSender, MacAddr, NetworkInterface};
-
-const ETH_P_ALL: u16 = 0x0003;
-/// BPF `ret #0`: accept nothing.
-const BPF_RET_K: u16 = 0x06;
-
 /// A gratuitous ARP request for `vip` from `mac`: broadcast, sender and
 /// target protocol address both the VIP (what keepalived sends).
 pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
@@ -66,50 +60,33 @@ fn forwards_ipv6() -> bool {
     std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").is_ok_and(|s| s.trim() == "1")
 }
 
-/// Sends gratuitous ARPs and unsolicited NAs on one interface.
+/// Sends gratuitous ARPs and unsolicited NAs on one interface, through an
+/// AF_PACKET socket of protocol 0 bound to it: it can send frames but
+/// receives none, so it costs the interface's other traffic nothing (a socket
+/// bound to ETH_P_ALL would get a clone of every frame sent or received).
+#[derive(Debug)]
 pub struct Announcer {
-    tx: Box<dyn DataLinkSender>,
+    socket: socket2::Socket,
     mac: [u8; 6],
 }
 
-impl std::fmt::Debug for Announcer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Announcer({})", MacAddr::from(self.mac))
-    }
-}
-
 impl Announcer {
-    /// Opens the channel on `ifname`.
+    /// Opens the socket on `ifname`.
     pub fn open(ifname: &str) -> std::io::Result<Self> {
-        let iface: NetworkInterface = pnet_datalink::interfaces()
-            .into_iter()
-            .find(|i| i.name == ifname)
+        let link = nix::ifaddrs::getifaddrs()?
+            .filter(|a| a.interface_name == ifname)
+            .find_map(|a| a.address.and_then(|sa| sa.as_link_addr().copied()))
             .ok_or_else(|| {
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("no interface {ifname}"),
+                    format!("no link-layer address for {ifname}"),
                 )
             })?;
-        let mac = iface.mac.map(<[u8; 6]>::from).unwrap_or_default();
-        // The channel's socket would get a copy of every frame on the
-        // interface (ETH_P_ALL); a filter that drops everything makes that
-        // copy cheap, since we only ever send on it.
-        let socket = socket2::Socket::new(
-            socket2::Domain::PACKET,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::from(i32::from(ETH_P_ALL.to_be()))),
-        )?;
-        socket.attach_filter(&[socket2::SockFilter::new(BPF_RET_K, 0, 0, 0)])?;
-        let config = pnet_datalink::Config {
-            promiscuous: false,
-            read_buffer_size: 4096,
-            socket_fd: Some(std::os::fd::IntoRawFd::into_raw_fd(socket)),
-            ..pnet_datalink::Config::default()
-        };
-        match pnet_datalink::channel(&iface, config)? {
-            Channel::Ethernet(tx, _rx) => Ok(Self { tx, mac }),
-            _ => Err(std::io::Error::other("not an Ethernet channel")),
-        }
+        let mac = link.addr().unwrap_or_default();
+        let socket = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, None)?;
+        // getifaddrs' link address names the interface and protocol 0.
+        nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &link)?;
+        Ok(Self { socket, mac })
     }
 
     /// `repeat` gratuitous ARPs (IPv4) or unsolicited NAs (IPv6) for each
@@ -125,9 +102,7 @@ impl Announcer {
             .collect();
         for _ in 0..repeat {
             for frame in &frames {
-                if let Some(r) = self.tx.send_to(frame, None) {
-                    r?;
-                }
+                self.socket.send(frame)?;
             }
         }
         Ok(())

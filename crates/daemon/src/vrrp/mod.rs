@@ -32,6 +32,10 @@ const PROCESS_POLL: Duration = Duration::from_millis(500);
 /// Timers due this close are fired together (an advert goes out at most this
 /// early; a takeover happens at most this early).
 const TIMER_SLACK: Duration = Duration::from_millis(1);
+/// Adverts are read at most this often: under load (hundreds of instances)
+/// one wake-up then reads many packets instead of one each. An advert waits
+/// at most this long to be handled; timers and signals never wait.
+const RX_COALESCE: Duration = Duration::from_millis(1);
 /// How often tracked files are read.
 const FILE_POLL: Duration = Duration::from_millis(100);
 
@@ -229,6 +233,12 @@ struct Driver {
     files_checked: Instant,
     /// The VIPs' way into the kernel.
     addresses: addrs::Addresses,
+    /// Every instance's next timer.
+    deadlines: vrrp::Deadlines,
+    /// Scratch list of the timers due in one step.
+    due: Vec<(Instant, usize)>,
+    /// When packets were last read (see [`RX_COALESCE`]).
+    last_rx: Instant,
 }
 
 impl Driver {
@@ -313,6 +323,9 @@ impl Driver {
             files_checked: Instant::ZERO,
             link_events,
             addresses,
+            deadlines: vrrp::Deadlines::default(),
+            due: Vec::new(),
+            last_rx: Instant::ZERO,
             wake: None,
             router_id: String::new(),
             announcers,
@@ -374,6 +387,7 @@ impl Driver {
         let Some(g) = self.group_of[i] else {
             let actions = self.instances[i].router.handle(now, input);
             self.execute(i, &actions);
+            self.deadlines.set(i, self.instances[i].router.poll_at());
             return;
         };
         // The group's member list is lent out while its members move.
@@ -386,6 +400,9 @@ impl Driver {
         for (p, a) in vrrp::sync::handle(&mut view, now, pos, input) {
             self.execute(idx[p], std::slice::from_ref(&a));
         }
+        for &m in &idx {
+            self.deadlines.set(m, self.instances[m].router.poll_at());
+        }
         self.groups[g] = idx;
     }
 
@@ -393,7 +410,7 @@ impl Driver {
     fn execute(&mut self, i: usize, actions: &[Action]) {
         carry_out(
             &self.instances[i],
-            &self.sockets,
+            &mut self.sockets,
             &mut self.announcers,
             &mut self.addresses,
             actions,
@@ -429,11 +446,22 @@ impl Driver {
         for i in 0..self.instances.len() {
             self.feed(i, Input::Start);
         }
+        self.flush();
     }
 
     fn stop(&mut self) {
         for i in 0..self.instances.len() {
             self.feed(i, Input::Stop);
+        }
+        self.flush();
+    }
+
+    /// Sends the adverts queued on every socket (one `sendmmsg` each).
+    fn flush(&mut self) {
+        for s in &mut self.sockets {
+            if let Err(e) = s.flush() {
+                tracing::warn!("sending adverts on {}: {e}", s.ifname);
+            }
         }
     }
 
@@ -492,6 +520,7 @@ impl Driver {
             let weight = i32::try_from(weight.clamp(-1000, 1000)).unwrap_or(0);
             self.feed(i, Input::Track { weight, fault });
         }
+        self.flush();
     }
 
     /// Reads the tracked files (every [`FILE_POLL`]); true if one changed.
@@ -621,35 +650,43 @@ impl Driver {
             self.apply_tracking();
         }
         let t = self.now();
-        let next = self
-            .instances
-            .iter()
-            .filter_map(|i| i.router.poll_at())
-            .min();
+        let next = self.deadlines.earliest();
         let wait = next.map_or(MAX_WAIT, |n| n.since(t).min(MAX_WAIT));
-        let ready = self.wait(wait)?;
+        // Receive coalescing: adverts are read at most once per RX_COALESCE.
+        // Until then the loop waits only for timers and signals, and the
+        // packets that arrive meanwhile are read together.
+        let since_rx = t.since(self.last_rx);
+        let ready = if since_rx < RX_COALESCE {
+            self.wait(wait.min(RX_COALESCE.saturating_sub(since_rx)), false)?
+        } else {
+            self.wait(wait, true)?
+        };
+        if ready.iter().any(|r| *r) {
+            self.last_rx = self.now();
+        }
         for si in (0..self.sockets.len()).filter(|i| ready[*i]) {
             self.receive(si);
         }
         // Fire every timer due now or within TIMER_SLACK: with many instances
         // this batches their adverts into one wake-up instead of one each.
         let t = self.now();
-        for i in 0..self.instances.len() {
-            if let Some(at) = self.instances[i]
-                .router
-                .poll_at()
-                .filter(|at| *at <= t + TIMER_SLACK)
-            {
-                self.feed_at(i, at.max(t), Input::Timer);
-            }
+        let mut due = std::mem::take(&mut self.due);
+        self.deadlines.take_due(t + TIMER_SLACK, &mut due);
+        for &(at, i) in &due {
+            self.feed_at(i, at.max(t), Input::Timer);
         }
+        due.clear();
+        self.due = due;
+        self.flush();
         Ok(())
     }
 
     /// Which sockets have packets, after waiting up to `wait`.
-    fn wait(&self, wait: Duration) -> Result<Vec<bool>> {
-        let mut fds: Vec<nix::poll::PollFd> = self
-            .sockets
+    /// `sockets` false: wait for timers and signals only (every socket
+    /// reported not ready).
+    fn wait(&self, wait: Duration, sockets: bool) -> Result<Vec<bool>> {
+        let watched = if sockets { self.sockets.len() } else { 0 };
+        let mut fds: Vec<nix::poll::PollFd> = self.sockets[..watched]
             .iter()
             .map(|s| nix::poll::PollFd::new(s.fd(), nix::poll::PollFlags::POLLIN))
             .collect();
@@ -686,7 +723,8 @@ impl Driver {
                 while std::io::Read::read(&mut w, &mut buf).is_ok_and(|n| n > 0) {}
             }
         }
-        ready.truncate(self.sockets.len());
+        ready.truncate(watched);
+        ready.resize(self.sockets.len(), false);
         Ok(ready)
     }
 
@@ -791,7 +829,7 @@ fn drop_name(d: vrrp::Drop) -> String {
 /// Does what the engine asked, logging in keepalived's words.
 fn carry_out(
     inst: &Instance,
-    sockets: &[VrrpSocket],
+    sockets: &mut [VrrpSocket],
     announcers: &mut HashMap<String, announce::Announcer>,
     addresses: &mut addrs::Addresses,
     actions: &[Action],

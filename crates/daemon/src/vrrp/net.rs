@@ -7,13 +7,12 @@
 //! destination arrive as ancillary data (`IPV6_RECVHOPLIMIT`,
 //! `IPV6_RECVPKTINFO`) and the source goes out as `IPV6_PKTINFO`.
 
-use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockaddrIn6,
+    recvmmsg, recvmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
+    MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6,
 };
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use vrrp::wire::{MULTICAST_V4, MULTICAST_V6, PROTOCOL, TTL};
@@ -58,6 +57,13 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
+/// How many packets one `recvmmsg` reads at most.
+const RECV_BATCH: usize = 32;
+/// Room for one received packet: an IPv4 VRRP packet is at most
+/// 20 + 8 + 255 × 4 + 8 bytes; anything longer is truncated and then
+/// rejected by the length checks.
+const RECV_SLOT: usize = 1500;
+
 /// The VRRP socket of one interface and one address family.
 #[derive(Debug)]
 pub struct VrrpSocket {
@@ -65,6 +71,14 @@ pub struct VrrpSocket {
     family: Family,
     ifindex: u32,
     pub ifname: String,
+    /// IPv4 packets waiting for [`VrrpSocket::flush`]: their bytes, one
+    /// after the other, and where each starts, ends and goes.
+    out_bytes: Vec<u8>,
+    out: Vec<(usize, usize, Ipv4Addr)>,
+    /// Receive slots for `recvmmsg`.
+    slots: Vec<u8>,
+    /// Packets read in the last batch and not yet handed out.
+    pending: std::collections::VecDeque<Received>,
 }
 
 impl VrrpSocket {
@@ -104,6 +118,17 @@ impl VrrpSocket {
             family,
             ifindex,
             ifname: ifname.to_owned(),
+            out_bytes: Vec::new(),
+            out: Vec::new(),
+            slots: vec![
+                0;
+                if family == Family::V4 {
+                    RECV_BATCH * RECV_SLOT
+                } else {
+                    0
+                }
+            ],
+            pending: std::collections::VecDeque::new(),
         })
     }
 
@@ -112,7 +137,7 @@ impl VrrpSocket {
     }
 
     /// The next packet, if one is waiting.
-    pub fn recv(&self) -> std::io::Result<Option<Received>> {
+    pub fn recv(&mut self) -> std::io::Result<Option<Received>> {
         let r = match self.family {
             Family::V4 => self.recv_v4(),
             Family::V6 => self.recv_v6(),
@@ -123,15 +148,47 @@ impl VrrpSocket {
         }
     }
 
-    fn recv_v4(&self) -> std::io::Result<Option<Received>> {
-        let mut buf = [0u8; 2048];
+    /// IPv4 packets come in batches: one `recvmmsg` reads every packet
+    /// waiting (up to [`RECV_BATCH`]), so a backup that wakes for the first
+    /// advert of a burst picks up the rest with the same system call.
+    fn recv_v4(&mut self) -> std::io::Result<Option<Received>> {
+        if let Some(r) = self.pending.pop_front() {
+            return Ok(Some(r));
+        }
         loop {
-            let n = (&self.socket).read(&mut buf)?;
-            // Not a well-formed IPv4 packet: skip it and read the next.
-            if let Some(r) = parse_ipv4(&buf[..n]) {
+            let lens = self.recv_batch()?;
+            let full = lens.len() == RECV_BATCH;
+            for (k, n) in lens.into_iter().enumerate() {
+                let slot = &self.slots[k * RECV_SLOT..(k + 1) * RECV_SLOT];
+                // Not a well-formed IPv4 packet: skip it.
+                self.pending.extend(parse_ipv4(&slot[..n.min(RECV_SLOT)]));
+            }
+            if let Some(r) = self.pending.pop_front() {
                 return Ok(Some(r));
             }
+            if !full {
+                return Ok(None);
+            }
         }
+    }
+
+    /// Reads up to [`RECV_BATCH`] packets into the slots; their lengths.
+    fn recv_batch(&mut self) -> std::io::Result<Vec<usize>> {
+        let fd = self.socket.as_raw_fd();
+        let mut iovs: Vec<[std::io::IoSliceMut<'_>; 1]> = self
+            .slots
+            .chunks_mut(RECV_SLOT)
+            .map(|c| [std::io::IoSliceMut::new(c)])
+            .collect();
+        let mut headers = MultiHeaders::<SockaddrIn>::preallocate(iovs.len(), None);
+        let got = recvmmsg(
+            fd,
+            &mut headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        Ok(got.map(|m| m.bytes).collect())
     }
 
     fn recv_v6(&self) -> std::io::Result<Option<Received>> {
@@ -168,13 +225,14 @@ impl VrrpSocket {
         }))
     }
 
-    /// Sends `payload` from `src` to `dst`.
-    pub fn send(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> std::io::Result<()> {
+    /// Sends `payload` from `src` to `dst`: IPv4 packets at the next
+    /// [`VrrpSocket::flush`], all in one `sendmmsg`; IPv6 at once.
+    pub fn send(&mut self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> std::io::Result<()> {
         match (src, dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                let packet = ipv4_packet(src, dst, payload);
-                self.socket
-                    .send_to(&packet, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
+                let start = self.out_bytes.len();
+                write_ipv4_packet(&mut self.out_bytes, src, dst, payload);
+                self.out.push((start, self.out_bytes.len(), dst));
             }
             (IpAddr::V6(src), IpAddr::V6(dst)) => {
                 // Link-scope destinations need the interface as scope id.
@@ -208,6 +266,51 @@ impl VrrpSocket {
         Ok(())
     }
 
+    /// Sends the queued IPv4 packets; how many went out.
+    pub fn flush(&mut self) -> std::io::Result<usize> {
+        if self.out.is_empty() {
+            return Ok(0);
+        }
+        let result = self.send_queued();
+        self.out.clear();
+        self.out_bytes.clear();
+        result
+    }
+
+    fn send_queued(&self) -> std::io::Result<usize> {
+        let fd = self.socket.as_raw_fd();
+        let slices: Vec<[std::io::IoSlice<'_>; 1]> = self
+            .out
+            .iter()
+            .map(|&(a, b, _)| [std::io::IoSlice::new(&self.out_bytes[a..b])])
+            .collect();
+        let addrs: Vec<Option<SockaddrIn>> = self
+            .out
+            .iter()
+            .map(|&(_, _, dst)| Some(SockaddrIn::from(SocketAddrV4::new(dst, 0))))
+            .collect();
+        let mut headers = MultiHeaders::<SockaddrIn>::preallocate(slices.len(), None);
+        let no_cmsgs: [ControlMessage<'_>; 0] = [];
+        let sent = sendmmsg(
+            fd,
+            &mut headers,
+            &slices,
+            &addrs,
+            no_cmsgs,
+            MsgFlags::empty(),
+        )?
+        .count();
+        // A partial batch (a full send buffer): the rest one by one, so an
+        // error names the packet it concerns.
+        for &(a, b, dst) in &self.out[sent..] {
+            self.socket.send_to(
+                &self.out_bytes[a..b],
+                &SockAddr::from(SocketAddrV4::new(dst, 0)),
+            )?;
+        }
+        Ok(self.out.len())
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
     }
@@ -216,16 +319,22 @@ impl VrrpSocket {
 /// An IPv4 packet around a VRRP message: TOS 0xc0 (network control, as
 /// keepalived), TTL 255, protocol 112. The kernel fills in the id and the
 /// header checksum.
+#[cfg(test)]
 pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-    let total = u16::try_from(20 + payload.len()).unwrap_or(u16::MAX);
     let mut p = Vec::with_capacity(20 + payload.len());
+    write_ipv4_packet(&mut p, src, dst, payload);
+    p
+}
+
+/// Appends [`ipv4_packet`]'s bytes to `p`.
+pub fn write_ipv4_packet(p: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
+    let total = u16::try_from(20 + payload.len()).unwrap_or(u16::MAX);
     p.extend_from_slice(&[0x45, 0xc0]);
     p.extend_from_slice(&total.to_be_bytes());
     p.extend_from_slice(&[0, 0, 0, 0, TTL, PROTOCOL, 0, 0]);
     p.extend_from_slice(&src.octets());
     p.extend_from_slice(&dst.octets());
     p.extend_from_slice(payload);
-    p
 }
 
 /// Splits an IPv4 packet into the fields VRRP checks; `None` if it is not a
