@@ -22,10 +22,15 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressMessage, AddressProtocol, AddressScope,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-/// The `IFA_PROTO` value marking the addresses keepalived-rs added.
+/// The `IFA_PROTO` value marking the addresses keepalived-rs added; routes
+/// and rules carry the same number as their protocol.
 pub const ADDRESS_PROTOCOL: u8 = 167;
 
 /// `RTNLGRP_LINK`: link state changes.
@@ -50,6 +55,35 @@ pub struct Present {
     pub prefix_len: u8,
     pub ifindex: u32,
     pub protocol: Option<u8>,
+}
+
+/// A route as we install it (`virtual_routes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+    pub src: Option<IpAddr>,
+    /// Gateways; more than one make a multipath route.
+    pub via: Vec<IpAddr>,
+    pub ifindex: Option<u32>,
+    pub table: u32,
+    pub metric: Option<u32>,
+    pub scope: Option<u8>,
+    pub kind: kaconf::route::RouteKind,
+    pub onlink: bool,
+}
+
+/// A policy routing rule (`virtual_rules`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub v6: bool,
+    pub from: Option<(IpAddr, u8)>,
+    pub to: Option<(IpAddr, u8)>,
+    pub table: u32,
+    pub priority: Option<u32>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    pub fwmark: Option<(u32, Option<u32>)>,
 }
 
 /// A link's name and whether it is usable (administratively up and running).
@@ -95,6 +129,84 @@ impl Rtnl {
             Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(()),
             r => r,
         }
+    }
+
+    /// Installs `r` (replacing a route with the same key).
+    pub fn add_route(&mut self, r: &Route) -> io::Result<()> {
+        let msg = RouteNetlinkMessage::NewRoute(route_message(r));
+        self.request(msg, NLM_F_CREATE | NLM_F_REPLACE, &mut |_| {})
+    }
+
+    /// Removes `r`; a route already gone is fine.
+    pub fn remove_route(&mut self, r: &Route) -> io::Result<()> {
+        let msg = RouteNetlinkMessage::DelRoute(route_message(r));
+        match self.request(msg, 0, &mut |_| {}) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Adds `r`; the same rule already there is fine.
+    pub fn add_rule(&mut self, r: &Rule) -> io::Result<()> {
+        let msg = RouteNetlinkMessage::NewRule(rule_message(r));
+        match self.request(
+            msg,
+            NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
+            &mut |_| {},
+        ) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Removes `r`; a rule already gone is fine.
+    pub fn remove_rule(&mut self, r: &Rule) -> io::Result<()> {
+        let msg = RouteNetlinkMessage::DelRule(rule_message(r));
+        match self.request(msg, 0, &mut |_| {}) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Removes every route and rule marked with our protocol (what a crashed
+    /// run left); how many.
+    pub fn remove_our_routes_and_rules(&mut self) -> io::Result<usize> {
+        let mut routes = Vec::new();
+        self.request(
+            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+            NLM_F_DUMP,
+            &mut |m| {
+                if let RouteNetlinkMessage::NewRoute(r) = m {
+                    if r.header.protocol == RouteProtocol::from(ADDRESS_PROTOCOL) {
+                        routes.push(r);
+                    }
+                }
+            },
+        )?;
+        let mut rules = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut q = RuleMessage::default();
+            q.header.family = family;
+            self.request(RouteNetlinkMessage::GetRule(q), NLM_F_DUMP, &mut |m| {
+                if let RouteNetlinkMessage::NewRule(r) = m {
+                    if r.attributes
+                        .contains(&RuleAttribute::Protocol(RouteProtocol::from(
+                            ADDRESS_PROTOCOL,
+                        )))
+                    {
+                        rules.push(r);
+                    }
+                }
+            })?;
+        }
+        let n = routes.len() + rules.len();
+        for r in routes {
+            self.request(RouteNetlinkMessage::DelRoute(r), 0, &mut |_| {})?;
+        }
+        for r in rules {
+            self.request(RouteNetlinkMessage::DelRule(r), 0, &mut |_| {})?;
+        }
+        Ok(n)
     }
 
     /// Every address on every interface.
@@ -215,6 +327,121 @@ fn address_message(a: &Address, adding: bool) -> AddressMessage {
             .push(AddressAttribute::Protocol(AddressProtocol::from(
                 ADDRESS_PROTOCOL,
             )));
+    }
+    m
+}
+
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(v4) => RouteAddress::Inet(v4),
+        IpAddr::V6(v6) => RouteAddress::Inet6(v6),
+    }
+}
+
+fn route_message(r: &Route) -> RouteMessage {
+    use kaconf::route::RouteKind;
+    let mut m = RouteMessage::default();
+    m.header.address_family = if r.dst.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    m.header.destination_prefix_length = r.prefix_len;
+    m.header.table = u8::try_from(r.table).unwrap_or(0); // RT_TABLE_UNSPEC: see RTA_TABLE
+    m.header.protocol = RouteProtocol::from(ADDRESS_PROTOCOL);
+    m.header.kind = match r.kind {
+        RouteKind::Unicast => RouteType::Unicast,
+        RouteKind::Blackhole => RouteType::BlackHole,
+        RouteKind::Unreachable => RouteType::Unreachable,
+        RouteKind::Prohibit => RouteType::Prohibit,
+        RouteKind::Throw => RouteType::Throw,
+    };
+    // Without a gateway a unicast route is on-link (scope link), as `ip
+    // route` does it.
+    let default_scope = if r.via.is_empty() && r.kind == RouteKind::Unicast {
+        253
+    } else {
+        0
+    };
+    m.header.scope = RouteScope::from(r.scope.unwrap_or(default_scope));
+    if r.onlink {
+        m.header.flags |= netlink_packet_route::route::RouteFlags::Onlink;
+    }
+    if r.prefix_len > 0 || !r.dst.is_unspecified() {
+        m.attributes
+            .push(RouteAttribute::Destination(route_address(r.dst)));
+    }
+    m.attributes.push(RouteAttribute::Table(r.table));
+    if let Some(src) = r.src {
+        m.attributes
+            .push(RouteAttribute::PrefSource(route_address(src)));
+    }
+    if let Some(metric) = r.metric {
+        m.attributes.push(RouteAttribute::Priority(metric));
+    }
+    match r.via.as_slice() {
+        [] => {}
+        [one] => m
+            .attributes
+            .push(RouteAttribute::Gateway(route_address(*one))),
+        many => {
+            let hops = many
+                .iter()
+                .map(|g| {
+                    let mut h = RouteNextHop::default();
+                    h.interface_index = r.ifindex.unwrap_or(0);
+                    h.attributes
+                        .push(RouteAttribute::Gateway(route_address(*g)));
+                    h
+                })
+                .collect();
+            m.attributes.push(RouteAttribute::MultiPath(hops));
+        }
+    }
+    if let Some(ifindex) = r.ifindex {
+        if r.via.len() <= 1 {
+            m.attributes.push(RouteAttribute::Oif(ifindex));
+        }
+    }
+    m
+}
+
+fn rule_message(r: &Rule) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = if r.v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    m.header.action = RuleAction::ToTable;
+    m.header.table = u8::try_from(r.table).unwrap_or(0);
+    m.attributes.push(RuleAttribute::Table(r.table));
+    m.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::from(
+            ADDRESS_PROTOCOL,
+        )));
+    if let Some((a, len)) = r.from {
+        m.header.src_len = len;
+        m.attributes.push(RuleAttribute::Source(a));
+    }
+    if let Some((a, len)) = r.to {
+        m.header.dst_len = len;
+        m.attributes.push(RuleAttribute::Destination(a));
+    }
+    if let Some(p) = r.priority {
+        m.attributes.push(RuleAttribute::Priority(p));
+    }
+    if let Some(i) = &r.iif {
+        m.attributes.push(RuleAttribute::Iifname(i.clone()));
+    }
+    if let Some(o) = &r.oif {
+        m.attributes.push(RuleAttribute::Oifname(o.clone()));
+    }
+    if let Some((mark, mask)) = r.fwmark {
+        m.attributes.push(RuleAttribute::FwMark(mark));
+        if let Some(mask) = mask {
+            m.attributes.push(RuleAttribute::FwMask(mask));
+        }
     }
     m
 }

@@ -213,7 +213,8 @@ fn ours_master_keepalived_backup_v3_and_graceful_handover() {
         " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n",
     );
     wait_vip(&pair, "lb1", Duration::from_secs(10));
-    pair.only_holder_for("lb1", "lb2", Duration::from_secs(3));
+    // Steady state for 30 s: never both masters (sampled every 50 ms).
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(30));
     // SIGTERM: priority 0, so keepalived takes over after its skew (166/256 × 100 ms = 65 ms).
     let t0 = Instant::now();
     ours.signal(Signal::SIGTERM).unwrap();
@@ -1228,4 +1229,78 @@ fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover() {
         "took {took:?}\n{}",
         pair.logs()
     );
+}
+
+fn ip_out(pair: &Pair, node: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&pair.node(node).exec(args).unwrap().stdout).into_owned()
+}
+
+#[test]
+fn virtual_routes_and_rules_follow_mastership_and_survive_no_crash() {
+    if !ready("virtual_routes_and_rules_follow_mastership_and_survive_no_crash") {
+        return;
+    }
+    let pair = Pair::new("routes");
+    let body = " state MASTER\n priority 100\n version 3\n advert_int 0.1\n virtual_routes {\n 203.0.113.0/24 via 198.51.100.1 table 100 metric 7\n blackhole 203.0.112.0/24\n src 198.51.100.250 to 192.0.2.0/24 dev eth0\n }\n virtual_rules {\n from 198.51.100.250 table 100 priority 100\n }\n";
+    let routes_in = |pair: &Pair| {
+        (
+            ip_out(pair, "lb1", &["ip", "route", "show", "table", "100"]),
+            ip_out(pair, "lb1", &["ip", "route", "show"]),
+            ip_out(pair, "lb1", &["ip", "rule", "show"]),
+        )
+    };
+    let check_installed = |pair: &Pair| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let (t100, main, rules) = routes_in(pair);
+            let ok = t100.contains("203.0.113.0/24 via 198.51.100.1")
+                && t100.contains("metric 7")
+                && main.contains("blackhole 203.0.112.0/24")
+                && main.contains("192.0.2.0/24 dev eth0")
+                && main.contains("src 198.51.100.250")
+                && rules.contains("100:\tfrom 198.51.100.250 lookup 100");
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "routes or rules missing:\n{t100}\n{main}\n{rules}\n{}",
+                pair.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let check_gone = |pair: &Pair, why: &str| {
+        let (t100, main, rules) = routes_in(pair);
+        assert!(
+            !t100.contains("203.0.113.0")
+                && !main.contains("203.0.112.0")
+                && !main.contains("192.0.2.0")
+                && !rules.contains("198.51.100.250"),
+            "{why}: routes or rules left behind:\n{t100}\n{main}\n{rules}\n{}",
+            pair.logs()
+        );
+    };
+    // MASTER installs them; a graceful stop removes them.
+    let mut first = pair.ours("lb1", body);
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    check_installed(&pair);
+    first.signal(Signal::SIGTERM).unwrap();
+    assert!(first
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap()
+        .success());
+    check_gone(&pair, "after SIGTERM");
+    // A crash leaves them; the next run (without routes) removes them.
+    let mut second = pair.ours("lb1", body);
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    check_installed(&pair);
+    second.signal(Signal::SIGKILL).unwrap();
+    let _ = second.wait_timeout(Duration::from_secs(5));
+    let _third = pair.ours(
+        "lb1",
+        " state BACKUP\n priority 50\n version 3\n advert_int 0.1\n nopreempt\n",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    check_gone(&pair, "after a crash and a restart");
 }

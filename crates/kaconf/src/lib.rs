@@ -16,6 +16,7 @@
 pub mod diag;
 pub mod lexer;
 pub mod model;
+pub mod route;
 pub mod section;
 pub mod tree;
 pub mod validate;

@@ -25,6 +25,8 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "version",
             "virtual_ipaddress",
             "virtual_ipaddress_excluded",
+            "virtual_routes",
+            "virtual_rules",
             "unicast_peer",
             "unicast_src_ip",
             "mcast_src_ip",

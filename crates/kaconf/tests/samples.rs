@@ -40,11 +40,32 @@ fn opts() -> kaconf::Options {
     }
 }
 
+/// Samples with lines keepalived 2.4.3 itself rejects (`keepalived -t`
+/// says "Invalid rule to address 192.168.100./24"), and what we must say.
+const KNOWN_BAD: &[(&str, &[&str])] = &[(
+    "keepalived.conf.vrrp.rules",
+    &[
+        "rules:11:8: error: bad prefix: `192.168.100.`",
+        "rules:26:12: error: bad prefix",
+    ],
+)];
+
 #[test]
 fn every_sample_loads_without_errors() {
     let Some(files) = samples() else { return };
     for file in &files {
         let loaded = kaconf::load(file, &opts());
+        let name = file.file_name().unwrap().to_string_lossy();
+        if let Some((_, expected)) = KNOWN_BAD.iter().find(|(n, _)| *n == name) {
+            let errors = loaded.rendered().join("\n");
+            for e in *expected {
+                assert!(
+                    errors.contains(e),
+                    "{name}: expected an error about {e}:\n{errors}"
+                );
+            }
+            continue;
+        }
         assert!(
             !loaded.has_errors(),
             "{}:\n{}",

@@ -1,10 +1,60 @@
-//! Putting virtual addresses on interfaces and taking them off, through
-//! rtnetlink (see [`crate::netlink`]).
+//! Putting virtual addresses, routes and rules into the kernel and taking
+//! them out, through rtnetlink (see [`crate::netlink`]).
 
 use std::io;
 
+use kaconf::route::{RouteLine, RuleLine};
+
 use super::spec::AddressSpec;
-use crate::netlink::{Address, Rtnl, ADDRESS_PROTOCOL};
+use crate::netlink::{Address, Route, Rtnl, Rule, ADDRESS_PROTOCOL};
+
+fn ifindex(dev: &str) -> io::Result<u32> {
+    nix::net::if_::if_nametoindex(dev).map_err(|e| io::Error::other(format!("{dev}: {e}")))
+}
+
+/// The kernel's view of route `r` (`dev` defaults to the instance's
+/// interface when the route has no gateway, as keepalived does).
+fn route(r: &RouteLine, interface: &str) -> io::Result<Route> {
+    let dev = match (&r.dev, r.via.is_empty()) {
+        (Some(d), _) => Some(ifindex(d)?),
+        (None, true) if r.kind == kaconf::route::RouteKind::Unicast => Some(ifindex(interface)?),
+        (None, _) => None,
+    };
+    Ok(Route {
+        dst: r.dst.addr,
+        prefix_len: r
+            .dst
+            .len
+            .unwrap_or(if r.dst.addr.is_ipv4() { 32 } else { 128 }),
+        src: r.src,
+        via: r.via.clone(),
+        ifindex: dev,
+        table: r.table.unwrap_or(254),
+        metric: r.metric,
+        scope: r.scope,
+        kind: r.kind,
+        onlink: r.onlink,
+    })
+}
+
+fn rule(r: &RuleLine) -> Rule {
+    let cidr = |p: kaconf::value::Prefix| {
+        (
+            p.addr,
+            p.len.unwrap_or(if p.addr.is_ipv4() { 32 } else { 128 }),
+        )
+    };
+    Rule {
+        v6: r.from.or(r.to).is_some_and(|p| p.addr.is_ipv6()),
+        from: r.from.map(cidr),
+        to: r.to.map(cidr),
+        table: r.table.unwrap_or(254),
+        priority: r.priority,
+        iif: r.iif.clone(),
+        oif: r.oif.clone(),
+        fwmark: r.fwmark,
+    }
+}
 
 /// The kernel's view of `a`, with its interface looked up now (an interface
 /// may come and go while we run).
@@ -51,6 +101,54 @@ impl Addresses {
         }
     }
 
+    /// Installs the routes, then the rules.
+    pub fn add_routes(
+        &mut self,
+        routes: &[RouteLine],
+        rules: &[RuleLine],
+        interface: &str,
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        for r in routes {
+            if let Err(e) = route(r, interface).and_then(|k| self.rtnl.add_route(&k)) {
+                errors.push(format!("adding route `{}`: {e}", r.words.join(" ")));
+            }
+        }
+        for r in rules {
+            if let Err(e) = self.rtnl.add_rule(&rule(r)) {
+                errors.push(format!("adding rule `{}`: {e}", r.words.join(" ")));
+            }
+        }
+        errors
+    }
+
+    /// Removes the rules, then the routes.
+    pub fn remove_routes(
+        &mut self,
+        routes: &[RouteLine],
+        rules: &[RuleLine],
+        interface: &str,
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        for r in rules {
+            if let Err(e) = self.rtnl.remove_rule(&rule(r)) {
+                errors.push(format!("removing rule `{}`: {e}", r.words.join(" ")));
+            }
+        }
+        for r in routes {
+            match route(r, interface) {
+                // Its interface is gone, and the route with it.
+                Err(_) => {}
+                Ok(k) => {
+                    if let Err(e) = self.rtnl.remove_route(&k) {
+                        errors.push(format!("removing route `{}`: {e}", r.words.join(" ")));
+                    }
+                }
+            }
+        }
+        errors
+    }
+
     /// Removes every address a previous run of ours left behind (marked with
     /// our `IFA_PROTO`), so a crash never leaves a VIP on this machine once we
     /// start again. Returns what was removed.
@@ -73,6 +171,10 @@ impl Addresses {
             };
             self.rtnl.remove_address(&a)?;
             removed.push(format!("{}/{}", p.addr, p.prefix_len));
+        }
+        let n = self.rtnl.remove_our_routes_and_rules()?;
+        if n > 0 {
+            removed.push(format!("{n} routes and rules"));
         }
         Ok(removed)
     }

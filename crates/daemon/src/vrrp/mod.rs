@@ -874,8 +874,17 @@ fn carry_out(
                     Err(e) => tracing::warn!("({name}) gratuitous ARP / NA: {e}"),
                 }
             }
-            Action::AddRoutes { .. } | Action::RemoveRoutes { .. } => {
-                tracing::warn!("({name}) virtual_routes/virtual_rules are not supported yet");
+            Action::AddRoutes { .. } => {
+                let s = &inst.spec;
+                for e in addresses.add_routes(&s.routes, &s.rules, &s.interface) {
+                    tracing::error!("({name}) {e}");
+                }
+            }
+            Action::RemoveRoutes { .. } => {
+                let s = &inst.spec;
+                for e in addresses.remove_routes(&s.routes, &s.rules, &s.interface) {
+                    tracing::error!("({name}) {e}");
+                }
             }
         }
     }

@@ -35,6 +35,9 @@ pub struct InstanceSpec {
     pub track_interfaces: Vec<(String, Option<i64>)>,
     /// How each VIP is put on the machine.
     pub addresses: Vec<AddressSpec>,
+    /// `virtual_routes` and `virtual_rules`, installed on MASTER.
+    pub routes: Vec<kaconf::route::RouteLine>,
+    pub rules: Vec<kaconf::route::RuleLine>,
     /// Scripts to run on state changes.
     pub notify: crate::notify::Scripts,
     /// Mail state changes (`smtp_alert`, else the global `smtp_alert_vrrp`,
@@ -100,18 +103,7 @@ fn instance(
         .ok_or_else(|| err("no virtual_router_id".into()))?;
     let vips: Vec<IpAddr> = b.vips().map(|v| v.addr.addr).collect();
     let family = vips.first().map_or(Family::V4, Family::of);
-    let mut version = match b
-        .version
-        .as_ref()
-        .map(|v| v.value.get())
-        .or(g.vrrp_version.map(kaconf::value::Int::get))
-    {
-        Some(3) => Version::V3,
-        _ => Version::V2,
-    };
-    if family == Family::V6 {
-        version = Version::V3;
-    }
+    let version = version(b, &g, family);
     let advert_interval = interval(version, b.advert_int.as_ref().map(|a| a.value.duration()));
     let peers: Vec<IpAddr> = b
         .unicast_peer
@@ -133,6 +125,7 @@ fn instance(
         })?;
     let auth = auth(b, version);
     let garp = garp(b, &g);
+    let (routes, rules) = route_texts(b);
     let engine = Engine {
         name: inst.name.clone(),
         vrid,
@@ -151,8 +144,8 @@ fn instance(
         accept: b.accept || (g.vrrp_strict && !b.no_accept),
         primary,
         vips,
-        routes: Vec::new(),
-        rules: Vec::new(),
+        routes,
+        rules,
         peers,
         auth,
         garp,
@@ -176,11 +169,38 @@ fn instance(
         notify: notify_scripts(b),
         name: inst.name.clone(),
         addresses: addresses(b, &interface).map_err(err)?,
+        routes: b.virtual_routes.iter().flat_map(|l| l.0.clone()).collect(),
+        rules: b.virtual_rules.iter().flat_map(|l| l.0.clone()).collect(),
         track_interfaces: tracked_interfaces(b, &interface),
         interface,
         engine,
         track_scripts: tracks(b.track_script.as_ref()),
     })
+}
+
+/// The instance's `version`, else `vrrp_version`, else 2; IPv6 is always 3.
+fn version(b: &VrrpInstance, g: &kaconf::model::GlobalDefs, family: Family) -> Version {
+    let configured = b
+        .version
+        .as_ref()
+        .map(|v| v.value.get())
+        .or(g.vrrp_version.map(kaconf::value::Int::get));
+    if family == Family::V6 || configured == Some(3) {
+        Version::V3
+    } else {
+        Version::V2
+    }
+}
+
+/// The `virtual_routes` and `virtual_rules` lines as text (the engine names
+/// them in its actions).
+fn route_texts(b: &VrrpInstance) -> (Vec<String>, Vec<String>) {
+    let routes = b.virtual_routes.iter().flat_map(|l| &l.0);
+    let rules = b.virtual_rules.iter().flat_map(|l| &l.0);
+    (
+        routes.map(|r| r.words.join(" ")).collect(),
+        rules.map(|r| r.words.join(" ")).collect(),
+    )
 }
 
 /// How each VIP goes on the interface.
