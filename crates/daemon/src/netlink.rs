@@ -209,6 +209,48 @@ impl Rtnl {
         Ok(n)
     }
 
+    /// Creates macvlan `name` on `parent` with `mac` (private mode, as
+    /// keepalived's VMAC) and sets it up; an interface of that name already
+    /// there (a crashed run's) is deleted first.
+    pub fn add_macvlan(&mut self, name: &str, parent: u32, mac: [u8; 6]) -> io::Result<u32> {
+        use netlink_packet_route::link::{InfoData, InfoKind, InfoMacVlan, LinkInfo, MacVlanMode};
+        if let Ok(old) = nix::net::if_::if_nametoindex(name) {
+            self.remove_link(old)?;
+        }
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        m.attributes.push(LinkAttribute::Link(parent));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Private,
+            )])),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
+            &mut |_| {},
+        )?;
+        let index = nix::net::if_::if_nametoindex(name).map_err(io::Error::from)?;
+        let mut up = LinkMessage::default();
+        up.header.index = index;
+        up.header.flags = LinkFlags::Up;
+        up.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(up), 0, &mut |_| {})?;
+        Ok(index)
+    }
+
+    /// Deletes link `index`; one already gone is fine.
+    pub fn remove_link(&mut self, index: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.request(RouteNetlinkMessage::DelLink(m), 0, &mut |_| {}) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(()),
+            r => r,
+        }
+    }
+
     /// Every address on every interface.
     pub fn addresses(&mut self) -> io::Result<Vec<Present>> {
         let mut out = Vec::new();

@@ -1304,3 +1304,72 @@ fn virtual_routes_and_rules_follow_mastership_and_survive_no_crash() {
     std::thread::sleep(Duration::from_millis(300));
     check_gone(&pair, "after a crash and a restart");
 }
+
+#[test]
+fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived() {
+    if !ready("vmac_keeps_the_vips_mac_across_a_handover_to_keepalived") {
+        return;
+    }
+    let pair = Pair::new("vmac");
+    // VRID 51 = 0x33: the VIP's MAC is 00:00:5e:00:01:33 wherever it lives.
+    let mut ours = pair.ours(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n use_vmac\n",
+    );
+    // keepalived does not set arp_announce on the base interface: without
+    // it, its ARP requests from the VIP carry the base's MAC and the client
+    // follows them (seen here with 2.2.7). We set it for keepalived.
+    pair.node("lb2")
+        .sysctl("net.ipv4.conf.eth0.arp_announce", "2")
+        .unwrap();
+    let _ka = pair.keepalived(
+        "lb2",
+        " state BACKUP\n priority 90\n version 3\n advert_int 0.1\n use_vmac\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    let link = ip_out(&pair, "lb1", &["ip", "-d", "link", "show", "vrrp.51"]);
+    assert!(link.contains("link/ether 00:00:5e:00:01:33"), "{link}");
+    assert!(link.contains("macvlan mode private"), "{link}");
+    let addrs = ip_out(&pair, "lb1", &["ip", "addr", "show", "dev", "vrrp.51"]);
+    assert!(addrs.contains(VIP), "the VIP is not on the VMAC: {addrs}");
+    pair.only_holder_for("lb1", "lb2", Duration::from_secs(2));
+    assert!(
+        pair.node("client").ping(vip(), Duration::from_secs(2)),
+        "{}",
+        pair.logs()
+    );
+    let neigh = client_neigh(&pair);
+    assert!(
+        neigh.contains("00:00:5e:00:01:33"),
+        "client learnt {neigh} (lb1 {}, lb2 {})",
+        mac_of(&pair, "lb1"),
+        mac_of(&pair, "lb2")
+    );
+    // Graceful stop: keepalived takes over; the client's MAC for the VIP
+    // stays right, and our VMAC is gone.
+    ours.signal(Signal::SIGTERM).unwrap();
+    wait_vip(&pair, "lb2", Duration::from_secs(3));
+    assert!(ours.wait_timeout(Duration::from_secs(5)).unwrap().success());
+    assert!(
+        !pair
+            .node("lb1")
+            .succeeds(&["ip", "link", "show", "vrrp.51"]),
+        "our VMAC outlived us"
+    );
+    let announce = ip_out(
+        &pair,
+        "lb1",
+        &["cat", "/proc/sys/net/ipv4/conf/eth0/arp_announce"],
+    );
+    assert_eq!(announce.trim(), "0", "eth0's arp_announce was not put back");
+    assert!(
+        pair.node("client").ping(vip(), Duration::from_secs(2)),
+        "{}",
+        pair.logs()
+    );
+    let neigh = client_neigh(&pair);
+    assert!(
+        neigh.contains("00:00:5e:00:01:33"),
+        "client now has {neigh}"
+    );
+}

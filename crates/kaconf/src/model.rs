@@ -756,7 +756,7 @@ section! {
     }
     unsupported []
     not_planned [
-        "use_vmac", "use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "vrf", "track_bfd",
+        "use_vmac_addr", "use_ipvlan", "vrf", "track_bfd",
         "lvs_sync_daemon_interface", "linkbeat_use_polling", "kernel_rx_buf_size",
         "thread_timer_expired", "debug",
     ]

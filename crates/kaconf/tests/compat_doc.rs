@@ -27,6 +27,8 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "virtual_ipaddress_excluded",
             "virtual_routes",
             "virtual_rules",
+            "use_vmac",
+            "vmac_xmit_base",
             "unicast_peer",
             "unicast_src_ip",
             "mcast_src_ip",

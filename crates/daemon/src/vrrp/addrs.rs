@@ -70,6 +70,28 @@ fn resolve(a: &AddressSpec) -> io::Result<Address> {
     })
 }
 
+/// A VMAC interface we created, and the base interface's ARP settings to
+/// put back when it goes.
+#[derive(Debug)]
+pub struct Vmac {
+    pub name: String,
+    index: u32,
+    base: String,
+    base_arp: Vec<(&'static str, String)>,
+}
+
+fn arp_setting(ifname: &str, key: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{ifname}/{key}")
+}
+
+/// Sets `key` of `ifname` to `value`; the old value.
+fn set_arp(ifname: &str, key: &str, value: &str) -> io::Result<String> {
+    let path = arp_setting(ifname, key);
+    let old = std::fs::read_to_string(&path)?.trim().to_owned();
+    std::fs::write(&path, value)?;
+    Ok(old)
+}
+
 /// Adds and removes VIPs.
 #[derive(Debug)]
 pub struct Addresses {
@@ -99,6 +121,47 @@ impl Addresses {
                 .remove_address(&k)
                 .map_err(|e| format!("removing {}/{} from {}: {e}", a.addr, a.prefix_len, a.dev)),
         }
+    }
+
+    /// Creates the VMAC of `v` on `base`. ARP for the VIPs must then be
+    /// answered by the VMAC only (with its virtual MAC): as keepalived does,
+    /// both get `arp_ignore 1` (reply only for addresses on the receiving
+    /// interface), the base `arp_filter 1`, the VMAC `accept_local 1` and
+    /// `rp_filter 0`. Beyond keepalived, the base also gets `arp_announce 2`:
+    /// otherwise its own ARP requests (for a host it answers from the VIP)
+    /// carry the VIP with the base's MAC, and hosts that hear them move the
+    /// VIP to the wrong MAC. The base's settings come back when the VMAC goes.
+    pub fn add_vmac(&mut self, v: &super::spec::VmacSpec, base: &str) -> io::Result<Vmac> {
+        let index = self.rtnl.add_macvlan(&v.name, ifindex(base)?, v.mac)?;
+        let mut base_arp = Vec::new();
+        for (key, value) in [
+            ("arp_ignore", "1"),
+            ("arp_filter", "1"),
+            ("arp_announce", "2"),
+        ] {
+            base_arp.push((key, set_arp(base, key, value)?));
+        }
+        for (key, value) in [
+            ("arp_ignore", "1"),
+            ("accept_local", "1"),
+            ("rp_filter", "0"),
+        ] {
+            set_arp(&v.name, key, value)?;
+        }
+        Ok(Vmac {
+            name: v.name.clone(),
+            index,
+            base: base.to_owned(),
+            base_arp,
+        })
+    }
+
+    /// Deletes a VMAC and puts the base interface's ARP settings back.
+    pub fn remove_vmac(&mut self, v: &Vmac) -> io::Result<()> {
+        for (key, value) in &v.base_arp {
+            let _ = std::fs::write(arp_setting(&v.base, key), value);
+        }
+        self.rtnl.remove_link(v.index)
     }
 
     /// Installs the routes, then the rules.

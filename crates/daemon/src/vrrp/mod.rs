@@ -233,6 +233,8 @@ struct Driver {
     files_checked: Instant,
     /// The VIPs' way into the kernel.
     addresses: addrs::Addresses,
+    /// The VMAC interfaces we created, removed on stop.
+    vmacs: Vec<addrs::Vmac>,
     /// Every instance's next timer.
     deadlines: vrrp::Deadlines,
     /// Scratch list of the timers due in one step.
@@ -252,6 +254,7 @@ impl Driver {
         let mut instances = Vec::new();
         let mut announcers: HashMap<String, announce::Announcer> = HashMap::new();
         let mut addresses = addrs::Addresses::open().context("rtnetlink socket")?;
+        let mut vmacs = Vec::new();
         match addresses.remove_leftovers() {
             Ok(gone) if !gone.is_empty() => {
                 tracing::warn!("Removed addresses a previous run left behind: {gone:?}");
@@ -267,19 +270,14 @@ impl Driver {
                     tracing::warn!("({}) cleaning up {}: {e}", spec.name, a.addr);
                 }
             }
-            let socket = socket_for(&mut sockets, &spec)?;
-            if !announcers.contains_key(&spec.interface) {
-                match announce::Announcer::open(&spec.interface) {
-                    Ok(a) => {
-                        announcers.insert(spec.interface.clone(), a);
-                    }
-                    Err(e) => tracing::warn!(
-                        "({}) no gratuitous ARP / unsolicited NA on {}: {e}",
-                        spec.name,
-                        spec.interface
-                    ),
-                }
+            if let Some(v) = &spec.vmac {
+                vmacs.push(addresses.add_vmac(v, &spec.interface).with_context(|| {
+                    format!("({}) VMAC {} on {}", spec.name, v.name, spec.interface)
+                })?);
+                tracing::info!("({}) VMAC {} created", spec.name, v.name);
             }
+            let socket = socket_for(&mut sockets, &spec)?;
+            open_announcer(&mut announcers, &spec);
             instances.push(Instance {
                 router: Router::new(spec.engine.clone()),
                 spec,
@@ -323,6 +321,7 @@ impl Driver {
             files_checked: Instant::ZERO,
             link_events,
             addresses,
+            vmacs,
             deadlines: vrrp::Deadlines::default(),
             due: Vec::new(),
             last_rx: Instant::ZERO,
@@ -454,6 +453,11 @@ impl Driver {
             self.feed(i, Input::Stop);
         }
         self.flush();
+        for v in std::mem::take(&mut self.vmacs).into_iter().rev() {
+            if let Err(e) = self.addresses.remove_vmac(&v) {
+                tracing::warn!("removing VMAC {}: {e}", v.name);
+            }
+        }
     }
 
     /// Sends the adverts queued on every socket (one `sendmmsg` each).
@@ -755,18 +759,36 @@ impl Driver {
     }
 }
 
+/// Opens the gratuitous ARP / NA sender of `spec`'s VIP interface, if it is
+/// the first instance there. Without one the instance still runs (and says so).
+fn open_announcer(announcers: &mut HashMap<String, announce::Announcer>, spec: &InstanceSpec) {
+    let ifname = spec.vip_interface();
+    if let std::collections::hash_map::Entry::Vacant(slot) = announcers.entry(ifname.to_owned()) {
+        match announce::Announcer::open(ifname) {
+            Ok(a) => {
+                slot.insert(a);
+            }
+            Err(e) => tracing::warn!(
+                "({}) no gratuitous ARP / unsolicited NA on {ifname}: {e}",
+                spec.name,
+            ),
+        }
+    }
+}
+
 /// The index of the socket `spec` sends and receives on, opened if it is the
 /// first instance on its interface and address family.
 fn socket_for(sockets: &mut Vec<VrrpSocket>, spec: &InstanceSpec) -> Result<usize> {
     let family = Family::of(&spec.engine.primary);
     if let Some(i) = sockets
         .iter()
-        .position(|s| s.ifname == spec.interface && s.family() == family)
+        .position(|s| s.ifname == spec.advert_interface() && s.family() == family)
     {
         return Ok(i);
     }
-    let s = VrrpSocket::open(&spec.interface, family)
-        .with_context(|| format!("({}) VRRP socket on {}", spec.name, spec.interface))?;
+    let ifname = spec.advert_interface();
+    let s = VrrpSocket::open(ifname, family)
+        .with_context(|| format!("({}) VRRP socket on {ifname}", spec.name))?;
     sockets.push(s);
     Ok(sockets.len() - 1)
 }
@@ -866,7 +888,7 @@ fn carry_out(
                 tracing::info!("({name}) Changing effective priority to {priority}");
             }
             Action::Announce { addrs, repeat } => {
-                let Some(a) = announcers.get_mut(&inst.spec.interface) else {
+                let Some(a) = announcers.get_mut(inst.spec.vip_interface()) else {
                     continue;
                 };
                 match a.announce(addrs, *repeat) {

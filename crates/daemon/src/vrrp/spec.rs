@@ -35,6 +35,8 @@ pub struct InstanceSpec {
     pub track_interfaces: Vec<(String, Option<i64>)>,
     /// How each VIP is put on the machine.
     pub addresses: Vec<AddressSpec>,
+    /// `use_vmac`: the macvlan the VIPs live on.
+    pub vmac: Option<VmacSpec>,
     /// `virtual_routes` and `virtual_rules`, installed on MASTER.
     pub routes: Vec<kaconf::route::RouteLine>,
     pub rules: Vec<kaconf::route::RuleLine>,
@@ -43,6 +45,32 @@ pub struct InstanceSpec {
     /// Mail state changes (`smtp_alert`, else the global `smtp_alert_vrrp`,
     /// else `smtp_alert`; off by default, as keepalived).
     pub smtp_alert: bool,
+}
+
+/// A VMAC interface (`use_vmac [NAME]`, `vmac_xmit_base`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmacSpec {
+    /// keepalived's default name: `vrrp.VRID`.
+    pub name: String,
+    /// 00:00:5e:00:01:VRID (IPv4) or 00:00:5e:00:02:VRID (IPv6).
+    pub mac: [u8; 6],
+    /// Adverts go out on the base interface, not the VMAC.
+    pub xmit_base: bool,
+}
+
+impl InstanceSpec {
+    /// The interface adverts are sent and received on.
+    pub fn advert_interface(&self) -> &str {
+        match &self.vmac {
+            Some(v) if !v.xmit_base => &v.name,
+            _ => &self.interface,
+        }
+    }
+
+    /// The interface VIPs live on and gratuitous ARPs / NAs leave from.
+    pub fn vip_interface(&self) -> &str {
+        self.vmac.as_ref().map_or(&self.interface, |v| &v.name)
+    }
 }
 
 /// One virtual address as `ip addr add` wants it.
@@ -126,6 +154,7 @@ fn instance(
     let auth = auth(b, version);
     let garp = garp(b, &g);
     let (routes, rules) = route_texts(b);
+    let vmac = vmac(b, vrid, family);
     let engine = Engine {
         name: inst.name.clone(),
         vrid,
@@ -168,13 +197,35 @@ fn instance(
         smtp_alert,
         notify: notify_scripts(b),
         name: inst.name.clone(),
-        addresses: addresses(b, &interface).map_err(err)?,
+        addresses: addresses(b, vmac.as_ref().map_or(&interface, |v| &v.name)).map_err(err)?,
+        vmac,
         routes: b.virtual_routes.iter().flat_map(|l| l.0.clone()).collect(),
         rules: b.virtual_rules.iter().flat_map(|l| l.0.clone()).collect(),
         track_interfaces: tracked_interfaces(b, &interface),
         interface,
         engine,
         track_scripts: tracks(b.track_script.as_ref()),
+    })
+}
+
+/// The VMAC of `use_vmac`, if set.
+fn vmac(b: &VrrpInstance, vrid: u8, family: Family) -> Option<VmacSpec> {
+    let words = b.use_vmac.as_ref()?;
+    Some(VmacSpec {
+        name: words
+            .0
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("vrrp.{vrid}")),
+        mac: [
+            0,
+            0,
+            0x5e,
+            0,
+            if family == Family::V6 { 2 } else { 1 },
+            vrid,
+        ],
+        xmit_base: b.vmac_xmit_base,
     })
 }
 
