@@ -1,8 +1,127 @@
 //! Running a configured command (a tracked script, a notify script) with a
-//! timeout: the one place that spawns them, waits, and kills stragglers.
+//! timeout: the one place that spawns them, waits, and kills stragglers; and
+//! keepalived's rules for who runs them (`script_user`, `user`) and which may
+//! run as root (`enable_script_security`).
 
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The user (and group) a script runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// `USER [GROUP]` as keepalived's `script_user` / `user` take it.
+pub fn user(words: &[String]) -> Result<RunAs, String> {
+    let name = words.first().ok_or("a user name is needed")?;
+    let u = nix::unistd::User::from_name(name)
+        .map_err(|e| format!("looking up user {name}: {e}"))?
+        .ok_or_else(|| format!("no user {name}"))?;
+    let gid = match words.get(1) {
+        None => u.gid.as_raw(),
+        Some(g) => nix::unistd::Group::from_name(g)
+            .map_err(|e| format!("looking up group {g}: {e}"))?
+            .ok_or_else(|| format!("no group {g}"))?
+            .gid
+            .as_raw(),
+    };
+    Ok(RunAs {
+        name: name.clone(),
+        uid: u.uid.as_raw(),
+        gid,
+    })
+}
+
+/// Who runs scripts that name no user, and whether root may run insecure
+/// ones: from `global_defs`.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// `script_user`, else `keepalived_script` if that user exists, else root
+    /// (`None`).
+    pub default_user: Option<RunAs>,
+    /// `enable_script_security`.
+    pub security: bool,
+}
+
+impl Policy {
+    pub fn from_globals(g: &kaconf::model::GlobalDefs) -> Self {
+        let default_user = match &g.script_user {
+            Some(w) => match user(&w.0) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    tracing::warn!("script_user: {e}; scripts run as root");
+                    None
+                }
+            },
+            None => user(&["keepalived_script".to_owned()]).ok(),
+        };
+        Self {
+            default_user,
+            security: g.enable_script_security,
+        }
+    }
+
+    /// Whether `argv` may run as `run_as`: with `enable_script_security`, a
+    /// script run as root must not be writable by anyone but root (the
+    /// reason it may not, if so). keepalived disables such scripts.
+    pub fn refuses(&self, argv: &[String], run_as: Option<&RunAs>) -> Option<String> {
+        let as_root = run_as.is_none_or(|u| u.uid == 0);
+        if !self.security || !as_root {
+            return None;
+        }
+        let program = argv.first()?;
+        let Some(path) = find_program(program) else {
+            return Some(format!("{program} not found"));
+        };
+        insecure(&path)
+    }
+}
+
+/// `program` as a path: itself if it has a slash, else the first match in
+/// `PATH`.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Why `path` is unsafe to run as root, keepalived's rule: every component
+/// from `/` down must be owned by root, and neither the file nor a directory
+/// without the sticky bit may be writable by a non-root group or by others.
+pub fn insecure(path: &Path) -> Option<String> {
+    let mut prefix = PathBuf::new();
+    for part in path.components() {
+        prefix.push(part);
+        let meta = match std::fs::symlink_metadata(&prefix) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("{}: {e}", prefix.display())),
+        };
+        let mode = meta.mode();
+        let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+        let group_write = meta.gid() != 0 && mode & 0o020 != 0;
+        let other_write = mode & 0o002 != 0;
+        if meta.uid() != 0 {
+            return Some(format!("{} is not owned by root", prefix.display()));
+        }
+        if !sticky_dir && (group_write || other_write) {
+            return Some(format!(
+                "{} is writable by non-root users",
+                prefix.display()
+            ));
+        }
+    }
+    None
+}
 
 /// How a command ended.
 #[derive(Debug)]
@@ -17,21 +136,25 @@ pub enum Exit {
     NotStarted(std::io::Error),
 }
 
-/// Runs `argv` (program and arguments) with no stdin/stdout/stderr and waits
-/// at most `timeout`.
-pub fn run(argv: &[String], timeout: Duration) -> Exit {
+/// Runs `argv` (program and arguments) as `run_as` (else as we are) with no
+/// stdin/stdout/stderr and waits at most `timeout`.
+pub fn run(argv: &[String], timeout: Duration, run_as: Option<&RunAs>) -> Exit {
     let Some((program, args)) = argv.split_first() else {
         return Exit::NotStarted(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "empty command",
         ));
     };
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+        .stderr(Stdio::null());
+    if let Some(u) = run_as {
+        command.uid(u.uid).gid(u.gid);
+    }
+    let child = command.spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => return Exit::NotStarted(e),
@@ -69,18 +192,85 @@ mod tests {
     #[test]
     fn outcomes() {
         let t = Duration::from_secs(2);
-        assert!(matches!(run(&argv(&["true"]), t), Exit::Success));
-        assert!(matches!(run(&argv(&["false"]), t), Exit::Failure));
+        assert!(matches!(run(&argv(&["true"]), t, None), Exit::Success));
+        assert!(matches!(run(&argv(&["false"]), t, None), Exit::Failure));
         assert!(matches!(
-            run(&argv(&["/nonexistent/x"]), t),
+            run(&argv(&["/nonexistent/x"]), t, None),
             Exit::NotStarted(_)
         ));
-        assert!(matches!(run(&[], t), Exit::NotStarted(_)));
+        assert!(matches!(run(&[], t, None), Exit::NotStarted(_)));
         let start = Instant::now();
         assert!(matches!(
-            run(&argv(&["sleep", "5"]), Duration::from_millis(100)),
+            run(&argv(&["sleep", "5"]), Duration::from_millis(100), None),
             Exit::TimedOut
         ));
         assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn scripts_run_as_their_user() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED scripts_run_as_their_user: needs root to switch users");
+            return;
+        }
+        let nobody = user(&argv(&["nobody"])).unwrap();
+        let t = Duration::from_secs(2);
+        let check = |uid: u32| argv(&["sh", "-c", &format!("test \"$(id -u)\" = {uid}")]);
+        assert!(matches!(
+            run(&check(nobody.uid), t, Some(&nobody)),
+            Exit::Success
+        ));
+        assert!(matches!(run(&check(0), t, Some(&nobody)), Exit::Failure));
+        assert!(user(&argv(&["no-such-user-krs"])).is_err());
+    }
+
+    #[test]
+    fn keepalived_script_security_rules() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED keepalived_script_security_rules: needs root-owned files");
+            return;
+        }
+        // A private root-owned directory (not under /tmp's sticky bit rules).
+        let dir = std::env::temp_dir().join(format!("krs-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+        };
+        set(&dir, 0o755);
+        let script = dir.join("check.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        set(&script, 0o755);
+        assert_eq!(insecure(&script), None);
+        set(&script, 0o757);
+        assert!(insecure(&script).unwrap().contains("writable"));
+        set(&script, 0o755);
+        set(&dir, 0o777);
+        assert!(
+            insecure(&script).unwrap().contains("writable"),
+            "a world-writable directory"
+        );
+        set(&dir, 0o1777);
+        assert_eq!(insecure(&script), None, "a sticky directory is fine");
+        set(&dir, 0o755);
+        std::os::unix::fs::chown(&script, Some(65534), None).unwrap();
+        assert!(insecure(&script).unwrap().contains("not owned by root"));
+        // The policy: only with enable_script_security, only for root.
+        let argv1 = vec![script.display().to_string()];
+        let off = Policy::default();
+        assert_eq!(off.refuses(&argv1, None), None);
+        let on = Policy {
+            default_user: None,
+            security: true,
+        };
+        assert!(on.refuses(&argv1, None).is_some());
+        let nobody = user(&argv(&["nobody"])).unwrap();
+        assert_eq!(on.refuses(&argv1, Some(&nobody)), None, "not run as root");
+        assert_eq!(
+            on.refuses(&argv(&["true"]), None),
+            None,
+            "found in PATH, root-owned"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

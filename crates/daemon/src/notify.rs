@@ -140,6 +140,7 @@ pub fn fifo_line(name: &str, state: StateName, priority: u8) -> String {
 pub fn start(
     fifos: Vec<std::path::PathBuf>,
     smtp: Option<Smtp>,
+    policy: crate::exec::Policy,
 ) -> std::io::Result<(Sender<Job>, std::thread::JoinHandle<()>)> {
     let mut opened = Vec::new();
     for path in fifos {
@@ -158,13 +159,18 @@ pub fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("notify".into())
-        .spawn(move || run_all(&rx, &mut opened, smtp.as_ref()))?;
+        .spawn(move || run_all(&rx, &mut opened, smtp.as_ref(), &policy))?;
     Ok((tx, handle))
 }
 
 use std::os::unix::fs::OpenOptionsExt as _;
 
-fn run_all(rx: &Receiver<Job>, fifos: &mut [std::fs::File], smtp: Option<&Smtp>) {
+fn run_all(
+    rx: &Receiver<Job>,
+    fifos: &mut [std::fs::File],
+    smtp: Option<&Smtp>,
+    policy: &crate::exec::Policy,
+) {
     while let Ok(job) = rx.recv() {
         let argv = match job {
             Job::Run(argv) => argv,
@@ -183,7 +189,12 @@ fn run_all(rx: &Receiver<Job>, fifos: &mut [std::fs::File], smtp: Option<&Smtp>)
                 continue;
             }
         };
-        match crate::exec::run(&argv, TIMEOUT) {
+        let run_as = policy.default_user.as_ref();
+        if let Some(why) = policy.refuses(&argv, run_as) {
+            tracing::warn!("Not running notify script {argv:?} since it is insecure: {why}");
+            continue;
+        }
+        match crate::exec::run(&argv, TIMEOUT, run_as) {
             crate::exec::Exit::Success | crate::exec::Exit::Failure => {}
             crate::exec::Exit::TimedOut => {
                 tracing::warn!("notify script {argv:?} still running after {TIMEOUT:?}; killed");

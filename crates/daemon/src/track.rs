@@ -29,6 +29,8 @@ pub struct ScriptSpec {
     pub fall: u32,
     /// Start as failed (`init_fail`) instead of good.
     pub init_fail: bool,
+    /// `user USER [GROUP]`, else the global default (`None`: root).
+    pub run_as: Option<crate::exec::RunAs>,
 }
 
 /// keepalived's defaults for a `vrrp_script` block.
@@ -51,6 +53,7 @@ pub fn script_spec(s: &Named<VrrpScript>) -> Option<ScriptSpec> {
         rise: count(b.rise),
         fall: count(b.fall),
         init_fail: b.init_fail,
+        run_as: None,
     })
 }
 
@@ -172,7 +175,7 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
 
 /// One run: exit status 0 within the timeout is success.
 fn run_once(spec: &ScriptSpec) -> bool {
-    match crate::exec::run(&spec.argv, spec.timeout) {
+    match crate::exec::run(&spec.argv, spec.timeout, spec.run_as.as_ref()) {
         crate::exec::Exit::Success => true,
         crate::exec::Exit::Failure => false,
         crate::exec::Exit::TimedOut => {
@@ -369,6 +372,7 @@ mod tests {
             rise: 1,
             fall: 1,
             init_fail: false,
+            run_as: None,
         };
         assert!(run_once(&spec(&["true"], 1000)));
         assert!(!run_once(&spec(&["false"], 1000)));

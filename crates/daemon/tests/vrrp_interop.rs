@@ -1373,3 +1373,38 @@ fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived() {
         "client now has {neigh}"
     );
 }
+
+#[test]
+fn enable_script_security_disables_a_world_writable_track_script() {
+    if !ready("enable_script_security_disables_a_world_writable_track_script") {
+        return;
+    }
+    let pair = Pair::new("scrsec");
+    // Failing scripts: the secure one runs (as nobody) and lowers the
+    // priority; the world-writable one would too, but must never run.
+    let bad = pair.dir.join("bad.sh");
+    executable(&bad, "#!/bin/sh\nexit 1\n");
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let top = format!(
+        "global_defs {{\n enable_script_security\n script_user nobody\n}}\nvrrp_script chk_bad {{\n script \"{}\"\n interval 1\n weight -60\n user root\n}}\nvrrp_script chk_ok {{\n script \"/bin/false\"\n interval 1\n weight -5\n}}\n",
+        bad.display()
+    );
+    let _lb1 = pair.ours_with(
+        "lb1",
+        &top,
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n track_script {\n chk_bad\n chk_ok\n }\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2500));
+    let logs = pair.logs();
+    assert!(
+        logs.contains("Disabling track script chk_bad since it is insecure"),
+        "{logs}"
+    );
+    // chk_ok (run as nobody) failed: 100 - 5; chk_bad never counted.
+    assert!(logs.contains("Changing effective priority to 95"), "{logs}");
+    assert!(
+        !logs.contains("priority to 40") && !logs.contains("priority to 35"),
+        "{logs}"
+    );
+}

@@ -69,6 +69,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "rise",
             "fall",
             "init_fail",
+            "user",
         ],
     ),
     ("/vrrp_sync_group", &["group"]),
@@ -101,6 +102,8 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "vrrp_notify_fifo",
             "vrrp_skip_check_adv_addr",
             "v3_checksum_as_v2",
+            "script_user",
+            "enable_script_security",
         ],
     ),
     (

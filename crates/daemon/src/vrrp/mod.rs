@@ -60,25 +60,48 @@ fn file_value(path: &std::path::Path) -> i64 {
 }
 
 /// The `vrrp_script`s some instance tracks, each starting good (or failed
-/// with `init_fail`).
+/// with `init_fail`), run as their `user` or the global default. A script
+/// whose user does not exist, or that `enable_script_security` refuses to run
+/// as root, is disabled, as keepalived does: instances do not track it.
 fn tracked_scripts(
     config: &kaconf::Config,
     instances: &[Instance],
+    policy: &crate::exec::Policy,
 ) -> HashMap<String, (crate::track::ScriptSpec, bool)> {
     let wanted: std::collections::HashSet<&str> = instances
         .iter()
         .flat_map(|i| i.spec.track_scripts.iter().map(|(n, _)| n.as_str()))
         .collect();
-    config
+    let mut out = HashMap::new();
+    for s in config
         .vrrp_scripts
         .iter()
         .filter(|s| wanted.contains(s.name.as_str()))
-        .filter_map(crate::track::script_spec)
-        .map(|s| {
-            let good = !s.init_fail;
-            (s.name.clone(), (s, good))
-        })
-        .collect()
+    {
+        let Some(mut spec) = crate::track::script_spec(s) else {
+            continue;
+        };
+        spec.run_as = match &s.body.user {
+            Some(w) => match crate::exec::user(&w.0) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    tracing::warn!("Disabling track script {}: {e}", s.name);
+                    continue;
+                }
+            },
+            None => policy.default_user.clone(),
+        };
+        if let Some(why) = policy.refuses(&spec.argv, spec.run_as.as_ref()) {
+            tracing::warn!(
+                "Disabling track script {} since it is insecure: {why}",
+                s.name
+            );
+            continue;
+        }
+        let good = !spec.init_fail;
+        out.insert(s.name.clone(), (spec, good));
+    }
+    out
 }
 
 /// Every `vrrp_track_process` block, assumed satisfied until first counted.
@@ -132,7 +155,8 @@ pub fn run(
         .flatten()
         .filter_map(|w| w.0.first().map(std::path::PathBuf::from))
         .collect();
-    let (notify_tx, notifier) = crate::notify::start(fifos, spec::smtp(&globals))?;
+    let policy = crate::exec::Policy::from_globals(&globals);
+    let (notify_tx, notifier) = crate::notify::start(fifos, spec::smtp(&globals), policy)?;
     driver.router_id = globals.router_id.clone().unwrap_or_else(spec::hostname);
     driver.notify = Some(notify_tx);
     driver.read_links();
@@ -289,7 +313,8 @@ impl Driver {
             .enumerate()
             .map(|(i, inst)| ((inst.socket, inst.spec.engine.vrid), i))
             .collect();
-        let scripts = tracked_scripts(config, &instances);
+        let policy = crate::exec::Policy::from_globals(&config.globals());
+        let scripts = tracked_scripts(config, &instances, &policy);
         let (groups, group_of) = sync_groups(config, &instances);
         // Each tracked interface once, however many instances track it.
         let links: HashMap<String, bool> = instances
