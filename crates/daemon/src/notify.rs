@@ -135,15 +135,56 @@ pub fn fifo_line(name: &str, state: StateName, priority: u8) -> String {
     format!("INSTANCE \"{name}\" {state} {priority}\n")
 }
 
+/// A notify FIFO (`notify_fifo`, `vrrp_notify_fifo`) and the script that
+/// reads it (`notify_fifo_script`, `vrrp_notify_fifo_script`).
+#[derive(Debug, Clone)]
+pub struct Fifo {
+    pub path: std::path::PathBuf,
+    pub script: Option<Vec<String>>,
+}
+
+/// Starts a FIFO's reader script as keepalived does: `SCRIPT FIFO`, running
+/// until we stop.
+fn start_reader(
+    argv: &[String],
+    fifo: &std::path::Path,
+    policy: &crate::exec::Policy,
+) -> Option<std::process::Child> {
+    let run_as = policy.default_user.as_ref();
+    if let Some(why) = policy.refuses(argv, run_as) {
+        tracing::warn!("Not running notify FIFO script {argv:?} since it is insecure: {why}");
+        return None;
+    }
+    let (program, args) = argv.split_first()?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .arg(fifo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(u) = run_as {
+        std::os::unix::process::CommandExt::uid(&mut cmd, u.uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, u.gid);
+    }
+    match cmd.spawn() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("cannot start notify FIFO script {argv:?}: {e}");
+            None
+        }
+    }
+}
+
 /// Starts the notifier thread, writing FIFO lines to each of `fifos`
-/// (`notify_fifo`, `vrrp_notify_fifo`; created if missing).
+/// (created if missing) and running their reader scripts.
 pub fn start(
-    fifos: Vec<std::path::PathBuf>,
+    fifos: Vec<Fifo>,
     smtp: Option<Smtp>,
     policy: crate::exec::Policy,
 ) -> std::io::Result<(Sender<Job>, std::thread::JoinHandle<()>)> {
     let mut opened = Vec::new();
-    for path in fifos {
+    let mut readers = Vec::new();
+    for Fifo { path, script } in fifos {
         if !path.exists() {
             nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
                 .map_err(std::io::Error::from)?;
@@ -155,11 +196,23 @@ pub fn start(
             .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
             .open(&path)?;
         opened.push(f);
+        if let Some(argv) = script {
+            readers.extend(start_reader(&argv, &path, &policy));
+        }
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("notify".into())
-        .spawn(move || run_all(&rx, &mut opened, smtp.as_ref(), &policy))?;
+        .spawn(move || {
+            run_all(&rx, &mut opened, smtp.as_ref(), &policy);
+            // The last lines (the STOP notifications) are in the FIFO: give
+            // the readers a moment to take them, then end them.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            for mut r in readers {
+                let _ = r.kill();
+                let _ = r.wait();
+            }
+        })?;
     Ok((tx, handle))
 }
 

@@ -194,13 +194,73 @@ fn run_once(spec: &ScriptSpec) -> bool {
 pub struct ProcessSpec {
     /// The name in /proc/PID/comm, or argv[0] with `full_command`.
     pub name: String,
-    /// Arguments that must follow, exactly (none: any).
+    /// Arguments that must follow (how: `param_match`).
     pub params: Vec<String>,
+    pub param_match: ParamMatch,
+    /// `fork_delay`: quorum gained must hold this long to count.
+    pub fork_delay: Duration,
+    /// `terminate_delay`: quorum lost must last this long to count.
+    pub terminate_delay: Duration,
     pub full_command: bool,
     pub quorum: u32,
     pub quorum_max: u32,
     pub weight: i64,
     pub reverse: bool,
+}
+
+/// How a process's arguments are compared with `process NAME PARAMS…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamMatch {
+    /// No `param_match`: exactly these arguments (none given: any).
+    Exact,
+    /// `param_match partial`: the first arguments are these (none given:
+    /// the process has no arguments).
+    Partial,
+    /// `param_match initial`: as `partial`, but the last one given may be
+    /// the start of the process's argument.
+    Initial,
+}
+
+/// A tracked process's quorum as the instances see it: a change counts only
+/// once it has lasted `fork_delay` (gained) or `terminate_delay` (lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quorum {
+    pub up: bool,
+    /// The state the counts show and since when, while it is not yet `up`.
+    pending: Option<(bool, std::time::Instant)>,
+}
+
+impl Quorum {
+    pub fn new(up: bool) -> Self {
+        Self { up, pending: None }
+    }
+
+    /// Takes a count's verdict at `now`; true if `up` changed.
+    pub fn observe(&mut self, counted: bool, now: std::time::Instant, spec: &ProcessSpec) -> bool {
+        if counted == self.up {
+            self.pending = None;
+            return false;
+        }
+        let since = match self.pending {
+            Some((state, since)) if state == counted => since,
+            _ => {
+                self.pending = Some((counted, now));
+                now
+            }
+        };
+        let delay = if counted {
+            spec.fork_delay
+        } else {
+            spec.terminate_delay
+        };
+        if now.duration_since(since) >= delay {
+            self.up = counted;
+            self.pending = None;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// keepalived's defaults for a `vrrp_track_process` block.
@@ -212,9 +272,24 @@ pub fn process_spec(
     let (name, params) = words.split_first()?;
     let count =
         |c: Option<kaconf::value::Count>| c.map(|c| u32::try_from(c.get()).unwrap_or(u32::MAX));
+    let secs = |d: Option<kaconf::value::Seconds>| d.map(kaconf::value::Seconds::duration);
+    let both = secs(b.delay);
+    let param_match = match b
+        .param_match
+        .as_ref()
+        .and_then(|w| w.0.first())
+        .map(String::as_str)
+    {
+        Some("initial") => ParamMatch::Initial,
+        Some(_) => ParamMatch::Partial,
+        None => ParamMatch::Exact,
+    };
     Some(ProcessSpec {
         name: name.clone(),
         params: params.to_vec(),
+        param_match,
+        fork_delay: secs(b.fork_delay).or(both).unwrap_or_default(),
+        terminate_delay: secs(b.terminate_delay).or(both).unwrap_or_default(),
         full_command: b.full_command,
         quorum: count(b.quorum).unwrap_or(1),
         quorum_max: count(b.quorum_max).unwrap_or(u32::MAX),
@@ -234,11 +309,29 @@ impl ProcessSpec {
             let want = &self.name.as_bytes()[..self.name.len().min(15)];
             comm.as_bytes() == want
         };
-        name_ok
-            && (self.params.is_empty()
-                || argv
-                    .get(1..)
-                    .is_some_and(|rest| rest == self.params.as_slice()))
+        let rest = argv.get(1..).unwrap_or_default();
+        name_ok && self.params_match(rest)
+    }
+
+    fn params_match(&self, rest: &[&str]) -> bool {
+        let want = self.params.as_slice();
+        match self.param_match {
+            ParamMatch::Exact => want.is_empty() || rest == want,
+            ParamMatch::Partial => {
+                if want.is_empty() {
+                    return rest.is_empty();
+                }
+                rest.len() >= want.len() && rest[..want.len()] == *want
+            }
+            ParamMatch::Initial => {
+                let Some((last, init)) = want.split_last() else {
+                    return rest.is_empty();
+                };
+                rest.len() >= want.len()
+                    && rest[..init.len()] == *init
+                    && rest[init.len()].starts_with(last.as_str())
+            }
+        }
     }
 
     /// Whether `count` running processes satisfy the quorum.
@@ -281,12 +374,65 @@ mod tests {
         ProcessSpec {
             name: name.into(),
             params: vec![],
+            param_match: ParamMatch::Exact,
+            fork_delay: Duration::ZERO,
+            terminate_delay: Duration::ZERO,
             full_command: false,
             quorum: 1,
             quorum_max: u32::MAX,
             weight: 0,
             reverse: false,
         }
+    }
+
+    #[test]
+    fn param_match_modes() {
+        let with = |params: &[&str], m: ParamMatch| ProcessSpec {
+            params: params.iter().map(|p| (*p).to_owned()).collect(),
+            param_match: m,
+            ..process("haproxy")
+        };
+        let argv = ["haproxy", "-f", "/etc/haproxy/haproxy.cfg", "-Ws"];
+        assert!(with(&[], ParamMatch::Exact).matches("haproxy", &argv));
+        assert!(!with(&["-f"], ParamMatch::Exact).matches("haproxy", &argv));
+        assert!(
+            with(&["-f", "/etc/haproxy/haproxy.cfg"], ParamMatch::Partial)
+                .matches("haproxy", &argv)
+        );
+        assert!(!with(&["-f", "/etc/haproxy"], ParamMatch::Partial).matches("haproxy", &argv));
+        assert!(with(&["-f", "/etc/haproxy"], ParamMatch::Initial).matches("haproxy", &argv));
+        assert!(!with(&["-x"], ParamMatch::Initial).matches("haproxy", &argv));
+        // param_match without parameters: the process must have none.
+        assert!(!with(&[], ParamMatch::Partial).matches("haproxy", &argv));
+        assert!(with(&[], ParamMatch::Partial).matches("haproxy", &["haproxy"]));
+    }
+
+    #[test]
+    fn quorum_changes_wait_for_their_delay() {
+        let spec = ProcessSpec {
+            fork_delay: Duration::from_millis(500),
+            terminate_delay: Duration::from_secs(2),
+            ..process("nginx")
+        };
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut q = Quorum::new(true);
+        // Lost for 1.5 s, back: never counted as down.
+        assert!(!q.observe(false, at(0), &spec));
+        assert!(!q.observe(false, at(1500), &spec));
+        assert!(!q.observe(true, at(1600), &spec));
+        assert!(q.up);
+        // Lost for 2 s: down.
+        assert!(!q.observe(false, at(2000), &spec));
+        assert!(q.observe(false, at(4000), &spec));
+        assert!(!q.up);
+        // Regained: up after fork_delay.
+        assert!(!q.observe(true, at(4100), &spec));
+        assert!(q.observe(true, at(4600), &spec));
+        assert!(q.up);
+        // No delay: at once.
+        let mut q = Quorum::new(true);
+        assert!(q.observe(false, at(0), &process("nginx")));
     }
 
     #[test]

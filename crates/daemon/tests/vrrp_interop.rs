@@ -1408,3 +1408,53 @@ fn enable_script_security_disables_a_world_writable_track_script() {
         "{logs}"
     );
 }
+
+#[test]
+fn notify_fifo_script_reads_every_transition() {
+    if !ready("notify_fifo_script_reads_every_transition") {
+        return;
+    }
+    let pair = Pair::new("fifoscript");
+    let fifo = pair.dir.join("n.fifo");
+    let out = pair.dir.join("seen.txt");
+    let reader = pair.dir.join("reader.sh");
+    // keepalived runs the script with the FIFO as its argument.
+    executable(
+        &reader,
+        &format!(
+            "#!/bin/sh\nwhile read -r line; do echo \"$line\" >> {}; done < \"$1\"\n",
+            out.display()
+        ),
+    );
+    let top = format!(
+        "global_defs {{\n notify_fifo {}\n notify_fifo_script {}\n}}\n",
+        fifo.display(),
+        reader.display()
+    );
+    let mut lb1 = pair.ours_with(
+        "lb1",
+        &top,
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
+    );
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    lb1.signal(Signal::SIGTERM).unwrap();
+    assert!(lb1.wait_timeout(Duration::from_secs(5)).unwrap().success());
+    let seen = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        [
+            "INSTANCE \"VI_1\" BACKUP 100",
+            "INSTANCE \"VI_1\" MASTER 100",
+            "INSTANCE \"VI_1\" STOP 100"
+        ],
+        "{}",
+        pair.logs()
+    );
+    // The reader was ended with us.
+    assert!(
+        !pair
+            .node("lb1")
+            .succeeds(&["pgrep", "-f", reader.to_str().unwrap()]),
+        "the FIFO script outlived the daemon"
+    );
+}

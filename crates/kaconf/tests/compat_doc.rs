@@ -76,7 +76,17 @@ const ACTED_ON: &[(&str, &[&str])] = &[
     ("/track_file", &["file", "weight"]),
     (
         "/vrrp_track_process",
-        &["process", "weight", "quorum", "quorum_max", "full_command"],
+        &[
+            "process",
+            "weight",
+            "quorum",
+            "quorum_max",
+            "full_command",
+            "param_match",
+            "delay",
+            "fork_delay",
+            "terminate_delay",
+        ],
     ),
     (
         "/global_defs",
@@ -104,6 +114,8 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "v3_checksum_as_v2",
             "script_user",
             "enable_script_security",
+            "notify_fifo_script",
+            "vrrp_notify_fifo_script",
         ],
     ),
     (

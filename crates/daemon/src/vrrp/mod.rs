@@ -107,11 +107,14 @@ fn tracked_scripts(
 /// Every `vrrp_track_process` block, assumed satisfied until first counted.
 fn tracked_processes(
     config: &kaconf::Config,
-) -> HashMap<String, (crate::track::ProcessSpec, bool)> {
+) -> HashMap<String, (crate::track::ProcessSpec, crate::track::Quorum)> {
     config
         .track_processes
         .iter()
-        .filter_map(|p| crate::track::process_spec(p).map(|s| (p.name.clone(), (s, true))))
+        .filter_map(|p| {
+            crate::track::process_spec(p)
+                .map(|s| (p.name.clone(), (s, crate::track::Quorum::new(true))))
+        })
         .collect()
 }
 
@@ -150,11 +153,19 @@ pub fn run(
     drop(tx);
     driver.script_events = Some(rx);
     let globals = config.globals();
-    let fifos: Vec<std::path::PathBuf> = [&globals.notify_fifo, &globals.vrrp_notify_fifo]
-        .into_iter()
-        .flatten()
-        .filter_map(|w| w.0.first().map(std::path::PathBuf::from))
-        .collect();
+    // Each FIFO with the script that reads it, if one is configured.
+    let fifos: Vec<crate::notify::Fifo> = [
+        (&globals.notify_fifo, &globals.notify_fifo_script),
+        (&globals.vrrp_notify_fifo, &globals.vrrp_notify_fifo_script),
+    ]
+    .into_iter()
+    .filter_map(|(fifo, script)| {
+        Some(crate::notify::Fifo {
+            path: std::path::PathBuf::from(fifo.as_ref()?.0.first()?),
+            script: script.as_ref().map(|c| c.0.to_vec()),
+        })
+    })
+    .collect();
     let policy = crate::exec::Policy::from_globals(&globals);
     let (notify_tx, notifier) = crate::notify::start(fifos, spec::smtp(&globals), policy)?;
     driver.router_id = globals.router_id.clone().unwrap_or_else(spec::hostname);
@@ -246,7 +257,7 @@ struct Driver {
     /// Tracked files: path, weight, reverse, and the value now in the file.
     files: HashMap<String, (std::path::PathBuf, i64, bool, i64)>,
     /// Tracked processes and whether each has its quorum.
-    processes: HashMap<String, (crate::track::ProcessSpec, bool)>,
+    processes: HashMap<String, (crate::track::ProcessSpec, crate::track::Quorum)>,
     /// When the processes were last counted.
     processes_checked: Instant,
     /// Tracked interfaces and whether each has its link up.
@@ -512,7 +523,8 @@ impl Driver {
                     ))
                 })
                 .chain(spec.track_processes.iter().filter_map(|(name, own)| {
-                    let (p, up) = self.processes.get(name)?;
+                    let (p, q) = self.processes.get(name)?;
+                    let up = &q.up;
                     Some((
                         crate::track::Weighting::chosen(*own, p.weight, p.reverse),
                         *up,
@@ -639,15 +651,14 @@ impl Driver {
             names.iter().map(|n| &self.processes[n].0).collect();
         let counts = crate::track::count_processes(&specs);
         let mut changed = false;
+        let wall = std::time::Instant::now();
         for (name, count) in names.iter().zip(counts) {
-            if let Some((spec, up)) = self.processes.get_mut(name) {
-                let now_up = spec.satisfied(count);
-                if *up != now_up {
+            if let Some((spec, quorum)) = self.processes.get_mut(name) {
+                if quorum.observe(spec.satisfied(count), wall, spec) {
                     tracing::info!(
                         "Tracked process {name} now has {count} running: quorum {}",
-                        if now_up { "met" } else { "lost" }
+                        if quorum.up { "met" } else { "lost" }
                     );
-                    *up = now_up;
                     changed = true;
                 }
             }
