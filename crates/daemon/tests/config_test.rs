@@ -49,9 +49,20 @@ fn every_keepalived_sample_passes_dash_t() {
             continue;
         }
         let (code, stderr) = check(&path);
+        n += 1;
+        // keepalived 2.4.3's own -t rejects two rule lines of this sample
+        // ("Invalid rule to address 192.168.100./24"); so do we, by line.
+        if path.ends_with("keepalived.conf.vrrp.rules") {
+            assert_eq!(code, 1, "{stderr}");
+            assert!(stderr.contains("rules:11:8: error: bad prefix"), "{stderr}");
+            assert!(
+                stderr.contains("rules:26:12: error: bad prefix"),
+                "{stderr}"
+            );
+            continue;
+        }
         assert_eq!(code, 0, "{}:\n{stderr}", path.display());
         assert!(!stderr.contains(": error: "), "{stderr}");
-        n += 1;
     }
     assert!(n >= 20, "only {n} samples");
 }
