@@ -42,29 +42,40 @@ pub fn user(words: &[String]) -> Result<RunAs, String> {
 /// ones: from `global_defs`.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// `script_user`, else `keepalived_script` if that user exists, else root
-    /// (`None`).
-    pub default_user: Option<RunAs>,
+    /// `script_user`'s words (`None`: try `keepalived_script`).
+    script_user: Option<Vec<String>>,
+    /// The user that resolves to, looked up on first use: the lookup goes
+    /// through NSS, which loads shared libraries (about 1 MiB of RSS) that a
+    /// configuration without scripts never needs.
+    resolved: std::sync::OnceLock<Option<RunAs>>,
     /// `enable_script_security`.
     pub security: bool,
 }
 
 impl Policy {
     pub fn from_globals(g: &kaconf::model::GlobalDefs) -> Self {
-        let default_user = match &g.script_user {
-            Some(w) => match user(&w.0) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    tracing::warn!("script_user: {e}; scripts run as root");
-                    None
-                }
-            },
-            None => user(&["keepalived_script".to_owned()]).ok(),
-        };
         Self {
-            default_user,
+            script_user: g.script_user.as_ref().map(|w| w.0.clone()),
+            resolved: std::sync::OnceLock::new(),
             security: g.enable_script_security,
         }
+    }
+
+    /// `script_user`, else `keepalived_script` if that user exists, else
+    /// root (`None`).
+    pub fn default_user(&self) -> Option<&RunAs> {
+        self.resolved
+            .get_or_init(|| match &self.script_user {
+                Some(w) => match user(w) {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        tracing::warn!("script_user: {e}; scripts run as root");
+                        None
+                    }
+                },
+                None => user(&["keepalived_script".to_owned()]).ok(),
+            })
+            .as_ref()
     }
 
     /// Whether `argv` may run as `run_as`: with `enable_script_security`, a
@@ -260,8 +271,8 @@ mod tests {
         let off = Policy::default();
         assert_eq!(off.refuses(&argv1, None), None);
         let on = Policy {
-            default_user: None,
             security: true,
+            ..Policy::default()
         };
         assert!(on.refuses(&argv1, None).is_some());
         let nobody = user(&argv(&["nobody"])).unwrap();

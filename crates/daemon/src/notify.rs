@@ -150,7 +150,7 @@ fn start_reader(
     fifo: &std::path::Path,
     policy: &crate::exec::Policy,
 ) -> Option<std::process::Child> {
-    let run_as = policy.default_user.as_ref();
+    let run_as = policy.default_user();
     if let Some(why) = policy.refuses(argv, run_as) {
         tracing::warn!("Not running notify FIFO script {argv:?} since it is insecure: {why}");
         return None;
@@ -242,7 +242,7 @@ fn run_all(
                 continue;
             }
         };
-        let run_as = policy.default_user.as_ref();
+        let run_as = policy.default_user();
         if let Some(why) = policy.refuses(&argv, run_as) {
             tracing::warn!("Not running notify script {argv:?} since it is insecure: {why}");
             continue;

@@ -89,7 +89,7 @@ fn tracked_scripts(
                     continue;
                 }
             },
-            None => policy.default_user.clone(),
+            None => policy.default_user().cloned(),
         };
         if let Some(why) = policy.refuses(&spec.argv, spec.run_as.as_ref()) {
             tracing::warn!(
