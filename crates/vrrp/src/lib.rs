@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth_hmac;
 pub mod router;
 pub mod sync;
 pub mod time;
