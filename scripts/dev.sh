@@ -57,6 +57,12 @@ case "$cmd" in
     ;;
   test)
     ensure_root; ensure_packages; ensure_toolchain
+    # keepalived 2.4.3 (auth_hmac) as a second interop peer, built once from
+    # the tarball in ../shared (the tests find it at /opt/keepalived-2.4.3).
+    if [ -x ../shared/tools/build-keepalived ]; then
+      say "keepalived 2.4.3 (interop peer)"
+      ../shared/tools/build-keepalived >/dev/null
+    fi
     say "cargo fmt --check"
     cargo fmt --all -- --check
     say "cargo clippy"

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod diag;
+pub mod hmac;
 pub mod lexer;
 pub mod model;
 pub mod route;

@@ -666,11 +666,11 @@ section! {
 section! {
     /// `auth_hmac { … }` (keepalived 2.4): signed, replay-proof adverts.
     pub struct AuthHmac ("auth_hmac") {
-        "key" => key: Vec<Words>,
-        "active_key" => active_key: Option<Count>,
-        "time_window" => time_window: Option<Seconds>,
-        "anti_replay" => anti_replay: Option<Switch>,
-        "mode" => mode: Option<Words>,
+        "key" => key: Vec<At<Words>>,
+        "active_key" => active_key: Option<At<Count>>,
+        "time_window" => time_window: Option<At<Seconds>>,
+        "anti_replay" => anti_replay: Option<At<Words>>,
+        "mode" => mode: Option<At<Words>>,
     }
     aliases {}
     unsupported []

@@ -93,6 +93,22 @@ fn instance(
     let name = &inst.name;
     let body = &inst.body;
     let at = inst.origin.0;
+    if let Some(h) = &body.auth_hmac {
+        // Reads the key files too: `-t` says what the daemon would refuse.
+        let _ = crate::hmac::resolve(h, at, &mut |loc, error, msg| {
+            if error {
+                cx.error(loc, format!("auth_hmac: {msg}"));
+            } else {
+                cx.warn(loc, format!("auth_hmac: {msg}"));
+            }
+        });
+        if body.authentication.is_some() {
+            cx.error(
+                at,
+                format!("vrrp_instance {name}: auth_hmac and authentication cannot be combined"),
+            );
+        }
+    }
     let vrid_was_wrong = cx.failed.iter().any(|(loc, kw)| {
         kw == "virtual_router_id"
             && loc.file == at.file

@@ -50,6 +50,8 @@ impl PartialEq for Key {
     }
 }
 
+impl Eq for Key {}
+
 impl Key {
     /// A key from its bytes; `Err` unless the id is 1–255 and the length
     /// 32–64 bytes (keepalived's rules).
@@ -92,7 +94,7 @@ pub enum AntiReplay {
 }
 
 /// An instance's `auth_hmac` block, ready to use.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub keys: Vec<Key>,
     /// The key that signs (it must be among `keys`).

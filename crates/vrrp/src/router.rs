@@ -96,6 +96,9 @@ pub struct Config {
     pub check_addrs: bool,
     /// Accept VRRPv3 IPv4 checksums computed without the pseudo-header.
     pub v3_checksum_as_v2: bool,
+    /// keepalived 2.4's `auth_hmac` (keys are never serialised).
+    #[serde(skip)]
+    pub auth_hmac: Option<crate::auth_hmac::Config>,
 }
 
 impl Default for Config {
@@ -121,6 +124,7 @@ impl Default for Config {
             down_timer_adverts: 3,
             check_addrs: true,
             v3_checksum_as_v2: false,
+            auth_hmac: None,
         }
     }
 }
@@ -225,7 +229,12 @@ pub enum Action {
         /// (no pseudo-header): `v3_checksum_as_v2`.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         v2_checksum: bool,
+        /// The `auth_hmac` trailer to append (the same for every peer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trailer: Option<[u8; crate::auth_hmac::TRAILER_LEN]>,
     },
+    /// Something an operator should read (rate-limited by the engine).
+    Log(String),
     /// Add the virtual addresses to the interface.
     AddVips(Vec<IpAddr>),
     /// Remove them.
@@ -258,10 +267,20 @@ impl Action {
                 to,
                 advert,
                 v2_checksum,
+                trailer,
             } => {
                 let dst = to.addr(Family::of(src));
                 let pseudo = (!*v2_checksum).then_some(PseudoHeader { src: *src, dst });
-                Some(advert.emit(pseudo))
+                let mut bytes = advert.emit(pseudo);
+                if let Some(t) = trailer {
+                    bytes.extend_from_slice(t);
+                    // Over IPv6 the checksum covers the whole payload, the
+                    // trailer too (keepalived lets the kernel compute it).
+                    if Family::of(src) == Family::V6 {
+                        crate::wire::reseal_checksum(&mut bytes, PseudoHeader { src: *src, dst });
+                    }
+                }
+                Some(bytes)
             }
             _ => None,
         }
@@ -298,6 +317,8 @@ pub enum Drop {
     Auth,
     /// VRRPv2 advert interval differs from ours.
     Interval,
+    /// The `auth_hmac` trailer is missing or not good.
+    Hmac(crate::auth_hmac::Reject),
 }
 
 /// Receive statistics.
@@ -312,6 +333,10 @@ pub struct Counters {
     pub became_master: u64,
     /// Priority-0 adverts received.
     pub priority_zero_received: u64,
+    /// Adverts whose `auth_hmac` trailer verified.
+    pub hmac_accepted: u64,
+    /// Adverts without a trailer let through by `permissive`/`receive-only`.
+    pub hmac_unsigned: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +373,14 @@ pub struct Router {
     /// Held in BACKUP, its down timer has expired: it would be MASTER.
     wants_master: bool,
     counters: Counters,
+    /// The wall-clock time (µs since 1970) at [`Instant::ZERO`], for
+    /// `auth_hmac` sequence numbers.
+    wall_at_zero: u64,
+    sequencer: crate::auth_hmac::Sequencer,
+    replay: crate::auth_hmac::ReplayState,
+    /// `auth_hmac` outcomes already logged (once each until an advert is
+    /// accepted again, as keepalived rate-limits them).
+    hmac_logged: std::collections::BTreeSet<crate::auth_hmac::Reject>,
 }
 
 impl Router {
@@ -368,7 +401,21 @@ impl Router {
             sync_held: false,
             wants_master: false,
             counters: Counters::default(),
+            wall_at_zero: 0,
+            sequencer: crate::auth_hmac::Sequencer::default(),
+            replay: crate::auth_hmac::ReplayState::default(),
+            hmac_logged: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Tells the router the wall-clock time (µs since 1970) at
+    /// [`Instant::ZERO`]; `auth_hmac` sequence numbers are wall-clock stamps.
+    pub fn set_wall_clock(&mut self, unix_micros_at_zero: u64) {
+        self.wall_at_zero = unix_micros_at_zero;
+    }
+
+    fn wall(&self, now: Instant) -> u64 {
+        self.wall_at_zero.saturating_add(now.as_micros())
     }
 
     pub fn config(&self) -> &Config {
@@ -466,13 +513,13 @@ impl Router {
         match input {
             Input::Timer => {}
             Input::Start => self.start(now, &mut out),
-            Input::Stop => self.stop(&mut out),
+            Input::Stop => self.stop(now, &mut out),
             Input::Packet {
                 src,
                 dst,
                 ttl,
                 bytes,
-            } => match self.check(src, dst, ttl, &bytes) {
+            } => match self.check(now, src, dst, ttl, &bytes, &mut out) {
                 Ok(advert) => {
                     self.counters.received += 1;
                     self.receive(now, src, &advert, &mut out);
@@ -524,7 +571,7 @@ impl Router {
                 }
             }
             State::Master { advert_at } if advert_at == at => {
-                self.send(self.effective, out);
+                self.send(now, self.effective, out);
                 self.state = State::Master {
                     advert_at: next_after(at, now, self.config.advert_interval),
                 };
@@ -582,7 +629,7 @@ impl Router {
         self.wants_master = false;
         // The advert goes first: the backups stop their timers at once, while
         // adding addresses may take the driver a few milliseconds.
-        self.send(self.effective, out);
+        self.send(now, self.effective, out);
         out.push(Action::AddVips(self.config.vips.clone()));
         if let Some(a) = self.routes(true) {
             out.push(a);
@@ -609,20 +656,20 @@ impl Router {
     }
 
     /// Leaves MASTER for FAULT or STOP: priority 0 tells the backups at once.
-    fn release(&mut self, out: &mut Vec<Action>) {
+    fn release(&mut self, now: Instant, out: &mut Vec<Action>) {
         if matches!(self.state, State::Master { .. }) {
-            self.send(0, out);
+            self.send(now, 0, out);
             out.push(Action::RemoveVips(self.config.vips.clone()));
             out.extend(self.routes(false));
         }
         self.clear_garp();
     }
 
-    fn stop(&mut self, out: &mut Vec<Action>) {
+    fn stop(&mut self, now: Instant, out: &mut Vec<Action>) {
         if matches!(self.state, State::Stop) {
             return;
         }
-        self.release(out);
+        self.release(now, out);
         self.transition(StateName::Stop, out);
         self.state = State::Stop;
     }
@@ -660,7 +707,7 @@ impl Router {
         }
     }
 
-    fn send(&mut self, priority: u8, out: &mut Vec<Action>) {
+    fn send(&mut self, now: Instant, priority: u8, out: &mut Vec<Action>) {
         let advert = Advert {
             version: self.config.version,
             vrid: self.config.vrid,
@@ -676,12 +723,30 @@ impl Router {
         let v2_checksum = self.config.v3_checksum_as_v2
             && self.config.version == Version::V3
             && self.config.family() == Family::V4;
+        // One trailer per advert, whatever the number of peers (the
+        // destination is not signed).
+        let trailer = match &self.config.auth_hmac {
+            Some(h) if h.mode != crate::auth_hmac::Mode::ReceiveOnly => {
+                let seq = self.sequencer.next(self.wall(now), h.anti_replay);
+                let message = advert.emit(None);
+                Some(crate::auth_hmac::sign(
+                    h,
+                    self.config.version,
+                    self.config.vrid,
+                    src,
+                    &message,
+                    seq,
+                ))
+            }
+            _ => None,
+        };
         if self.config.peers.is_empty() {
             out.push(Action::Send {
                 src,
                 to: Dest::Multicast,
                 advert,
                 v2_checksum,
+                trailer,
             });
             self.counters.sent += 1;
         } else {
@@ -691,6 +756,7 @@ impl Router {
                     to: Dest::Unicast(*peer),
                     advert: advert.clone(),
                     v2_checksum,
+                    trailer,
                 });
                 self.counters.sent += 1;
             }
@@ -699,7 +765,15 @@ impl Router {
 
     /// The receive checks of RFC 9568 §7.1 / RFC 3768 §7.1. On `Err` nothing
     /// about the router changes but a counter.
-    fn check(&self, src: IpAddr, dst: IpAddr, ttl: u8, bytes: &[u8]) -> Result<Advert, Drop> {
+    fn check(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        bytes: &[u8],
+        out: &mut Vec<Action>,
+    ) -> Result<Advert, Drop> {
         let family = self.config.family();
         if Family::of(&src) != family {
             return Err(Drop::Family);
@@ -707,9 +781,17 @@ impl Router {
         if self.config.peers.is_empty() && ttl != wire::TTL {
             return Err(Drop::Ttl);
         }
+        let msg_len = Advert::message_len(bytes, family).ok_or(Drop::Wire(WireError::Truncated))?;
+        let extra = bytes.len().saturating_sub(msg_len);
+        let trailer = (self.config.auth_hmac.is_some() && extra == crate::auth_hmac::TRAILER_LEN)
+            .then(|| &bytes[msg_len..]);
+        if extra != 0 && trailer.is_none() {
+            return Err(Drop::Wire(WireError::TooLong));
+        }
         let pseudo = Some(PseudoHeader { src, dst });
-        let advert = Advert::parse(bytes, family, pseudo, self.config.v3_checksum_as_v2)
-            .map_err(Drop::Wire)?;
+        let advert =
+            Advert::parse_with_trailer(bytes, family, pseudo, self.config.v3_checksum_as_v2, extra)
+                .map_err(Drop::Wire)?;
         if advert.version != self.config.version {
             return Err(Drop::Version);
         }
@@ -722,6 +804,7 @@ impl Router {
         if !self.config.peers.is_empty() && !self.config.peers.contains(&src) {
             return Err(Drop::UnknownPeer);
         }
+        self.check_hmac(now, src, &bytes[..msg_len.min(bytes.len())], trailer, out)?;
         match self.config.version {
             Version::V2 => {
                 if advert.auth != self.config.auth {
@@ -737,6 +820,66 @@ impl Router {
             Version::V3 => {}
         }
         Ok(advert)
+    }
+
+    /// The `auth_hmac` verdict on an advert from `src`: counted, logged once
+    /// per kind until an advert is accepted again, never a state change.
+    fn check_hmac(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        message: &[u8],
+        trailer: Option<&[u8]>,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Drop> {
+        use crate::auth_hmac::{verify, AntiReplay, Reject, Verdict};
+        let Some(h) = &self.config.auth_hmac else {
+            return Ok(());
+        };
+        let verdict = verify(
+            h,
+            &mut self.replay,
+            self.config.peers.len(),
+            self.config.version,
+            self.config.vrid,
+            src,
+            message,
+            trailer,
+            self.wall_at_zero.saturating_add(now.as_micros()),
+        );
+        let name = &self.config.name;
+        match verdict {
+            Verdict::Accepted { skew_secs } => {
+                self.counters.hmac_accepted += 1;
+                self.hmac_logged.clear();
+                if let (Some(skew), AntiReplay::Time { window_secs }) = (skew_secs, h.anti_replay) {
+                    out.push(Action::Log(format!(
+                        "({name}) authentication clock skew {skew} sec from {src} approaching window {window_secs} sec"
+                    )));
+                }
+                Ok(())
+            }
+            Verdict::Unsigned => {
+                self.counters.hmac_unsigned += 1;
+                Ok(())
+            }
+            Verdict::Rejected(why) => {
+                if self.hmac_logged.insert(why) {
+                    let what = match why {
+                        Reject::Missing => "missing authentication trailer",
+                        Reject::Malformed => "malformed authentication trailer",
+                        Reject::UnknownKey => "unknown authentication key id",
+                        Reject::Invalid => "invalid authentication HMAC",
+                        Reject::Stale => "stale authentication trailer (outside the time window)",
+                        Reject::Replayed => "replayed authentication trailer",
+                    };
+                    out.push(Action::Log(format!(
+                        "({name}) {what} from {src}; dropped (logged once until an advert is accepted)"
+                    )));
+                }
+                Err(Drop::Hmac(why))
+            }
+        }
     }
 
     fn receive(&mut self, now: Instant, src: IpAddr, advert: &Advert, out: &mut Vec<Action>) {
@@ -797,7 +940,7 @@ impl Router {
     ) {
         if advert.priority == 0 {
             // Someone left; make sure the backups hear a master now.
-            self.send(self.effective, out);
+            self.send(now, self.effective, out);
             self.state = State::Master {
                 advert_at: now + self.config.advert_interval,
             };
@@ -815,7 +958,7 @@ impl Router {
             // A lower-priority master exists: force a new election at once (as
             // keepalived does) and remind the LAN who owns the VIPs, with a
             // second burst after `garp_lower_prio_delay`.
-            self.send(self.effective, out);
+            self.send(now, self.effective, out);
             let g = &self.config.garp;
             if g.lower_prio_repeat > 0 {
                 let (repeat, delay) = (g.lower_prio_repeat, g.lower_prio_delay);
@@ -860,7 +1003,7 @@ impl Router {
         self.fault = fault;
         match (fault, self.state) {
             (true, State::Backup { .. } | State::Master { .. }) => {
-                self.release(out);
+                self.release(now, out);
                 self.wants_master = false;
                 self.transition(StateName::Fault, out);
                 self.state = State::Fault;
@@ -891,7 +1034,7 @@ impl Router {
                 StateName::Fault,
                 State::Init { .. } | State::Backup { .. } | State::Master { .. },
             ) => {
-                self.release(out);
+                self.release(now, out);
                 self.wants_master = false;
                 self.transition(StateName::Fault, out);
                 self.state = State::Fault;

@@ -60,6 +60,8 @@ pub enum WireError {
     Checksum,
     /// Version 2 carried over IPv6.
     Family,
+    /// Longer than its address list says (and not by an expected trailer).
+    TooLong,
 }
 
 impl std::fmt::Display for WireError {
@@ -70,6 +72,7 @@ impl std::fmt::Display for WireError {
             WireError::Type => "not an advertisement",
             WireError::Checksum => "bad checksum",
             WireError::Family => "VRRPv2 over IPv6",
+            WireError::TooLong => "packet longer than its address count",
         })
     }
 }
@@ -352,6 +355,55 @@ impl Advert {
         })
     }
 
+    /// The length of the advert at the start of `bytes` (header, address
+    /// list and, for VRRPv2, authentication data), if `bytes` holds at least
+    /// a header.
+    pub fn message_len(bytes: &[u8], family: Family) -> Option<usize> {
+        let p = Packet::new_unchecked(bytes);
+        if bytes.len() < HEADER_LEN {
+            return None;
+        }
+        let version = if p.version_number() == 2 {
+            Version::V2
+        } else {
+            Version::V3
+        };
+        Some(p.total_len(version, family))
+    }
+
+    /// Parses an advert followed by `trailer_len` bytes of trailer. The
+    /// checksum is accepted over the advert alone or, for IPv6 (where
+    /// keepalived lets the kernel compute it), over the advert and trailer.
+    pub fn parse_with_trailer(
+        bytes: &[u8],
+        family: Family,
+        pseudo: Option<PseudoHeader>,
+        v3_checksum_as_v2: bool,
+        trailer_len: usize,
+    ) -> Result<Self, WireError> {
+        let cut = bytes.len().saturating_sub(trailer_len);
+        let message = &bytes[..cut];
+        match Self::parse(message, family, pseudo, v3_checksum_as_v2) {
+            Err(WireError::Checksum) if family == Family::V6 && trailer_len > 0 => {
+                let whole = pseudo.is_some_and(|ph| {
+                    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                    checksum(pseudo_sum(ph, len), bytes) == 0
+                });
+                if !whole {
+                    return Err(WireError::Checksum);
+                }
+                // The message is otherwise checked by `parse`: parse it with
+                // its own checksum recomputed.
+                let mut copy = message.to_vec();
+                if let Some(ph) = pseudo {
+                    reseal_checksum(&mut copy, ph);
+                }
+                Self::parse(&copy, family, pseudo, v3_checksum_as_v2)
+            }
+            r => r,
+        }
+    }
+
     /// The family of the address list (IPv4 when empty).
     pub fn family(&self) -> Family {
         self.addrs.first().map_or(Family::V4, Family::of)
@@ -415,6 +467,19 @@ impl Advert {
         Packet::new_unchecked(&mut buf[..]).set_checksum(sum);
         buf
     }
+}
+
+/// Recomputes the checksum of `bytes` (an advert and whatever follows it,
+/// e.g. an `auth_hmac` trailer) over all of them, with `pseudo`'s sum.
+pub fn reseal_checksum(bytes: &mut [u8], pseudo: PseudoHeader) {
+    if bytes.len() < HEADER_LEN {
+        return;
+    }
+    bytes[6] = 0;
+    bytes[7] = 0;
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    let sum = checksum(pseudo_sum(pseudo, len), bytes);
+    bytes[6..8].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// The one's-complement sum of the IP pseudo-header (RFC 768/2460 style).

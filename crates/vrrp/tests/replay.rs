@@ -133,6 +133,7 @@ fn render(a: &Action) -> String {
         Action::RemoveRoutes { routes, rules } => {
             format!("remove_routes {} {}", routes.join(";"), rules.join(";"))
         }
+        Action::Log(line) => format!("log {line}"),
     }
 }
 

@@ -368,6 +368,16 @@ impl Driver {
             groups,
             group_of,
         };
+        // auth_hmac sequence numbers are wall-clock stamps: the engine learns
+        // the wall-clock time at its epoch.
+        let wall_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let wall_at_zero = wall_now.saturating_sub(this.epoch.elapsed());
+        for i in &mut this.instances {
+            i.router
+                .set_wall_clock(u64::try_from(wall_at_zero.as_micros()).unwrap_or(0));
+        }
         for g in this.groups.clone() {
             vrrp::sync::hold(&mut GroupView {
                 instances: &mut this.instances,
@@ -881,6 +891,7 @@ fn drop_name(d: vrrp::Drop) -> String {
         Drop::UnknownPeer => "unknown_peer".into(),
         Drop::Auth => "auth".into(),
         Drop::Interval => "interval".into(),
+        Drop::Hmac(r) => format!("hmac_{}", format!("{r:?}").to_lowercase()),
     }
 }
 
@@ -920,6 +931,7 @@ fn carry_out(
             Action::State { to, .. } => {
                 tracing::info!("({name}) Entering {to} STATE");
             }
+            Action::Log(line) => tracing::warn!("{line}"),
             Action::Priority { priority } => {
                 tracing::info!("({name}) Changing effective priority to {priority}");
             }

@@ -185,6 +185,7 @@ fn instance(
         check_addrs: !b.skip_check_adv_addr.is_some_and(|s| s.0)
             && !g.vrrp_skip_check_adv_addr.is_some_and(|s| s.0),
         v3_checksum_as_v2: b.v3_checksum_as_v2 || g.v3_checksum_as_v2,
+        auth_hmac: auth_hmac(b, inst.origin.0, advert_interval).map_err(err)?,
     };
     let smtp_alert = b
         .smtp_alert
@@ -206,6 +207,53 @@ fn instance(
         engine,
         track_scripts: tracks(b.track_script.as_ref()),
     })
+}
+
+/// The instance's `auth_hmac`, keys loaded; `Err` if it cannot be used
+/// (keepalived would then run the instance unauthenticated; we refuse).
+fn auth_hmac(
+    b: &VrrpInstance,
+    at: kaconf::Loc,
+    advert_interval: Duration,
+) -> Result<Option<vrrp::auth_hmac::Config>, String> {
+    use kaconf::hmac::{HmacAntiReplay, HmacMode};
+    use vrrp::auth_hmac::{AntiReplay, Config as HmacConfig, Key, Mode};
+    let Some(h) = &b.auth_hmac else {
+        return Ok(None);
+    };
+    let mut errors = Vec::new();
+    let resolved = kaconf::hmac::resolve(h, at, &mut |_, error, msg| {
+        if error {
+            errors.push(msg);
+        } else {
+            tracing::warn!("auth_hmac: {msg}");
+        }
+    });
+    let Some(r) = resolved else {
+        return Err(format!("auth_hmac: {}", errors.join("; ")));
+    };
+    let keys = r
+        .keys
+        .into_iter()
+        .map(|k| Key::new(k.id, k.bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(HmacConfig {
+        keys,
+        active_key: r.active_key,
+        mode: match r.mode {
+            HmacMode::Enforce => Mode::Enforce,
+            HmacMode::Permissive => Mode::Permissive,
+            HmacMode::ReceiveOnly => Mode::ReceiveOnly,
+        },
+        anti_replay: match r.anti_replay {
+            HmacAntiReplay::Time => AntiReplay::Time {
+                window_secs: r
+                    .time_window
+                    .unwrap_or_else(|| HmacConfig::default_window(advert_interval)),
+            },
+            HmacAntiReplay::Monotonic => AntiReplay::Monotonic,
+        },
+    }))
 }
 
 /// The VMAC of `use_vmac`, if set.

@@ -1,0 +1,287 @@
+//! The `auth_hmac` block read as keepalived 2.4.3 reads it: keys (`hex:…`,
+//! a passphrase used as its bytes, or `file:PATH` holding either), the active
+//! key, `mode`, `anti_replay`, `time_window`, with keepalived's limits.
+//! Key bytes live in `Zeroizing` buffers and are never part of a message.
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use crate::diag::Loc;
+use crate::model::AuthHmac;
+
+/// `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HmacMode {
+    #[default]
+    Enforce,
+    Permissive,
+    ReceiveOnly,
+}
+
+/// `anti_replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HmacAntiReplay {
+    #[default]
+    Time,
+    Monotonic,
+}
+
+/// A key ready for use.
+pub struct HmacKey {
+    pub id: u8,
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HmacKey({}, {} bytes)", self.id, self.bytes.len())
+    }
+}
+
+/// An `auth_hmac` block, checked.
+#[derive(Debug)]
+pub struct Hmac {
+    pub keys: Vec<HmacKey>,
+    pub active_key: u8,
+    pub mode: HmacMode,
+    pub anti_replay: HmacAntiReplay,
+    /// `time_window` in seconds (`None`: keepalived's default from the
+    /// advert interval).
+    pub time_window: Option<u32>,
+}
+
+/// The longest key file keepalived reads.
+const MAX_KEY_FILE: u64 = 139;
+
+/// `hex:…` (pairs of hex digits, blanks between bytes allowed) or a
+/// passphrase taken as its bytes.
+fn decode(value: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let Some(hex) = value.strip_prefix("hex:") else {
+        return Ok(Zeroizing::new(value.as_bytes().to_vec()));
+    };
+    let digits: Zeroizing<Vec<u8>> =
+        Zeroizing::new(hex.bytes().filter(|b| *b != b' ' && *b != b'\t').collect());
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return Err("a hex: key needs an even number of hex digits".into());
+    }
+    let nibble = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut out = Zeroizing::new(Vec::with_capacity(digits.len() / 2));
+    for pair in digits.chunks(2) {
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(h), Some(l)) => out.push(h << 4 | l),
+            _ => return Err("a hex: key has a character that is not a hex digit".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// A key's bytes from its configured value; `warn` hears about a key file
+/// that group or others may read.
+fn key_bytes(value: &str, warn: &mut dyn FnMut(String)) -> Result<Zeroizing<Vec<u8>>, String> {
+    let Some(path) = value.strip_prefix("file:") else {
+        return decode(value);
+    };
+    let path = Path::new(path);
+    let meta = std::fs::metadata(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    if meta.len() > MAX_KEY_FILE {
+        return Err(format!(
+            "key file {} is too large (over {MAX_KEY_FILE} bytes)",
+            path.display()
+        ));
+    }
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        warn(format!(
+            "key file {} is readable by group or others",
+            path.display()
+        ));
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("key file {}: {e}", path.display()))?,
+    );
+    decode(text.trim_end_matches(['\r', '\n']))
+}
+
+/// The `key` lines, each checked; `ok` turns false on an error.
+fn keys(h: &AuthHmac, report: &mut dyn FnMut(Loc, bool, String), ok: &mut bool) -> Vec<HmacKey> {
+    let mut keys: Vec<HmacKey> = Vec::new();
+    for line in &h.key {
+        let loc = line.origin.0;
+        let (Some(id), Some(value)) = (line.value.0.first(), line.value.0.get(1)) else {
+            report(
+                loc,
+                true,
+                "`key` needs an id and a value: key ID VALUE".into(),
+            );
+            *ok = false;
+            continue;
+        };
+        let Some(id) = id.parse::<u8>().ok().filter(|i| *i >= 1) else {
+            report(loc, true, format!("key id `{id}` must be 1-255"));
+            *ok = false;
+            continue;
+        };
+        if keys.iter().any(|k| k.id == id) {
+            report(loc, true, format!("key {id} is defined twice"));
+            *ok = false;
+            continue;
+        }
+        match key_bytes(value, &mut |w| report(loc, false, w)) {
+            Ok(bytes) if (32..=64).contains(&bytes.len()) => keys.push(HmacKey { id, bytes }),
+            Ok(bytes) => {
+                report(
+                    loc,
+                    true,
+                    format!("key {id} is {} bytes; it must be 32 to 64", bytes.len()),
+                );
+                *ok = false;
+            }
+            Err(e) => {
+                report(loc, true, e);
+                *ok = false;
+            }
+        }
+    }
+    keys
+}
+
+/// One of `choices` for a one-word keyword (the first if it is absent).
+fn choice<T: Copy>(
+    w: Option<&crate::value::At<crate::value::Words>>,
+    keyword: &str,
+    choices: &[(&str, T)],
+    report: &mut dyn FnMut(Loc, bool, String),
+    ok: &mut bool,
+) -> T {
+    let Some(w) = w else {
+        return choices[0].1;
+    };
+    let word = w.value.0.first().map_or("", String::as_str);
+    if let Some((_, v)) = choices.iter().find(|(name, _)| *name == word) {
+        return *v;
+    }
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    report(
+        w.origin.0,
+        true,
+        format!("{keyword} `{word}`: one of {}", names.join(", ")),
+    );
+    *ok = false;
+    choices[0].1
+}
+
+/// Reads and checks `h` (at `at`); errors and warnings go to `report` as
+/// `(is_error, message)`. `None` if the block cannot be used.
+pub fn resolve(h: &AuthHmac, at: Loc, report: &mut dyn FnMut(Loc, bool, String)) -> Option<Hmac> {
+    let mut ok = true;
+    let keys = keys(h, report, &mut ok);
+    let mode = choice(
+        h.mode.as_ref(),
+        "mode",
+        &[
+            ("enforce", HmacMode::Enforce),
+            ("permissive", HmacMode::Permissive),
+            ("receive-only", HmacMode::ReceiveOnly),
+        ],
+        report,
+        &mut ok,
+    );
+    let anti_replay = choice(
+        h.anti_replay.as_ref(),
+        "anti_replay",
+        &[
+            ("time", HmacAntiReplay::Time),
+            ("monotonic", HmacAntiReplay::Monotonic),
+        ],
+        report,
+        &mut ok,
+    );
+    let time_window = h.time_window.as_ref().map(|w| {
+        let secs = w.value.duration().as_secs_f64();
+        if !(1.0..=300.0).contains(&secs) || secs.fract() != 0.0 {
+            report(w.origin.0, true, "time_window must be 1-300 seconds".into());
+            ok = false;
+        }
+        u32::try_from(w.value.duration().as_secs()).unwrap_or(300)
+    });
+    // keepalived turns the whole extension off when the active key is
+    // missing, leaving the instance unauthenticated; we refuse instead.
+    let active_key = match &h.active_key {
+        None => {
+            report(at, true, "auth_hmac needs `active_key ID`".into());
+            ok = false;
+            0
+        }
+        Some(a) => {
+            let id = u8::try_from(a.value.get()).unwrap_or(0);
+            if id == 0 || !keys.iter().any(|k| k.id == id) {
+                report(
+                    a.origin.0,
+                    true,
+                    format!(
+                        "active_key {} is not one of the keys defined",
+                        a.value.get()
+                    ),
+                );
+                ok = false;
+            }
+            id
+        }
+    };
+    ok.then_some(Hmac {
+        keys,
+        active_key,
+        mode,
+        anti_replay,
+        time_window,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_as_keepalived_reads_them() {
+        let b = decode("hex:000102030405060708090a0b0c0d0e0f 101112131415161718191a1b1c1d1e1f")
+            .unwrap();
+        assert_eq!(b.as_slice(), (0u8..32).collect::<Vec<_>>().as_slice());
+        assert_eq!(decode("a passphrase taken as bytes").unwrap().len(), 27);
+        assert!(decode("hex:0g").is_err());
+        assert!(decode("hex:abc").is_err());
+        assert!(decode("hex:").is_err());
+    }
+
+    #[test]
+    fn key_files_warn_when_others_may_read_them() {
+        let dir = std::env::temp_dir().join(format!("kaconf-hmac-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("k");
+        std::fs::write(
+            &f,
+            "hex:0001020304050607080910111213141516171819202122232425262728293031\n",
+        )
+        .unwrap();
+        let set = |mode| {
+            std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+        };
+        set(0o600);
+        let mut warnings = Vec::new();
+        let b = key_bytes(&format!("file:{}", f.display()), &mut |w| warnings.push(w)).unwrap();
+        assert_eq!(b.len(), 32);
+        assert!(warnings.is_empty());
+        set(0o644);
+        key_bytes(&format!("file:{}", f.display()), &mut |w| warnings.push(w)).unwrap();
+        assert!(
+            warnings[0].contains("readable by group or others"),
+            "{warnings:?}"
+        );
+        std::fs::write(&f, "x".repeat(200)).unwrap();
+        assert!(key_bytes(&format!("file:{}", f.display()), &mut |_| {})
+            .unwrap_err()
+            .contains("too large"));
+        assert!(key_bytes("file:/nonexistent/k", &mut |_| {}).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
