@@ -29,6 +29,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "virtual_rules",
             "use_vmac",
             "vmac_xmit_base",
+            "auth_hmac",
             "unicast_peer",
             "unicast_src_ip",
             "mcast_src_ip",
@@ -59,6 +60,10 @@ const ACTED_ON: &[(&str, &[&str])] = &[
         ],
     ),
     ("/vrrp_instance/authentication", &["auth_type", "auth_pass"]),
+    (
+        "/vrrp_instance/auth_hmac",
+        &["key", "active_key", "time_window", "anti_replay", "mode"],
+    ),
     (
         "/vrrp_script",
         &[
