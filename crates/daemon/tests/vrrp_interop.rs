@@ -42,6 +42,8 @@ fn ready(name: &str) -> bool {
 struct Pair {
     lab: Lab,
     dir: PathBuf,
+    /// The keepalived the tests run against (Debian's 2.2.7 by default).
+    ka: String,
 }
 
 impl Pair {
@@ -54,7 +56,18 @@ impl Pair {
         .unwrap();
         let dir = std::env::temp_dir().join(format!("{}{tag}", lab.prefix()));
         std::fs::create_dir_all(&dir).unwrap();
-        Self { lab, dir }
+        Self {
+            lab,
+            dir,
+            ka: "keepalived".into(),
+        }
+    }
+
+    /// The same, against keepalived binary `ka`.
+    fn against(tag: &str, ka: &str) -> Self {
+        let mut pair = Self::new(tag);
+        ka.clone_into(&mut pair.ka);
+        pair
     }
 
     fn node(&self, name: &str) -> &Node {
@@ -127,7 +140,7 @@ impl Pair {
 
     /// keepalived (VRRP only) in `node` with the configuration file `conf`.
     fn keepalived_conf(&self, node: &str, conf: &std::path::Path) -> Process {
-        self.keepalived_bin("keepalived", node, conf)
+        self.keepalived_bin(&self.ka, node, conf)
     }
 
     /// keepalived binary `bin` (VRRP only) in `node` with `conf`.
@@ -204,11 +217,21 @@ fn wait_vip(pair: &Pair, node: &str, limit: Duration) -> Duration {
 }
 
 #[test]
-fn ours_master_keepalived_backup_v3_and_graceful_handover() {
-    if !ready("ours_master_keepalived_backup_v3_and_graceful_handover") {
-        return;
+fn ours_master_keepalived_backup_v3_and_graceful_handover_2_2() {
+    if ready("ours_master_keepalived_backup_v3_and_graceful_handover_2_2") {
+        ours_master_keepalived_backup_v3_and_graceful_handover("keepalived");
     }
-    let pair = Pair::new("a");
+}
+
+#[test]
+fn ours_master_keepalived_backup_v3_and_graceful_handover_2_4() {
+    if ready24("ours_master_keepalived_backup_v3_and_graceful_handover_2_4") {
+        ours_master_keepalived_backup_v3_and_graceful_handover(KA24);
+    }
+}
+
+fn ours_master_keepalived_backup_v3_and_graceful_handover(ka: &str) {
+    let pair = Pair::against("a", ka);
     let mut ours = pair.ours(
         "lb1",
         " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
@@ -247,11 +270,21 @@ fn ours_master_keepalived_backup_v3_and_graceful_handover() {
 }
 
 #[test]
-fn keepalived_master_ours_backup_v2_and_crash_failover() {
-    if !ready("keepalived_master_ours_backup_v2_and_crash_failover") {
-        return;
+fn keepalived_master_ours_backup_v2_and_crash_failover_2_2() {
+    if ready("keepalived_master_ours_backup_v2_and_crash_failover_2_2") {
+        keepalived_master_ours_backup_v2_and_crash_failover("keepalived");
     }
-    let pair = Pair::new("b");
+}
+
+#[test]
+fn keepalived_master_ours_backup_v2_and_crash_failover_2_4() {
+    if ready24("keepalived_master_ours_backup_v2_and_crash_failover_2_4") {
+        keepalived_master_ours_backup_v2_and_crash_failover(KA24);
+    }
+}
+
+fn keepalived_master_ours_backup_v2_and_crash_failover(ka: &str) {
+    let pair = Pair::against("b", ka);
     let _ka = pair.keepalived("lb1", " state MASTER\n priority 100\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass 1111\n }\n");
     let _ours = pair.ours("lb2", " state BACKUP\n priority 90\n advert_int 1\n authentication {\n auth_type PASS\n auth_pass 1111\n }\n");
     wait_vip(&pair, "lb1", Duration::from_secs(10));
@@ -273,11 +306,21 @@ fn keepalived_master_ours_backup_v2_and_crash_failover() {
 }
 
 #[test]
-fn higher_priority_ours_preempts_keepalived_unicast() {
-    if !ready("higher_priority_ours_preempts_keepalived_unicast") {
-        return;
+fn higher_priority_ours_preempts_keepalived_unicast_2_2() {
+    if ready("higher_priority_ours_preempts_keepalived_unicast_2_2") {
+        higher_priority_ours_preempts_keepalived_unicast("keepalived");
     }
-    let pair = Pair::new("c");
+}
+
+#[test]
+fn higher_priority_ours_preempts_keepalived_unicast_2_4() {
+    if ready24("higher_priority_ours_preempts_keepalived_unicast_2_4") {
+        higher_priority_ours_preempts_keepalived_unicast(KA24);
+    }
+}
+
+fn higher_priority_ours_preempts_keepalived_unicast(ka: &str) {
+    let pair = Pair::against("c", ka);
     let _ka = pair.keepalived(
         "lb1",
         " state MASTER\n priority 100\n advert_int 1\n unicast_src_ip 198.51.100.22\n unicast_peer {\n 198.51.100.40\n }\n",
@@ -978,11 +1021,21 @@ fn a_tracked_process_that_dies_means_fault() {
 }
 
 #[test]
-fn nopreempt_backup_leaves_keepalived_master_alone() {
-    if !ready("nopreempt_backup_leaves_keepalived_master_alone") {
-        return;
+fn nopreempt_backup_leaves_keepalived_master_alone_2_2() {
+    if ready("nopreempt_backup_leaves_keepalived_master_alone_2_2") {
+        nopreempt_backup_leaves_keepalived_master_alone("keepalived");
     }
-    let pair = Pair::new("o");
+}
+
+#[test]
+fn nopreempt_backup_leaves_keepalived_master_alone_2_4() {
+    if ready24("nopreempt_backup_leaves_keepalived_master_alone_2_4") {
+        nopreempt_backup_leaves_keepalived_master_alone(KA24);
+    }
+}
+
+fn nopreempt_backup_leaves_keepalived_master_alone(ka: &str) {
+    let pair = Pair::against("o", ka);
     let _ka = pair.keepalived(
         "lb1",
         " state MASTER\n priority 90\n version 3\n advert_int 0.1\n",
@@ -997,11 +1050,21 @@ fn nopreempt_backup_leaves_keepalived_master_alone() {
 }
 
 #[test]
-fn after_a_split_the_higher_address_wins_at_equal_priority() {
-    if !ready("after_a_split_the_higher_address_wins_at_equal_priority") {
-        return;
+fn after_a_split_the_higher_address_wins_at_equal_priority_2_2() {
+    if ready("after_a_split_the_higher_address_wins_at_equal_priority_2_2") {
+        after_a_split_the_higher_address_wins_at_equal_priority("keepalived");
     }
-    let pair = Pair::new("p");
+}
+
+#[test]
+fn after_a_split_the_higher_address_wins_at_equal_priority_2_4() {
+    if ready24("after_a_split_the_higher_address_wins_at_equal_priority_2_4") {
+        after_a_split_the_higher_address_wins_at_equal_priority(KA24);
+    }
+}
+
+fn after_a_split_the_higher_address_wins_at_equal_priority(ka: &str) {
+    let pair = Pair::against("p", ka);
     let _ka = pair.keepalived(
         "lb1",
         " state MASTER\n priority 100\n version 3\n advert_int 0.1\n",
@@ -1117,11 +1180,21 @@ fn client_neigh6(pair: &Pair) -> String {
 }
 
 #[test]
-fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return() {
-    if !ready("ipv6_multicast_ours_master_keepalived_backup_crash_and_return") {
-        return;
+fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_2() {
+    if ready("ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_2") {
+        ipv6_multicast_ours_master_keepalived_backup_crash_and_return("keepalived");
     }
-    let pair = Pair::new("v6m");
+}
+
+#[test]
+fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_4() {
+    if ready24("ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_4") {
+        ipv6_multicast_ours_master_keepalived_backup_crash_and_return(KA24);
+    }
+}
+
+fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return(ka: &str) {
+    let pair = Pair::against("v6m", ka);
     let ours_conf = v6_config(&pair, "lb1-rs", " state MASTER\n priority 100\n");
     let ours = pair.ours_conf("lb1", &ours_conf);
     let ka_conf = v6_config(&pair, "lb2-ka", " state BACKUP\n priority 90\n");
@@ -1188,11 +1261,21 @@ fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return() {
 }
 
 #[test]
-fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover() {
-    if !ready("ipv6_unicast_keepalived_master_ours_backup_graceful_handover") {
-        return;
+fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_2() {
+    if ready("ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_2") {
+        ipv6_unicast_keepalived_master_ours_backup_graceful_handover("keepalived");
     }
-    let pair = Pair::new("v6u");
+}
+
+#[test]
+fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_4() {
+    if ready24("ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_4") {
+        ipv6_unicast_keepalived_master_ours_backup_graceful_handover(KA24);
+    }
+}
+
+fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover(ka: &str) {
+    let pair = Pair::against("v6u", ka);
     let ka_conf = v6_config(
         &pair,
         "lb1-ka",
@@ -1316,11 +1399,21 @@ fn virtual_routes_and_rules_follow_mastership_and_survive_no_crash() {
 }
 
 #[test]
-fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived() {
-    if !ready("vmac_keeps_the_vips_mac_across_a_handover_to_keepalived") {
-        return;
+fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_2() {
+    if ready("vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_2") {
+        vmac_keeps_the_vips_mac_across_a_handover_to_keepalived("keepalived");
     }
-    let pair = Pair::new("vmac");
+}
+
+#[test]
+fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_4() {
+    if ready24("vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_4") {
+        vmac_keeps_the_vips_mac_across_a_handover_to_keepalived(KA24);
+    }
+}
+
+fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived(ka: &str) {
+    let pair = Pair::against("vmac", ka);
     // VRID 51 = 0x33: the VIP's MAC is 00:00:5e:00:01:33 wherever it lives.
     let mut ours = pair.ours(
         "lb1",
