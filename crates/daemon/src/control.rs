@@ -31,8 +31,24 @@ pub struct InstanceStatus {
     pub adverts_received: u64,
     pub adverts_sent: u64,
     pub became_master: u64,
-    /// Invalid adverts dropped, by reason (`ttl`, `vrid`, `auth`, …).
+    /// Invalid adverts dropped, by reason (`ttl`, `vrid`, `auth`, …;
+    /// `auth_hmac` outcomes as `hmac_missing`, `hmac_invalid`, …).
     pub dropped: std::collections::BTreeMap<String, u64>,
+    /// With `auth_hmac`: its mode, the signing key's id and the adverts it
+    /// accepted (never key material).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_hmac: Option<HmacStatus>,
+}
+
+/// The `auth_hmac` part of an instance's status.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct HmacStatus {
+    pub mode: String,
+    pub active_key: u8,
+    /// Adverts whose trailer verified.
+    pub accepted: u64,
+    /// Adverts without a trailer let through (`permissive`, `receive-only`).
+    pub unsigned: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -143,6 +159,13 @@ pub fn render(s: &Status) -> String {
                 String::new()
             }
         );
+        if let Some(h) = &i.auth_hmac {
+            let _ = writeln!(
+                out,
+                "  auth_hmac: mode {}, active key {}, {} accepted, {} unsigned",
+                h.mode, h.active_key, h.accepted, h.unsigned
+            );
+        }
     }
     out
 }

@@ -1693,6 +1693,22 @@ fn enforce_both_roles(tag: &str, v6: bool, unicast: bool) {
         "ours refused keepalived's signed adverts: {drops}\n{}",
         pair.logs()
     );
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(pair.control("lb2"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let h = &v["vrrp"][0]["auth_hmac"];
+    assert_eq!(h["mode"], "enforce", "{v}");
+    assert!(
+        h["accepted"].as_u64().unwrap() >= 20,
+        "3 s of 100 ms adverts verified: {v}"
+    );
+    assert!(
+        !status.stdout.windows(8).any(|w| w == b"00112233"),
+        "key material in status"
+    );
     pair.crash_keepalived("lb1");
     let took = wait_has(&pair, "lb2", v6, Duration::from_secs(3));
     eprintln!("{tag}: failover to ours after keepalived 2.4.3 crashed: {took:?}");

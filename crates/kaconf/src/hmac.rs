@@ -252,6 +252,57 @@ mod tests {
         assert!(decode("hex:").is_err());
     }
 
+    fn load(text: &str) -> (crate::Config, Vec<String>) {
+        let l = crate::parse_str(
+            std::path::Path::new("k.conf"),
+            text,
+            &crate::Options::default(),
+        );
+        let r = l.rendered();
+        (l.config, r)
+    }
+
+    #[test]
+    fn a_systemd_credential_through_env_and_dash_t_errors_at_their_lines() {
+        let dir = std::env::temp_dir().join(format!("kaconf-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("vrrp_hmac");
+        std::fs::write(&f, "a passphrase of at least thirty-two bytes\n").unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        // The variable is this test's own; no other test reads it.
+        std::env::set_var("KACONF_TEST_CREDENTIALS_DIRECTORY", &dir);
+        let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n version 3\n virtual_ipaddress {\n 198.51.100.250\n }\n auth_hmac {\n key 1 file:${_ENV KACONF_TEST_CREDENTIALS_DIRECTORY}/vrrp_hmac\n active_key 1\n mode permissive\n }\n}\n";
+        let (config, diags) = load(text);
+        assert!(diags.is_empty(), "{diags:?}");
+        let h = config.instances[0].body.auth_hmac.as_ref().unwrap();
+        let r = resolve(h, crate::diag::Loc::default(), &mut |_, _, m| panic!("{m}")).unwrap();
+        assert_eq!(r.keys[0].bytes.len(), 41);
+        assert_eq!(r.mode, HmacMode::Permissive);
+        // Errors name the line: a short key, an undefined active key, a bad
+        // mode, a window out of range.
+        let bad = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n version 3\n virtual_ipaddress {\n 198.51.100.250\n }\n auth_hmac {\n key 1 hex:0011\n active_key 2\n mode strict\n time_window 400\n }\n}\n";
+        let (_, diags) = load(bad);
+        let all = diags.join("\n");
+        assert!(all.contains("k.conf:9:"), "{all}");
+        assert!(
+            all.contains("key 1 is 2 bytes; it must be 32 to 64"),
+            "{all}"
+        );
+        assert!(
+            all.contains("k.conf:10:") && all.contains("active_key 2 is not one of the keys"),
+            "{all}"
+        );
+        assert!(
+            all.contains("k.conf:11:") && all.contains("mode `strict`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("k.conf:12:") && all.contains("time_window must be 1-300"),
+            "{all}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn key_files_warn_when_others_may_read_them() {
         let dir = std::env::temp_dir().join(format!("kaconf-hmac-{}", std::process::id()));

@@ -341,7 +341,10 @@ impl<'a, 's> Lexer<'a, 's> {
             self.repeat(loc, &text);
             return;
         }
-        if !self.defs.is_empty() && text.contains('$') {
+        // Definitions of the file, or built-ins (`${_ENV NAME}`, `${_HASH}`…)
+        // which exist without any definition.
+        let builtin = text.contains("${_") || text.contains("$_");
+        if (!self.defs.is_empty() || builtin) && text.contains('$') {
             match self.substitute(loc, &text) {
                 Substituted::Unchanged => {}
                 Substituted::Lines(lines) => {

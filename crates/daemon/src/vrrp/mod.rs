@@ -406,6 +406,19 @@ impl Driver {
                     adverts_sent: c.sent,
                     became_master: c.became_master,
                     dropped: c.dropped.iter().map(|(k, v)| (drop_name(*k), *v)).collect(),
+                    auth_hmac: i.router.config().auth_hmac.as_ref().map(|h| {
+                        crate::control::HmacStatus {
+                            mode: match h.mode {
+                                vrrp::auth_hmac::Mode::Enforce => "enforce",
+                                vrrp::auth_hmac::Mode::Permissive => "permissive",
+                                vrrp::auth_hmac::Mode::ReceiveOnly => "receive-only",
+                            }
+                            .into(),
+                            active_key: h.active_key,
+                            accepted: c.hmac_accepted,
+                            unsigned: c.hmac_unsigned,
+                        }
+                    }),
                 }
             })
             .collect();
