@@ -82,14 +82,22 @@ impl Policy {
     /// script run as root must not be writable by anyone but root (the
     /// reason it may not, if so). keepalived disables such scripts.
     pub fn refuses(&self, argv: &[String], run_as: Option<&RunAs>) -> Option<String> {
-        let as_root = run_as.is_none_or(|u| u.uid == 0);
-        if !self.security || !as_root {
+        if !self.security {
             return None;
         }
         let program = argv.first()?;
         let Some(path) = find_program(program) else {
             return Some(format!("{program} not found"));
         };
+        // As keepalived: the check applies to scripts run as root, with
+        // group root, or that are set-user/group-id root themselves.
+        let as_root = run_as.is_none_or(|u| u.uid == 0 || u.gid == 0);
+        let set_id_root = std::fs::metadata(&path).is_ok_and(|m| {
+            (m.mode() & 0o4000 != 0 && m.uid() == 0) || (m.mode() & 0o2000 != 0 && m.gid() == 0)
+        });
+        if !as_root && !set_id_root {
+            return None;
+        }
         insecure(&path)
     }
 }
@@ -109,7 +117,20 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 /// Why `path` is unsafe to run as root, keepalived's rule: every component
 /// from `/` down must be owned by root, and neither the file nor a directory
 /// without the sticky bit may be writable by a non-root group or by others.
+/// A symbolic link (whose own mode means nothing) must be owned by root; the
+/// path it resolves to is then checked the same way.
 pub fn insecure(path: &Path) -> Option<String> {
+    if let Some(why) = insecure_components(path) {
+        return Some(why);
+    }
+    match std::fs::canonicalize(path) {
+        Ok(real) if real != path => insecure_components(&real),
+        Ok(_) => None,
+        Err(e) => Some(format!("{}: {e}", path.display())),
+    }
+}
+
+fn insecure_components(path: &Path) -> Option<String> {
     let mut prefix = PathBuf::new();
     for part in path.components() {
         prefix.push(part);
@@ -117,13 +138,17 @@ pub fn insecure(path: &Path) -> Option<String> {
             Ok(m) => m,
             Err(e) => return Some(format!("{}: {e}", prefix.display())),
         };
+        if meta.uid() != 0 {
+            return Some(format!("{} is not owned by root", prefix.display()));
+        }
+        if meta.file_type().is_symlink() {
+            // What it points to is checked on the resolved path.
+            continue;
+        }
         let mode = meta.mode();
         let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
         let group_write = meta.gid() != 0 && mode & 0o020 != 0;
         let other_write = mode & 0o002 != 0;
-        if meta.uid() != 0 {
-            return Some(format!("{} is not owned by root", prefix.display()));
-        }
         if !sticky_dir && (group_write || other_write) {
             return Some(format!(
                 "{} is writable by non-root users",
@@ -165,6 +190,8 @@ pub fn run(argv: &[String], timeout: Duration, run_as: Option<&RunAs>) -> Exit {
     if let Some(u) = run_as {
         command.uid(u.uid).gid(u.gid);
     }
+    // Its own process group, so a timeout ends whatever it started too.
+    command.process_group(0);
     let child = command.spawn();
     let mut child = match child {
         Ok(c) => c,
@@ -178,18 +205,28 @@ pub fn run(argv: &[String], timeout: Duration, run_as: Option<&RunAs>) -> Exit {
             // The child's state is unknown: make sure it neither runs on
             // nor stays a zombie.
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return Exit::Failure;
             }
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 return Exit::TimedOut;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
+}
+
+/// Kills `child`'s process group (it leads one) and reaps the child.
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[cfg(test)]
@@ -216,6 +253,24 @@ mod tests {
             Exit::TimedOut
         ));
         assert!(start.elapsed() < Duration::from_secs(2));
+        // A timeout ends the grandchildren too (its whole process group).
+        // An unusual duration marks our grandchild for pgrep.
+        let marker = format!("sleep 3{}", std::process::id() % 1000 + 1000);
+        let script = format!("{marker} & wait");
+        assert!(matches!(
+            run(
+                &argv(&["sh", "-c", &script]),
+                Duration::from_millis(200),
+                None
+            ),
+            Exit::TimedOut
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(!left, "a process of the timed-out script survived");
     }
 
     #[test]

@@ -39,6 +39,27 @@ fn ready(name: &str) -> bool {
     have
 }
 
+/// Two tests running `$body(keepalived binary)`: against Debian's
+/// keepalived 2.2.7 (`$v22`) and against 2.4.3 built from the tarball
+/// (`$v24`).
+macro_rules! against_both {
+    ($body:ident, $v22:ident, $v24:ident) => {
+        #[test]
+        fn $v22() {
+            if ready(stringify!($v22)) {
+                $body("keepalived");
+            }
+        }
+
+        #[test]
+        fn $v24() {
+            if ready24(stringify!($v24)) {
+                $body(KA24);
+            }
+        }
+    };
+}
+
 struct Pair {
     lab: Lab,
     dir: PathBuf,
@@ -216,19 +237,11 @@ fn wait_vip(pair: &Pair, node: &str, limit: Duration) -> Duration {
         .unwrap_or_else(|e| panic!("{node} never got the VIP ({e})\n{}", pair.logs()))
 }
 
-#[test]
-fn ours_master_keepalived_backup_v3_and_graceful_handover_2_2() {
-    if ready("ours_master_keepalived_backup_v3_and_graceful_handover_2_2") {
-        ours_master_keepalived_backup_v3_and_graceful_handover("keepalived");
-    }
-}
-
-#[test]
-fn ours_master_keepalived_backup_v3_and_graceful_handover_2_4() {
-    if ready24("ours_master_keepalived_backup_v3_and_graceful_handover_2_4") {
-        ours_master_keepalived_backup_v3_and_graceful_handover(KA24);
-    }
-}
+against_both!(
+    ours_master_keepalived_backup_v3_and_graceful_handover,
+    ours_master_keepalived_backup_v3_and_graceful_handover_2_2,
+    ours_master_keepalived_backup_v3_and_graceful_handover_2_4
+);
 
 fn ours_master_keepalived_backup_v3_and_graceful_handover(ka: &str) {
     let pair = Pair::against("a", ka);
@@ -269,19 +282,11 @@ fn ours_master_keepalived_backup_v3_and_graceful_handover(ka: &str) {
     );
 }
 
-#[test]
-fn keepalived_master_ours_backup_v2_and_crash_failover_2_2() {
-    if ready("keepalived_master_ours_backup_v2_and_crash_failover_2_2") {
-        keepalived_master_ours_backup_v2_and_crash_failover("keepalived");
-    }
-}
-
-#[test]
-fn keepalived_master_ours_backup_v2_and_crash_failover_2_4() {
-    if ready24("keepalived_master_ours_backup_v2_and_crash_failover_2_4") {
-        keepalived_master_ours_backup_v2_and_crash_failover(KA24);
-    }
-}
+against_both!(
+    keepalived_master_ours_backup_v2_and_crash_failover,
+    keepalived_master_ours_backup_v2_and_crash_failover_2_2,
+    keepalived_master_ours_backup_v2_and_crash_failover_2_4
+);
 
 fn keepalived_master_ours_backup_v2_and_crash_failover(ka: &str) {
     let pair = Pair::against("b", ka);
@@ -305,19 +310,11 @@ fn keepalived_master_ours_backup_v2_and_crash_failover(ka: &str) {
     );
 }
 
-#[test]
-fn higher_priority_ours_preempts_keepalived_unicast_2_2() {
-    if ready("higher_priority_ours_preempts_keepalived_unicast_2_2") {
-        higher_priority_ours_preempts_keepalived_unicast("keepalived");
-    }
-}
-
-#[test]
-fn higher_priority_ours_preempts_keepalived_unicast_2_4() {
-    if ready24("higher_priority_ours_preempts_keepalived_unicast_2_4") {
-        higher_priority_ours_preempts_keepalived_unicast(KA24);
-    }
-}
+against_both!(
+    higher_priority_ours_preempts_keepalived_unicast,
+    higher_priority_ours_preempts_keepalived_unicast_2_2,
+    higher_priority_ours_preempts_keepalived_unicast_2_4
+);
 
 fn higher_priority_ours_preempts_keepalived_unicast(ka: &str) {
     let pair = Pair::against("c", ka);
@@ -1020,19 +1017,11 @@ fn a_tracked_process_that_dies_means_fault() {
     worker.wait().unwrap();
 }
 
-#[test]
-fn nopreempt_backup_leaves_keepalived_master_alone_2_2() {
-    if ready("nopreempt_backup_leaves_keepalived_master_alone_2_2") {
-        nopreempt_backup_leaves_keepalived_master_alone("keepalived");
-    }
-}
-
-#[test]
-fn nopreempt_backup_leaves_keepalived_master_alone_2_4() {
-    if ready24("nopreempt_backup_leaves_keepalived_master_alone_2_4") {
-        nopreempt_backup_leaves_keepalived_master_alone(KA24);
-    }
-}
+against_both!(
+    nopreempt_backup_leaves_keepalived_master_alone,
+    nopreempt_backup_leaves_keepalived_master_alone_2_2,
+    nopreempt_backup_leaves_keepalived_master_alone_2_4
+);
 
 fn nopreempt_backup_leaves_keepalived_master_alone(ka: &str) {
     let pair = Pair::against("o", ka);
@@ -1049,19 +1038,11 @@ fn nopreempt_backup_leaves_keepalived_master_alone(ka: &str) {
     pair.only_holder_for("lb1", "lb2", Duration::from_secs(3));
 }
 
-#[test]
-fn after_a_split_the_higher_address_wins_at_equal_priority_2_2() {
-    if ready("after_a_split_the_higher_address_wins_at_equal_priority_2_2") {
-        after_a_split_the_higher_address_wins_at_equal_priority("keepalived");
-    }
-}
-
-#[test]
-fn after_a_split_the_higher_address_wins_at_equal_priority_2_4() {
-    if ready24("after_a_split_the_higher_address_wins_at_equal_priority_2_4") {
-        after_a_split_the_higher_address_wins_at_equal_priority(KA24);
-    }
-}
+against_both!(
+    after_a_split_the_higher_address_wins_at_equal_priority,
+    after_a_split_the_higher_address_wins_at_equal_priority_2_2,
+    after_a_split_the_higher_address_wins_at_equal_priority_2_4
+);
 
 fn after_a_split_the_higher_address_wins_at_equal_priority(ka: &str) {
     let pair = Pair::against("p", ka);
@@ -1179,19 +1160,11 @@ fn client_neigh6(pair: &Pair) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_2() {
-    if ready("ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_2") {
-        ipv6_multicast_ours_master_keepalived_backup_crash_and_return("keepalived");
-    }
-}
-
-#[test]
-fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_4() {
-    if ready24("ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_4") {
-        ipv6_multicast_ours_master_keepalived_backup_crash_and_return(KA24);
-    }
-}
+against_both!(
+    ipv6_multicast_ours_master_keepalived_backup_crash_and_return,
+    ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_2,
+    ipv6_multicast_ours_master_keepalived_backup_crash_and_return_2_4
+);
 
 fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return(ka: &str) {
     let pair = Pair::against("v6m", ka);
@@ -1260,19 +1233,11 @@ fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return(ka: &str) {
     );
 }
 
-#[test]
-fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_2() {
-    if ready("ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_2") {
-        ipv6_unicast_keepalived_master_ours_backup_graceful_handover("keepalived");
-    }
-}
-
-#[test]
-fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_4() {
-    if ready24("ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_4") {
-        ipv6_unicast_keepalived_master_ours_backup_graceful_handover(KA24);
-    }
-}
+against_both!(
+    ipv6_unicast_keepalived_master_ours_backup_graceful_handover,
+    ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_2,
+    ipv6_unicast_keepalived_master_ours_backup_graceful_handover_2_4
+);
 
 fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover(ka: &str) {
     let pair = Pair::against("v6u", ka);
@@ -1398,19 +1363,11 @@ fn virtual_routes_and_rules_follow_mastership_and_survive_no_crash() {
     check_gone(&pair, "after a crash and a restart");
 }
 
-#[test]
-fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_2() {
-    if ready("vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_2") {
-        vmac_keeps_the_vips_mac_across_a_handover_to_keepalived("keepalived");
-    }
-}
-
-#[test]
-fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_4() {
-    if ready24("vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_4") {
-        vmac_keeps_the_vips_mac_across_a_handover_to_keepalived(KA24);
-    }
-}
+against_both!(
+    vmac_keeps_the_vips_mac_across_a_handover_to_keepalived,
+    vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_2,
+    vmac_keeps_the_vips_mac_across_a_handover_to_keepalived_2_4
+);
 
 fn vmac_keeps_the_vips_mac_across_a_handover_to_keepalived(ka: &str) {
     let pair = Pair::against("vmac", ka);

@@ -54,24 +54,33 @@ pub struct Hmac {
 /// The longest key file keepalived reads.
 const MAX_KEY_FILE: u64 = 139;
 
-/// `hex:…` (pairs of hex digits, blanks between bytes allowed) or a
-/// passphrase taken as its bytes.
-fn decode(value: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    let Some(hex) = value.strip_prefix("hex:") else {
-        return Ok(Zeroizing::new(value.as_bytes().to_vec()));
+/// `hex:…` or a passphrase taken as its bytes. Hex digits are read as
+/// keepalived's `read_hex_str` reads them: blanks between bytes are skipped,
+/// and a digit followed by a space or the end is a byte of its own
+/// (`hex:1 23` is 01 23).
+fn decode(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    let Some(hex) = value.strip_prefix(b"hex:") else {
+        return Ok(Zeroizing::new(value.to_vec()));
     };
-    let digits: Zeroizing<Vec<u8>> =
-        Zeroizing::new(hex.bytes().filter(|b| *b != b' ' && *b != b'\t').collect());
-    if digits.is_empty() || digits.len() % 2 != 0 {
-        return Err("a hex: key needs an even number of hex digits".into());
-    }
     let nibble = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let mut out = Zeroizing::new(Vec::with_capacity(digits.len() / 2));
-    for pair in digits.chunks(2) {
-        match (nibble(pair[0]), nibble(pair[1])) {
-            (Some(h), Some(l)) => out.push(h << 4 | l),
-            _ => return Err("a hex: key has a character that is not a hex digit".into()),
+    let bad = || "a hex: key has a character that is not a hex digit".to_owned();
+    let mut out = Zeroizing::new(Vec::with_capacity(hex.len() / 2 + 1));
+    let mut i = 0;
+    loop {
+        while hex.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
+            i += 1;
         }
+        let Some(&first) = hex.get(i) else { break };
+        let mut v = nibble(first).ok_or_else(bad)?;
+        i += 1;
+        if let Some(&next) = hex.get(i).filter(|b| **b != b' ') {
+            v = v << 4 | nibble(next).ok_or_else(bad)?;
+            i += 1;
+        }
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err("a hex: key has no digits".into());
     }
     Ok(out)
 }
@@ -79,16 +88,18 @@ fn decode(value: &str) -> Result<Zeroizing<Vec<u8>>, String> {
 /// A key's bytes from its configured value; `warn` hears about a key file
 /// that group or others may read.
 fn key_bytes(value: &str, warn: &mut dyn FnMut(String)) -> Result<Zeroizing<Vec<u8>>, String> {
+    use std::io::Read as _;
     let Some(path) = value.strip_prefix("file:") else {
-        return decode(value);
+        return decode(value.as_bytes());
     };
     let path = Path::new(path);
-    let meta = std::fs::metadata(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
-    if meta.len() > MAX_KEY_FILE {
-        return Err(format!(
-            "key file {} is too large (over {MAX_KEY_FILE} bytes)",
-            path.display()
-        ));
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("key file {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("key file {} is not a regular file", path.display()));
     }
     if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
         warn(format!(
@@ -96,10 +107,22 @@ fn key_bytes(value: &str, warn: &mut dyn FnMut(String)) -> Result<Zeroizing<Vec<
             path.display()
         ));
     }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| format!("key file {}: {e}", path.display()))?,
-    );
-    decode(text.trim_end_matches(['\r', '\n']))
+    // Never more than keepalived reads, whatever the file claims.
+    let mut text = Zeroizing::new(Vec::new());
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("key file {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_KEY_FILE {
+        return Err(format!(
+            "key file {} is too large (over {MAX_KEY_FILE} bytes)",
+            path.display()
+        ));
+    }
+    let end = text
+        .iter()
+        .rposition(|b| *b != b'\r' && *b != b'\n')
+        .map_or(0, |p| p + 1);
+    decode(&text[..end])
 }
 
 /// The `key` lines, each checked; `ok` turns false on an error.
@@ -243,13 +266,20 @@ mod tests {
 
     #[test]
     fn key_values_as_keepalived_reads_them() {
-        let b = decode("hex:000102030405060708090a0b0c0d0e0f 101112131415161718191a1b1c1d1e1f")
+        let b = decode(b"hex:000102030405060708090a0b0c0d0e0f 101112131415161718191a1b1c1d1e1f")
             .unwrap();
         assert_eq!(b.as_slice(), (0u8..32).collect::<Vec<_>>().as_slice());
-        assert_eq!(decode("a passphrase taken as bytes").unwrap().len(), 27);
-        assert!(decode("hex:0g").is_err());
-        assert!(decode("hex:abc").is_err());
-        assert!(decode("hex:").is_err());
+        assert_eq!(decode(b"a passphrase taken as bytes").unwrap().len(), 27);
+        // keepalived's tokenising: a digit before a blank or the end is a byte.
+        assert_eq!(
+            decode(b"hex:123 456").unwrap().as_slice(),
+            &[0x12, 0x03, 0x45, 0x06]
+        );
+        assert_eq!(decode(b"hex:abc").unwrap().as_slice(), &[0xab, 0x0c]);
+        assert!(decode(b"hex:0g").is_err());
+        assert!(decode(b"hex:").is_err());
+        // A passphrase need not be UTF-8.
+        assert_eq!(decode(&[0xff; 40]).unwrap().len(), 40);
     }
 
     fn load(text: &str) -> (crate::Config, Vec<String>) {
@@ -333,6 +363,10 @@ mod tests {
             .unwrap_err()
             .contains("too large"));
         assert!(key_bytes("file:/nonexistent/k", &mut |_| {}).is_err());
+        // Not a regular file (a device would be read forever).
+        assert!(key_bytes("file:/dev/zero", &mut |_| {})
+            .unwrap_err()
+            .contains("not a regular file"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -36,6 +36,8 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// one wake-up then reads many packets instead of one each. An advert waits
 /// at most this long to be handled; timers and signals never wait.
 const RX_COALESCE: Duration = Duration::from_millis(1);
+/// Packets handled per socket per step before timers get their turn.
+const RECV_PER_STEP: usize = 512;
 /// How often tracked files are read.
 const FILE_POLL: Duration = Duration::from_millis(100);
 
@@ -276,6 +278,8 @@ struct Driver {
     due: Vec<(Instant, usize)>,
     /// When packets were last read (see [`RX_COALESCE`]).
     last_rx: Instant,
+    /// Some instance uses `auth_hmac` (and needs the wall clock).
+    hmac: bool,
 }
 
 impl Driver {
@@ -361,6 +365,7 @@ impl Driver {
             deadlines: vrrp::Deadlines::default(),
             due: Vec::new(),
             last_rx: Instant::ZERO,
+            hmac: false,
             wake: None,
             router_id: String::new(),
             announcers,
@@ -368,16 +373,11 @@ impl Driver {
             groups,
             group_of,
         };
-        // auth_hmac sequence numbers are wall-clock stamps: the engine learns
-        // the wall-clock time at its epoch.
-        let wall_now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let wall_at_zero = wall_now.saturating_sub(this.epoch.elapsed());
-        for i in &mut this.instances {
-            i.router
-                .set_wall_clock(u64::try_from(wall_at_zero.as_micros()).unwrap_or(0));
-        }
+        this.hmac = this
+            .instances
+            .iter()
+            .any(|i| i.router.config().auth_hmac.is_some());
+        this.set_wall_clock();
         for g in this.groups.clone() {
             vrrp::sync::hold(&mut GroupView {
                 instances: &mut this.instances,
@@ -515,6 +515,26 @@ impl Driver {
         for v in std::mem::take(&mut self.vmacs).into_iter().rev() {
             if let Err(e) = self.addresses.remove_vmac(&v) {
                 tracing::warn!("removing VMAC {}: {e}", v.name);
+            }
+        }
+    }
+
+    /// Tells the engines with `auth_hmac` the wall-clock time at their epoch
+    /// (its sequence numbers are wall-clock stamps). Read again at every
+    /// step: when the clock is stepped (NTP's first correction, `date -s`),
+    /// our stamps follow at once, as keepalived's do.
+    fn set_wall_clock(&mut self) {
+        if !self.hmac {
+            return;
+        }
+        let wall_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let at_zero = wall_now.saturating_sub(self.epoch.elapsed());
+        let micros = u64::try_from(at_zero.as_micros()).unwrap_or(0);
+        for i in &mut self.instances {
+            if i.router.config().auth_hmac.is_some() {
+                i.router.set_wall_clock(micros);
             }
         }
     }
@@ -727,6 +747,7 @@ impl Driver {
         if ready.iter().any(|r| *r) {
             self.last_rx = self.now();
         }
+        self.set_wall_clock();
         for si in (0..self.sockets.len()).filter(|i| ready[*i]) {
             self.receive(si);
         }
@@ -793,7 +814,9 @@ impl Driver {
 
     /// Reads every waiting packet of socket `si` and hands each to its instance.
     fn receive(&mut self, si: usize) {
-        loop {
+        // At most RECV_PER_STEP packets, then the timers: a flood of
+        // protocol-112 packets must not keep a master from advertising.
+        for _ in 0..RECV_PER_STEP {
             let packet = match self.sockets[si].recv() {
                 Ok(Some(p)) => p,
                 Ok(None) => return,

@@ -291,6 +291,9 @@ impl VrrpSocket {
             .collect();
         let mut headers = MultiHeaders::<SockaddrIn>::preallocate(slices.len(), None);
         let no_cmsgs: [ControlMessage<'_>; 0] = [];
+        // An error stops `sendmmsg` at the packet concerned (or before the
+        // first): the rest go one by one, each error kept apart, so one
+        // unreachable peer never silences the other instances' adverts.
         let sent = sendmmsg(
             fd,
             &mut headers,
@@ -298,17 +301,21 @@ impl VrrpSocket {
             &addrs,
             no_cmsgs,
             MsgFlags::empty(),
-        )?
-        .count();
-        // A partial batch (a full send buffer): the rest one by one, so an
-        // error names the packet it concerns.
+        )
+        .map_or(0, Iterator::count);
+        let mut first_error = None;
         for &(a, b, dst) in &self.out[sent..] {
-            self.socket.send_to(
+            if let Err(e) = self.socket.send_to(
                 &self.out_bytes[a..b],
                 &SockAddr::from(SocketAddrV4::new(dst, 0)),
-            )?;
+            ) {
+                first_error.get_or_insert(std::io::Error::new(e.kind(), format!("to {dst}: {e}")));
+            }
         }
-        Ok(self.out.len())
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(self.out.len()),
+        }
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
