@@ -210,11 +210,28 @@ impl Rtnl {
     }
 
     /// Creates macvlan `name` on `parent` with `mac` (private mode, as
-    /// keepalived's VMAC) and sets it up; an interface of that name already
-    /// there (a crashed run's) is deleted first.
+    /// keepalived's VMAC) and sets it up. An interface of that name already
+    /// there with that MAC (a crashed run's VMAC) is deleted first; any other
+    /// interface of that name is left alone and is an error.
     pub fn add_macvlan(&mut self, name: &str, parent: u32, mac: [u8; 6]) -> io::Result<u32> {
         use netlink_packet_route::link::{InfoData, InfoKind, InfoMacVlan, LinkInfo, MacVlanMode};
         if let Ok(old) = nix::net::if_::if_nametoindex(name) {
+            let want = mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            let has = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
+                .unwrap_or_default();
+            if has.trim() != want {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "interface {name} exists and is not a VMAC ({}); not touching it",
+                        has.trim()
+                    ),
+                ));
+            }
             self.remove_link(old)?;
         }
         let mut m = LinkMessage::default();

@@ -1997,3 +1997,28 @@ fn auth_hmac_attacks_from_a_third_host_change_nothing() {
     let ka = std::fs::read_to_string(pair.dir.join("lb1-ka.log")).unwrap_or_default();
     assert_eq!(ka.matches("Entering MASTER STATE").count(), 1, "{ka}");
 }
+
+#[test]
+fn a_vmac_name_taken_by_another_interface_is_refused_not_deleted() {
+    if !ready("a_vmac_name_taken_by_another_interface_is_refused_not_deleted") {
+        return;
+    }
+    let pair = Pair::new("vmacname");
+    pair.node("lb1")
+        .exec(&[
+            "ip", "link", "add", "vrrp.51", "type", "veth", "peer", "name", "other0",
+        ])
+        .unwrap();
+    let mut ours = pair.ours(
+        "lb1",
+        " state MASTER\n priority 100\n version 3\n advert_int 0.1\n use_vmac\n",
+    );
+    let status = ours.wait_timeout(Duration::from_secs(5)).unwrap();
+    assert!(!status.success(), "started over someone else's interface");
+    assert!(
+        pair.node("lb1")
+            .succeeds(&["ip", "link", "show", "vrrp.51"]),
+        "the other interface was deleted"
+    );
+    assert!(pair.logs().contains("is not a VMAC"), "{}", pair.logs());
+}

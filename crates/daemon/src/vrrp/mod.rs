@@ -293,7 +293,8 @@ impl Driver {
         let mut instances = Vec::new();
         let mut announcers: HashMap<String, announce::Announcer> = HashMap::new();
         let mut addresses = addrs::Addresses::open().context("rtnetlink socket")?;
-        let mut vmacs = Vec::new();
+        // VMACs made so far are removed if a later instance fails to start.
+        let mut vmacs = VmacGuard(Vec::new());
         match addresses.remove_leftovers() {
             Ok(gone) if !gone.is_empty() => {
                 tracing::warn!("Removed addresses a previous run left behind: {gone:?}");
@@ -309,12 +310,7 @@ impl Driver {
                     tracing::warn!("({}) cleaning up {}: {e}", spec.name, a.addr);
                 }
             }
-            if let Some(v) = &spec.vmac {
-                vmacs.push(addresses.add_vmac(v, &spec.interface).with_context(|| {
-                    format!("({}) VMAC {} on {}", spec.name, v.name, spec.interface)
-                })?);
-                tracing::info!("({}) VMAC {} created", spec.name, v.name);
-            }
+            vmacs.add(&mut addresses, &spec)?;
             let socket = socket_for(&mut sockets, &spec)?;
             open_announcer(&mut announcers, &spec);
             instances.push(Instance {
@@ -361,7 +357,7 @@ impl Driver {
             files_checked: Instant::ZERO,
             link_events,
             addresses,
-            vmacs,
+            vmacs: std::mem::take(&mut vmacs.0),
             deadlines: vrrp::Deadlines::default(),
             due: Vec::new(),
             last_rx: Instant::ZERO,
@@ -873,6 +869,54 @@ fn socket_for(sockets: &mut Vec<VrrpSocket>, spec: &InstanceSpec) -> Result<usiz
         .with_context(|| format!("({}) VRRP socket on {ifname}", spec.name))?;
     sockets.push(s);
     Ok(sockets.len() - 1)
+}
+
+/// However the driver ends (an error in the loop, a failure while starting
+/// scripts or signals), it stops: priority 0, VIPs, routes and VMACs
+/// removed. After a normal stop this finds nothing left to do.
+impl std::ops::Drop for Driver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// VMACs created while the driver is being built: deleted again if it
+/// cannot be (an error in a later instance), handed to the driver otherwise.
+struct VmacGuard(Vec<addrs::Vmac>);
+
+impl VmacGuard {
+    /// Creates `spec`'s VMAC, if it has one (each name once).
+    fn add(&mut self, addresses: &mut addrs::Addresses, spec: &InstanceSpec) -> Result<()> {
+        let Some(v) = &spec.vmac else {
+            return Ok(());
+        };
+        if self.0.iter().any(|m| m.name == v.name) {
+            bail!(
+                "({}) VMAC {} is already another instance's; name it: use_vmac NAME",
+                spec.name,
+                v.name
+            );
+        }
+        let vmac = addresses
+            .add_vmac(v, &spec.interface)
+            .with_context(|| format!("({}) VMAC {} on {}", spec.name, v.name, spec.interface))?;
+        self.0.push(vmac);
+        tracing::info!("({}) VMAC {} created", spec.name, v.name);
+        Ok(())
+    }
+}
+
+impl std::ops::Drop for VmacGuard {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        if let Ok(mut a) = addrs::Addresses::open() {
+            for v in self.0.drain(..).rev() {
+                let _ = a.remove_vmac(&v);
+            }
+        }
+    }
 }
 
 /// The instances of each `vrrp_sync_group`, and the group of each instance.
