@@ -1174,20 +1174,7 @@ fn ipv6_multicast_ours_master_keepalived_backup_crash_and_return(ka: &str) {
     let _ka = pair.keepalived_conf("lb2", &ka_conf);
     wait_vip6(&pair, "lb1", Duration::from_secs(10));
     // Steady state: only lb1 holds the VIP.
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) {
-        assert!(
-            pair.node("lb1").has_address(vip6()).unwrap(),
-            "{}",
-            pair.logs()
-        );
-        assert!(
-            !pair.node("lb2").has_address(vip6()).unwrap(),
-            "both hold the VIP\n{}",
-            pair.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    only(&pair, "lb1", "lb2", true, Duration::from_secs(3));
     // The client reaches the VIP at lb1's MAC.
     assert!(
         pair.node("client").ping(vip6(), Duration::from_secs(2)),
@@ -1257,20 +1244,7 @@ fn ipv6_unicast_keepalived_master_ours_backup_graceful_handover(ka: &str) {
     pair.node("lb2")
         .wait_for_address_gone(vip6(), Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("lb2 never yielded the VIP ({e})\n{}", pair.logs()));
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) {
-        assert!(
-            pair.node("lb1").has_address(vip6()).unwrap(),
-            "{}",
-            pair.logs()
-        );
-        assert!(
-            !pair.node("lb2").has_address(vip6()).unwrap(),
-            "both hold the VIP\n{}",
-            pair.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    only(&pair, "lb1", "lb2", true, Duration::from_secs(3));
     let status = Command::new(BIN)
         .args(["status", "--json", "--control"])
         .arg(pair.control("lb2"))
