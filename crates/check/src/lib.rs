@@ -1,2 +1,6 @@
 //! Health checkers (TCP, HTTP, HTTPS, ping, UDP, MISC, DNS, SMTP, FILE) and the
-//! check scheduler. Filled in by issue #7.
+//! check scheduler (issue #7). So far the pure parts: one checker's up/down
+//! rules as keepalived applies them, and a bounded HTTP response-head parser.
+
+pub mod http;
+pub mod state;

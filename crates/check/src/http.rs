@@ -1,0 +1,249 @@
+//! The head of an HTTP/1.x response (status line and headers), parsed from
+//! the bytes received so far, within fixed bounds: a backend can make the
+//! checker read at most [`MAX_HEAD`] bytes before it has an answer. Pure: the
+//! caller owns the socket and the deadline.
+
+/// The most a response head (status line and headers) may take.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// The most headers a response may carry.
+pub const MAX_HEADERS: usize = 100;
+
+/// A parsed response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// `HTTP/1.0` → (1, 0).
+    pub version: (u8, u8),
+    pub status: u16,
+    /// Names lower-cased, values trimmed.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Length`, if given once and valid.
+    pub content_length: Option<u64>,
+    /// `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+}
+
+impl Head {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a response is not a usable HTTP/1.x answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// No status line: an HTTP/0.9 answer (just a body), or not HTTP.
+    NotHttp1,
+    /// The status line is not `HTTP/1.x NNN reason`.
+    BadStatusLine,
+    /// A header line without a colon, or with an invalid name.
+    BadHeader,
+    /// Longer than [`MAX_HEAD`] or more than [`MAX_HEADERS`] headers.
+    TooLarge,
+    /// `Content-Length` twice with different values, or not a number.
+    BadLength,
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HeadError::NotHttp1 => "not an HTTP/1.x response (HTTP/0.9 or garbage)",
+            HeadError::BadStatusLine => "malformed status line",
+            HeadError::BadHeader => "malformed header line",
+            HeadError::TooLarge => "response head too large",
+            HeadError::BadLength => "invalid Content-Length",
+        })
+    }
+}
+
+impl std::error::Error for HeadError {}
+
+/// Parses the head at the start of `buf`: `Ok(None)` if more bytes are
+/// needed, `Ok(Some((head, n)))` with `n` the bytes it took (the body starts
+/// there).
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
+    // Decide as early as possible that this is not HTTP/1.x, so a backend
+    // answering HTTP/0.9 or garbage is failed on its first bytes.
+    let prefix = b"HTTP/1.";
+    let n = buf.len().min(prefix.len());
+    if buf[..n] != prefix[..n] {
+        return Err(HeadError::NotHttp1);
+    }
+    let Some(end) = find_head_end(buf) else {
+        return if buf.len() > MAX_HEAD {
+            Err(HeadError::TooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    if end > MAX_HEAD {
+        return Err(HeadError::TooLarge);
+    }
+    let text = &buf[..end];
+    let mut lines = text
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let status_line = lines.next().ok_or(HeadError::BadStatusLine)?;
+    let (version, status) = status_line_parts(status_line)?;
+    let mut headers = Vec::new();
+    let mut content_length = None;
+    let mut chunked = false;
+    for line in lines.filter(|l| !l.is_empty()) {
+        if headers.len() >= MAX_HEADERS {
+            return Err(HeadError::TooLarge);
+        }
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or(HeadError::BadHeader)?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|b| is_token(*b)) {
+            return Err(HeadError::BadHeader);
+        }
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&line[colon + 1..])
+            .trim()
+            .to_owned();
+        match name.as_str() {
+            "content-length" => {
+                let n: u64 = value.parse().map_err(|_| HeadError::BadLength)?;
+                if content_length.is_some_and(|c| c != n) {
+                    return Err(HeadError::BadLength);
+                }
+                content_length = Some(n);
+            }
+            "transfer-encoding" => {
+                chunked |= value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("chunked"));
+            }
+            _ => {}
+        }
+        headers.push((name, value));
+    }
+    Ok(Some((
+        Head {
+            version,
+            status,
+            headers,
+            content_length,
+            chunked,
+        },
+        end,
+    )))
+}
+
+/// The index just past the blank line ending the head, if it has arrived.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    let limit = buf.len().min(MAX_HEAD + 4);
+    let b = &buf[..limit];
+    (0..b.len()).find_map(|i| {
+        if b[i..].starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else if b[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// `HTTP/1.1 200 OK` → ((1, 1), 200). The code must be exactly three digits.
+fn status_line_parts(line: &[u8]) -> Result<((u8, u8), u16), HeadError> {
+    let rest = line
+        .strip_prefix(b"HTTP/1.")
+        .ok_or(HeadError::BadStatusLine)?;
+    let (&minor, rest) = rest.split_first().ok_or(HeadError::BadStatusLine)?;
+    if !minor.is_ascii_digit() {
+        return Err(HeadError::BadStatusLine);
+    }
+    let rest = rest.strip_prefix(b" ").ok_or(HeadError::BadStatusLine)?;
+    let code = rest.get(..3).ok_or(HeadError::BadStatusLine)?;
+    if !code.iter().all(u8::is_ascii_digit) || rest.get(3).is_some_and(|b| *b != b' ') {
+        return Err(HeadError::BadStatusLine);
+    }
+    let status = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    if status < 100 {
+        return Err(HeadError::BadStatusLine);
+    }
+    Ok(((1, minor - b'0'), status))
+}
+
+/// RFC 9110 token characters (header names).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_complete_head() {
+        let r = b"HTTP/1.1 301 Moved Permanently\r\nLocation: /x\r\nContent-Length: 5\r\n\r\nhello";
+        let (h, n) = parse_head(r).unwrap().unwrap();
+        assert_eq!((h.version, h.status), ((1, 1), 301));
+        assert_eq!(h.header("location"), Some("/x"));
+        assert_eq!(h.content_length, Some(5));
+        assert_eq!(&r[n..], b"hello");
+    }
+
+    #[test]
+    fn partial_heads_ask_for_more() {
+        let r = b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\n";
+        for cut in 0..r.len() {
+            assert_eq!(parse_head(&r[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        assert!(parse_head(r).unwrap().is_some());
+    }
+
+    #[test]
+    fn hostile_answers_fail_fast_and_bounded() {
+        // HTTP/0.9 and garbage: failed on the first differing byte.
+        assert_eq!(parse_head(b"<html>"), Err(HeadError::NotHttp1));
+        assert_eq!(parse_head(b"HTTX"), Err(HeadError::NotHttp1));
+        assert_eq!(
+            parse_head(b"HTTP/1.1 99999999999 Huge\r\n\r\n"),
+            Err(HeadError::BadStatusLine)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 2000 OK\r\n\r\n"),
+            Err(HeadError::BadStatusLine)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 099 x\r\n\r\n"),
+            Err(HeadError::BadStatusLine)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n"),
+            Err(HeadError::BadHeader)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Err(HeadError::BadLength)
+        );
+        // Headers that never end: refused once MAX_HEAD is passed.
+        let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+        while big.len() <= MAX_HEAD {
+            big.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(parse_head(&big), Err(HeadError::TooLarge));
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse_head(&many), Err(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn chunked_and_bare_newlines() {
+        let (h, _) = parse_head(b"HTTP/1.1 200 OK\nTransfer-Encoding: gzip, chunked\n\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.chunked);
+    }
+}

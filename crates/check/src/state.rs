@@ -1,0 +1,164 @@
+//! One checker's up/down decisions, as keepalived 2.4.3 makes them
+//! (docs/research/checkers.md §2): pure, driven by check results.
+//!
+//! - A checker starts up, or down with `alpha`.
+//! - Its failure counter starts full, so the very first failure marks it
+//!   down at once.
+//! - From up, `retry + 1` consecutive failures mark it down; after each
+//!   failure but the last the next check comes after `delay_before_retry`,
+//!   otherwise after `delay_loop`.
+//! - Any success resets the counter and brings a down checker up at once.
+
+use std::time::Duration;
+
+/// The timing keywords, resolved (checker, else real server, else virtual
+/// server, else keepalived's default for the checker type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub delay_loop: Duration,
+    pub retry: u32,
+    pub delay_before_retry: Duration,
+}
+
+/// A state change to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Up,
+    Down,
+}
+
+/// One checker of one real server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checker {
+    timing: Timing,
+    up: bool,
+    /// Consecutive failures counted toward `retry`.
+    retry_it: u32,
+    has_run: bool,
+}
+
+impl Checker {
+    /// A checker before its first check: up, or down with `alpha`.
+    pub fn new(timing: Timing, alpha: bool) -> Self {
+        Self {
+            timing,
+            up: !alpha,
+            retry_it: timing.retry,
+            has_run: false,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Takes one check's result; what changed (if anything, or `Down` /
+    /// `Up` once on the first run of a checker that stays as it started,
+    /// so the caller can run its notifies) and when to check next.
+    pub fn result(&mut self, success: bool) -> (Option<Transition>, Duration) {
+        let first = !self.has_run;
+        self.has_run = true;
+        if success {
+            self.retry_it = 0;
+            let change = (!self.up || first).then_some(Transition::Up);
+            self.up = true;
+            return (change, self.timing.delay_loop);
+        }
+        if !self.up && !first {
+            // Already down: nothing changes; keep polling at delay_loop.
+            return (None, self.timing.delay_loop);
+        }
+        if self.retry_it >= self.timing.retry {
+            self.retry_it = 0;
+            self.up = false;
+            return (Some(Transition::Down), self.timing.delay_loop);
+        }
+        self.retry_it += 1;
+        (None, self.timing.delay_before_retry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(retry: u32) -> Timing {
+        Timing {
+            delay_loop: Duration::from_secs(6),
+            retry,
+            delay_before_retry: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_first_failure_is_enough_initially() {
+        let mut c = Checker::new(timing(3), false);
+        assert!(c.is_up());
+        assert_eq!(
+            c.result(false),
+            (Some(Transition::Down), Duration::from_secs(6))
+        );
+        assert!(!c.is_up());
+    }
+
+    #[test]
+    fn from_up_retry_plus_one_failures_mark_down() {
+        let mut c = Checker::new(timing(2), false);
+        assert_eq!(
+            c.result(true),
+            (Some(Transition::Up), Duration::from_secs(6))
+        );
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(
+            c.result(false),
+            (Some(Transition::Down), Duration::from_secs(6))
+        );
+        // Down: failures change nothing; one success brings it back.
+        assert_eq!(c.result(false), (None, Duration::from_secs(6)));
+        assert_eq!(
+            c.result(true),
+            (Some(Transition::Up), Duration::from_secs(6))
+        );
+    }
+
+    #[test]
+    fn a_success_resets_the_count() {
+        let mut c = Checker::new(timing(1), false);
+        c.result(true);
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(c.result(true), (None, Duration::from_secs(6)));
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(
+            c.result(false),
+            (Some(Transition::Down), Duration::from_secs(6))
+        );
+    }
+
+    #[test]
+    fn alpha_starts_down_until_a_success() {
+        let mut c = Checker::new(timing(1), true);
+        assert!(!c.is_up());
+        // The first run reports the state it confirms (keepalived runs the
+        // notify once), later failures nothing.
+        assert_eq!(
+            c.result(false),
+            (Some(Transition::Down), Duration::from_secs(6))
+        );
+        assert_eq!(c.result(false), (None, Duration::from_secs(6)));
+        assert_eq!(
+            c.result(true),
+            (Some(Transition::Up), Duration::from_secs(6))
+        );
+    }
+
+    #[test]
+    fn retry_zero_means_one_failure() {
+        let mut c = Checker::new(timing(0), false);
+        c.result(true);
+        assert_eq!(
+            c.result(false),
+            (Some(Transition::Down), Duration::from_secs(6))
+        );
+    }
+}
