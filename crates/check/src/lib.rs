@@ -3,4 +3,5 @@
 //! rules as keepalived applies them, and a bounded HTTP response-head parser.
 
 pub mod http;
+pub mod run;
 pub mod state;

@@ -1,5 +1,6 @@
 //! `keepalived-rs`: the daemon binary and its subcommands.
 
+mod checks;
 mod cli;
 mod control;
 mod exec;
@@ -77,8 +78,10 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         tracing::error!("configuration has errors; not starting");
         return Ok(1);
     }
-    if cli.check_only {
-        tracing::error!("the health checkers are not built yet; nothing to run with -C");
+    let run_vrrp = !cli.check_only && !loaded.config.instances.is_empty();
+    let run_checks = !cli.vrrp_only && !loaded.config.virtual_servers.is_empty();
+    if !run_vrrp && !run_checks {
+        tracing::error!("nothing to run: no vrrp_instance (or -C) and no virtual_server (or -P)");
         return Ok(1);
     }
     if !cli.dont_fork {
@@ -96,12 +99,40 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let status = control::Shared::default();
     let _control = control::serve(&cli.control, status.clone())
         .map_err(|e| anyhow::anyhow!("control socket {}: {e}", cli.control.display()))?;
-    let config = loaded.config;
-    let result = std::thread::Builder::new()
-        .name("vrrp".into())
-        .spawn(move || vrrp::run(&config, &stop, &status))?
-        .join()
-        .map_err(|_| anyhow::anyhow!("the VRRP thread panicked"))?;
+    let config = std::sync::Arc::new(loaded.config);
+    // The health checkers on a thread (and runtime) of their own; the VRRP
+    // thread never waits for them.
+    let checks = if run_checks {
+        let (config, stop, status) = (config.clone(), stop.clone(), status.clone());
+        Some(
+            std::thread::Builder::new()
+                .name("check".into())
+                .spawn(move || checks::run(&config, &stop, &status))?,
+        )
+    } else {
+        None
+    };
+    let mut result = if run_vrrp {
+        let (config, stop2, status) = (config.clone(), stop.clone(), status.clone());
+        let r = std::thread::Builder::new()
+            .name("vrrp".into())
+            .spawn(move || vrrp::run(&config, &stop2, &status))?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the VRRP thread panicked"))?;
+        // However VRRP ended, the checkers end with it.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    } else {
+        Ok(())
+    };
+    if let Some(t) = checks {
+        let r = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("the checker thread panicked"))?;
+        if result.is_ok() {
+            result = r;
+        }
+    }
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }

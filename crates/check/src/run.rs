@@ -1,0 +1,179 @@
+//! Running checkers: one task per checker on a tokio runtime (its timer
+//! wheel holds every checker's next deadline), verdicts kept by
+//! [`crate::state::Checker`], transitions reported to the caller.
+//!
+//! So far: `TCP_CHECK` (connect within `connect_timeout`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::state::{Checker, Timing, Transition};
+
+/// What one checker does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Connect to `target` (from `bind`, if set); success once connected.
+    Tcp {
+        target: SocketAddr,
+        bind: Option<SocketAddr>,
+    },
+}
+
+/// One checker, ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The caller's name for it (reported with each transition).
+    pub id: usize,
+    pub probe: Probe,
+    pub timing: Timing,
+    /// Bounds the whole check (connect, and later TLS, request, response).
+    pub connect_timeout: Duration,
+    /// The first check runs 1 s + up to `warmup` after start (spread so
+    /// thousands of checkers do not fire together).
+    pub warmup: Duration,
+    pub alpha: bool,
+}
+
+/// A checker's verdict changed (or was confirmed on its first run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    pub id: usize,
+    pub transition: Transition,
+}
+
+/// One TCP connect, bounded by `timeout`.
+pub async fn tcp_connect(
+    target: SocketAddr,
+    bind: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let socket = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(b) = bind {
+        socket.bind(b).map_err(|e| format!("bind {b}: {e}"))?;
+    }
+    match tokio::time::timeout(timeout, socket.connect(target)).await {
+        Ok(Ok(_stream)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no connection within {timeout:?}")),
+    }
+}
+
+/// A spread of the first check over `[0, warmup]`, fixed per checker (no
+/// randomness needed: ids are spread by a multiplicative hash).
+fn jitter(id: usize, warmup: Duration) -> Duration {
+    let h = u64::try_from(id)
+        .unwrap_or(u64::MAX)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        >> 11;
+    // Millionths of the warmup: an exact integer below 2^20.
+    let millionths = u32::try_from(h % 1_000_000).unwrap_or(0);
+    warmup.mul_f64(f64::from(millionths) / 1_000_000.0)
+}
+
+async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
+    let mut checker = Checker::new(spec.timing, spec.alpha);
+    tokio::time::sleep(Duration::from_secs(1) + jitter(spec.id, spec.warmup)).await;
+    loop {
+        let ok = match &spec.probe {
+            Probe::Tcp { target, bind } => tcp_connect(*target, *bind, spec.connect_timeout)
+                .await
+                .is_ok(),
+        };
+        let (change, next) = checker.result(ok);
+        if let Some(transition) = change {
+            if tx
+                .send(Event {
+                    id: spec.id,
+                    transition,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(next).await;
+    }
+}
+
+/// Runs `specs` until `stop` is set, calling `on_event` for each
+/// transition. Blocks the calling thread (its own single-threaded runtime).
+pub fn run(
+    specs: Vec<Spec>,
+    stop: &Arc<AtomicBool>,
+    mut on_event: impl FnMut(Event),
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let tasks: Vec<_> = specs
+            .into_iter()
+            .map(|s| tokio::spawn(one(s, tx.clone())))
+            .collect();
+        drop(tx);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !stop.load(Ordering::Relaxed) {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => on_event(ev),
+                    None => break,
+                },
+                _ = tick.tick() => {}
+            }
+        }
+        for t in tasks {
+            t.abort();
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_spreads_over_the_warmup() {
+        let w = Duration::from_secs(10);
+        let spread: Vec<Duration> = (0..1000).map(|i| jitter(i, w)).collect();
+        assert!(spread.iter().all(|d| *d <= w));
+        let early = spread
+            .iter()
+            .filter(|d| **d < Duration::from_secs(5))
+            .count();
+        assert!(
+            (400..600).contains(&early),
+            "{early} of 1000 in the first half"
+        );
+        assert_eq!(jitter(7, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn tcp_connects_and_refusals_on_loopback() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            assert!(tcp_connect(addr, None, Duration::from_secs(1))
+                .await
+                .is_ok());
+            drop(l);
+            assert!(tcp_connect(addr, None, Duration::from_secs(1))
+                .await
+                .is_err());
+        });
+    }
+}

@@ -1,0 +1,181 @@
+//! The health-check side of the daemon: every `real_server`'s checkers run
+//! by `check::run`, each real server's health (all its checkers must pass,
+//! as keepalived) published in `status`. So far `TCP_CHECK`; other checker
+//! kinds are named at start and leave their server as it is.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use check::run::{Probe, Spec};
+use check::state::{Timing, Transition};
+use kaconf::model::{Checker, ServiceAddr};
+use kaconf::value::Seconds;
+
+use crate::control::{RealServerStatus, VirtualServerStatus};
+
+/// keepalived's defaults (docs/research/checkers.md §1).
+const DELAY_LOOP: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const TCP_RETRY: u32 = 1;
+const TCP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
+
+/// The first of the durations given (checker, real server, virtual server).
+fn first(values: &[Option<Seconds>]) -> Option<Duration> {
+    values.iter().flatten().next().map(|s| s.duration())
+}
+
+/// Where each checker's verdicts go: (virtual server, real server).
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub specs: Vec<Spec>,
+    owner: Vec<(usize, usize)>,
+    /// The status to publish, real servers' health kept current.
+    pub status: Vec<VirtualServerStatus>,
+    /// Each checker's verdict: down (alpha checkers start down).
+    down: Vec<bool>,
+}
+
+impl Plan {
+    /// The checkers of `config`'s virtual servers.
+    pub fn new(config: &kaconf::Config) -> Self {
+        let mut plan = Plan::default();
+        for vs in &config.virtual_servers {
+            let ServiceAddr::Ip { addr, port } = vs.service else {
+                tracing::warn!(
+                    "virtual_server {:?}: only ADDR PORT services are checked yet",
+                    vs.service
+                );
+                continue;
+            };
+            let v = &vs.body;
+            let mut real = Vec::new();
+            for (ri, rs) in v.real_servers.iter().enumerate() {
+                let rport = rs.port.unwrap_or(port);
+                let r = &rs.body;
+                let mut alpha_down = false;
+                for c in &r.checkers {
+                    let Checker::Tcp(t) = c else {
+                        tracing::warn!(
+                            "real_server {}:{rport}: {} is not run yet by keepalived-rs",
+                            rs.addr,
+                            c.keyword()
+                        );
+                        continue;
+                    };
+                    let conn = &t.conn;
+                    let tm = &conn.timing;
+                    let delay_loop =
+                        first(&[tm.delay_loop, r.delay_loop, v.delay_loop]).unwrap_or(DELAY_LOOP);
+                    let retry = tm
+                        .retry
+                        .or(r.retry)
+                        .or(v.retry)
+                        .map_or(TCP_RETRY, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+                    let alpha = tm.alpha || r.alpha;
+                    alpha_down |= alpha;
+                    plan.down.push(alpha);
+                    let target = SocketAddr::new(
+                        conn.connect_ip.unwrap_or(rs.addr),
+                        conn.connect_port
+                            .map_or(rport, |p| u16::try_from(p.get()).unwrap_or(rport)),
+                    );
+                    let bind = conn.bindto.map(|ip| {
+                        SocketAddr::new(
+                            ip,
+                            conn.bind_port
+                                .map_or(0, |p| u16::try_from(p.get()).unwrap_or(0)),
+                        )
+                    });
+                    plan.owner.push((plan.status.len(), ri));
+                    plan.specs.push(Spec {
+                        id: plan.specs.len(),
+                        probe: Probe::Tcp { target, bind },
+                        timing: Timing {
+                            delay_loop,
+                            retry,
+                            delay_before_retry: first(&[
+                                tm.delay_before_retry,
+                                r.delay_before_retry,
+                                v.delay_before_retry,
+                            ])
+                            .unwrap_or(TCP_DELAY_BEFORE_RETRY),
+                        },
+                        connect_timeout: first(&[
+                            conn.connect_timeout,
+                            r.connect_timeout,
+                            v.connect_timeout,
+                        ])
+                        .unwrap_or(CONNECT_TIMEOUT),
+                        warmup: first(&[tm.warmup, r.warmup, v.warmup]).unwrap_or(delay_loop),
+                        alpha,
+                    });
+                }
+                real.push(RealServerStatus {
+                    address: rs.addr.to_string(),
+                    port: rport,
+                    weight: r.weight.map_or(1, |w| u32::try_from(w.get()).unwrap_or(1)),
+                    healthy: !alpha_down,
+                });
+            }
+            plan.status.push(VirtualServerStatus {
+                address: addr.to_string(),
+                port,
+                protocol: "TCP".into(),
+                real_servers: real,
+            });
+        }
+        plan
+    }
+
+    /// Applies a checker's transition: a real server is healthy when none of
+    /// its checkers is down (as keepalived: all must pass). Returns the
+    /// server's new health if it changed.
+    pub fn apply(&mut self, id: usize, t: Transition) -> Option<(usize, usize, bool)> {
+        let (vs, rs) = *self.owner.get(id)?;
+        *self.down.get_mut(id)? = t == Transition::Down;
+        let healthy = !self
+            .owner
+            .iter()
+            .zip(&self.down)
+            .any(|(o, d)| *o == (vs, rs) && *d);
+        let status = &mut self.status[vs].real_servers[rs];
+        (status.healthy != healthy).then(|| {
+            status.healthy = healthy;
+            (vs, rs, healthy)
+        })
+    }
+}
+
+/// Runs every checker until `stop`, keeping `status.virtual_servers` current.
+pub fn run(
+    config: &kaconf::Config,
+    stop: &Arc<AtomicBool>,
+    status: &crate::control::Shared,
+) -> anyhow::Result<()> {
+    let mut plan = Plan::new(config);
+    if let Ok(mut s) = status.lock() {
+        s.virtual_servers.clone_from(&plan.status);
+    }
+    let specs = plan.specs.clone();
+    tracing::info!("Starting {} health checkers", specs.len());
+    check::run::run(specs, stop, |ev| {
+        if let Some((vs, rs, healthy)) = plan.apply(ev.id, ev.transition) {
+            let v = &plan.status[vs];
+            let r = &v.real_servers[rs];
+            tracing::info!(
+                "{} service [{}]:tcp:{} from VS [{}]:tcp:{}",
+                if healthy { "Adding" } else { "Removing" },
+                r.address,
+                r.port,
+                v.address,
+                v.port
+            );
+            if let Ok(mut s) = status.lock() {
+                s.virtual_servers.clone_from(&plan.status);
+            }
+        }
+    })?;
+    Ok(())
+}

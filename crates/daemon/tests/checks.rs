@@ -1,0 +1,112 @@
+//! The health checkers on real servers in namespaces: `keepalived-rs -C`
+//! marks a real server down when its TCP port stops answering, within
+//! delay_loop + retry × delay_before_retry + connect_timeout, and up again
+//! when it answers, as `status --json` shows.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netlab::http::WebServer;
+use netlab::Lab;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+
+/// Each real server's `healthy`, in config order.
+fn health(control: &std::path::Path) -> Option<Vec<bool>> {
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(control)
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["virtual_servers"][0]["real_servers"]
+        .as_array()?
+        .iter()
+        .map(|r| r["healthy"].as_bool())
+        .collect()
+}
+
+/// How long until the health reads `want`; panics after `limit`.
+fn wait_health(control: &std::path::Path, want: &[bool], limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if health(control).as_deref() == Some(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "health is {:?}, not {want:?}, after {limit:?}",
+            health(control)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tcp_check_follows_a_real_server_down_and_up() {
+    if !netlab::privileged("tcp_check_follows_a_real_server_down_and_up") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+        ("web2", &["198.51.100.51/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}checks", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let web1 = lab.node("web1").unwrap();
+    let server =
+        WebServer::start(web1, "198.51.100.50:80".parse().unwrap(), "this is yy web!").unwrap();
+    // web2 serves nothing: down from its first check.
+    let conf = dir.join("checks.conf");
+    std::fs::write(
+        &conf,
+        "virtual_server 198.51.100.250 80 {\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.51.100.50 80 {\n weight 1\n TCP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n real_server 198.51.100.51 80 {\n weight 1\n TCP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n}\n",
+    )
+    .unwrap();
+    let control = dir.join("c.sock");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-n", "-l", "-C", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(&control);
+    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
+    let mut daemon = lab
+        .node("lb1")
+        .unwrap()
+        .spawn_logged(&cmd, Some(log))
+        .unwrap();
+    let logs = || std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default();
+    // First checks: 1 s + up to warmup (= delay_loop, 1 s) after start.
+    wait_health(&control, &[true, false], Duration::from_secs(5));
+    // web1 stops answering: refused connections, down within
+    // delay_loop (1) + retry (1) × delay_before_retry (1) + connect_timeout (1).
+    server.stop();
+    let took = wait_health(&control, &[false, false], Duration::from_secs(6));
+    eprintln!("TCP_CHECK: down {took:?} after the server stopped");
+    assert!(took <= Duration::from_millis(3_200), "{took:?}\n{}", logs());
+    // Back: up at the next check (delay_loop).
+    let _server =
+        WebServer::start(web1, "198.51.100.50:80".parse().unwrap(), "this is yy web!").unwrap();
+    let took = wait_health(&control, &[true, false], Duration::from_secs(4));
+    eprintln!("TCP_CHECK: up {took:?} after the server came back");
+    assert!(took <= Duration::from_millis(1_200), "{took:?}\n{}", logs());
+    assert!(
+        logs().contains("Removing service [198.51.100.50]:tcp:80"),
+        "{}",
+        logs()
+    );
+    daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(
+        daemon
+            .wait_timeout(Duration::from_secs(5))
+            .unwrap()
+            .success(),
+        "{}",
+        logs()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
