@@ -124,6 +124,45 @@ const ACTED_ON: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "/virtual_server",
+        &[
+            "delay_loop",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "connect_timeout",
+            "real_server",
+        ],
+    ),
+    (
+        "/virtual_server/real_server",
+        &[
+            "weight",
+            "alpha",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "connect_timeout",
+            "delay_loop",
+            "TCP_CHECK",
+        ],
+    ),
+    (
+        "/virtual_server/real_server/TCP_CHECK",
+        &[
+            "connect_ip",
+            "connect_port",
+            "bindto",
+            "bind_port",
+            "connect_timeout",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "delay_loop",
+            "alpha",
+        ],
+    ),
+    (
         "/",
         &[
             "global_defs",
@@ -132,6 +171,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "vrrp_instance",
             "track_file",
             "vrrp_track_process",
+            "virtual_server",
         ],
     ),
 ];
