@@ -247,3 +247,226 @@ mod tests {
         assert!(h.chunked);
     }
 }
+
+/// `status_code`: the codes that count as healthy (keepalived's default is
+/// 200-299).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCodes(Vec<(u16, u16)>);
+
+impl Default for StatusCodes {
+    fn default() -> Self {
+        Self(vec![(200, 299)])
+    }
+}
+
+impl StatusCodes {
+    /// `200`, `200-299`, several of either (100–599, as keepalived).
+    pub fn parse(words: &[String]) -> Result<Self, String> {
+        let code = |s: &str| {
+            s.parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| format!("status_code `{s}`: 100-599"))
+        };
+        let mut ranges = Vec::new();
+        for w in words {
+            let (lo, hi) = match w.split_once('-') {
+                Some((a, b)) => (code(a)?, code(b)?),
+                None => (code(w)?, code(w)?),
+            };
+            if lo > hi {
+                return Err(format!("status_code `{w}`: the range is backwards"));
+            }
+            ranges.push((lo, hi));
+        }
+        if ranges.is_empty() {
+            return Err("status_code needs at least one code".into());
+        }
+        Ok(Self(ranges))
+    }
+
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code))
+    }
+}
+
+/// One `url { … }` of an HTTP check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub path: String,
+    /// `Host:` (`virtualhost`), else the target address.
+    pub host: Option<String>,
+    pub codes: StatusCodes,
+    /// MD5 of the body (`digest`), which is then read and hashed as it
+    /// arrives, never kept.
+    pub digest: Option<[u8; 16]>,
+}
+
+/// The most body hashed for `digest` (a backend sending more fails).
+pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+
+/// `digest` as written: 32 hex digits.
+pub fn parse_digest(text: &str) -> Result<[u8; 16], String> {
+    let t = text.trim();
+    if t.len() != 32 {
+        return Err(format!("digest `{text}`: 32 hex digits"));
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&t[2 * i..2 * i + 2], 16)
+            .map_err(|_| format!("digest `{text}`: 32 hex digits"))?;
+    }
+    Ok(out)
+}
+
+/// One GET of `url` on `stream` (HTTP/1.0, `Connection: close`, as
+/// keepalived sends it): `Ok` if the status is accepted and the digest (if
+/// any) matches. No deadline here: the caller bounds the whole check.
+pub async fn get<S>(stream: &mut S, url: &Url, default_host: &str) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use md5::Digest as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = url.host.as_deref().unwrap_or(default_host);
+    let request = format!(
+        "GET {} HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        url.path
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("sending the request: {e}"))?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let (head, used) = loop {
+        if let Some(done) = parse_head(&buf).map_err(|e| e.to_string())? {
+            break done;
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        if n == 0 {
+            return Err("connection closed before the response head".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    if !url.codes.contains(head.status) {
+        return Err(format!("status {} not accepted", head.status));
+    }
+    let Some(want) = url.digest else {
+        return Ok(());
+    };
+    let mut md5 = md5::Md5::new();
+    let mut total = u64::try_from(buf.len() - used).unwrap_or(u64::MAX);
+    md5.update(&buf[used..]);
+    loop {
+        if head.content_length.is_some_and(|l| total >= l) {
+            break;
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the body: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        total += u64::try_from(n).unwrap_or(u64::MAX);
+        if total > MAX_BODY {
+            return Err(format!("body larger than {MAX_BODY} bytes"));
+        }
+        md5.update(&chunk[..n]);
+    }
+    let got: [u8; 16] = md5.finalize().into();
+    if got == want {
+        Ok(())
+    } else {
+        Err("digest mismatch".into())
+    }
+}
+
+#[cfg(test)]
+mod get_tests {
+    use super::*;
+
+    fn url(codes: &[&str], digest: Option<&str>) -> Url {
+        Url {
+            path: "/".into(),
+            host: None,
+            codes: if codes.is_empty() {
+                StatusCodes::default()
+            } else {
+                StatusCodes::parse(&codes.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>())
+                    .unwrap()
+            },
+            digest: digest.map(|d| parse_digest(d).unwrap()),
+        }
+    }
+
+    /// `answer` served to one GET over an in-memory pipe.
+    fn ask(answer: &'static [u8], u: &Url) -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+            let serve = tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let mut req = [0u8; 1024];
+                let _ = server.read(&mut req).await;
+                let _ = server.write_all(answer).await;
+            });
+            let r = get(&mut client, u, "198.51.100.50").await;
+            let _ = serve.await;
+            r
+        })
+    }
+
+    #[test]
+    fn status_codes_as_keepalived_reads_them() {
+        assert!(ask(b"HTTP/1.1 200 OK\r\n\r\n", &url(&[], None)).is_ok());
+        assert!(
+            ask(b"HTTP/1.1 301 Moved\r\n\r\n", &url(&[], None)).is_err(),
+            "default 200-299"
+        );
+        assert!(ask(b"HTTP/1.1 301 Moved\r\n\r\n", &url(&["200-399"], None)).is_ok());
+        assert!(ask(b"HTTP/1.1 404 Not Found\r\n\r\n", &url(&["200-399"], None)).is_err());
+        assert!(ask(b"HTTP/1.0 500 Oops\r\n\r\n", &url(&["200", "500"], None)).is_ok());
+        assert!(StatusCodes::parse(&["99".into()]).is_err());
+        assert!(StatusCodes::parse(&["300-200".into()]).is_err());
+    }
+
+    #[test]
+    fn digests_are_checked_as_the_body_streams() {
+        // MD5("hello") = 5d41402abc4b2a76b9719d911017c592
+        let good = "5d41402abc4b2a76b9719d911017c592";
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert!(ask(answer, &url(&[], Some(good))).is_ok());
+        let bad = "00000000000000000000000000000000";
+        assert_eq!(
+            ask(answer, &url(&[], Some(bad))),
+            Err("digest mismatch".into())
+        );
+        // Without Content-Length: to the end of the stream.
+        assert!(ask(b"HTTP/1.0 200 OK\r\n\r\nhello", &url(&[], Some(good))).is_ok());
+        assert!(parse_digest("xyz").is_err());
+    }
+
+    #[test]
+    fn hostile_answers_are_failures() {
+        let u = url(&[], None);
+        assert!(
+            ask(b"<html>hello</html>", &u)
+                .unwrap_err()
+                .contains("HTTP/1.x"),
+            "HTTP/0.9"
+        );
+        assert!(ask(b"HTTP/1.1 99999999999 Big\r\n\r\n", &u).is_err());
+        assert!(ask(b"garbage\r\n\r\n", &u).is_err());
+        assert!(ask(b"HTTP/1.1 200 OK\r\nContent-", &u)
+            .unwrap_err()
+            .contains("closed"));
+    }
+}

@@ -19,6 +19,12 @@ pub enum Probe {
         target: SocketAddr,
         bind: Option<SocketAddr>,
     },
+    /// GET each URL in turn; all must pass.
+    Http {
+        target: SocketAddr,
+        bind: Option<SocketAddr>,
+        urls: Vec<crate::http::Url>,
+    },
 }
 
 /// One checker, ready to run.
@@ -43,12 +49,11 @@ pub struct Event {
     pub transition: Transition,
 }
 
-/// One TCP connect, bounded by `timeout`.
-pub async fn tcp_connect(
+/// A TCP connection to `target` (from `bind`, if set).
+async fn connect(
     target: SocketAddr,
     bind: Option<SocketAddr>,
-    timeout: Duration,
-) -> Result<(), String> {
+) -> Result<tokio::net::TcpStream, String> {
     let socket = if target.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
@@ -58,10 +63,39 @@ pub async fn tcp_connect(
     if let Some(b) = bind {
         socket.bind(b).map_err(|e| format!("bind {b}: {e}"))?;
     }
-    match tokio::time::timeout(timeout, socket.connect(target)).await {
-        Ok(Ok(_stream)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no connection within {timeout:?}")),
+    socket.connect(target).await.map_err(|e| e.to_string())
+}
+
+/// One TCP connect, bounded by `timeout`.
+pub async fn tcp_connect(
+    target: SocketAddr,
+    bind: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<(), String> {
+    check_once(&Probe::Tcp { target, bind }, timeout).await
+}
+
+/// One check of `probe`. `timeout` bounds all of it — connect, request and
+/// response together (keepalived restarts its timer on every read, so a
+/// backend dripping a byte a second holds its check open for ever; here
+/// it fails at the deadline).
+pub async fn check_once(probe: &Probe, timeout: Duration) -> Result<(), String> {
+    let work = async {
+        match probe {
+            Probe::Tcp { target, bind } => connect(*target, *bind).await.map(|_| ()),
+            Probe::Http { target, bind, urls } => {
+                let host = target.ip().to_string();
+                for url in urls {
+                    let mut stream = connect(*target, *bind).await?;
+                    crate::http::get(&mut stream, url, &host).await?;
+                }
+                Ok(())
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
@@ -81,11 +115,7 @@ async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
     let mut checker = Checker::new(spec.timing, spec.alpha);
     tokio::time::sleep(Duration::from_secs(1) + jitter(spec.id, spec.warmup)).await;
     loop {
-        let ok = match &spec.probe {
-            Probe::Tcp { target, bind } => tcp_connect(*target, *bind, spec.connect_timeout)
-                .await
-                .is_ok(),
-        };
+        let ok = check_once(&spec.probe, spec.connect_timeout).await.is_ok();
         let (change, next) = checker.result(ok);
         if let Some(transition) = change {
             if tx
@@ -154,6 +184,77 @@ mod tests {
             "{early} of 1000 in the first half"
         );
         assert_eq!(jitter(7, Duration::ZERO), Duration::ZERO);
+    }
+
+    /// A loopback server that accepts and then does `behave` with each
+    /// connection; the HTTP check of it must fail within the deadline + 100 ms.
+    fn hostile(behave: fn(std::net::TcpStream)) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || behave(s));
+            }
+        });
+        let probe = Probe::Http {
+            target: addr,
+            bind: None,
+            urls: vec![crate::http::Url {
+                path: "/".into(),
+                host: None,
+                codes: crate::http::StatusCodes::default(),
+                digest: Some([0; 16]),
+            }],
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let timeout = Duration::from_millis(500);
+        let start = std::time::Instant::now();
+        let r = rt.block_on(check_once(&probe, timeout));
+        let took = start.elapsed();
+        assert!(r.is_err(), "a hostile backend passed");
+        assert!(
+            took <= timeout + Duration::from_millis(100),
+            "took {took:?}"
+        );
+    }
+
+    #[test]
+    fn hostile_backends_fail_within_the_deadline() {
+        use std::io::{Read as _, Write as _};
+        // Accepts and never answers.
+        hostile(|s| {
+            std::thread::sleep(Duration::from_secs(5));
+            drop(s);
+        });
+        // Drips one byte every 200 ms (keepalived would wait for ever).
+        hostile(|mut s| {
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req);
+            for b in b"HTTP/1.1 200 OK\r\nX: y\r\n\r\nbody" {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        // A body without end for the digest: a 10 GB stream.
+        hostile(|mut s| {
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n");
+            let block = vec![b'x'; 65536];
+            while s.write_all(&block).is_ok() {}
+        });
+        // Resets mid-response.
+        hostile(|mut s| {
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Le");
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        });
     }
 
     #[test]

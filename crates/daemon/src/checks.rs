@@ -1,13 +1,14 @@
 //! The health-check side of the daemon: every `real_server`'s checkers run
 //! by `check::run`, each real server's health (all its checkers must pass,
-//! as keepalived) published in `status`. So far `TCP_CHECK`; other checker
-//! kinds are named at start and leave their server as it is.
+//! as keepalived) published in `status`. So far `TCP_CHECK` and `HTTP_GET`;
+//! other checker kinds are named at start and leave their server as it is.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use check::http::{StatusCodes, Url};
 use check::run::{Probe, Spec};
 use check::state::{Timing, Transition};
 use kaconf::model::{Checker, ServiceAddr};
@@ -24,6 +25,112 @@ const TCP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
 /// The first of the durations given (checker, real server, virtual server).
 fn first(values: &[Option<Seconds>]) -> Option<Duration> {
     values.iter().flatten().next().map(|s| s.duration())
+}
+
+/// HTTP_GET's `delay_before_retry` default (keepalived: 3 s).
+const HTTP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(3);
+
+/// The URLs of an `HTTP_GET`, checked; `Err` names the bad keyword.
+fn urls(h: &kaconf::model::HttpCheck, rs_host: Option<&String>) -> Result<Vec<Url>, String> {
+    let mut out = Vec::new();
+    for u in &h.url {
+        let codes = match &u.status_code {
+            Some(w) => StatusCodes::parse(&w.0)?,
+            None => StatusCodes::default(),
+        };
+        let digest = u
+            .digest
+            .as_deref()
+            .map(check::http::parse_digest)
+            .transpose()?;
+        out.push(Url {
+            path: u.path.clone().unwrap_or_else(|| "/".into()),
+            host: u
+                .virtualhost
+                .clone()
+                .or_else(|| h.virtualhost.clone())
+                .or_else(|| rs_host.cloned()),
+            codes,
+            digest,
+        });
+    }
+    if out.is_empty() {
+        return Err("HTTP_GET needs at least one url { path … }".into());
+    }
+    Ok(out)
+}
+
+/// The spec of checker `c` of real server `rs` (port `rport`) in virtual
+/// server `v`, if keepalived-rs runs that kind yet.
+fn checker_spec(
+    checker: &Checker,
+    rs: &kaconf::model::RealServer,
+    rport: u16,
+    vs: &kaconf::model::VirtualServerBody,
+    id: usize,
+) -> Option<Spec> {
+    let r = &rs.body;
+    let (conn, dbr_default) = match checker {
+        Checker::Tcp(t) => (&t.conn, TCP_DELAY_BEFORE_RETRY),
+        Checker::HttpGet(h) => (&h.conn, HTTP_DELAY_BEFORE_RETRY),
+        _ => {
+            tracing::warn!(
+                "real_server {}:{rport}: {} is not run yet by keepalived-rs",
+                rs.addr,
+                checker.keyword()
+            );
+            return None;
+        }
+    };
+    let tm = &conn.timing;
+    let delay_loop = first(&[tm.delay_loop, r.delay_loop, vs.delay_loop]).unwrap_or(DELAY_LOOP);
+    let target = SocketAddr::new(
+        conn.connect_ip.unwrap_or(rs.addr),
+        conn.connect_port
+            .map_or(rport, |p| u16::try_from(p.get()).unwrap_or(rport)),
+    );
+    let bind = conn.bindto.map(|ip| {
+        SocketAddr::new(
+            ip,
+            conn.bind_port
+                .map_or(0, |p| u16::try_from(p.get()).unwrap_or(0)),
+        )
+    });
+    let probe = match checker {
+        Checker::HttpGet(h) => match urls(h, r.virtualhost.as_ref()) {
+            Ok(urls) => Probe::Http { target, bind, urls },
+            Err(e) => {
+                tracing::error!(
+                    "real_server {}:{rport}: HTTP_GET: {e}; not checked",
+                    rs.addr
+                );
+                return None;
+            }
+        },
+        _ => Probe::Tcp { target, bind },
+    };
+    Some(Spec {
+        id,
+        probe,
+        timing: Timing {
+            delay_loop,
+            retry: tm
+                .retry
+                .or(r.retry)
+                .or(vs.retry)
+                .map_or(TCP_RETRY, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+            delay_before_retry: first(&[
+                tm.delay_before_retry,
+                r.delay_before_retry,
+                vs.delay_before_retry,
+            ])
+            .unwrap_or(dbr_default),
+        },
+        connect_timeout: first(&[conn.connect_timeout, r.connect_timeout, vs.connect_timeout])
+            .unwrap_or(CONNECT_TIMEOUT),
+        warmup: first(&[tm.warmup, r.warmup, vs.warmup]).unwrap_or(delay_loop),
+        alpha: tm.alpha || r.alpha,
+    })
 }
 
 /// Where each checker's verdicts go: (virtual server, real server).
@@ -56,61 +163,13 @@ impl Plan {
                 let r = &rs.body;
                 let mut alpha_down = false;
                 for c in &r.checkers {
-                    let Checker::Tcp(t) = c else {
-                        tracing::warn!(
-                            "real_server {}:{rport}: {} is not run yet by keepalived-rs",
-                            rs.addr,
-                            c.keyword()
-                        );
+                    let Some(spec) = checker_spec(c, rs, rport, v, plan.specs.len()) else {
                         continue;
                     };
-                    let conn = &t.conn;
-                    let tm = &conn.timing;
-                    let delay_loop =
-                        first(&[tm.delay_loop, r.delay_loop, v.delay_loop]).unwrap_or(DELAY_LOOP);
-                    let retry = tm
-                        .retry
-                        .or(r.retry)
-                        .or(v.retry)
-                        .map_or(TCP_RETRY, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
-                    let alpha = tm.alpha || r.alpha;
-                    alpha_down |= alpha;
-                    plan.down.push(alpha);
-                    let target = SocketAddr::new(
-                        conn.connect_ip.unwrap_or(rs.addr),
-                        conn.connect_port
-                            .map_or(rport, |p| u16::try_from(p.get()).unwrap_or(rport)),
-                    );
-                    let bind = conn.bindto.map(|ip| {
-                        SocketAddr::new(
-                            ip,
-                            conn.bind_port
-                                .map_or(0, |p| u16::try_from(p.get()).unwrap_or(0)),
-                        )
-                    });
+                    alpha_down |= spec.alpha;
+                    plan.down.push(spec.alpha);
                     plan.owner.push((plan.status.len(), ri));
-                    plan.specs.push(Spec {
-                        id: plan.specs.len(),
-                        probe: Probe::Tcp { target, bind },
-                        timing: Timing {
-                            delay_loop,
-                            retry,
-                            delay_before_retry: first(&[
-                                tm.delay_before_retry,
-                                r.delay_before_retry,
-                                v.delay_before_retry,
-                            ])
-                            .unwrap_or(TCP_DELAY_BEFORE_RETRY),
-                        },
-                        connect_timeout: first(&[
-                            conn.connect_timeout,
-                            r.connect_timeout,
-                            v.connect_timeout,
-                        ])
-                        .unwrap_or(CONNECT_TIMEOUT),
-                        warmup: first(&[tm.warmup, r.warmup, v.warmup]).unwrap_or(delay_loop),
-                        alpha,
-                    });
+                    plan.specs.push(spec);
                 }
                 real.push(RealServerStatus {
                     address: rs.addr.to_string(),

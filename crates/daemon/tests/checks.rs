@@ -110,3 +110,85 @@ fn tcp_check_follows_a_real_server_down_and_up() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn http_get_follows_status_codes_and_digests() {
+    if !netlab::privileged("http_get_follows_status_codes_and_digests") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}http", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let web1 = lab.node("web1").unwrap();
+    let server =
+        WebServer::start(web1, "198.51.100.50:80".parse().unwrap(), "this is yy web!").unwrap();
+    // The body's MD5, as the server sends it.
+    let body = netlab::http::get(
+        lab.node("lb1").unwrap(),
+        "198.51.100.50:80".parse().unwrap(),
+        "/",
+        Duration::from_secs(2),
+    )
+    .unwrap()
+    .body;
+    let mut md5sum = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(md5sum.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    let out = md5sum.wait_with_output().unwrap();
+    let digest = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    // Three real servers on the same backend (ports 80 via connect_port):
+    // the default codes (200-299), 200-399 with the right digest, and a
+    // wrong digest.
+    let rs = |n: u8, url: &str| {
+        format!(" real_server 198.51.100.{n} 80 {{\n HTTP_GET {{\n connect_ip 198.51.100.50\n connect_timeout 1\n retry 1\n delay_before_retry 1\n url {{\n path /\n{url} }}\n }}\n }}\n")
+    };
+    let conf = dir.join("http.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "virtual_server 198.51.100.250 80 {{\n delay_loop 1\n{}{}{}}}\n",
+            rs(60, ""),
+            rs(61, &format!(" status_code 200-399\n digest {digest}\n")),
+            rs(62, " digest 00000000000000000000000000000000\n"),
+        ),
+    )
+    .unwrap();
+    let control = dir.join("c.sock");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-n", "-l", "-C", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(&control);
+    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
+    let mut daemon = lab
+        .node("lb1")
+        .unwrap()
+        .spawn_logged(&cmd, Some(log))
+        .unwrap();
+    wait_health(&control, &[true, true, false], Duration::from_secs(5));
+    // 301: healthy only where 200-399 is accepted.
+    server.set_status(301);
+    wait_health(&control, &[false, true, false], Duration::from_secs(5));
+    // 500: down everywhere; 200 again: back.
+    server.set_status(500);
+    wait_health(&control, &[false, false, false], Duration::from_secs(5));
+    server.set_status(200);
+    wait_health(&control, &[true, true, false], Duration::from_secs(5));
+    daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(daemon
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap()
+        .success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
