@@ -25,6 +25,14 @@ pub enum Probe {
         bind: Option<SocketAddr>,
         urls: Vec<crate::http::Url>,
     },
+    /// `MISC_CHECK`: run `argv` (as `user`, uid and gid); exit 0 passes.
+    /// With `dynamic`, exit 2–255 passes too and sets the weight to
+    /// exit − 2 (keepalived's `misc_dynamic`); exit 1 fails.
+    Misc {
+        argv: Vec<String>,
+        user: Option<(u32, u32)>,
+        dynamic: bool,
+    },
 }
 
 /// One checker, ready to run.
@@ -42,11 +50,19 @@ pub struct Spec {
     pub alpha: bool,
 }
 
-/// A checker's verdict changed (or was confirmed on its first run).
+/// A checker's verdict changed (or was confirmed on its first run), or a
+/// `misc_dynamic` script set a new weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Event {
-    pub id: usize,
-    pub transition: Transition,
+pub enum Event {
+    State {
+        id: usize,
+        transition: Transition,
+    },
+    /// `None`: back to the configured weight.
+    Weight {
+        id: usize,
+        weight: Option<u32>,
+    },
 }
 
 /// A TCP connection to `target` (from `bind`, if set).
@@ -80,6 +96,19 @@ pub async fn tcp_connect(
 /// backend dripping a byte a second holds its check open for ever; here
 /// it fails at the deadline).
 pub async fn check_once(probe: &Probe, timeout: Duration) -> Result<(), String> {
+    check_weighted(probe, timeout).await.map(|_| ())
+}
+
+/// [`check_once`], with the weight a `misc_dynamic` script asked for.
+pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u32>, String> {
+    if let Probe::Misc {
+        argv,
+        user,
+        dynamic,
+    } = probe
+    {
+        return misc(argv, *user, *dynamic, timeout).await;
+    }
     let work = async {
         match probe {
             Probe::Tcp { target, bind } => connect(*target, *bind).await.map(|_| ()),
@@ -91,11 +120,52 @@ pub async fn check_once(probe: &Probe, timeout: Duration) -> Result<(), String> 
                 }
                 Ok(())
             }
+            Probe::Misc { .. } => Ok(()),
         }
     };
     match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
+        Ok(r) => r.map(|()| None),
         Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// Runs a `MISC_CHECK` script in its own process group; at the timeout the
+/// whole group is killed.
+async fn misc(
+    argv: &[String],
+    user: Option<(u32, u32)>,
+    dynamic: bool,
+    timeout: Duration,
+) -> Result<Option<u32>, String> {
+    let (program, args) = argv.split_first().ok_or("empty misc_path")?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
+    let pid = child.id();
+    let Ok(waited) = tokio::time::timeout(timeout, child.wait()).await else {
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.wait().await;
+        return Err(format!("timed out after {timeout:?}"));
+    };
+    let status = waited.map_err(|e| e.to_string())?;
+    match status.code() {
+        Some(0) => Ok(None),
+        Some(n @ 2..=255) if dynamic => Ok(Some(u32::try_from(n - 2).unwrap_or(0))),
+        Some(n) => Err(format!("exited with status {n}")),
+        None => Err("killed by a signal".into()),
     }
 }
 
@@ -113,13 +183,29 @@ fn jitter(id: usize, warmup: Duration) -> Duration {
 
 async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
     let mut checker = Checker::new(spec.timing, spec.alpha);
+    let mut last_weight = None;
     tokio::time::sleep(Duration::from_secs(1) + jitter(spec.id, spec.warmup)).await;
     loop {
-        let ok = check_once(&spec.probe, spec.connect_timeout).await.is_ok();
-        let (change, next) = checker.result(ok);
+        let result = check_weighted(&spec.probe, spec.connect_timeout).await;
+        // A failure drops a dynamic weight too (keepalived takes it off the
+        // server's weight when the server goes down).
+        let weight = result.as_ref().ok().copied().flatten();
+        if weight != last_weight {
+            last_weight = weight;
+            if tx
+                .send(Event::Weight {
+                    id: spec.id,
+                    weight,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+        let (change, next) = checker.result(result.is_ok());
         if let Some(transition) = change {
             if tx
-                .send(Event {
+                .send(Event::State {
                     id: spec.id,
                     transition,
                 })
@@ -169,6 +255,39 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn misc_run(script: &str, dynamic: bool, timeout: Duration) -> Result<Option<u32>, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let probe = Probe::Misc {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            user: None,
+            dynamic,
+        };
+        rt.block_on(check_weighted(&probe, timeout))
+    }
+
+    #[test]
+    fn misc_check_exit_codes_and_dynamic_weights() {
+        let t = Duration::from_secs(2);
+        assert_eq!(misc_run("exit 0", false, t), Ok(None));
+        assert!(misc_run("exit 1", false, t).is_err());
+        assert!(
+            misc_run("exit 7", false, t).is_err(),
+            "non-zero fails without misc_dynamic"
+        );
+        // misc_dynamic: 0 configured weight, 1 down, 2-255 weight exit-2.
+        assert_eq!(misc_run("exit 0", true, t), Ok(None));
+        assert!(misc_run("exit 1", true, t).is_err());
+        assert_eq!(misc_run("exit 10", true, t), Ok(Some(8)));
+        assert_eq!(misc_run("exit 255", true, t), Ok(Some(253)));
+        // A script that hangs: killed at the timeout, with what it started.
+        let start = std::time::Instant::now();
+        assert!(misc_run("sleep 30 & sleep 30", false, Duration::from_millis(200)).is_err());
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
 
     #[test]
     fn jitter_spreads_over_the_warmup() {

@@ -1,6 +1,7 @@
 //! The health-check side of the daemon: every `real_server`'s checkers run
 //! by `check::run`, each real server's health (all its checkers must pass,
-//! as keepalived) published in `status`. So far `TCP_CHECK` and `HTTP_GET`;
+//! as keepalived) published in `status`. So far `TCP_CHECK`, `HTTP_GET` and
+//! `MISC_CHECK`;
 //! other checker kinds are named at start and leave their server as it is.
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use check::http::{StatusCodes, Url};
-use check::run::{Probe, Spec};
+use check::run::{Event, Probe, Spec};
 use check::state::{Timing, Transition};
 use kaconf::model::{Checker, ServiceAddr};
 use kaconf::value::Seconds;
@@ -68,8 +69,12 @@ fn checker_spec(
     rport: u16,
     vs: &kaconf::model::VirtualServerBody,
     id: usize,
+    policy: &crate::exec::Policy,
 ) -> Option<Spec> {
     let r = &rs.body;
+    if let Checker::Misc(m) = checker {
+        return misc_spec(m, rs, rport, vs, id, policy);
+    }
     let (conn, dbr_default) = match checker {
         Checker::Tcp(t) => (&t.conn, TCP_DELAY_BEFORE_RETRY),
         Checker::HttpGet(h) => (&h.conn, HTTP_DELAY_BEFORE_RETRY),
@@ -133,6 +138,77 @@ fn checker_spec(
     })
 }
 
+/// MISC_CHECK's defaults: `retry` 0; the script's timeout is
+/// `misc_timeout`, else the virtual server's `delay_loop`.
+fn misc_spec(
+    m: &kaconf::model::MiscCheck,
+    rs: &kaconf::model::RealServer,
+    rport: u16,
+    vs: &kaconf::model::VirtualServerBody,
+    id: usize,
+    policy: &crate::exec::Policy,
+) -> Option<Spec> {
+    let r = &rs.body;
+    let tm = &m.timing;
+    let Some(argv) = m.misc_path.as_ref().map(|c| c.0.to_vec()) else {
+        tracing::error!(
+            "real_server {}:{rport}: MISC_CHECK without misc_path; not checked",
+            rs.addr
+        );
+        return None;
+    };
+    let run_as = match &m.user {
+        Some(w) => match crate::exec::user(&w.0) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::error!(
+                    "real_server {}:{rport}: MISC_CHECK user: {e}; not checked",
+                    rs.addr
+                );
+                return None;
+            }
+        },
+        None => policy.default_user().cloned(),
+    };
+    if let Some(why) = policy.refuses(&argv, run_as.as_ref()) {
+        tracing::warn!(
+            "real_server {}:{rport}: MISC_CHECK {argv:?} is insecure ({why}); not run",
+            rs.addr
+        );
+        return None;
+    }
+    let delay_loop = first(&[tm.delay_loop, r.delay_loop, vs.delay_loop]).unwrap_or(DELAY_LOOP);
+    Some(Spec {
+        id,
+        probe: Probe::Misc {
+            argv,
+            user: run_as.map(|u| (u.uid, u.gid)),
+            dynamic: m.misc_dynamic,
+        },
+        timing: Timing {
+            delay_loop,
+            retry: tm
+                .retry
+                .or(r.retry)
+                .or(vs.retry)
+                .map_or(0, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+            delay_before_retry: first(&[
+                tm.delay_before_retry,
+                r.delay_before_retry,
+                vs.delay_before_retry,
+            ])
+            .unwrap_or(TCP_DELAY_BEFORE_RETRY),
+        },
+        connect_timeout: m
+            .misc_timeout
+            .map(Seconds::duration)
+            .or_else(|| vs.delay_loop.map(Seconds::duration))
+            .unwrap_or(DELAY_LOOP),
+        warmup: first(&[tm.warmup, r.warmup, vs.warmup]).unwrap_or(delay_loop),
+        alpha: tm.alpha || r.alpha,
+    })
+}
+
 /// Where each checker's verdicts go: (virtual server, real server).
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -142,12 +218,15 @@ pub struct Plan {
     pub status: Vec<VirtualServerStatus>,
     /// Each checker's verdict: down (alpha checkers start down).
     down: Vec<bool>,
+    /// Each real server's configured weight.
+    weights: Vec<Vec<u32>>,
 }
 
 impl Plan {
     /// The checkers of `config`'s virtual servers.
     pub fn new(config: &kaconf::Config) -> Self {
         let mut plan = Plan::default();
+        let policy = crate::exec::Policy::from_globals(&config.globals());
         for vs in &config.virtual_servers {
             let ServiceAddr::Ip { addr, port } = vs.service else {
                 tracing::warn!(
@@ -163,7 +242,8 @@ impl Plan {
                 let r = &rs.body;
                 let mut alpha_down = false;
                 for c in &r.checkers {
-                    let Some(spec) = checker_spec(c, rs, rport, v, plan.specs.len()) else {
+                    let Some(spec) = checker_spec(c, rs, rport, v, plan.specs.len(), &policy)
+                    else {
                         continue;
                     };
                     alpha_down |= spec.alpha;
@@ -178,6 +258,7 @@ impl Plan {
                     healthy: !alpha_down,
                 });
             }
+            plan.weights.push(real.iter().map(|r| r.weight).collect());
             plan.status.push(VirtualServerStatus {
                 address: addr.to_string(),
                 port,
@@ -186,6 +267,19 @@ impl Plan {
             });
         }
         plan
+    }
+
+    /// A `misc_dynamic` script set real server weight `w` (`None`: back to
+    /// the configured weight). True if the status changed.
+    pub fn weight(&mut self, id: usize, w: Option<u32>) -> bool {
+        let Some(&(vs, rs)) = self.owner.get(id) else {
+            return false;
+        };
+        let weight = w.unwrap_or(self.weights[vs][rs]);
+        let status = &mut self.status[vs].real_servers[rs];
+        let changed = status.weight != weight;
+        status.weight = weight;
+        changed
     }
 
     /// Applies a checker's transition: a real server is healthy when none of
@@ -220,17 +314,27 @@ pub fn run(
     let specs = plan.specs.clone();
     tracing::info!("Starting {} health checkers", specs.len());
     check::run::run(specs, stop, |ev| {
-        if let Some((vs, rs, healthy)) = plan.apply(ev.id, ev.transition) {
-            let v = &plan.status[vs];
-            let r = &v.real_servers[rs];
-            tracing::info!(
-                "{} service [{}]:tcp:{} from VS [{}]:tcp:{}",
-                if healthy { "Adding" } else { "Removing" },
-                r.address,
-                r.port,
-                v.address,
-                v.port
-            );
+        let changed = match ev {
+            Event::Weight { id, weight } => plan.weight(id, weight),
+            Event::State { id, transition } => {
+                if let Some((vs, rs, healthy)) = plan.apply(id, transition) {
+                    let v = &plan.status[vs];
+                    let r = &v.real_servers[rs];
+                    tracing::info!(
+                        "{} service [{}]:tcp:{} from VS [{}]:tcp:{}",
+                        if healthy { "Adding" } else { "Removing" },
+                        r.address,
+                        r.port,
+                        v.address,
+                        v.port
+                    );
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if changed {
             if let Ok(mut s) = status.lock() {
                 s.virtual_servers.clone_from(&plan.status);
             }

@@ -192,3 +192,85 @@ fn http_get_follows_status_codes_and_digests() {
         .success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Each real server's (healthy, weight), in config order.
+fn health_and_weight(control: &std::path::Path) -> Option<Vec<(bool, u64)>> {
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(control)
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["virtual_servers"][0]["real_servers"]
+        .as_array()?
+        .iter()
+        .map(|r| Some((r["healthy"].as_bool()?, r["weight"].as_u64()?)))
+        .collect()
+}
+
+#[test]
+fn misc_check_with_misc_dynamic_sets_health_and_weight() {
+    if !netlab::privileged("misc_check_with_misc_dynamic_sets_health_and_weight") {
+        return;
+    }
+    let lab = Lab::star(&[("lb1", &["198.51.100.22/24"])]).unwrap();
+    let dir = std::env::temp_dir().join(format!("{}misc", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let code = dir.join("code");
+    std::fs::write(&code, "0").unwrap();
+    let script = dir.join("check.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nexit $(cat {})\n", code.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conf = dir.join("misc.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "virtual_server 198.51.100.250 80 {{\n delay_loop 1\n real_server 198.51.100.50 80 {{\n weight 5\n MISC_CHECK {{\n misc_path {}\n misc_timeout 2\n misc_dynamic\n }}\n }}\n}}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let control = dir.join("c.sock");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-n", "-l", "-C", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(&control);
+    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
+    let mut daemon = lab
+        .node("lb1")
+        .unwrap()
+        .spawn_logged(&cmd, Some(log))
+        .unwrap();
+    let wait = |want: (bool, u64)| {
+        let start = Instant::now();
+        while health_and_weight(&control).as_deref() != Some(&[want][..]) {
+            assert!(
+                start.elapsed() < Duration::from_secs(6),
+                "{:?}, not {want:?}\n{}",
+                health_and_weight(&control),
+                std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Exit 0: up at the configured weight; 10: up at weight 8 (keepalived's
+    // code, exit − 2); 1: down, the dynamic weight dropped; 0: up at 5.
+    wait((true, 5));
+    std::fs::write(&code, "10").unwrap();
+    wait((true, 8));
+    std::fs::write(&code, "1").unwrap();
+    wait((false, 5));
+    std::fs::write(&code, "0").unwrap();
+    wait((true, 5));
+    daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(daemon
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap()
+        .success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

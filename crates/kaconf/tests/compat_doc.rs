@@ -146,7 +146,22 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "delay_loop",
             "TCP_CHECK",
             "HTTP_GET",
+            "MISC_CHECK",
             "virtualhost",
+        ],
+    ),
+    (
+        "/virtual_server/real_server/MISC_CHECK",
+        &[
+            "misc_path",
+            "misc_timeout",
+            "misc_dynamic",
+            "user",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "delay_loop",
+            "alpha",
         ],
     ),
     (
