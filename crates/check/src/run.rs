@@ -25,6 +25,18 @@ pub enum Probe {
         bind: Option<SocketAddr>,
         urls: Vec<crate::http::Url>,
     },
+    /// `UDP_CHECK`: send `payload`; an ICMP unreachable fails it. With
+    /// `reply`, an answer within the timeout is required, of a length in
+    /// `min_len..=max_len`, starting with `reply`'s bytes (as many as both
+    /// have); without, silence until the timeout passes.
+    Udp {
+        target: SocketAddr,
+        bind: Option<SocketAddr>,
+        payload: Vec<u8>,
+        reply: Option<Vec<u8>>,
+        min_len: usize,
+        max_len: usize,
+    },
     /// `MISC_CHECK`: run `argv` (as `user`, uid and gid); exit 0 passes.
     /// With `dynamic`, exit 2–255 passes too and sets the weight to
     /// exit − 2 (keepalived's `misc_dynamic`); exit 1 fails.
@@ -109,6 +121,9 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
     {
         return misc(argv, *user, *dynamic, timeout).await;
     }
+    if let Probe::Udp { .. } = probe {
+        return udp(probe, timeout).await.map(|()| None);
+    }
     let work = async {
         match probe {
             Probe::Tcp { target, bind } => connect(*target, *bind).await.map(|_| ()),
@@ -120,12 +135,64 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
                 }
                 Ok(())
             }
-            Probe::Misc { .. } => Ok(()),
+            Probe::Misc { .. } | Probe::Udp { .. } => Ok(()),
         }
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r.map(|()| None),
         Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// One `UDP_CHECK` exchange (keepalived's rules: silence is success
+/// unless a reply is required).
+async fn udp(probe: &Probe, timeout: Duration) -> Result<(), String> {
+    let Probe::Udp {
+        target,
+        bind,
+        payload,
+        reply,
+        min_len,
+        max_len,
+    } = probe
+    else {
+        return Err("not a UDP probe".into());
+    };
+    let local = bind.unwrap_or_else(|| {
+        if target.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        }
+    });
+    let socket = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("bind {local}: {e}"))?;
+    socket.connect(target).await.map_err(|e| e.to_string())?;
+    socket
+        .send(payload)
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
+    let mut buf = vec![0u8; max_len.saturating_add(1).min(65_536)];
+    match tokio::time::timeout(timeout, socket.recv(&mut buf)).await {
+        // An ICMP port/host unreachable comes back as an error here.
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(n)) => match reply {
+            None => Ok(()),
+            Some(want) => {
+                let got = &buf[..n];
+                let k = want.len().min(n);
+                if n < *min_len || n > *max_len {
+                    Err(format!("reply of {n} bytes, not {min_len}..={max_len}"))
+                } else if got[..k] != want[..k] {
+                    Err("reply does not match".into())
+                } else {
+                    Ok(())
+                }
+            }
+        },
+        Err(_) if reply.is_none() => Ok(()),
+        Err(_) => Err(format!("no reply within {timeout:?}")),
     }
 }
 
@@ -287,6 +354,50 @@ mod tests {
         let start = std::time::Instant::now();
         assert!(misc_run("sleep 30 & sleep 30", false, Duration::from_millis(200)).is_err());
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn udp_check_rules_on_loopback() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let echo = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let echo_addr = echo.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            tokio::spawn(async move {
+                let mut b = [0u8; 512];
+                while let Ok((n, from)) = echo.recv_from(&mut b).await {
+                    let _ = echo.send_to(&b[..n], from).await;
+                }
+            });
+            let closed = {
+                let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+                s.local_addr().unwrap_or_else(|e| panic!("{e}"))
+            };
+            let probe = |target, reply: Option<&[u8]>| Probe::Udp {
+                target,
+                bind: None,
+                payload: b"ping".to_vec(),
+                reply: reply.map(<[u8]>::to_vec),
+                min_len: 0,
+                max_len: 255,
+            };
+            let t = Duration::from_millis(300);
+            assert!(udp(&probe(echo_addr, Some(b"pi")), t).await.is_ok());
+            assert!(
+                udp(&probe(echo_addr, Some(b"pong")), t).await.is_err(),
+                "mismatch"
+            );
+            assert!(udp(&probe(echo_addr, None), t).await.is_ok());
+            assert!(
+                udp(&probe(closed, None), t).await.is_err(),
+                "port unreachable"
+            );
+            assert!(udp(&probe(closed, Some(b"x")), t).await.is_err());
+        });
     }
 
     #[test]

@@ -78,6 +78,7 @@ fn checker_spec(
     let (conn, dbr_default) = match checker {
         Checker::Tcp(t) => (&t.conn, TCP_DELAY_BEFORE_RETRY),
         Checker::HttpGet(h) => (&h.conn, HTTP_DELAY_BEFORE_RETRY),
+        Checker::Udp(u) => (&u.conn, TCP_DELAY_BEFORE_RETRY),
         _ => {
             tracing::warn!(
                 "real_server {}:{rport}: {} is not run yet by keepalived-rs",
@@ -112,6 +113,16 @@ fn checker_spec(
                 return None;
             }
         },
+        Checker::Udp(u) => match udp_probe(u, target, bind) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(
+                    "real_server {}:{rport}: UDP_CHECK: {e}; not checked",
+                    rs.addr
+                );
+                return None;
+            }
+        },
         _ => Probe::Tcp { target, bind },
     };
     Some(Spec {
@@ -135,6 +146,35 @@ fn checker_spec(
             .unwrap_or(CONNECT_TIMEOUT),
         warmup: first(&[tm.warmup, r.warmup, vs.warmup]).unwrap_or(delay_loop),
         alpha: tm.alpha || r.alpha,
+    })
+}
+
+/// A `UDP_CHECK`'s exchange: `payload` and `require_reply` in hex (as
+/// keepalived's `read_hex_str` reads it), reply lengths 0–255 by default.
+fn udp_probe(
+    u: &kaconf::model::UdpCheck,
+    target: SocketAddr,
+    bind: Option<SocketAddr>,
+) -> Result<Probe, String> {
+    let hex = |w: &kaconf::value::Words| {
+        kaconf::hmac::read_hex_str(w.0.join(" ").as_bytes()).map(|b| b.to_vec())
+    };
+    let payload = u.payload.as_ref().map(hex).transpose()?.unwrap_or_default();
+    let reply = match &u.require_reply {
+        None => None,
+        Some(w) if w.0.is_empty() => Some(Vec::new()),
+        Some(w) => Some(hex(w)?),
+    };
+    let len = |c: Option<kaconf::value::Count>, d: usize| {
+        c.map_or(d, |n| usize::try_from(n.get()).unwrap_or(d))
+    };
+    Ok(Probe::Udp {
+        target,
+        bind,
+        payload,
+        reply,
+        min_len: len(u.min_reply_length, 0),
+        max_len: len(u.max_reply_length, 255),
     })
 }
 

@@ -274,3 +274,77 @@ fn misc_check_with_misc_dynamic_sets_health_and_weight() {
         .success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn udp_check_needs_a_matching_reply_or_no_icmp_error() {
+    if !netlab::privileged("udp_check_needs_a_matching_reply_or_no_icmp_error") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}udp", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A UDP echo service on web1:5353 (a thread inside its namespace).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let echo = {
+        let stop = stop.clone();
+        lab.node("web1")
+            .unwrap()
+            .thread(move || {
+                let s = std::net::UdpSocket::bind("198.51.100.50:5353").unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let mut b = [0u8; 512];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok((n, from)) = s.recv_from(&mut b) {
+                        let _ = s.send_to(&b[..n], from);
+                    }
+                }
+            })
+            .unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    // 1: echo with the right reply; 2: echo with a reply that never comes
+    // back that way; 3: a closed port (ICMP port unreachable).
+    let rs = |port: u16, extra: &str| {
+        format!(" real_server 198.51.100.50 {port} {{\n UDP_CHECK {{\n connect_timeout 1\n retry 1\n delay_before_retry 1\n payload 6b 72 73\n{extra} }}\n }}\n")
+    };
+    let conf = dir.join("udp.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "virtual_server 198.51.100.250 53 {{\n delay_loop 1\n protocol UDP\n{}{}{}}}\n",
+            rs(5353, " require_reply 6b72\n"),
+            rs(5353, " require_reply 0000\n"),
+            rs(5354, ""),
+        ),
+    )
+    .unwrap();
+    let control = dir.join("c.sock");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-n", "-l", "-C", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(&control);
+    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
+    let mut daemon = lab
+        .node("lb1")
+        .unwrap()
+        .spawn_logged(&cmd, Some(log))
+        .unwrap();
+    wait_health(&control, &[true, false, false], Duration::from_secs(6));
+    // Stays so.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(health(&control).unwrap(), [true, false, false]);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(daemon
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap()
+        .success());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = echo.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -62,8 +62,15 @@ fn decode(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
     let Some(hex) = value.strip_prefix(b"hex:") else {
         return Ok(Zeroizing::new(value.to_vec()));
     };
+    read_hex_str(hex)
+}
+
+/// Hex digits as keepalived's `read_hex_str` reads them (UDP_CHECK
+/// payloads, `hex:` keys): blanks between bytes are skipped, and a digit
+/// followed by a space or the end is a byte of its own (`1 23` is 01 23).
+pub fn read_hex_str(hex: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
     let nibble = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let bad = || "a hex: key has a character that is not a hex digit".to_owned();
+    let bad = || "a character that is not a hex digit".to_owned();
     let mut out = Zeroizing::new(Vec::with_capacity(hex.len() / 2 + 1));
     let mut i = 0;
     loop {
@@ -80,7 +87,7 @@ fn decode(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
         out.push(v);
     }
     if out.is_empty() {
-        return Err("a hex: key has no digits".into());
+        return Err("no hex digits".into());
     }
     Ok(out)
 }
