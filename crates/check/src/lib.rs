@@ -3,5 +3,6 @@
 //! rules as keepalived applies them, and a bounded HTTP response-head parser.
 
 pub mod http;
+pub mod ping;
 pub mod run;
 pub mod state;

@@ -37,6 +37,9 @@ pub enum Probe {
         min_len: usize,
         max_len: usize,
     },
+    /// `PING_CHECK`: an ICMP / ICMPv6 echo request; the matching reply
+    /// within the timeout passes.
+    Ping { target: std::net::IpAddr },
     /// `MISC_CHECK`: run `argv` (as `user`, uid and gid); exit 0 passes.
     /// With `dynamic`, exit 2–255 passes too and sets the weight to
     /// exit − 2 (keepalived's `misc_dynamic`); exit 1 fails.
@@ -124,6 +127,12 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
     if let Probe::Udp { .. } = probe {
         return udp(probe, timeout).await.map(|()| None);
     }
+    if let Probe::Ping { target } = probe {
+        return match tokio::time::timeout(timeout, crate::ping::echo(*target)).await {
+            Ok(r) => r.map(|()| None),
+            Err(_) => Err(format!("no echo reply within {timeout:?}")),
+        };
+    }
     let work = async {
         match probe {
             Probe::Tcp { target, bind } => connect(*target, *bind).await.map(|_| ()),
@@ -135,7 +144,7 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
                 }
                 Ok(())
             }
-            Probe::Misc { .. } | Probe::Udp { .. } => Ok(()),
+            Probe::Misc { .. } | Probe::Udp { .. } | Probe::Ping { .. } => Ok(()),
         }
     };
     match tokio::time::timeout(timeout, work).await {

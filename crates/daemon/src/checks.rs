@@ -79,6 +79,7 @@ fn checker_spec(
         Checker::Tcp(t) => (&t.conn, TCP_DELAY_BEFORE_RETRY),
         Checker::HttpGet(h) => (&h.conn, HTTP_DELAY_BEFORE_RETRY),
         Checker::Udp(u) => (&u.conn, TCP_DELAY_BEFORE_RETRY),
+        Checker::Ping(p) => (&p.conn, TCP_DELAY_BEFORE_RETRY),
         _ => {
             tracing::warn!(
                 "real_server {}:{rport}: {} is not run yet by keepalived-rs",
@@ -122,6 +123,9 @@ fn checker_spec(
                 );
                 return None;
             }
+        },
+        Checker::Ping(_) => Probe::Ping {
+            target: target.ip(),
         },
         _ => Probe::Tcp { target, bind },
     };

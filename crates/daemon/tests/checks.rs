@@ -348,3 +348,53 @@ fn udp_check_needs_a_matching_reply_or_no_icmp_error() {
     let _ = echo.join();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ping_check_over_ipv4_and_ipv6_follows_the_link() {
+    if !netlab::privileged("ping_check_over_ipv4_and_ipv6_follows_the_link") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24", "2001:db8:100::22/64"]),
+        ("web1", &["198.51.100.50/24", "2001:db8:100::50/64"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}ping", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("ping.conf");
+    std::fs::write(
+        &conf,
+        "virtual_server 198.51.100.250 80 {\n delay_loop 1\n real_server 198.51.100.50 80 {\n PING_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n real_server 2001:db8:100::50 80 {\n PING_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n real_server 198.51.100.77 80 {\n PING_CHECK {\n connect_timeout 1\n }\n }\n}\n",
+    )
+    .unwrap();
+    let control = dir.join("c.sock");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-n", "-l", "-C", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(&control);
+    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
+    let mut daemon = lab
+        .node("lb1")
+        .unwrap()
+        .spawn_logged(&cmd, Some(log))
+        .unwrap();
+    // web1 answers both families; .77 is nobody.
+    wait_health(&control, &[true, true, false], Duration::from_secs(6));
+    // web1's cable is cut silently: both go down within delay_loop +
+    // retry × delay_before_retry + (retry + 1) × connect_timeout = 4 s
+    // (each unanswered echo waits the whole timeout).
+    let link = lab.link("web1", "eth0").unwrap().clone();
+    lab.cut(&link).unwrap();
+    let took = wait_health(&control, &[false, false, false], Duration::from_secs(6));
+    eprintln!("PING_CHECK: down {took:?} after the link was cut");
+    assert!(took <= Duration::from_millis(4_300), "{took:?}");
+    lab.restore(&link).unwrap();
+    wait_health(&control, &[true, true, false], Duration::from_secs(4));
+    daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(daemon
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap()
+        .success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -148,7 +148,20 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "HTTP_GET",
             "MISC_CHECK",
             "UDP_CHECK",
+            "PING_CHECK",
             "virtualhost",
+        ],
+    ),
+    (
+        "/virtual_server/real_server/PING_CHECK",
+        &[
+            "connect_ip",
+            "connect_timeout",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "delay_loop",
+            "alpha",
         ],
     ),
     (
