@@ -13,6 +13,28 @@ use netlab::Lab;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
 
+/// `keepalived-rs -C -f conf` in lb1, logging to `dir/rs.log`; the process
+/// and its control socket.
+fn checker(
+    lab: &Lab,
+    dir: &std::path::Path,
+    conf: &std::path::Path,
+) -> (netlab::Process, std::path::PathBuf) {
+    let control = dir.join("c.sock");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-n", "-l", "-C", "-f"])
+        .arg(conf)
+        .arg("--control")
+        .arg(&control);
+    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
+    let daemon = lab
+        .node("lb1")
+        .unwrap()
+        .spawn_logged(&cmd, Some(log))
+        .unwrap();
+    (daemon, control)
+}
+
 /// Each real server's `healthy`, in config order.
 fn health(control: &std::path::Path) -> Option<Vec<bool>> {
     let out = Command::new(BIN)
@@ -67,18 +89,7 @@ fn tcp_check_follows_a_real_server_down_and_up() {
         "virtual_server 198.51.100.250 80 {\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.51.100.50 80 {\n weight 1\n TCP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n real_server 198.51.100.51 80 {\n weight 1\n TCP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n}\n",
     )
     .unwrap();
-    let control = dir.join("c.sock");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["-n", "-l", "-C", "-f"])
-        .arg(&conf)
-        .arg("--control")
-        .arg(&control);
-    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
-    let mut daemon = lab
-        .node("lb1")
-        .unwrap()
-        .spawn_logged(&cmd, Some(log))
-        .unwrap();
+    let (mut daemon, control) = checker(&lab, &dir, &conf);
     let logs = || std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default();
     // First checks: 1 s + up to warmup (= delay_loop, 1 s) after start.
     wait_health(&control, &[true, false], Duration::from_secs(5));
@@ -164,18 +175,7 @@ fn http_get_follows_status_codes_and_digests() {
         ),
     )
     .unwrap();
-    let control = dir.join("c.sock");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["-n", "-l", "-C", "-f"])
-        .arg(&conf)
-        .arg("--control")
-        .arg(&control);
-    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
-    let mut daemon = lab
-        .node("lb1")
-        .unwrap()
-        .spawn_logged(&cmd, Some(log))
-        .unwrap();
+    let (mut daemon, control) = checker(&lab, &dir, &conf);
     wait_health(&control, &[true, true, false], Duration::from_secs(5));
     // 301: healthy only where 200-399 is accepted.
     server.set_status(301);
@@ -234,18 +234,7 @@ fn misc_check_with_misc_dynamic_sets_health_and_weight() {
         ),
     )
     .unwrap();
-    let control = dir.join("c.sock");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["-n", "-l", "-C", "-f"])
-        .arg(&conf)
-        .arg("--control")
-        .arg(&control);
-    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
-    let mut daemon = lab
-        .node("lb1")
-        .unwrap()
-        .spawn_logged(&cmd, Some(log))
-        .unwrap();
+    let (mut daemon, control) = checker(&lab, &dir, &conf);
     let wait = |want: (bool, u64)| {
         let start = Instant::now();
         while health_and_weight(&control).as_deref() != Some(&[want][..]) {
@@ -323,18 +312,7 @@ fn udp_check_needs_a_matching_reply_or_no_icmp_error() {
         ),
     )
     .unwrap();
-    let control = dir.join("c.sock");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["-n", "-l", "-C", "-f"])
-        .arg(&conf)
-        .arg("--control")
-        .arg(&control);
-    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
-    let mut daemon = lab
-        .node("lb1")
-        .unwrap()
-        .spawn_logged(&cmd, Some(log))
-        .unwrap();
+    let (mut daemon, control) = checker(&lab, &dir, &conf);
     wait_health(&control, &[true, false, false], Duration::from_secs(6));
     // Stays so.
     std::thread::sleep(Duration::from_secs(2));
@@ -367,18 +345,7 @@ fn ping_check_over_ipv4_and_ipv6_follows_the_link() {
         "virtual_server 198.51.100.250 80 {\n delay_loop 1\n real_server 198.51.100.50 80 {\n PING_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n real_server 2001:db8:100::50 80 {\n PING_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n real_server 198.51.100.77 80 {\n PING_CHECK {\n connect_timeout 1\n }\n }\n}\n",
     )
     .unwrap();
-    let control = dir.join("c.sock");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["-n", "-l", "-C", "-f"])
-        .arg(&conf)
-        .arg("--control")
-        .arg(&control);
-    let log = std::fs::File::create(dir.join("rs.log")).unwrap();
-    let mut daemon = lab
-        .node("lb1")
-        .unwrap()
-        .spawn_logged(&cmd, Some(log))
-        .unwrap();
+    let (mut daemon, control) = checker(&lab, &dir, &conf);
     // web1 answers both families; .77 is nobody.
     wait_health(&control, &[true, true, false], Duration::from_secs(6));
     // web1's cable is cut silently: both go down within delay_loop +
