@@ -253,6 +253,9 @@ fn misc_spec(
     })
 }
 
+/// A real server's `notify_up` and `notify_down` command lines.
+type Notify = (Option<Vec<String>>, Option<Vec<String>>);
+
 /// Where each checker's verdicts go: (virtual server, real server).
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -264,13 +267,20 @@ pub struct Plan {
     down: Vec<bool>,
     /// Each real server's configured weight.
     weights: Vec<Vec<u32>>,
+    /// Each real server's `notify_up` and `notify_down`.
+    notify: Vec<Vec<Notify>>,
+    /// Who runs notify scripts, and which may run.
+    policy: crate::exec::Policy,
 }
 
 impl Plan {
     /// The checkers of `config`'s virtual servers.
     pub fn new(config: &kaconf::Config) -> Self {
-        let mut plan = Plan::default();
         let policy = crate::exec::Policy::from_globals(&config.globals());
+        let mut plan = Plan {
+            policy: policy.clone(),
+            ..Plan::default()
+        };
         for vs in &config.virtual_servers {
             let ServiceAddr::Ip { addr, port } = vs.service else {
                 tracing::warn!(
@@ -303,6 +313,16 @@ impl Plan {
                 });
             }
             plan.weights.push(real.iter().map(|r| r.weight).collect());
+            plan.notify.push(
+                v.real_servers
+                    .iter()
+                    .map(|rs| {
+                        let argv =
+                            |c: &Option<kaconf::value::Command>| c.as_ref().map(|c| c.0.to_vec());
+                        (argv(&rs.body.notify_up), argv(&rs.body.notify_down))
+                    })
+                    .collect(),
+            );
             plan.status.push(VirtualServerStatus {
                 address: addr.to_string(),
                 port,
@@ -311,6 +331,35 @@ impl Plan {
             });
         }
         plan
+    }
+
+    /// Runs real server (`vs`, `rs`)'s `notify_up` / `notify_down` (no
+    /// arguments, as keepalived) on a thread of its own, so the checkers
+    /// never wait for it.
+    fn notify(&self, vs: usize, rs: usize, healthy: bool) {
+        let Some((up, down)) = self.notify.get(vs).and_then(|v| v.get(rs)) else {
+            return;
+        };
+        let Some(argv) = (if healthy { up } else { down }).clone() else {
+            return;
+        };
+        let run_as = self.policy.default_user().cloned();
+        if let Some(why) = self.policy.refuses(&argv, run_as.as_ref()) {
+            tracing::warn!("Not running {argv:?} since it is insecure: {why}");
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("notify-rs".into())
+            .spawn(move || {
+                if let crate::exec::Exit::NotStarted(e) =
+                    crate::exec::run(&argv, Duration::from_secs(30), run_as.as_ref())
+                {
+                    tracing::warn!("cannot run {argv:?}: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a notify script: {e}");
+        }
     }
 
     /// A `misc_dynamic` script set real server weight `w` (`None`: back to
@@ -372,6 +421,7 @@ pub fn run(
                         v.address,
                         v.port
                     );
+                    plan.notify(vs, rs, healthy);
                     true
                 } else {
                     false

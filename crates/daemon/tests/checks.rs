@@ -83,10 +83,23 @@ fn tcp_check_follows_a_real_server_down_and_up() {
     let server =
         WebServer::start(web1, "198.51.100.50:80".parse().unwrap(), "this is yy web!").unwrap();
     // web2 serves nothing: down from its first check.
+    // notify_up / notify_down append to a file (keepalived passes no arguments).
+    let seen = dir.join("notified");
+    let script = |name: &str, word: &str| {
+        let p = dir.join(name);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho {word} >> {}\n", seen.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        p
+    };
+    let (up, down) = (script("up.sh", "up"), script("down.sh", "down"));
     let conf = dir.join("checks.conf");
     std::fs::write(
         &conf,
-        "virtual_server 198.51.100.250 80 {\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.51.100.50 80 {\n weight 1\n TCP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n real_server 198.51.100.51 80 {\n weight 1\n TCP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n}\n",
+        format!("virtual_server 198.51.100.250 80 {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.51.100.50 80 {{\n weight 1\n notify_up {}\n notify_down {}\n TCP_CHECK {{\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }}\n }}\n real_server 198.51.100.51 80 {{\n weight 1\n TCP_CHECK {{\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }}\n }}\n}}\n", up.display(), down.display()),
     )
     .unwrap();
     let (mut daemon, control) = checker(&lab, &dir, &conf);
@@ -108,6 +121,13 @@ fn tcp_check_follows_a_real_server_down_and_up() {
     assert!(
         logs().contains("Removing service [198.51.100.50]:tcp:80"),
         "{}",
+        logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap_or_default(),
+        "down\nup\n",
+        "notify_down then notify_up, once each\n{}",
         logs()
     );
     daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();

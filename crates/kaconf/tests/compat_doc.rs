@@ -144,6 +144,8 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "warmup",
             "connect_timeout",
             "delay_loop",
+            "notify_up",
+            "notify_down",
             "TCP_CHECK",
             "HTTP_GET",
             "MISC_CHECK",
