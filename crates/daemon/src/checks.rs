@@ -61,6 +61,37 @@ fn urls(h: &kaconf::model::HttpCheck, rs_host: Option<&String>) -> Result<Vec<Ur
     Ok(out)
 }
 
+/// A checker's timing keywords: the checker's, else the real server's,
+/// else the virtual server's, else the checker type's defaults. Also the
+/// warmup (default: the delay loop) and alpha.
+fn resolve_timing(
+    tm: &kaconf::model::CheckTiming,
+    r: &kaconf::model::RealServerBody,
+    vs: &kaconf::model::VirtualServerBody,
+    retry_default: u32,
+    dbr_default: Duration,
+) -> (Timing, Duration, bool) {
+    let delay_loop = first(&[tm.delay_loop, r.delay_loop, vs.delay_loop]).unwrap_or(DELAY_LOOP);
+    let timing = Timing {
+        delay_loop,
+        retry: tm
+            .retry
+            .or(r.retry)
+            .or(vs.retry)
+            .map_or(retry_default, |n| {
+                u32::try_from(n.get()).unwrap_or(u32::MAX)
+            }),
+        delay_before_retry: first(&[
+            tm.delay_before_retry,
+            r.delay_before_retry,
+            vs.delay_before_retry,
+        ])
+        .unwrap_or(dbr_default),
+    };
+    let warmup = first(&[tm.warmup, r.warmup, vs.warmup]).unwrap_or(delay_loop);
+    (timing, warmup, tm.alpha || r.alpha)
+}
+
 /// The spec of checker `c` of real server `rs` (port `rport`) in virtual
 /// server `v`, if keepalived-rs runs that kind yet.
 fn checker_spec(
@@ -89,8 +120,7 @@ fn checker_spec(
             return None;
         }
     };
-    let tm = &conn.timing;
-    let delay_loop = first(&[tm.delay_loop, r.delay_loop, vs.delay_loop]).unwrap_or(DELAY_LOOP);
+    let (timing, warmup, alpha) = resolve_timing(&conn.timing, r, vs, TCP_RETRY, dbr_default);
     let target = SocketAddr::new(
         conn.connect_ip.unwrap_or(rs.addr),
         conn.connect_port
@@ -132,24 +162,11 @@ fn checker_spec(
     Some(Spec {
         id,
         probe,
-        timing: Timing {
-            delay_loop,
-            retry: tm
-                .retry
-                .or(r.retry)
-                .or(vs.retry)
-                .map_or(TCP_RETRY, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
-            delay_before_retry: first(&[
-                tm.delay_before_retry,
-                r.delay_before_retry,
-                vs.delay_before_retry,
-            ])
-            .unwrap_or(dbr_default),
-        },
+        timing,
         connect_timeout: first(&[conn.connect_timeout, r.connect_timeout, vs.connect_timeout])
             .unwrap_or(CONNECT_TIMEOUT),
-        warmup: first(&[tm.warmup, r.warmup, vs.warmup]).unwrap_or(delay_loop),
-        alpha: tm.alpha || r.alpha,
+        warmup,
+        alpha,
     })
 }
 
@@ -193,7 +210,6 @@ fn misc_spec(
     policy: &crate::exec::Policy,
 ) -> Option<Spec> {
     let r = &rs.body;
-    let tm = &m.timing;
     let Some(argv) = m.misc_path.as_ref().map(|c| c.0.to_vec()) else {
         tracing::error!(
             "real_server {}:{rport}: MISC_CHECK without misc_path; not checked",
@@ -221,7 +237,7 @@ fn misc_spec(
         );
         return None;
     }
-    let delay_loop = first(&[tm.delay_loop, r.delay_loop, vs.delay_loop]).unwrap_or(DELAY_LOOP);
+    let (timing, warmup, alpha) = resolve_timing(&m.timing, r, vs, 0, TCP_DELAY_BEFORE_RETRY);
     Some(Spec {
         id,
         probe: Probe::Misc {
@@ -229,27 +245,14 @@ fn misc_spec(
             user: run_as.map(|u| (u.uid, u.gid)),
             dynamic: m.misc_dynamic,
         },
-        timing: Timing {
-            delay_loop,
-            retry: tm
-                .retry
-                .or(r.retry)
-                .or(vs.retry)
-                .map_or(0, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
-            delay_before_retry: first(&[
-                tm.delay_before_retry,
-                r.delay_before_retry,
-                vs.delay_before_retry,
-            ])
-            .unwrap_or(TCP_DELAY_BEFORE_RETRY),
-        },
+        timing,
         connect_timeout: m
             .misc_timeout
             .map(Seconds::duration)
             .or_else(|| vs.delay_loop.map(Seconds::duration))
             .unwrap_or(DELAY_LOOP),
-        warmup: first(&[tm.warmup, r.warmup, vs.warmup]).unwrap_or(delay_loop),
-        alpha: tm.alpha || r.alpha,
+        warmup,
+        alpha,
     })
 }
 
