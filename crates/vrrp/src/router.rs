@@ -313,6 +313,8 @@ pub enum Drop {
     Own,
     /// Unicast mode and the source is not a configured peer.
     UnknownPeer,
+    /// Sent to a unicast address in multicast mode, or the reverse.
+    Destination,
     /// VRRPv2 authentication does not match.
     Auth,
     /// VRRPv2 advert interval differs from ours.
@@ -781,7 +783,12 @@ impl Router {
         if self.config.peers.is_empty() && ttl != wire::TTL {
             return Err(Drop::Ttl);
         }
-        let msg_len = Advert::message_len(bytes, family).ok_or(Drop::Wire(WireError::Truncated))?;
+        // Multicast mode hears the group only, unicast mode unicast only (as
+        // keepalived 2.4 checks).
+        if dst.is_multicast() != self.config.peers.is_empty() {
+            return Err(Drop::Destination);
+        }
+        let msg_len = Advert::message_len(bytes, family).map_err(Drop::Wire)?;
         let extra = bytes.len().saturating_sub(msg_len);
         let trailer = (self.config.auth_hmac.is_some() && extra == crate::auth_hmac::TRAILER_LEN)
             .then(|| &bytes[msg_len..]);
@@ -883,11 +890,18 @@ impl Router {
     }
 
     fn receive(&mut self, now: Instant, src: IpAddr, advert: &Advert, out: &mut Vec<Action>) {
-        if self.config.check_addrs && !same_addrs(&advert.addrs, &self.config.vips) {
+        let mismatch = self.config.check_addrs && !same_addrs(&advert.addrs, &self.config.vips);
+        if mismatch {
             self.counters.address_list_mismatch += 1;
         }
         if advert.priority == 0 {
             self.counters.priority_zero_received += 1;
+            // Priority 0 says "the master of these addresses is leaving". One
+            // naming other addresses is a misconfigured peer or a forged packet:
+            // it never hastens a takeover (the down timer still runs out).
+            if mismatch && matches!(self.state, State::Backup { .. }) {
+                return;
+            }
         }
         match self.state {
             State::Backup { .. } => self.receive_as_backup(now, src, advert),

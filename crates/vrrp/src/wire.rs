@@ -356,19 +356,19 @@ impl Advert {
     }
 
     /// The length of the advert at the start of `bytes` (header, address
-    /// list and, for VRRPv2, authentication data), if `bytes` holds at least
-    /// a header.
-    pub fn message_len(bytes: &[u8], family: Family) -> Option<usize> {
+    /// list and, for VRRPv2, authentication data); an error if `bytes` is
+    /// shorter than a header or of another version than 2 or 3.
+    pub fn message_len(bytes: &[u8], family: Family) -> Result<usize, WireError> {
         let p = Packet::new_unchecked(bytes);
         if bytes.len() < HEADER_LEN {
-            return None;
+            return Err(WireError::Truncated);
         }
-        let version = if p.version_number() == 2 {
-            Version::V2
-        } else {
-            Version::V3
+        let version = match p.version_number() {
+            2 => Version::V2,
+            3 => Version::V3,
+            _ => return Err(WireError::Version),
         };
-        Some(p.total_len(version, family))
+        Ok(p.total_len(version, family))
     }
 
     /// Parses an advert followed by `trailer_len` bytes of trailer. The

@@ -297,6 +297,31 @@ fn priority_zero_lets_the_backup_take_over_after_skew_time() {
 }
 
 #[test]
+fn priority_zero_for_other_addresses_does_not_hasten_the_takeover() {
+    // A misconfigured peer's or a forged "I am leaving": counted, and the
+    // backup waits for its down timer as if it had not come.
+    let cfg = config(90);
+    let other = Config {
+        vips: vec![ip("198.51.100.251")],
+        ..cfg.clone()
+    };
+    let mut r = started(cfg.clone());
+    r.handle(ms(1000), advert_from(&cfg, LB2, 100));
+    r.handle(ms(2000), advert_from(&other, LB2, 0));
+    assert_eq!(r.poll_at(), Some(us(1_000_000 + 3_648_437)));
+    assert_eq!(r.counters().priority_zero_received, 1);
+    assert_eq!(r.counters().address_list_mismatch, 1);
+    // With the check off (`skip_check_adv_addr`) it is believed.
+    let mut r = started(Config {
+        check_addrs: false,
+        ..cfg.clone()
+    });
+    r.handle(ms(1000), advert_from(&cfg, LB2, 100));
+    r.handle(ms(2000), advert_from(&other, LB2, 0));
+    assert_eq!(r.poll_at(), Some(us(2_000_000 + 648_437)));
+}
+
+#[test]
 fn v3_backup_learns_the_masters_interval() {
     let cfg = v3(90, 1000);
     let mut r = started(cfg.clone());
@@ -677,6 +702,32 @@ fn drop_other_version() {
 }
 
 #[test]
+fn drop_unknown_version_whatever_its_length() {
+    // Version 1 with a VRRPv2 body: an unknown version, not "too long".
+    let cfg = config(90);
+    let Input::Packet {
+        src,
+        dst,
+        ttl,
+        mut bytes,
+    } = advert_from(&cfg, LB2, 100)
+    else {
+        unreachable!()
+    };
+    bytes[0] = 0x11;
+    assert_dropped(
+        cfg,
+        Input::Packet {
+            src,
+            dst,
+            ttl,
+            bytes,
+        },
+        Drop::Wire(wire::WireError::Version),
+    );
+}
+
+#[test]
 fn drop_other_vrid() {
     let cfg = config(90);
     let other = Config {
@@ -798,7 +849,7 @@ fn unicast_accepts_only_configured_peers_and_any_ttl() {
     };
     assert_dropped(
         cfg.clone(),
-        advert_from(&cfg, "198.51.100.99", 100),
+        to(advert_from(&cfg, "198.51.100.99", 100), LB1),
         Drop::UnknownPeer,
     );
     let mut r = started(cfg.clone());
@@ -815,6 +866,37 @@ fn unicast_accepts_only_configured_peers_and_any_ttl() {
         },
     );
     assert_eq!(r.counters().received, 1, "{:?}", r.counters());
+}
+
+/// `input` sent to `dst` instead (v2: the checksum does not cover it).
+fn to(input: Input, dst: &str) -> Input {
+    let Input::Packet {
+        src, ttl, bytes, ..
+    } = input
+    else {
+        unreachable!()
+    };
+    Input::Packet {
+        src,
+        dst: ip(dst),
+        ttl,
+        bytes,
+    }
+}
+
+#[test]
+fn unicast_mode_drops_multicast_and_multicast_mode_drops_unicast() {
+    let uni = Config {
+        peers: vec![ip(LB2)],
+        ..config(90)
+    };
+    assert_dropped(uni.clone(), advert_from(&uni, LB2, 0), Drop::Destination);
+    let multi = config(90);
+    assert_dropped(
+        multi.clone(),
+        to(advert_from(&multi, LB2, 0), LB1),
+        Drop::Destination,
+    );
 }
 
 #[test]

@@ -969,6 +969,7 @@ fn drop_name(d: vrrp::Drop) -> String {
         Drop::Family => "family".into(),
         Drop::Own => "own".into(),
         Drop::UnknownPeer => "unknown_peer".into(),
+        Drop::Destination => "destination".into(),
         Drop::Auth => "auth".into(),
         Drop::Interval => "interval".into(),
         Drop::Hmac(r) => format!("hmac_{}", format!("{r:?}").to_lowercase()),
