@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -224,7 +225,9 @@ pub enum Action {
     Send {
         src: IpAddr,
         to: Dest,
-        advert: Advert,
+        /// Shared with the router's next adverts at the same priority (no
+        /// allocation per advert).
+        advert: Arc<Advert>,
         /// VRRPv3 over IPv4 with the checksum of old keepalived versions
         /// (no pseudo-header): `v3_checksum_as_v2`.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -261,29 +264,36 @@ pub enum Action {
 impl Action {
     /// The bytes of a `Send`, with the checksum for its pseudo-header.
     pub fn payload(&self) -> Option<Vec<u8>> {
-        match self {
-            Action::Send {
-                src,
-                to,
-                advert,
-                v2_checksum,
-                trailer,
-            } => {
-                let dst = to.addr(Family::of(src));
-                let pseudo = (!*v2_checksum).then_some(PseudoHeader { src: *src, dst });
-                let mut bytes = advert.emit(pseudo);
-                if let Some(t) = trailer {
-                    bytes.extend_from_slice(t);
-                    // Over IPv6 the checksum covers the whole payload, the
-                    // trailer too (keepalived lets the kernel compute it).
-                    if Family::of(src) == Family::V6 {
-                        crate::wire::reseal_checksum(&mut bytes, PseudoHeader { src: *src, dst });
-                    }
-                }
-                Some(bytes)
+        let mut bytes = Vec::new();
+        self.write_payload(&mut bytes).then_some(bytes)
+    }
+
+    /// [`Action::payload`], appended to `out`; false (and nothing written)
+    /// for any other action.
+    pub fn write_payload(&self, out: &mut Vec<u8>) -> bool {
+        let Action::Send {
+            src,
+            to,
+            advert,
+            v2_checksum,
+            trailer,
+        } = self
+        else {
+            return false;
+        };
+        let dst = to.addr(Family::of(src));
+        let pseudo = (!*v2_checksum).then_some(PseudoHeader { src: *src, dst });
+        let start = out.len();
+        advert.emit_into(pseudo, out);
+        if let Some(t) = trailer {
+            out.extend_from_slice(t);
+            // Over IPv6 the checksum covers the whole payload, the trailer
+            // too (keepalived lets the kernel compute it).
+            if Family::of(src) == Family::V6 {
+                crate::wire::reseal_checksum(&mut out[start..], PseudoHeader { src: *src, dst });
             }
-            _ => None,
         }
+        true
     }
 }
 
@@ -375,6 +385,10 @@ pub struct Router {
     /// Held in BACKUP, its down timer has expired: it would be MASTER.
     wants_master: bool,
     counters: Counters,
+    /// The last advert sent (reused while the priority stays).
+    advert: Option<Arc<Advert>>,
+    /// Where received adverts are parsed (its address list is reused).
+    rx: Option<Advert>,
     /// The wall-clock time (µs since 1970) at [`Instant::ZERO`], for
     /// `auth_hmac` sequence numbers.
     wall_at_zero: u64,
@@ -403,6 +417,8 @@ impl Router {
             sync_held: false,
             wants_master: false,
             counters: Counters::default(),
+            advert: None,
+            rx: None,
             wall_at_zero: 0,
             sequencer: crate::auth_hmac::Sequencer::default(),
             replay: crate::auth_hmac::ReplayState::default(),
@@ -511,27 +527,61 @@ impl Router {
     /// Feeds one input at time `now`; returns what to do.
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
-        self.run_timers(now, &mut out);
+        self.handle_into(now, input, &mut out);
+        out
+    }
+
+    /// [`Router::handle`], appending to `out` (a driver reuses one vector).
+    pub fn handle_into(&mut self, now: Instant, input: Input, out: &mut Vec<Action>) {
+        self.run_timers(now, out);
         match input {
             Input::Timer => {}
-            Input::Start => self.start(now, &mut out),
-            Input::Stop => self.stop(now, &mut out),
+            Input::Start => self.start(now, out),
+            Input::Stop => self.stop(now, out),
             Input::Packet {
                 src,
                 dst,
                 ttl,
                 bytes,
-            } => match self.check(now, src, dst, ttl, &bytes, &mut out) {
-                Ok(advert) => {
-                    self.counters.received += 1;
-                    self.receive(now, src, &advert, &mut out);
-                }
-                Err(why) => *self.counters.dropped.entry(why).or_default() += 1,
-            },
-            Input::Track { weight, fault } => self.track(now, weight, fault, &mut out),
-            Input::Force(to) => self.force(now, to, &mut out),
+            } => self.packet(now, src, dst, ttl, &bytes, out),
+            Input::Track { weight, fault } => self.track(now, weight, fault, out),
+            Input::Force(to) => self.force(now, to, out),
         }
-        out
+    }
+
+    /// [`Router::handle_into`] for an [`Input::Packet`] whose bytes the
+    /// driver keeps (no copy, no allocation for a valid advert).
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        bytes: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        self.run_timers(now, out);
+        self.packet(now, src, dst, ttl, bytes, out);
+    }
+
+    fn packet(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        bytes: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        let mut advert = self.rx.take().unwrap_or_else(Advert::empty);
+        match self.check(now, src, dst, ttl, bytes, &mut advert, out) {
+            Ok(()) => {
+                self.counters.received += 1;
+                self.receive(now, src, &advert, out);
+            }
+            Err(why) => *self.counters.dropped.entry(why).or_default() += 1,
+        }
+        self.rx = Some(advert);
     }
 
     fn run_timers(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -710,16 +760,23 @@ impl Router {
     }
 
     fn send(&mut self, now: Instant, priority: u8, out: &mut Vec<Action>) {
-        let advert = Advert {
-            version: self.config.version,
-            vrid: self.config.vrid,
-            priority,
-            interval: self.config.wire_interval(),
-            auth: match self.config.version {
-                Version::V2 => self.config.auth.clone(),
-                Version::V3 => Auth::None,
-            },
-            addrs: self.config.vips.clone(),
+        let advert = match &self.advert {
+            Some(a) if a.priority == priority => Arc::clone(a),
+            _ => {
+                let a = Arc::new(Advert {
+                    version: self.config.version,
+                    vrid: self.config.vrid,
+                    priority,
+                    interval: self.config.wire_interval(),
+                    auth: match self.config.version {
+                        Version::V2 => self.config.auth.clone(),
+                        Version::V3 => Auth::None,
+                    },
+                    addrs: self.config.vips.clone(),
+                });
+                self.advert = Some(Arc::clone(&a));
+                a
+            }
         };
         let src = self.config.primary;
         let v2_checksum = self.config.v3_checksum_as_v2
@@ -767,6 +824,7 @@ impl Router {
 
     /// The receive checks of RFC 9568 §7.1 / RFC 3768 §7.1. On `Err` nothing
     /// about the router changes but a counter.
+    #[allow(clippy::too_many_arguments)] // the packet's parts, borrowed from the driver
     fn check(
         &mut self,
         now: Instant,
@@ -774,8 +832,9 @@ impl Router {
         dst: IpAddr,
         ttl: u8,
         bytes: &[u8],
+        advert: &mut Advert,
         out: &mut Vec<Action>,
-    ) -> Result<Advert, Drop> {
+    ) -> Result<(), Drop> {
         let family = self.config.family();
         if Family::of(&src) != family {
             return Err(Drop::Family);
@@ -796,9 +855,15 @@ impl Router {
             return Err(Drop::Wire(WireError::TooLong));
         }
         let pseudo = Some(PseudoHeader { src, dst });
-        let advert =
-            Advert::parse_with_trailer(bytes, family, pseudo, self.config.v3_checksum_as_v2, extra)
-                .map_err(Drop::Wire)?;
+        Advert::parse_with_trailer_into(
+            bytes,
+            family,
+            pseudo,
+            self.config.v3_checksum_as_v2,
+            extra,
+            advert,
+        )
+        .map_err(Drop::Wire)?;
         if advert.version != self.config.version {
             return Err(Drop::Version);
         }
@@ -826,7 +891,7 @@ impl Router {
             Version::V3 if advert.interval == 0 => return Err(Drop::Interval),
             Version::V3 => {}
         }
-        Ok(advert)
+        Ok(())
     }
 
     /// The `auth_hmac` verdict on an advert from `src`: counted, logged once

@@ -312,6 +312,32 @@ impl Advert {
         pseudo: Option<PseudoHeader>,
         v3_checksum_as_v2: bool,
     ) -> Result<Self, WireError> {
+        let mut advert = Self::empty();
+        Self::parse_into(bytes, family, pseudo, v3_checksum_as_v2, &mut advert)?;
+        Ok(advert)
+    }
+
+    /// An advert with no addresses, to parse into.
+    pub fn empty() -> Self {
+        Self {
+            version: Version::V3,
+            vrid: 0,
+            priority: 0,
+            interval: 0,
+            auth: Auth::None,
+            addrs: Vec::new(),
+        }
+    }
+
+    /// [`Advert::parse`] into `out`, reusing its address list (no
+    /// allocation once it has room); `out` is unspecified on error.
+    pub fn parse_into(
+        bytes: &[u8],
+        family: Family,
+        pseudo: Option<PseudoHeader>,
+        v3_checksum_as_v2: bool,
+        out: &mut Self,
+    ) -> Result<(), WireError> {
         let p = Packet::new_checked(bytes, family)?;
         if p.kind() != 1 {
             return Err(WireError::Type);
@@ -333,9 +359,9 @@ impl Advert {
         if !ok {
             return Err(WireError::Checksum);
         }
-        let addrs = (0..usize::from(p.count()))
-            .map(|i| p.addr(i, family))
-            .collect();
+        out.addrs.clear();
+        out.addrs
+            .extend((0..usize::from(p.count())).map(|i| p.addr(i, family)));
         let auth = match version {
             Version::V3 => Auth::None,
             Version::V2 => match p.auth_type() {
@@ -345,14 +371,12 @@ impl Advert {
                 n => Auth::Other(n),
             },
         };
-        Ok(Self {
-            version,
-            vrid: p.vrid(),
-            priority: p.priority(),
-            interval: p.interval(),
-            auth,
-            addrs,
-        })
+        out.version = version;
+        out.vrid = p.vrid();
+        out.priority = p.priority();
+        out.interval = p.interval();
+        out.auth = auth;
+        Ok(())
     }
 
     /// The length of the advert at the start of `bytes` (header, address
@@ -381,9 +405,30 @@ impl Advert {
         v3_checksum_as_v2: bool,
         trailer_len: usize,
     ) -> Result<Self, WireError> {
+        let mut advert = Self::empty();
+        Self::parse_with_trailer_into(
+            bytes,
+            family,
+            pseudo,
+            v3_checksum_as_v2,
+            trailer_len,
+            &mut advert,
+        )?;
+        Ok(advert)
+    }
+
+    /// [`Advert::parse_with_trailer`] into `out` (see [`Advert::parse_into`]).
+    pub fn parse_with_trailer_into(
+        bytes: &[u8],
+        family: Family,
+        pseudo: Option<PseudoHeader>,
+        v3_checksum_as_v2: bool,
+        trailer_len: usize,
+        out: &mut Self,
+    ) -> Result<(), WireError> {
         let cut = bytes.len().saturating_sub(trailer_len);
         let message = &bytes[..cut];
-        match Self::parse(message, family, pseudo, v3_checksum_as_v2) {
+        match Self::parse_into(message, family, pseudo, v3_checksum_as_v2, out) {
             Err(WireError::Checksum) if family == Family::V6 && trailer_len > 0 => {
                 let whole = pseudo.is_some_and(|ph| {
                     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
@@ -398,7 +443,7 @@ impl Advert {
                 if let Some(ph) = pseudo {
                     reseal_checksum(&mut copy, ph);
                 }
-                Self::parse(&copy, family, pseudo, v3_checksum_as_v2)
+                Self::parse_into(&copy, family, pseudo, v3_checksum_as_v2, out)
             }
             r => r,
         }
@@ -422,8 +467,18 @@ impl Advert {
     /// Writes the advertisement with its checksum into a new buffer. VRRPv3
     /// needs `pseudo` for the checksum (without it, the v2-style checksum).
     pub fn emit(&self, pseudo: Option<PseudoHeader>) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.buffer_len());
+        self.emit_into(pseudo, &mut buf);
+        buf
+    }
+
+    /// [`Advert::emit`], appending to `out` (no allocation once `out` has
+    /// room).
+    pub fn emit_into(&self, pseudo: Option<PseudoHeader>, out: &mut Vec<u8>) {
         let family = self.family();
-        let mut buf = vec![0u8; self.buffer_len()];
+        let start = out.len();
+        out.resize(start + self.buffer_len(), 0);
+        let buf = &mut out[start..];
         buf[field::VER_TYPE] = (self.version.number() << 4) | 1;
         buf[field::VRID] = self.vrid;
         buf[field::PRIORITY] = self.priority;
@@ -460,12 +515,11 @@ impl Advert {
         let sum = match (self.version, pseudo) {
             (Version::V3, Some(ph)) => {
                 let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-                checksum(pseudo_sum(ph, len), &buf)
+                checksum(pseudo_sum(ph, len), buf)
             }
-            _ => checksum(0, &buf),
+            _ => checksum(0, buf),
         };
         Packet::new_unchecked(&mut buf[..]).set_checksum(sum);
-        buf
     }
 }
 

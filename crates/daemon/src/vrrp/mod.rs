@@ -280,6 +280,8 @@ struct Driver {
     last_rx: Instant,
     /// Some instance uses `auth_hmac` (and needs the wall clock).
     hmac: bool,
+    /// Scratch list of one instance's actions (no allocation per advert).
+    actions: Vec<Action>,
 }
 
 impl Driver {
@@ -359,6 +361,7 @@ impl Driver {
             addresses,
             vmacs: std::mem::take(&mut vmacs.0),
             deadlines: vrrp::Deadlines::default(),
+            actions: Vec::new(),
             due: Vec::new(),
             last_rx: Instant::ZERO,
             hmac: false,
@@ -439,9 +442,12 @@ impl Driver {
     /// handled at its own deadline).
     fn feed_at(&mut self, i: usize, now: Instant, input: Input) {
         let Some(g) = self.group_of[i] else {
-            let actions = self.instances[i].router.handle(now, input);
-            self.execute(i, &actions);
-            self.deadlines.set(i, self.instances[i].router.poll_at());
+            let mut actions = std::mem::take(&mut self.actions);
+            actions.clear();
+            self.instances[i]
+                .router
+                .handle_into(now, input, &mut actions);
+            self.after(i, &mut actions);
             return;
         };
         // The group's member list is lent out while its members move.
@@ -458,6 +464,15 @@ impl Driver {
             self.deadlines.set(m, self.instances[m].router.poll_at());
         }
         self.groups[g] = idx;
+    }
+
+    /// Carries out the `actions` instance `i` (in no sync group) returned,
+    /// updates its deadline and keeps the emptied vector for the next step.
+    fn after(&mut self, i: usize, actions: &mut Vec<Action>) {
+        self.execute(i, actions);
+        actions.clear();
+        self.actions = std::mem::take(actions);
+        self.deadlines.set(i, self.instances[i].router.poll_at());
     }
 
     /// Carries out `actions` of instance `i` and runs its notify scripts.
@@ -821,18 +836,36 @@ impl Driver {
                     return;
                 }
             };
-            let vrid = packet.payload.get(1).copied().unwrap_or(0);
+            let bytes = self.sockets[si].payload(&packet);
+            let vrid = bytes.get(1).copied().unwrap_or(0);
             let Some(&i) = self.by_vrid.get(&(si, vrid)) else {
                 tracing::debug!("advert for unknown VRID {vrid} from {}", packet.src);
                 continue;
             };
-            let input = Input::Packet {
-                src: packet.src,
-                dst: packet.dst,
-                ttl: packet.ttl,
-                bytes: packet.payload,
-            };
-            self.feed(i, input);
+            if self.group_of[i].is_some() {
+                let input = Input::Packet {
+                    src: packet.src,
+                    dst: packet.dst,
+                    ttl: packet.ttl,
+                    bytes: bytes.to_vec(),
+                };
+                self.feed(i, input);
+                continue;
+            }
+            // The common case without a copy: the router reads the bytes
+            // where the socket received them.
+            let now = self.now();
+            let mut actions = std::mem::take(&mut self.actions);
+            actions.clear();
+            self.instances[i].router.handle_packet(
+                now,
+                packet.src,
+                packet.dst,
+                packet.ttl,
+                self.sockets[si].payload(&packet),
+                &mut actions,
+            );
+            self.after(i, &mut actions);
         }
     }
 }
@@ -989,10 +1022,11 @@ fn carry_out(
         match a {
             Action::Send { src, to, .. } => {
                 let dst = to.addr(Family::of(src));
-                if let Some(payload) = a.payload() {
-                    if let Err(e) = sockets[inst.socket].send(*src, dst, &payload) {
-                        tracing::warn!("({name}) sending an advert to {dst}: {e}");
-                    }
+                let sent = sockets[inst.socket].send_with(*src, dst, |buf| {
+                    a.write_payload(buf);
+                });
+                if let Err(e) = sent {
+                    tracing::warn!("({name}) sending an advert to {dst}: {e}");
                 }
             }
             Action::AddVips(_) => {

@@ -48,13 +48,15 @@ impl Interfaces for SystemInterfaces {
     }
 }
 
-/// A received advert: IP source, destination, TTL and the VRRP bytes.
+/// A received advert: IP source, destination, TTL and where its VRRP bytes
+/// are in the receive buffer ([`VrrpSocket::payload`]), valid until the next
+/// [`VrrpSocket::recv`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub ttl: u8,
-    pub payload: Vec<u8>,
+    pub payload: std::ops::Range<usize>,
 }
 
 /// How many packets one `recvmmsg` reads at most.
@@ -63,6 +65,10 @@ const RECV_BATCH: usize = 32;
 /// 20 + 8 + 255 × 4 + 8 bytes; anything longer is truncated and then
 /// rejected by the length checks.
 const RECV_SLOT: usize = 1500;
+
+/// Room for one IPv6 VRRP message (the kernel strips the IPv6 header);
+/// anything longer is truncated and then rejected by the length checks.
+const RECV_SLOT_V6: usize = 2048;
 
 /// The VRRP socket of one interface and one address family.
 #[derive(Debug)]
@@ -74,6 +80,8 @@ pub struct VrrpSocket {
     /// IPv4 packets waiting for [`VrrpSocket::flush`]: their bytes, one
     /// after the other, and where each starts, ends and goes.
     out_bytes: Vec<u8>,
+    /// Where [`VrrpSocket::send_with`] builds a payload.
+    scratch: Vec<u8>,
     out: Vec<(usize, usize, Ipv4Addr)>,
     /// Receive slots for `recvmmsg`.
     slots: Vec<u8>,
@@ -119,13 +127,14 @@ impl VrrpSocket {
             ifindex,
             ifname: ifname.to_owned(),
             out_bytes: Vec::new(),
+            scratch: Vec::new(),
             out: Vec::new(),
             slots: vec![
                 0;
                 if family == Family::V4 {
                     RECV_BATCH * RECV_SLOT
                 } else {
-                    0
+                    RECV_SLOT_V6
                 }
             ],
             pending: std::collections::VecDeque::new(),
@@ -134,6 +143,11 @@ impl VrrpSocket {
 
     pub fn family(&self) -> Family {
         self.family
+    }
+
+    /// The VRRP bytes of `r`, the last packet [`VrrpSocket::recv`] returned.
+    pub fn payload(&self, r: &Received) -> &[u8] {
+        self.slots.get(r.payload.clone()).unwrap_or_default()
     }
 
     /// The next packet, if one is waiting.
@@ -159,9 +173,14 @@ impl VrrpSocket {
             let lens = self.recv_batch()?;
             let full = lens.len() == RECV_BATCH;
             for (k, n) in lens.into_iter().enumerate() {
-                let slot = &self.slots[k * RECV_SLOT..(k + 1) * RECV_SLOT];
+                let at = k * RECV_SLOT;
+                let slot = &self.slots[at..at + RECV_SLOT];
                 // Not a well-formed IPv4 packet: skip it.
-                self.pending.extend(parse_ipv4(&slot[..n.min(RECV_SLOT)]));
+                self.pending
+                    .extend(parse_ipv4(&slot[..n.min(RECV_SLOT)]).map(|r| Received {
+                        payload: r.payload.start + at..r.payload.end + at,
+                        ..r
+                    }));
             }
             if let Some(r) = self.pending.pop_front() {
                 return Ok(Some(r));
@@ -191,11 +210,11 @@ impl VrrpSocket {
         Ok(got.map(|m| m.bytes).collect())
     }
 
-    fn recv_v6(&self) -> std::io::Result<Option<Received>> {
-        let mut buf = [0u8; 2048];
+    fn recv_v6(&mut self) -> std::io::Result<Option<Received>> {
+        let buf = &mut self.slots[..];
         // Room for the hop limit and the packet info (24 + 40 bytes on Linux).
         let mut cmsg = [0u8; 128];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut iov = [std::io::IoSliceMut::new(buf)];
         let msg = recvmsg::<SockaddrIn6>(
             self.socket.as_raw_fd(),
             &mut iov,
@@ -221,8 +240,23 @@ impl VrrpSocket {
             src,
             dst,
             ttl,
-            payload: buf[..n.min(buf.len())].to_vec(),
+            payload: 0..n.min(RECV_SLOT_V6),
         }))
+    }
+
+    /// Sends what `build` writes into a reused buffer, as [`VrrpSocket::send`].
+    pub fn send_with(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        build: impl FnOnce(&mut Vec<u8>),
+    ) -> std::io::Result<()> {
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        build(&mut payload);
+        let sent = self.send(src, dst, &payload);
+        self.scratch = payload;
+        sent
     }
 
     /// Sends `payload` from `src` to `dst`: IPv4 packets at the next
@@ -359,7 +393,7 @@ pub fn parse_ipv4(p: &[u8]) -> Option<Received> {
         src: IpAddr::V4(Ipv4Addr::new(p[12], p[13], p[14], p[15])),
         dst: IpAddr::V4(Ipv4Addr::new(p[16], p[17], p[18], p[19])),
         ttl: p[8],
-        payload: p[ihl..total].to_vec(),
+        payload: ihl..total,
     })
 }
 
@@ -377,14 +411,14 @@ mod tests {
         assert_eq!(r.src, "198.51.100.40".parse::<IpAddr>().unwrap());
         assert_eq!(r.dst, IpAddr::V4(MULTICAST_V4));
         assert_eq!(r.ttl, 255);
-        assert_eq!(r.payload.len(), 8);
+        assert_eq!(p[r.payload].len(), 8);
     }
 
     #[test]
     fn our_ip_header_reads_back() {
         let p = ipv4_packet(Ipv4Addr::new(198, 51, 100, 22), MULTICAST_V4, &[1, 2, 3, 4]);
         let r = parse_ipv4(&p).unwrap();
-        assert_eq!((r.ttl, r.payload.as_slice()), (255, &[1u8, 2, 3, 4][..]));
+        assert_eq!((r.ttl, &p[r.payload.clone()]), (255, &[1u8, 2, 3, 4][..]));
         assert_eq!(r.src, "198.51.100.22".parse::<IpAddr>().unwrap());
     }
 
