@@ -365,10 +365,13 @@ where
         if head.content_length.is_some_and(|l| total >= l) {
             break;
         }
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("reading the body: {e}"))?;
+        let n = match stream.read(&mut chunk).await {
+            Ok(n) => n,
+            // A TLS server that closes without close_notify: the end of
+            // the body all the same (an HTTP/1.0 answer ends at the close).
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(format!("reading the body: {e}")),
+        };
         if n == 0 {
             break;
         }

@@ -2,7 +2,8 @@
 //! wheel holds every checker's next deadline), verdicts kept by
 //! [`crate::state::Checker`], transitions reported to the caller.
 //!
-//! So far: `TCP_CHECK` (connect within `connect_timeout`).
+//! `TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `UDP_CHECK`, `PING_CHECK`,
+//! `MISC_CHECK`, `DNS_CHECK`, `SMTP_CHECK` and `FILE_CHECK`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,11 +20,12 @@ pub enum Probe {
         target: SocketAddr,
         bind: Option<SocketAddr>,
     },
-    /// GET each URL in turn; all must pass.
+    /// GET each URL in turn; all must pass. `tls`: `SSL_GET`.
     Http {
         target: SocketAddr,
         bind: Option<SocketAddr>,
         urls: Vec<crate::http::Url>,
+        tls: Option<Tls>,
     },
     /// `UDP_CHECK`: send `payload`; an ICMP unreachable fails it. With
     /// `reply`, an answer within the timeout is required, of a length in
@@ -48,6 +50,37 @@ pub enum Probe {
         user: Option<(u32, u32)>,
         dynamic: bool,
     },
+    /// `DNS_CHECK`: one query for `name` / `qtype`; a NOERROR answer passes.
+    Dns {
+        target: SocketAddr,
+        bind: Option<SocketAddr>,
+        name: hickory_proto::rr::Name,
+        qtype: hickory_proto::rr::RecordType,
+    },
+    /// `SMTP_CHECK` (one `host`): greeting 220, `HELO` answered 250, `QUIT`.
+    Smtp {
+        target: SocketAddr,
+        bind: Option<SocketAddr>,
+        helo: String,
+    },
+    /// `FILE_CHECK`: the number in `path` (read every [`FILE_POLL`]) takes
+    /// the server down or changes its weight ([`crate::file::effect`]).
+    File {
+        path: std::path::PathBuf,
+        weight: i64,
+        reverse: bool,
+    },
+}
+
+/// How often a `FILE_CHECK`'s file is read (keepalived watches it with
+/// inotify; a read every 100 ms is as prompt for a health decision).
+pub const FILE_POLL: Duration = Duration::from_millis(100);
+
+/// How an `SSL_GET` talks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tls {
+    /// `enable_sni`: send each URL's `virtualhost` as the server name.
+    pub sni: bool,
 }
 
 /// One checker, ready to run.
@@ -63,6 +96,9 @@ pub struct Spec {
     /// thousands of checkers do not fire together).
     pub warmup: Duration,
     pub alpha: bool,
+    /// `SMTP_CHECK`'s counting: `retry` retries in every cycle
+    /// ([`Checker::per_cycle`]).
+    pub retry_each_cycle: bool,
 }
 
 /// A checker's verdict changed (or was confirmed on its first run), or a
@@ -77,6 +113,12 @@ pub enum Event {
     Weight {
         id: usize,
         weight: Option<u32>,
+    },
+    /// A `FILE_CHECK` adds `delta` to its server's weight (replacing its
+    /// previous delta).
+    Offset {
+        id: usize,
+        delta: i64,
     },
 }
 
@@ -136,14 +178,37 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
     let work = async {
         match probe {
             Probe::Tcp { target, bind } => connect(*target, *bind).await.map(|_| ()),
-            Probe::Http { target, bind, urls } => {
+            Probe::Http {
+                target,
+                bind,
+                urls,
+                tls,
+            } => {
                 let host = target.ip().to_string();
                 for url in urls {
-                    let mut stream = connect(*target, *bind).await?;
-                    crate::http::get(&mut stream, url, &host).await?;
+                    let stream = connect(*target, *bind).await?;
+                    match tls {
+                        None => crate::http::get(&mut { stream }, url, &host).await?,
+                        Some(t) => {
+                            let sni = url.host.as_deref().filter(|_| t.sni);
+                            let mut tls = crate::tls::connect(stream, sni, target.ip()).await?;
+                            crate::http::get(&mut tls, url, &host).await?;
+                        }
+                    }
                 }
                 Ok(())
             }
+            Probe::Dns {
+                target,
+                bind,
+                name,
+                qtype,
+            } => crate::dns::check(*target, *bind, name, *qtype).await,
+            Probe::Smtp { target, bind, helo } => {
+                let mut stream = connect(*target, *bind).await?;
+                crate::smtp::check(&mut stream, helo).await
+            }
+            Probe::File { .. } => Err("FILE_CHECK is not a probe".into()),
             Probe::Misc { .. } | Probe::Udp { .. } | Probe::Ping { .. } => Ok(()),
         }
     };
@@ -257,8 +322,59 @@ fn jitter(id: usize, warmup: Duration) -> Duration {
     warmup.mul_f64(f64::from(millionths) / 1_000_000.0)
 }
 
+/// A `FILE_CHECK`: no probe and no retries — the file's value decides at
+/// once (keepalived: "we know the state of the checker immediately").
+async fn file(
+    id: usize,
+    path: &std::path::Path,
+    weight: i64,
+    reverse: bool,
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+) {
+    let mut last: Option<Option<i64>> = None;
+    loop {
+        // Out of range: keepalived ignores the new value.
+        if let Some(value) = crate::file::read_value(path) {
+            let effect = crate::file::effect(value, weight, reverse);
+            if last != Some(effect) {
+                let was_up = last.map(|e| e.is_some());
+                let delta = effect.unwrap_or(0);
+                if (last.is_none() || last.flatten().unwrap_or(0) != delta)
+                    && tx.send(Event::Offset { id, delta }).is_err()
+                {
+                    return;
+                }
+                if was_up != Some(effect.is_some()) {
+                    let transition = if effect.is_some() {
+                        Transition::Up
+                    } else {
+                        Transition::Down
+                    };
+                    if tx.send(Event::State { id, transition }).is_err() {
+                        return;
+                    }
+                }
+                last = Some(effect);
+            }
+        }
+        tokio::time::sleep(FILE_POLL).await;
+    }
+}
+
 async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
-    let mut checker = Checker::new(spec.timing, spec.alpha);
+    if let Probe::File {
+        path,
+        weight,
+        reverse,
+    } = &spec.probe
+    {
+        return file(spec.id, path, *weight, *reverse, &tx).await;
+    }
+    let mut checker = if spec.retry_each_cycle {
+        Checker::per_cycle(spec.timing, spec.alpha)
+    } else {
+        Checker::new(spec.timing, spec.alpha)
+    };
     let mut last_weight = None;
     tokio::time::sleep(Duration::from_secs(1) + jitter(spec.id, spec.warmup)).await;
     loop {
@@ -428,6 +544,10 @@ mod tests {
     /// A loopback server that accepts and then does `behave` with each
     /// connection; the HTTP check of it must fail within the deadline + 100 ms.
     fn hostile(behave: fn(std::net::TcpStream)) {
+        hostile_over(behave, None);
+    }
+
+    fn hostile_over(behave: fn(std::net::TcpStream), tls: Option<Tls>) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
         std::thread::spawn(move || {
@@ -444,6 +564,7 @@ mod tests {
                 codes: crate::http::StatusCodes::default(),
                 digest: Some([0; 16]),
             }],
+            tls,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -494,6 +615,45 @@ mod tests {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Le");
             let _ = s.shutdown(std::net::Shutdown::Both);
         });
+    }
+
+    #[test]
+    fn hostile_tls_backends_fail_within_the_deadline() {
+        use std::io::{Read as _, Write as _};
+        let tls = Some(Tls::default());
+        // Accepts and never answers the ClientHello: a stalled handshake.
+        hostile_over(
+            |s| {
+                std::thread::sleep(Duration::from_secs(5));
+                drop(s);
+            },
+            tls,
+        );
+        // Reads the ClientHello, then drips bytes of a record that never
+        // completes.
+        hostile_over(
+            |mut s| {
+                let mut hello = [0u8; 2048];
+                let _ = s.read(&mut hello);
+                for b in [0x16u8, 0x03, 0x03, 0x40, 0x00] {
+                    if s.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                std::thread::sleep(Duration::from_secs(5));
+            },
+            tls,
+        );
+        // Answers TLS with plain HTTP.
+        hostile_over(
+            |mut s| {
+                let mut hello = [0u8; 2048];
+                let _ = s.read(&mut hello);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            },
+            tls,
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!   failure but the last the next check comes after `delay_before_retry`,
 //!   otherwise after `delay_loop`.
 //! - Any success resets the counter and brings a down checker up at once.
+//!
+//! `SMTP_CHECK` counts per cycle instead ([`Checker::per_cycle`]): every
+//! delay_loop cycle starts with a fresh count, so even the first check gets
+//! its `retry` retries, and a down checker retries too.
 
 use std::time::Duration;
 
@@ -35,6 +39,7 @@ pub struct Checker {
     /// Consecutive failures counted toward `retry`.
     retry_it: u32,
     has_run: bool,
+    per_cycle: bool,
 }
 
 impl Checker {
@@ -45,6 +50,18 @@ impl Checker {
             up: !alpha,
             retry_it: timing.retry,
             has_run: false,
+            per_cycle: false,
+        }
+    }
+
+    /// `SMTP_CHECK`'s counting (check_smtp.c): the count restarts every
+    /// cycle and failures are retried whatever the state; `retry + 1`
+    /// failures in a row end a cycle as a failure.
+    pub fn per_cycle(timing: Timing, alpha: bool) -> Self {
+        Self {
+            retry_it: 0,
+            per_cycle: true,
+            ..Self::new(timing, alpha)
         }
     }
 
@@ -62,6 +79,16 @@ impl Checker {
             self.retry_it = 0;
             let change = (!self.up || first).then_some(Transition::Up);
             self.up = true;
+            return (change, self.timing.delay_loop);
+        }
+        if self.per_cycle {
+            self.retry_it += 1;
+            if self.retry_it <= self.timing.retry {
+                return (None, self.timing.delay_before_retry);
+            }
+            self.retry_it = 0;
+            let change = (self.up || first).then_some(Transition::Down);
+            self.up = false;
             return (change, self.timing.delay_loop);
         }
         if !self.up && !first {
@@ -150,6 +177,31 @@ mod tests {
             c.result(true),
             (Some(Transition::Up), Duration::from_secs(6))
         );
+    }
+
+    #[test]
+    fn smtp_counts_per_cycle_even_the_first_and_while_down() {
+        let mut c = Checker::per_cycle(timing(2), false);
+        // First check: retry (2) retries before it is marked down.
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(
+            c.result(false),
+            (Some(Transition::Down), Duration::from_secs(6))
+        );
+        // Down: a new cycle retries again, and reports nothing new.
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(c.result(false), (None, Duration::from_secs(6)));
+        // A retry that succeeds brings it up at once.
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(
+            c.result(true),
+            (Some(Transition::Up), Duration::from_secs(6))
+        );
+        // From up: retry + 1 failures again.
+        assert_eq!(c.result(false), (None, Duration::from_secs(1)));
+        assert_eq!(c.result(true), (None, Duration::from_secs(6)));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The health-check side of the daemon: every `real_server`'s checkers run
-//! by `check::run`, each real server's health (all its checkers must pass,
-//! as keepalived) published in `status`. So far `TCP_CHECK`, `HTTP_GET` and
-//! `MISC_CHECK`;
-//! other checker kinds are named at start and leave their server as it is.
+//! by `check::run`; each real server's health (all its checkers must pass,
+//! as keepalived) and weight, and each virtual server's quorum, published
+//! in `status`, with keepalived's log lines, notify scripts, FIFO lines and
+//! e-mails on every change. Every checker kind but `BFD_CHECK` runs.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use check::http::{StatusCodes, Url};
-use check::run::{Event, Probe, Spec};
+use check::run::{Event, Probe, Spec, Tls};
 use check::state::{Timing, Transition};
 use kaconf::model::{Checker, ServiceAddr};
 use kaconf::value::Seconds;
@@ -69,7 +69,7 @@ fn resolve_timing(
     r: &kaconf::model::RealServerBody,
     vs: &kaconf::model::VirtualServerBody,
     retry_default: u32,
-    dbr_default: Duration,
+    dbr_default: Option<Duration>,
 ) -> (Timing, Duration, bool) {
     let delay_loop = first(&[tm.delay_loop, r.delay_loop, vs.delay_loop]).unwrap_or(DELAY_LOOP);
     let timing = Timing {
@@ -86,43 +86,156 @@ fn resolve_timing(
             r.delay_before_retry,
             vs.delay_before_retry,
         ])
-        .unwrap_or(dbr_default),
+        // No default: the delay loop (DNS_CHECK).
+        .unwrap_or(dbr_default.unwrap_or(delay_loop)),
     };
     let warmup = first(&[tm.warmup, r.warmup, vs.warmup]).unwrap_or(delay_loop);
     (timing, warmup, tm.alpha || r.alpha)
 }
 
-/// The spec of checker `c` of real server `rs` (port `rport`) in virtual
-/// server `v`, if keepalived-rs runs that kind yet.
-fn checker_spec(
+/// The specs of checker `checker` of real server `rs` (port `rport`) in
+/// virtual server `vs` (an `SMTP_CHECK` has one per `host`), numbered from
+/// `id`; empty if it cannot run (said in the log).
+fn checker_specs(
     checker: &Checker,
     rs: &kaconf::model::RealServer,
     rport: u16,
     vs: &kaconf::model::VirtualServerBody,
     id: usize,
-    policy: &crate::exec::Policy,
-) -> Option<Spec> {
+    cx: &Context,
+) -> Vec<Spec> {
     let r = &rs.body;
-    if let Checker::Misc(m) = checker {
-        return misc_spec(m, rs, rport, vs, id, policy);
-    }
-    let (conn, dbr_default) = match checker {
-        Checker::Tcp(t) => (&t.conn, TCP_DELAY_BEFORE_RETRY),
-        Checker::HttpGet(h) => (&h.conn, HTTP_DELAY_BEFORE_RETRY),
-        Checker::Udp(u) => (&u.conn, TCP_DELAY_BEFORE_RETRY),
-        Checker::Ping(p) => (&p.conn, TCP_DELAY_BEFORE_RETRY),
-        _ => {
+    let fail = |e: String| {
+        tracing::error!(
+            "real_server {}:{rport}: {}: {e}; not checked",
+            rs.addr,
+            checker.keyword()
+        );
+        Vec::new()
+    };
+    let conn = match checker {
+        Checker::Misc(m) => {
+            return misc_spec(m, rs, rport, vs, id, cx.policy)
+                .into_iter()
+                .collect()
+        }
+        Checker::File(f) => return file_spec(f, id, cx).map_or_else(fail, |s| vec![s]),
+        Checker::Tcp(t) => &t.conn,
+        Checker::HttpGet(h) | Checker::SslGet(h) => &h.conn,
+        Checker::Udp(u) => &u.conn,
+        Checker::Ping(p) => &p.conn,
+        Checker::Dns(d) => &d.conn,
+        Checker::Smtp(s) => &s.conn,
+        Checker::Bfd(_) => {
             tracing::warn!(
-                "real_server {}:{rport}: {} is not run yet by keepalived-rs",
-                rs.addr,
-                checker.keyword()
+                "real_server {}:{rport}: BFD_CHECK is not run by keepalived-rs (no BFD)",
+                rs.addr
             );
-            return None;
+            return Vec::new();
         }
     };
-    let (timing, warmup, alpha) = resolve_timing(&conn.timing, r, vs, TCP_RETRY, dbr_default);
+    let (retry_default, dbr_default) = match checker {
+        Checker::HttpGet(_) | Checker::SslGet(_) => (TCP_RETRY, Some(HTTP_DELAY_BEFORE_RETRY)),
+        // DNS_CHECK: retry 3, delay_before_retry = delay_loop (check_dns.c).
+        Checker::Dns(_) => (3, None),
+        _ => (TCP_RETRY, Some(TCP_DELAY_BEFORE_RETRY)),
+    };
+    let (timing, warmup, alpha) = resolve_timing(&conn.timing, r, vs, retry_default, dbr_default);
+    let spec = |id, conn: &kaconf::model::CheckConn, probe| Spec {
+        id,
+        probe,
+        timing,
+        connect_timeout: first(&[conn.connect_timeout, r.connect_timeout, vs.connect_timeout])
+            .unwrap_or(CONNECT_TIMEOUT),
+        warmup,
+        alpha,
+        retry_each_cycle: matches!(checker, Checker::Smtp(_)),
+    };
+    let (target, bind) = endpoints(conn, rs.addr, rport);
+    let probe = match checker {
+        Checker::HttpGet(h) | Checker::SslGet(h) => match urls(h, r.virtualhost.as_ref()) {
+            Ok(urls) => Probe::Http {
+                target,
+                bind,
+                urls,
+                tls: matches!(checker, Checker::SslGet(_)).then_some(Tls { sni: h.enable_sni }),
+            },
+            Err(e) => return fail(e),
+        },
+        Checker::Udp(u) => match udp_probe(u, target, bind) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        },
+        Checker::Ping(_) => Probe::Ping {
+            target: target.ip(),
+        },
+        Checker::Dns(d) => match dns_probe(d, target, bind) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        },
+        Checker::Smtp(s) => {
+            let helo = s
+                .helo_name
+                .clone()
+                .unwrap_or_else(|| check::smtp::DEFAULT_HELO.to_owned());
+            // Each `host { }` is a checker of its own (keepalived); its
+            // connection keywords, else the checker's.
+            if !s.host.is_empty() {
+                return s
+                    .host
+                    .iter()
+                    .enumerate()
+                    .map(|(k, h)| {
+                        let h = &h.0;
+                        let (target, bind) = endpoints(h, rs.addr, rport);
+                        let probe = Probe::Smtp {
+                            target,
+                            bind,
+                            helo: helo.clone(),
+                        };
+                        let mut sp = spec(id + k, h, probe);
+                        sp.connect_timeout = h
+                            .connect_timeout
+                            .map_or(sp.connect_timeout, Seconds::duration);
+                        sp
+                    })
+                    .collect();
+            }
+            Probe::Smtp { target, bind, helo }
+        }
+        _ => Probe::Tcp { target, bind },
+    };
+    vec![spec(id, conn, probe)]
+}
+
+/// A `DNS_CHECK`'s query: `type` (default SOA) and `name` (default the root).
+fn dns_probe(
+    d: &kaconf::model::DnsCheck,
+    target: SocketAddr,
+    bind: Option<SocketAddr>,
+) -> Result<Probe, String> {
+    let qtype = match d.query_type.as_deref() {
+        None => check::dns::DEFAULT_TYPE,
+        Some(t) => check::dns::parse_type(t)?,
+    };
+    let name = check::dns::parse_name(d.name.as_deref().unwrap_or(""))?;
+    Ok(Probe::Dns {
+        target,
+        bind,
+        name,
+        qtype,
+    })
+}
+
+/// Where a checker connects to (`connect_ip`, `connect_port`, else the
+/// real server) and from (`bindto`, `bind_port`).
+fn endpoints(
+    conn: &kaconf::model::CheckConn,
+    addr: std::net::IpAddr,
+    rport: u16,
+) -> (SocketAddr, Option<SocketAddr>) {
     let target = SocketAddr::new(
-        conn.connect_ip.unwrap_or(rs.addr),
+        conn.connect_ip.unwrap_or(addr),
         conn.connect_port
             .map_or(rport, |p| u16::try_from(p.get()).unwrap_or(rport)),
     );
@@ -133,41 +246,56 @@ fn checker_spec(
                 .map_or(0, |p| u16::try_from(p.get()).unwrap_or(0)),
         )
     });
-    let probe = match checker {
-        Checker::HttpGet(h) => match urls(h, r.virtualhost.as_ref()) {
-            Ok(urls) => Probe::Http { target, bind, urls },
-            Err(e) => {
-                tracing::error!(
-                    "real_server {}:{rport}: HTTP_GET: {e}; not checked",
-                    rs.addr
-                );
-                return None;
-            }
-        },
-        Checker::Udp(u) => match udp_probe(u, target, bind) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(
-                    "real_server {}:{rport}: UDP_CHECK: {e}; not checked",
-                    rs.addr
-                );
-                return None;
-            }
-        },
-        Checker::Ping(_) => Probe::Ping {
-            target: target.ip(),
-        },
-        _ => Probe::Tcp { target, bind },
-    };
-    Some(Spec {
+    (target, bind)
+}
+
+/// A `FILE_CHECK`: its `track_file` (a top-level `track_file` block) and
+/// the weight, its own else the block's (default 1).
+fn file_spec(f: &kaconf::model::FileCheck, id: usize, cx: &Context) -> Result<Spec, String> {
+    let name = f
+        .track_file
+        .as_deref()
+        .ok_or("FILE_CHECK has no track_file")?;
+    let block = cx
+        .track_files
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| format!("track_file {name} not found"))?;
+    let path = block
+        .body
+        .file
+        .as_deref()
+        .ok_or_else(|| format!("track_file {name} has no file"))?;
+    let w = f
+        .weight
+        .or(block.body.weight)
+        .unwrap_or(kaconf::model::TrackWeight {
+            weight: 1,
+            reverse: false,
+        });
+    Ok(Spec {
         id,
-        probe,
-        timing,
-        connect_timeout: first(&[conn.connect_timeout, r.connect_timeout, vs.connect_timeout])
-            .unwrap_or(CONNECT_TIMEOUT),
-        warmup,
-        alpha,
+        probe: Probe::File {
+            path: path.into(),
+            weight: w.weight,
+            reverse: w.reverse,
+        },
+        timing: Timing {
+            delay_loop: check::run::FILE_POLL,
+            retry: 0,
+            delay_before_retry: check::run::FILE_POLL,
+        },
+        connect_timeout: check::run::FILE_POLL,
+        warmup: Duration::ZERO,
+        alpha: false,
+        retry_each_cycle: false,
     })
+}
+
+/// What every checker's spec may need from the rest of the configuration.
+struct Context<'a> {
+    policy: &'a crate::exec::Policy,
+    track_files: &'a [kaconf::section::Named<kaconf::model::TrackFile>],
 }
 
 /// A `UDP_CHECK`'s exchange: `payload` and `require_reply` in hex (as
@@ -237,7 +365,7 @@ fn misc_spec(
         );
         return None;
     }
-    let (timing, warmup, alpha) = resolve_timing(&m.timing, r, vs, 0, TCP_DELAY_BEFORE_RETRY);
+    let (timing, warmup, alpha) = resolve_timing(&m.timing, r, vs, 0, Some(TCP_DELAY_BEFORE_RETRY));
     Some(Spec {
         id,
         probe: Probe::Misc {
@@ -245,6 +373,7 @@ fn misc_spec(
             user: run_as.map(|u| (u.uid, u.gid)),
             dynamic: m.misc_dynamic,
         },
+        retry_each_cycle: false,
         timing,
         connect_timeout: m
             .misc_timeout
@@ -256,34 +385,138 @@ fn misc_spec(
     })
 }
 
-/// A real server's `notify_up` and `notify_down` command lines.
-type Notify = (Option<Vec<String>>, Option<Vec<String>>);
+/// A command line from the configuration.
+fn argv(c: Option<&kaconf::value::Command>) -> Option<Vec<String>> {
+    c.map(|c| c.0.to_vec())
+}
 
-/// Where each checker's verdicts go: (virtual server, real server).
+/// keepalived's name for a service: `[ip]:tcp:port`.
+fn service(addr: &str, proto: &str, port: u16) -> String {
+    format!("[{addr}]:{proto}:{port}")
+}
+
+/// One real server as the checkers see it.
+#[derive(Debug, Default)]
+struct Real {
+    /// Its checkers' ids.
+    checkers: Vec<usize>,
+    /// The configured weight.
+    weight: u32,
+    notify_up: Option<Vec<String>>,
+    notify_down: Option<Vec<String>>,
+    smtp_alert: bool,
+    /// `inhibit_on_failure`: a failed server stays in the pool at weight 0
+    /// (the data plane's business; the log says "Disabling").
+    inhibit: bool,
+}
+
+/// Virtual server `name`'s quorum at start, warned about if clamped.
+fn vs_quorum(
+    v: &kaconf::model::VirtualServerBody,
+    name: &str,
+    real: &[Real],
+    shown: &[RealServerStatus],
+) -> check::quorum::Quorum {
+    let total: u64 = real.iter().map(|r| u64::from(r.weight)).sum();
+    let live: u64 = real
+        .iter()
+        .zip(shown)
+        .filter(|(_, s)| s.healthy)
+        .map(|(r, _)| u64::from(r.weight))
+        .sum();
+    let count = |c: Option<kaconf::value::Count>, d: u64| {
+        c.map_or(d, |n| u64::try_from(n.get()).unwrap_or(d))
+    };
+    let (quorum, warning) =
+        check::quorum::Quorum::new(count(v.quorum, 1), count(v.hysteresis, 0), total, live);
+    if let Some(w) = warning {
+        tracing::warn!("virtual server {name}: {w}");
+    }
+    if !quorum.is_up() {
+        tracing::info!(
+            "Starting with quorum down {}-{}={} > {live} for VS {name}",
+            quorum.quorum,
+            quorum.hysteresis,
+            quorum.quorum + quorum.hysteresis
+        );
+    }
+    quorum
+}
+
+impl Real {
+    /// A real server's settings, its own else its virtual server's.
+    fn new(
+        r: &kaconf::model::RealServerBody,
+        v: &kaconf::model::VirtualServerBody,
+        vs_weight: Option<u32>,
+        vs_alert: bool,
+    ) -> Self {
+        Real {
+            weight: r
+                .weight
+                .map(|w| u32::try_from(w.get()).unwrap_or(1))
+                .or(vs_weight)
+                .unwrap_or(1),
+            notify_up: argv(r.notify_up.as_ref()),
+            notify_down: argv(r.notify_down.as_ref()),
+            smtp_alert: r.smtp_alert.map_or(vs_alert, |s| s.0),
+            inhibit: r
+                .inhibit_on_failure
+                .or(v.inhibit_on_failure)
+                .is_some_and(|s| s.0),
+            ..Real::default()
+        }
+    }
+}
+
+/// One virtual server: its real servers and its quorum.
+#[derive(Debug)]
+struct Virtual {
+    real: Vec<Real>,
+    proto: &'static str,
+    quorum: check::quorum::Quorum,
+    quorum_up: Option<Vec<String>>,
+    quorum_down: Option<Vec<String>>,
+    smtp_alert: bool,
+}
+
+/// Every checker, and what their verdicts add up to.
 #[derive(Debug, Default)]
 pub struct Plan {
     pub specs: Vec<Spec>,
+    /// Each checker's (virtual server, real server).
     owner: Vec<(usize, usize)>,
-    /// The status to publish, real servers' health kept current.
-    pub status: Vec<VirtualServerStatus>,
     /// Each checker's verdict: down (alpha checkers start down).
     down: Vec<bool>,
-    /// Each real server's configured weight.
-    weights: Vec<Vec<u32>>,
-    /// Each real server's `notify_up` and `notify_down`.
-    notify: Vec<Vec<Notify>>,
-    /// Who runs notify scripts, and which may run.
-    policy: crate::exec::Policy,
+    /// Each checker's `misc_dynamic` weight, if it set one.
+    dynamic: Vec<Option<u32>>,
+    /// Each checker's `FILE_CHECK` weight change.
+    offset: Vec<i64>,
+    virtuals: Vec<Virtual>,
+    /// The status to publish, kept current.
+    pub status: Vec<VirtualServerStatus>,
+    router_id: String,
+    /// Where notify scripts, FIFO lines and e-mails go.
+    notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
 }
 
 impl Plan {
     /// The checkers of `config`'s virtual servers.
     pub fn new(config: &kaconf::Config) -> Self {
-        let policy = crate::exec::Policy::from_globals(&config.globals());
+        let globals = config.globals();
+        let policy = crate::exec::Policy::from_globals(&globals);
+        let cx = Context {
+            policy: &policy,
+            track_files: &config.track_files,
+        };
         let mut plan = Plan {
-            policy: policy.clone(),
+            router_id: globals
+                .router_id
+                .clone()
+                .unwrap_or_else(crate::vrrp::spec::hostname),
             ..Plan::default()
         };
+        let global_alert = globals.smtp_alert_checker.or(globals.smtp_alert);
         for vs in &config.virtual_servers {
             let ServiceAddr::Ip { addr, port } = vs.service else {
                 tracing::warn!(
@@ -293,149 +526,299 @@ impl Plan {
                 continue;
             };
             let v = &vs.body;
+            let proto = match v.protocol {
+                Some(kaconf::model::Protocol::Udp) => "udp",
+                Some(kaconf::model::Protocol::Sctp) => "sctp",
+                _ => "tcp",
+            };
+            let vs_alert = v.smtp_alert.or(global_alert).is_some_and(|s| s.0);
+            let vs_weight = v.weight.map(|w| u32::try_from(w.get()).unwrap_or(1));
             let mut real = Vec::new();
+            let mut shown = Vec::new();
             for (ri, rs) in v.real_servers.iter().enumerate() {
                 let rport = rs.port.unwrap_or(port);
                 let r = &rs.body;
+                let mut entry = Real::new(r, v, vs_weight, vs_alert);
                 let mut alpha_down = false;
                 for c in &r.checkers {
-                    let Some(spec) = checker_spec(c, rs, rport, v, plan.specs.len(), &policy)
-                    else {
-                        continue;
-                    };
-                    alpha_down |= spec.alpha;
-                    plan.down.push(spec.alpha);
-                    plan.owner.push((plan.status.len(), ri));
-                    plan.specs.push(spec);
+                    for spec in checker_specs(c, rs, rport, v, plan.specs.len(), &cx) {
+                        alpha_down |= spec.alpha;
+                        entry.checkers.push(spec.id);
+                        plan.down.push(spec.alpha);
+                        plan.dynamic.push(None);
+                        plan.offset.push(0);
+                        plan.owner.push((plan.virtuals.len(), ri));
+                        plan.specs.push(spec);
+                    }
                 }
-                real.push(RealServerStatus {
+                shown.push(RealServerStatus {
                     address: rs.addr.to_string(),
                     port: rport,
-                    weight: r.weight.map_or(1, |w| u32::try_from(w.get()).unwrap_or(1)),
+                    weight: entry.weight,
                     healthy: !alpha_down,
                 });
+                real.push(entry);
             }
-            plan.weights.push(real.iter().map(|r| r.weight).collect());
-            plan.notify.push(
-                v.real_servers
-                    .iter()
-                    .map(|rs| {
-                        let argv =
-                            |c: &Option<kaconf::value::Command>| c.as_ref().map(|c| c.0.to_vec());
-                        (argv(&rs.body.notify_up), argv(&rs.body.notify_down))
-                    })
-                    .collect(),
-            );
+            let name = service(&addr.to_string(), proto, port);
+            let quorum = vs_quorum(v, &name, &real, &shown);
+            let sorry = v
+                .sorry_server
+                .map(|e| service(&e.addr.to_string(), proto, e.port.unwrap_or(port)));
             plan.status.push(VirtualServerStatus {
                 address: addr.to_string(),
                 port,
-                protocol: "TCP".into(),
-                real_servers: real,
+                protocol: proto.to_ascii_uppercase(),
+                quorum_up: quorum.is_up(),
+                sorry_server_active: sorry.is_some() && !quorum.is_up(),
+                sorry_server: sorry,
+                real_servers: shown,
+            });
+            plan.virtuals.push(Virtual {
+                real,
+                proto,
+                quorum,
+                quorum_up: argv(v.quorum_up.as_ref()),
+                quorum_down: argv(v.quorum_down.as_ref()),
+                smtp_alert: vs_alert,
             });
         }
         plan
     }
 
-    /// Runs real server (`vs`, `rs`)'s `notify_up` / `notify_down` (no
-    /// arguments, as keepalived) on a thread of its own, so the checkers
-    /// never wait for it.
-    fn notify(&self, vs: usize, rs: usize, healthy: bool) {
-        let Some((up, down)) = self.notify.get(vs).and_then(|v| v.get(rs)) else {
-            return;
-        };
-        let Some(argv) = (if healthy { up } else { down }).clone() else {
-            return;
-        };
-        let run_as = self.policy.default_user().cloned();
-        if let Some(why) = self.policy.refuses(&argv, run_as.as_ref()) {
-            tracing::warn!("Not running {argv:?} since it is insecure: {why}");
-            return;
-        }
-        let spawned = std::thread::Builder::new()
-            .name("notify-rs".into())
-            .spawn(move || {
-                if let crate::exec::Exit::NotStarted(e) =
-                    crate::exec::run(&argv, Duration::from_secs(30), run_as.as_ref())
-                {
-                    tracing::warn!("cannot run {argv:?}: {e}");
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start a notify script: {e}");
+    fn send(&self, job: crate::notify::Job) {
+        if let Some(tx) = &self.notify {
+            let _ = tx.send(job);
         }
     }
 
-    /// A `misc_dynamic` script set real server weight `w` (`None`: back to
-    /// the configured weight). True if the status changed.
-    pub fn weight(&mut self, id: usize, w: Option<u32>) -> bool {
+    /// keepalived's names of real server `rs` and its virtual server.
+    fn names(&self, vs: usize, rs: usize) -> (String, String) {
+        let v = &self.status[vs];
+        let r = &v.real_servers[rs];
+        let proto = self.virtuals[vs].proto;
+        (
+            service(&r.address, proto, r.port),
+            service(&v.address, proto, v.port),
+        )
+    }
+
+    /// Real server (`vs`, `rs`) became healthy or not: keepalived's log
+    /// line, `notify_up` / `notify_down` (no arguments), the FIFO line and
+    /// the e-mail.
+    fn real_changed(&self, vs: usize, rs: usize, healthy: bool) {
+        let (rname, vname) = self.names(vs, rs);
+        let real = &self.virtuals[vs].real[rs];
+        let verb = match (healthy, real.inhibit) {
+            (true, false) => "Adding service",
+            (false, false) => "Removing service",
+            (true, true) => "Enabling service",
+            (false, true) => "Disabling service",
+        };
+        let prep = if healthy { "to" } else { "from" };
+        let prep = if real.inhibit { "of" } else { prep };
+        tracing::info!("{verb} {rname} {prep} VS {vname}");
+        let script = if healthy {
+            &real.notify_up
+        } else {
+            &real.notify_down
+        };
+        if let Some(argv) = script {
+            self.send(crate::notify::Job::Run(argv.clone()));
+        }
+        let state = if healthy { "UP" } else { "DOWN" };
+        self.send(crate::notify::Job::Fifo(format!(
+            "RS {rname} {vname} {state}\n"
+        )));
+        if real.smtp_alert {
+            self.send(crate::notify::Job::Mail(crate::notify::Alert {
+                subject: format!(
+                    "[{}] Realserver {rname} of virtual server {vname} - {state}",
+                    self.router_id
+                ),
+                body: format!(
+                    "=> CHECK {} on service <=\r\n",
+                    if healthy { "succeed" } else { "failed" }
+                ),
+            }));
+        }
+    }
+
+    /// Re-reads virtual server `vs`'s live weight; acts on a quorum flip.
+    fn quorum(&mut self, vs: usize) {
+        let live: u64 = self.status[vs]
+            .real_servers
+            .iter()
+            .filter(|r| r.healthy)
+            .map(|r| u64::from(r.weight))
+            .sum();
+        let v = &mut self.virtuals[vs];
+        let Some(flip) = v.quorum.update(live) else {
+            return;
+        };
+        let (q, h) = (v.quorum.quorum, v.quorum.hysteresis);
+        let st = &mut self.status[vs];
+        st.quorum_up = flip.up;
+        st.sorry_server_active = st.sorry_server.is_some() && !flip.up;
+        let vname = service(&st.address, v.proto, st.port);
+        if flip.up {
+            tracing::info!(
+                "Gained quorum {q}+{h}={} <= {live} for VS {vname}",
+                flip.threshold
+            );
+        } else {
+            tracing::info!(
+                "Lost quorum {q}-{h}={} > {live} for VS {vname}",
+                flip.threshold
+            );
+        }
+        if let Some(sorry) = &st.sorry_server {
+            if flip.up {
+                tracing::info!("Removing sorry server {sorry} from VS {vname}");
+            } else {
+                tracing::info!("Adding sorry server {sorry} to VS {vname}");
+            }
+        }
+        let v = &self.virtuals[vs];
+        let script = if flip.up {
+            &v.quorum_up
+        } else {
+            &v.quorum_down
+        };
+        let state = if flip.up { "UP" } else { "DOWN" };
+        let mut jobs: Vec<crate::notify::Job> = script
+            .iter()
+            .map(|a| crate::notify::Job::Run(a.clone()))
+            .collect();
+        jobs.push(crate::notify::Job::Fifo(format!("VS {vname} {state}\n")));
+        if v.smtp_alert {
+            jobs.push(crate::notify::Job::Mail(crate::notify::Alert {
+                subject: format!("[{}] Virtualserver {vname} - {state}", self.router_id),
+                body: format!(
+                    "=> {} {q}{}{h}={} <= {live} <=\r\n",
+                    if flip.up {
+                        "Gained quorum"
+                    } else {
+                        "Lost quorum"
+                    },
+                    if flip.up { '+' } else { '-' },
+                    flip.threshold
+                ),
+            }));
+        }
+        for j in jobs {
+            self.send(j);
+        }
+    }
+
+    /// Real server (`vs`, `rs`)'s weight from its checkers: a
+    /// `misc_dynamic` weight replaces the configured one, `FILE_CHECK`
+    /// changes add to it; never below 0. True if it changed.
+    fn reweigh(&mut self, vs: usize, rs: usize) -> bool {
+        let real = &self.virtuals[vs].real[rs];
+        let base = real
+            .checkers
+            .iter()
+            .find_map(|&c| self.dynamic[c])
+            .unwrap_or(real.weight);
+        let delta: i64 = real.checkers.iter().map(|&c| self.offset[c]).sum();
+        let weight =
+            u32::try_from((i64::from(base) + delta).clamp(0, i64::from(u32::MAX))).unwrap_or(0);
+        let old = self.status[vs].real_servers[rs].weight;
+        if old == weight {
+            return false;
+        }
+        let (rname, vname) = self.names(vs, rs);
+        tracing::info!("Changing weight from {old} to {weight} for service {rname} of VS {vname}");
+        self.status[vs].real_servers[rs].weight = weight;
+        true
+    }
+
+    /// Applies one checker event. True if the status changed.
+    pub fn event(&mut self, ev: Event) -> bool {
+        let id = match ev {
+            Event::Weight { id, .. } | Event::Offset { id, .. } | Event::State { id, .. } => id,
+        };
         let Some(&(vs, rs)) = self.owner.get(id) else {
             return false;
         };
-        let weight = w.unwrap_or(self.weights[vs][rs]);
-        let status = &mut self.status[vs].real_servers[rs];
-        let changed = status.weight != weight;
-        status.weight = weight;
+        let changed = match ev {
+            Event::Weight { weight, .. } => {
+                self.dynamic[id] = weight;
+                self.reweigh(vs, rs)
+            }
+            Event::Offset { delta, .. } => {
+                self.offset[id] = delta;
+                self.reweigh(vs, rs)
+            }
+            Event::State { transition, .. } => {
+                self.down[id] = transition == Transition::Down;
+                // As keepalived: healthy when none of its checkers is down.
+                let healthy = !self.virtuals[vs].real[rs]
+                    .checkers
+                    .iter()
+                    .any(|&c| self.down[c]);
+                let status = &mut self.status[vs].real_servers[rs];
+                if status.healthy == healthy {
+                    false
+                } else {
+                    status.healthy = healthy;
+                    self.real_changed(vs, rs, healthy);
+                    true
+                }
+            }
+        };
+        if changed {
+            self.quorum(vs);
+        }
         changed
-    }
-
-    /// Applies a checker's transition: a real server is healthy when none of
-    /// its checkers is down (as keepalived: all must pass). Returns the
-    /// server's new health if it changed.
-    pub fn apply(&mut self, id: usize, t: Transition) -> Option<(usize, usize, bool)> {
-        let (vs, rs) = *self.owner.get(id)?;
-        *self.down.get_mut(id)? = t == Transition::Down;
-        let healthy = !self
-            .owner
-            .iter()
-            .zip(&self.down)
-            .any(|(o, d)| *o == (vs, rs) && *d);
-        let status = &mut self.status[vs].real_servers[rs];
-        (status.healthy != healthy).then(|| {
-            status.healthy = healthy;
-            (vs, rs, healthy)
-        })
     }
 }
 
-/// Runs every checker until `stop`, keeping `status.virtual_servers` current.
+/// Runs every checker until `stop`, keeping `status.virtual_servers`
+/// current; `notify_fifo`'s reader script is started here only when VRRP
+/// does not run (`vrrp`: it does, and starts it).
 pub fn run(
     config: &kaconf::Config,
     stop: &Arc<AtomicBool>,
     status: &crate::control::Shared,
+    vrrp: bool,
 ) -> anyhow::Result<()> {
     let mut plan = Plan::new(config);
+    let globals = config.globals();
+    let fifos: Vec<crate::notify::Fifo> = [
+        (
+            &globals.notify_fifo,
+            globals.notify_fifo_script.as_ref().filter(|_| !vrrp),
+        ),
+        (
+            &globals.lvs_notify_fifo,
+            globals.lvs_notify_fifo_script.as_ref(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(fifo, script)| {
+        Some(crate::notify::Fifo {
+            path: std::path::PathBuf::from(fifo.as_ref()?.0.first()?),
+            script: script.map(|c| c.0.to_vec()),
+        })
+    })
+    .collect();
+    let policy = crate::exec::Policy::from_globals(&globals);
+    let (tx, notifier) = crate::notify::start(fifos, crate::vrrp::spec::smtp(&globals), policy)?;
+    plan.notify = Some(tx);
     if let Ok(mut s) = status.lock() {
         s.virtual_servers.clone_from(&plan.status);
     }
     let specs = plan.specs.clone();
     tracing::info!("Starting {} health checkers", specs.len());
     check::run::run(specs, stop, |ev| {
-        let changed = match ev {
-            Event::Weight { id, weight } => plan.weight(id, weight),
-            Event::State { id, transition } => {
-                if let Some((vs, rs, healthy)) = plan.apply(id, transition) {
-                    let v = &plan.status[vs];
-                    let r = &v.real_servers[rs];
-                    tracing::info!(
-                        "{} service [{}]:tcp:{} from VS [{}]:tcp:{}",
-                        if healthy { "Adding" } else { "Removing" },
-                        r.address,
-                        r.port,
-                        v.address,
-                        v.port
-                    );
-                    plan.notify(vs, rs, healthy);
-                    true
-                } else {
-                    false
-                }
-            }
-        };
-        if changed {
+        if plan.event(ev) {
             if let Ok(mut s) = status.lock() {
                 s.virtual_servers.clone_from(&plan.status);
             }
         }
     })?;
+    plan.notify = None;
+    let _ = notifier.join();
     Ok(())
 }

@@ -57,6 +57,13 @@ pub struct VirtualServerStatus {
     pub port: u16,
     pub protocol: String,
     pub real_servers: Vec<RealServerStatus>,
+    /// The live real servers' weight reaches `quorum` (keepalived's
+    /// quorum state).
+    pub quorum_up: bool,
+    /// `sorry_server`, as `[ip]:tcp:port`.
+    pub sorry_server: Option<String>,
+    /// The sorry server takes the traffic (quorum lost).
+    pub sorry_server_active: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

@@ -107,7 +107,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         Some(
             std::thread::Builder::new()
                 .name("check".into())
-                .spawn(move || checks::run(&config, &stop, &status))?,
+                .spawn(move || checks::run(&config, &stop, &status, run_vrrp))?,
         )
     } else {
         None

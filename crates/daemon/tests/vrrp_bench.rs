@@ -223,9 +223,12 @@ fn scale_cpu(d: Daemon, wire: Wire, n: u32, advert_ms: u64, secs: u64) -> (f64, 
         .unwrap()
         .wait_for_address(last_vip, Duration::from_secs(30))
         .unwrap();
+    // keepalived forks its VRRP child after a moment: count processes once
+    // both sides have settled.
+    std::thread::sleep(Duration::from_secs(2));
     let (pm, pb) = (pids(&lab, "lb1"), pids(&lab, "lb2"));
     wire.apply(&lab, &[pm.clone(), pb.clone()].concat());
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(1));
     // SCALE_HOLD=secs: keep the pair running that long first (to attach
     // a profiler to the pids printed here).
     if let Some(hold) = std::env::var("SCALE_HOLD")

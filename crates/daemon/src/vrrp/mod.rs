@@ -53,14 +53,6 @@ fn dump(path: &str, text: &str) {
     }
 }
 
-/// The number in a tracked file (0 when it is missing or not a number).
-fn file_value(path: &std::path::Path) -> i64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// The `vrrp_script`s some instance tracks, each starting good (or failed
 /// with `init_fail`), run as their `user` or the global default. A script
 /// whose user does not exist, or that `enable_script_security` refuses to run
@@ -128,7 +120,7 @@ fn tracked_files(config: &kaconf::Config) -> HashMap<String, (std::path::PathBuf
         .filter_map(|t| {
             let path = std::path::PathBuf::from(t.body.file.as_ref()?);
             let (w, rev) = t.body.weight.map_or((1, false), |w| (w.weight, w.reverse));
-            let value = file_value(&path);
+            let value = check::file::read_value(&path).unwrap_or(0);
             Some((t.name.clone(), (path, w, rev, value)))
         })
         .collect()
@@ -628,7 +620,10 @@ impl Driver {
         self.files_checked = now;
         let mut changed = first;
         for (path, _, _, value) in self.files.values_mut() {
-            let now_value = file_value(path);
+            // Out of keepalived's range: ignored, the last value stays.
+            let Some(now_value) = check::file::read_value(path) else {
+                continue;
+            };
             if *value != now_value {
                 tracing::info!("Tracked file {} now {now_value}", path.display());
                 *value = now_value;
