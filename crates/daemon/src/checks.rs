@@ -693,14 +693,14 @@ impl Plan {
         if v.smtp_alert {
             jobs.push(crate::notify::Job::Mail(crate::notify::Alert {
                 subject: format!("[{}] Virtualserver {vname} - {state}", self.router_id),
+                // keepalived's text, `+` and `<=` whichever way it went.
                 body: format!(
-                    "=> {} {q}{}{h}={} <= {live} <=\r\n",
+                    "=> {} {q}+{h}={} <= {live} <=\r\n",
                     if flip.up {
                         "Gained quorum"
                     } else {
                         "Lost quorum"
                     },
-                    if flip.up { '+' } else { '-' },
                     flip.threshold
                 ),
             }));

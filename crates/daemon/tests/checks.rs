@@ -385,3 +385,412 @@ fn ping_check_over_ipv4_and_ipv6_follows_the_link() {
         .success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The daemon's `status --json`.
+fn status(control: &std::path::Path) -> Option<serde_json::Value> {
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(control)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// How long until `status` satisfies `want`; panics after `limit`, with
+/// the status and the daemon's log.
+fn wait_status(
+    control: &std::path::Path,
+    dir: &std::path::Path,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if status(control).is_some_and(|s| want(&s)) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not {what} after {limit:?}: {:?}\n{}",
+            status(control),
+            std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop_daemon(mut daemon: netlab::Process, dir: &std::path::Path) {
+    daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(
+        daemon
+            .wait_timeout(Duration::from_secs(5))
+            .unwrap()
+            .success(),
+        "{}",
+        std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn ssl_get_checks_a_tls_server_with_a_self_signed_certificate() {
+    if !netlab::privileged("ssl_get_checks_a_tls_server_with_a_self_signed_certificate") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+        ("web2", &["198.51.100.51/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}ssl", lab.prefix()));
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    // A self-signed certificate, and openssl's own TLS web server serving
+    // files from www/ (it answers 200 even for a missing file, with an
+    // error text: the check's digest tells them apart).
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=web1.example",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    std::fs::write(www.join("ok.html"), "this is yy web!\n").unwrap();
+    let md5 = Command::new("md5sum")
+        .arg(www.join("ok.html"))
+        .output()
+        .unwrap();
+    let digest = String::from_utf8_lossy(&md5.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut s_server = Command::new("openssl");
+    s_server
+        .args(["s_server", "-quiet", "-accept", "443", "-WWW", "-cert"])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .current_dir(&www);
+    let _tls = lab
+        .node("web1")
+        .unwrap()
+        .spawn_logged(&s_server, None)
+        .unwrap();
+    // web2 speaks plain HTTP on 443: the TLS handshake fails.
+    let _plain = WebServer::start(
+        lab.node("web2").unwrap(),
+        "198.51.100.51:443".parse().unwrap(),
+        "plain",
+    )
+    .unwrap();
+    let rs = |n: u8| {
+        format!(" real_server 198.51.100.{n} 443 {{\n SSL_GET {{\n connect_timeout 1\n retry 1\n delay_before_retry 1\n url {{\n path /ok.html\n digest {digest}\n }}\n }}\n }}\n")
+    };
+    let conf = dir.join("ssl.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "virtual_server 198.51.100.250 443 {{\n delay_loop 1\n{}{}}}\n",
+            rs(50),
+            rs(51)
+        ),
+    )
+    .unwrap();
+    let (daemon, control) = checker(&lab, &dir, &conf);
+    wait_health(&control, &[true, false], Duration::from_secs(6));
+    // The page goes away (another body, the digest no longer matches):
+    // down within delay_loop + retry × dbr + connect_timeout.
+    std::fs::rename(www.join("ok.html"), www.join("gone.html")).unwrap();
+    let took = wait_health(&control, &[false, false], Duration::from_secs(6));
+    eprintln!("SSL_GET: down {took:?} after the page went (digest mismatch)");
+    assert!(took <= Duration::from_millis(3_200), "{took:?}");
+    std::fs::rename(www.join("gone.html"), www.join("ok.html")).unwrap();
+    let took = wait_health(&control, &[true, false], Duration::from_secs(4));
+    eprintln!("SSL_GET: up {took:?} after it came back");
+    stop_daemon(daemon, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dns_check_follows_the_responders_rcode_and_silence() {
+    if !netlab::privileged("dns_check_follows_the_responders_rcode_and_silence") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}dns", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dns = netlab::dns::DnsServer::start(
+        lab.node("web1").unwrap(),
+        "198.51.100.50:53".parse().unwrap(),
+    )
+    .unwrap();
+    let conf = dir.join("dns.conf");
+    std::fs::write(
+        &conf,
+        "virtual_server 198.51.100.250 53 {\n delay_loop 1\n protocol UDP\n real_server 198.51.100.50 53 {\n DNS_CHECK {\n type A\n name web1.example\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n}\n",
+    )
+    .unwrap();
+    let (daemon, control) = checker(&lab, &dir, &conf);
+    wait_health(&control, &[true], Duration::from_secs(6));
+    // SERVFAIL: down within delay_loop + retry × dbr (+ one exchange).
+    dns.set_rcode(2);
+    let took = wait_health(&control, &[false], Duration::from_secs(6));
+    eprintln!("DNS_CHECK: down {took:?} after SERVFAIL");
+    assert!(took <= Duration::from_millis(2_500), "{took:?}");
+    dns.set_rcode(0);
+    wait_health(&control, &[true], Duration::from_secs(4));
+    // Silence: every attempt waits its connect_timeout.
+    dns.set_silent(true);
+    let took = wait_health(&control, &[false], Duration::from_secs(8));
+    eprintln!("DNS_CHECK: down {took:?} after the responder fell silent");
+    assert!(took <= Duration::from_millis(4_200), "{took:?}");
+    dns.set_silent(false);
+    wait_health(&control, &[true], Duration::from_secs(4));
+    stop_daemon(daemon, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn smtp_check_follows_the_greeting_on_every_host() {
+    if !netlab::privileged("smtp_check_follows_the_greeting_on_every_host") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+        ("web2", &["198.51.100.51/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}smtp", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mta = netlab::smtp::SmtpServer::start(
+        lab.node("web1").unwrap(),
+        "198.51.100.50:25".parse().unwrap(),
+    )
+    .unwrap();
+    // Real server 1: its own address. Real server 2: two hosts, web1's
+    // and web2's (nothing listens there): all must pass, so it is down.
+    let conf = dir.join("smtp.conf");
+    std::fs::write(
+        &conf,
+        "virtual_server 198.51.100.250 25 {\n delay_loop 1\n real_server 198.51.100.50 25 {\n SMTP_CHECK {\n helo_name lb1.example\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n }\n real_server 198.51.100.60 25 {\n SMTP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n host {\n connect_ip 198.51.100.50\n }\n host {\n connect_ip 198.51.100.51\n }\n }\n }\n}\n",
+    )
+    .unwrap();
+    let (daemon, control) = checker(&lab, &dir, &conf);
+    wait_health(&control, &[true, false], Duration::from_secs(8));
+    // A 554 greeting: keepalived's SMTP counting retries once even from up
+    // (retry 1, 1 s apart), then down.
+    mta.set_greeting(554);
+    let took = wait_health(&control, &[false, false], Duration::from_secs(6));
+    eprintln!("SMTP_CHECK: down {took:?} after a 554 greeting");
+    assert!(took <= Duration::from_millis(3_200), "{took:?}");
+    mta.set_greeting(220);
+    wait_health(&control, &[true, false], Duration::from_secs(5));
+    stop_daemon(daemon, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn file_check_sets_weight_and_health_from_the_file() {
+    if !netlab::privileged("file_check_sets_weight_and_health_from_the_file") {
+        return;
+    }
+    let lab = Lab::star(&[("lb1", &["198.51.100.22/24"])]).unwrap();
+    let dir = std::env::temp_dir().join(format!("{}file", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("weight");
+    std::fs::write(&file, "0\n").unwrap();
+    let conf = dir.join("file.conf");
+    // Real server 1: weight 5, the file's value × 10 added. Real server 2:
+    // weight 0, so any non-zero value takes it down.
+    std::fs::write(
+        &conf,
+        format!(
+            "track_file tf {{\n file {}\n weight 10\n}}\nvirtual_server 198.51.100.250 80 {{\n real_server 198.51.100.50 80 {{\n weight 5\n FILE_CHECK {{\n track_file tf\n }}\n }}\n real_server 198.51.100.51 80 {{\n FILE_CHECK {{\n track_file tf\n weight 0\n }}\n }}\n}}\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let (daemon, control) = checker(&lab, &dir, &conf);
+    let wait = |want: [(bool, u64); 2]| {
+        let start = Instant::now();
+        while health_and_weight(&control).as_deref() != Some(&want[..]) {
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "{:?}, not {want:?}\n{}",
+                health_and_weight(&control),
+                std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start.elapsed()
+    };
+    wait([(true, 5), (true, 1)]);
+    std::fs::write(&file, "2\n").unwrap();
+    let took = wait([(true, 25), (false, 1)]);
+    eprintln!("FILE_CHECK: weight and health followed the file in {took:?}");
+    assert!(took <= Duration::from_millis(500), "{took:?}");
+    // 5 − 10: never below 0; the server stays up at weight 0.
+    std::fs::write(&file, "-1\n").unwrap();
+    wait([(true, 0), (false, 1)]);
+    // The bottom of the range is keepalived's FAULT: down.
+    std::fs::write(&file, "-2147483648\n").unwrap();
+    wait([(false, 5), (false, 1)]);
+    std::fs::write(&file, "0x0\n").unwrap();
+    wait([(true, 5), (true, 1)]);
+    stop_daemon(daemon, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one story: down, quorum lost, back, and what it told
+fn quorum_sorry_server_scripts_fifo_and_alerts_follow_the_real_servers() {
+    if !netlab::privileged("quorum_sorry_server_scripts_fifo_and_alerts_follow_the_real_servers") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+        ("web2", &["198.51.100.51/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}quorum", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr = |n: u8| format!("198.51.100.{n}:80").parse().unwrap();
+    let _web1 = WebServer::start(lab.node("web1").unwrap(), addr(50), "this is yy web!").unwrap();
+    let web2 = WebServer::start(lab.node("web2").unwrap(), addr(51), "this is cc web!").unwrap();
+    let sink = netlab::smtp::SmtpServer::start(
+        lab.node("lb1").unwrap(),
+        "127.0.0.1:2525".parse().unwrap(),
+    )
+    .unwrap();
+    let seen = dir.join("quorum");
+    let script = |name: &str, body: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        p
+    };
+    let up = script("up.sh", &format!("echo up >> {}", seen.display()));
+    let down = script("down.sh", &format!("echo down >> {}", seen.display()));
+    let fifo_out = dir.join("fifo.out");
+    let reader = script(
+        "reader.sh",
+        &format!("exec cat \"$1\" >> {}", fifo_out.display()),
+    );
+    let conf = dir.join("quorum.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n router_id lb1\n notification_email {{\n ops@example.com\n }}\n notification_email_from lb1@example.com\n smtp_server 127.0.0.1 2525\n smtp_connect_timeout 5\n lvs_notify_fifo {}\n lvs_notify_fifo_script {}\n}}\nvirtual_server 198.51.100.250 80 {{\n delay_loop 1\n quorum 2\n quorum_up {}\n quorum_down {}\n sorry_server 198.51.100.60 80\n smtp_alert\n real_server 198.51.100.50 80 {{\n TCP_CHECK {{\n connect_timeout 1\n retry 0\n }}\n }}\n real_server 198.51.100.51 80 {{\n TCP_CHECK {{\n connect_timeout 1\n retry 0\n }}\n }}\n}}\n",
+            dir.join("lvs.fifo").display(),
+            reader.display(),
+            up.display(),
+            down.display()
+        ),
+    )
+    .unwrap();
+    let (daemon, control) = checker(&lab, &dir, &conf);
+    let vs = |s: &serde_json::Value, key: &str| s["virtual_servers"][0][key].clone();
+    wait_status(
+        &control,
+        &dir,
+        "quorum up",
+        |s| vs(s, "quorum_up") == true && vs(s, "sorry_server_active") == false,
+        Duration::from_secs(3),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // One of two servers down: weight 1 < quorum 2, the sorry server steps in.
+    web2.stop();
+    let took = wait_status(
+        &control,
+        &dir,
+        "quorum lost",
+        |s| vs(s, "quorum_up") == false && vs(s, "sorry_server_active") == true,
+        Duration::from_secs(4),
+    );
+    eprintln!("quorum lost {took:?} after a real server stopped");
+    assert_eq!(
+        status(&control).unwrap()["virtual_servers"][0]["sorry_server"],
+        "[198.51.100.60]:tcp:80"
+    );
+    let _web2 = WebServer::start(lab.node("web2").unwrap(), addr(51), "this is cc web!").unwrap();
+    wait_status(
+        &control,
+        &dir,
+        "quorum back",
+        |s| vs(s, "quorum_up") == true && vs(s, "sorry_server_active") == false,
+        Duration::from_secs(4),
+    );
+    // The scripts, FIFO lines and mails have their own threads: give them
+    // a moment.
+    let start = Instant::now();
+    while sink.mails().len() < 4 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default();
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap_or_default(),
+        "down\nup\n",
+        "quorum_down then quorum_up\n{log}"
+    );
+    assert!(
+        log.contains("Lost quorum 2-0=2 > 1 for VS [198.51.100.250]:tcp:80"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Adding sorry server [198.51.100.60]:tcp:80"),
+        "{log}"
+    );
+    assert!(log.contains("Gained quorum 2+0=2 <= 2"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(&fifo_out).unwrap_or_default(),
+        "RS [198.51.100.51]:tcp:80 [198.51.100.250]:tcp:80 DOWN\nVS [198.51.100.250]:tcp:80 DOWN\nRS [198.51.100.51]:tcp:80 [198.51.100.250]:tcp:80 UP\nVS [198.51.100.250]:tcp:80 UP\n"
+    );
+    let mails = sink.mails();
+    // Headers unfolded (a long subject is folded onto two lines).
+    let unfolded: Vec<String> = mails.iter().map(|m| m.replace("\r\n ", " ")).collect();
+    let subjects: Vec<&str> = unfolded
+        .iter()
+        .filter_map(|m| m.lines().find(|l| l.starts_with("Subject: ")))
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Subject: [lb1] Realserver [198.51.100.51]:tcp:80 of virtual server [198.51.100.250]:tcp:80 - DOWN",
+            "Subject: [lb1] Virtualserver [198.51.100.250]:tcp:80 - DOWN",
+            "Subject: [lb1] Realserver [198.51.100.51]:tcp:80 of virtual server [198.51.100.250]:tcp:80 - UP",
+            "Subject: [lb1] Virtualserver [198.51.100.250]:tcp:80 - UP",
+        ],
+        "{mails:?}"
+    );
+    assert!(
+        unfolded[1].contains("=> Lost quorum 2+0=2 <= 1 <="),
+        "{mails:?}"
+    );
+    stop_daemon(daemon, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1005,59 +1005,14 @@ fn the_notify_fifo_gets_keepalived_s_lines() {
     );
 }
 
-/// A minimal SMTP server: accepts every message and keeps its DATA.
-fn smtp_sink(node: &netlab::Node, port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    use std::io::{BufRead, Write};
-    let listener = node
-        .run(move || std::net::TcpListener::bind(("127.0.0.1", port)))
-        .unwrap()
-        .unwrap();
-    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let out = mails.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut w = conn.try_clone().unwrap();
-            let mut r = std::io::BufReader::new(conn);
-            let _ = w.write_all(b"220 sink ESMTP\r\n");
-            let mut data: Option<String> = None;
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 0) {
-                if let Some(d) = data.as_mut() {
-                    if line == ".\r\n" {
-                        out.lock().unwrap().push(data.take().unwrap_or_default());
-                        let _ = w.write_all(b"250 queued\r\n");
-                    } else {
-                        d.push_str(&line);
-                    }
-                } else {
-                    let cmd = line.to_ascii_uppercase();
-                    let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
-                        b"250 sink\r\n"
-                    } else if cmd.starts_with("DATA") {
-                        data = Some(String::new());
-                        b"354 go ahead\r\n"
-                    } else if cmd.starts_with("QUIT") {
-                        let _ = w.write_all(b"221 bye\r\n");
-                        break;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    let _ = w.write_all(reply);
-                }
-                line.clear();
-            }
-        }
-    });
-    mails
-}
-
 #[test]
 fn smtp_alerts_mail_every_transition_with_the_seeds_settings() {
     if !ready("smtp_alerts_mail_every_transition_with_the_seeds_settings") {
         return;
     }
     let pair = Pair::new("l");
-    let mails = smtp_sink(pair.node("lb1"), 2525);
+    let sink = netlab::smtp::SmtpServer::start(pair.node("lb1"), "127.0.0.1:2525".parse().unwrap())
+        .unwrap();
     let conf = pair.dir.join("smtp.conf");
     std::fs::write(
         &conf,
@@ -1072,7 +1027,7 @@ fn smtp_alerts_mail_every_transition_with_the_seeds_settings() {
     std::thread::sleep(Duration::from_millis(500));
     lb1.signal(Signal::SIGTERM).unwrap();
     assert!(lb1.wait_timeout(Duration::from_secs(10)).unwrap().success());
-    let got = mails.lock().unwrap().clone();
+    let got = sink.mails();
     let subjects: Vec<&str> = got
         .iter()
         .filter_map(|m| m.lines().find(|l| l.starts_with("Subject: ")))

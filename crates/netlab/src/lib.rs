@@ -14,8 +14,10 @@
 //! runs on a thread that has entered it with `setns(2)`.
 
 pub mod cmd;
+pub mod dns;
 pub mod http;
 mod privilege;
+pub mod smtp;
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
