@@ -177,7 +177,14 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
     }
     let work = async {
         match probe {
-            Probe::Tcp { target, bind } => connect(*target, *bind).await.map(|_| ()),
+            // Connected is healthy; the connection ends with a reset, as
+            // haproxy's checks end theirs: no FIN exchange and no TIME_WAIT
+            // left on either side for every check of every server.
+            Probe::Tcp { target, bind } => {
+                let stream = connect(*target, *bind).await?;
+                let _ = stream.set_zero_linger();
+                Ok(())
+            }
             Probe::Http {
                 target,
                 bind,
@@ -378,7 +385,9 @@ async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
     let mut last_weight = None;
     tokio::time::sleep(Duration::from_secs(1) + jitter(spec.id, spec.warmup)).await;
     loop {
-        let result = check_weighted(&spec.probe, spec.connect_timeout).await;
+        // Boxed: the check's state (buffers included) exists only while it
+        // runs, so a sleeping checker's task stays small.
+        let result = Box::pin(check_weighted(&spec.probe, spec.connect_timeout)).await;
         // A failure drops a dynamic weight too (keepalived takes it off the
         // server's weight when the server goes down).
         let weight = result.as_ref().ok().copied().flatten();

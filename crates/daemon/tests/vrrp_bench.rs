@@ -75,45 +75,7 @@ fn pids(lab: &Lab, node: &str) -> Vec<u32> {
         .collect()
 }
 
-/// utime + stime of the processes, in clock ticks.
-fn cpu_ticks(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .map(|s| {
-            let after = s.rsplit_once(')').map_or("", |(_, r)| r);
-            let f: Vec<&str> = after.split_whitespace().collect();
-            f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-                + f.get(12).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        })
-        .sum()
-}
-
-/// utime alone, in clock ticks.
-fn user_ticks(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .map(|s| {
-            let after = s.rsplit_once(')').map_or("", |(_, r)| r);
-            after
-                .split_whitespace()
-                .nth(11)
-                .and_then(|u| u.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
-/// VmRSS of the processes, in KiB.
-fn rss_kib(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .sum()
-}
+use netlab::procstat::{cpu_ticks, rss_kib, user_ticks};
 
 fn pair(tag: &str) -> (Lab, std::path::PathBuf) {
     let lab = Lab::star(&[
@@ -132,49 +94,7 @@ fn out_dir() -> std::path::PathBuf {
     d
 }
 
-/// Where the kernel's work of delivering an advert into the peer's
-/// namespace is done.
-#[derive(Clone, Copy, PartialEq)]
-enum Wire {
-    /// As veth does by default: in the sender's system call, charged to the
-    /// sender (a real NIC hands the frame over and the receiver pays).
-    Veth,
-    /// Like a NIC: the switch ports' receive work goes to core 1 (RPS), both
-    /// daemons run on core 0, so each is charged for its own work only.
-    Nic,
-}
-
-impl Wire {
-    fn name(self) -> &'static str {
-        match self {
-            Wire::Veth => "veth (peer's receive charged to the sender)",
-            Wire::Nic => "NIC-like (receive work on the other core)",
-        }
-    }
-
-    /// Applies the mode to `lab` and the daemons `pids`.
-    fn apply(self, lab: &Lab, pids: &[u32]) {
-        if self == Wire::Veth {
-            return;
-        }
-        for link in lab.links() {
-            let path = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", link.port);
-            let ok = Command::new("ip")
-                .args(["netns", "exec", &link.switch_ns, "sh", "-c"])
-                .arg(format!("echo 2 > {path}"))
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "cannot set {path} in {}", link.switch_ns);
-        }
-        for pid in pids {
-            let ok = Command::new("taskset")
-                .args(["-a", "-p", "1", &pid.to_string()])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            assert!(ok, "taskset {pid}");
-        }
-    }
-}
+use netlab::procstat::Wire;
 
 #[test]
 #[ignore = "a benchmark: run bench/vrrp-scale"]
@@ -227,7 +147,7 @@ fn scale_cpu(d: Daemon, wire: Wire, n: u32, advert_ms: u64, secs: u64) -> (f64, 
     // both sides have settled.
     std::thread::sleep(Duration::from_secs(2));
     let (pm, pb) = (pids(&lab, "lb1"), pids(&lab, "lb2"));
-    wire.apply(&lab, &[pm.clone(), pb.clone()].concat());
+    wire.apply(&lab, &[pm.clone(), pb.clone()].concat()).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     // SCALE_HOLD=secs: keep the pair running that long first (to attach
     // a profiler to the pids printed here).

@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod dns;
 pub mod http;
 mod privilege;
+pub mod procstat;
 pub mod smtp;
 
 use std::fs::File;
