@@ -294,6 +294,8 @@ impl StatusCodes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub path: String,
+    /// `http_protocol`.
+    pub version: Version,
     /// `Host:` (`virtualhost`), else the target address.
     pub host: Option<String>,
     pub codes: StatusCodes,
@@ -319,9 +321,46 @@ pub fn parse_digest(text: &str) -> Result<[u8; 16], String> {
     Ok(out)
 }
 
-/// One GET of `url` on `stream` (HTTP/1.0, `Connection: close`, as
-/// keepalived sends it): `Ok` if the status is accepted and the digest (if
-/// any) matches. No deadline here: the caller bounds the whole check.
+/// `http_protocol`: the request line's version and whether `Connection:
+/// close` is sent (keepalived: `1.0` — the default — without it, `1.0C`
+/// and `1.1` with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Version {
+    #[default]
+    Http10,
+    Http10Close,
+    Http11,
+}
+
+impl Version {
+    /// keepalived's words for it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "1.0" => Ok(Self::Http10),
+            "1.0C" | "1.0c" => Ok(Self::Http10Close),
+            "1.1" => Ok(Self::Http11),
+            _ => Err(format!("http_protocol `{text}`: one of 1.0, 1.0C, 1.1")),
+        }
+    }
+}
+
+/// The request keepalived sends for `url` to `host`.
+pub fn request(url: &Url, host: &str) -> String {
+    let (version, close) = match url.version {
+        Version::Http10 => ("1.0", ""),
+        Version::Http10Close => ("1.0", "Connection: close\r\n"),
+        Version::Http11 => ("1.1", "Connection: close\r\n"),
+    };
+    format!(
+        "GET {} HTTP/{version}\r\nUser-Agent: KeepAliveClient\r\n{close}Host: {host}\r\n\r\n",
+        url.path
+    )
+}
+
+/// One GET of `url` on `stream` (the request as keepalived sends it): `Ok`
+/// if the status is accepted and the digest (if any) matches; the answer
+/// ends where `Content-Length` says or at the close. No deadline here: the
+/// caller bounds the whole check.
 pub async fn get<S>(stream: &mut S, url: &Url, default_host: &str) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -329,10 +368,7 @@ where
     use md5::Digest as _;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let host = url.host.as_deref().unwrap_or(default_host);
-    let request = format!(
-        "GET {} HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: {host}\r\nConnection: close\r\n\r\n",
-        url.path
-    );
+    let request = request(url, host);
     stream
         .write_all(request.as_bytes())
         .await
@@ -393,9 +429,27 @@ where
 mod get_tests {
     use super::*;
 
+    #[test]
+    fn requests_as_keepalived_sends_them() {
+        let mut u = url(&[], None);
+        u.path = "/health".into();
+        assert_eq!(
+            request(&u, "198.51.100.50:80"),
+            "GET /health HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: 198.51.100.50:80\r\n\r\n"
+        );
+        u.version = Version::parse("1.0C").unwrap_or_default();
+        assert!(request(&u, "h").starts_with("GET /health HTTP/1.0\r\n"));
+        assert!(request(&u, "h").contains("Connection: close\r\n"));
+        u.version = Version::parse("1.1").unwrap_or_default();
+        assert!(request(&u, "h").starts_with("GET /health HTTP/1.1\r\n"));
+        assert!(request(&u, "h").contains("Connection: close\r\n"));
+        assert!(Version::parse("2").is_err());
+    }
+
     fn url(codes: &[&str], digest: Option<&str>) -> Url {
         Url {
             path: "/".into(),
+            version: Version::default(),
             host: None,
             codes: if codes.is_empty() {
                 StatusCodes::default()

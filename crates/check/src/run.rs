@@ -191,7 +191,8 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
                 urls,
                 tls,
             } => {
-                let host = target.ip().to_string();
+                // keepalived's default Host: `ip:port` (`[ip]:port`).
+                let host = target.to_string();
                 for url in urls {
                     let stream = connect(*target, *bind).await?;
                     match tls {
@@ -569,6 +570,7 @@ mod tests {
             bind: None,
             urls: vec![crate::http::Url {
                 path: "/".into(),
+                version: crate::http::Version::default(),
                 host: None,
                 codes: crate::http::StatusCodes::default(),
                 digest: Some([0; 16]),
@@ -616,6 +618,26 @@ mod tests {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n");
             let block = vec![b'x'; 65536];
             while s.write_all(&block).is_ok() {}
+        });
+        // A garbage status line, a status of 99999999999, an HTTP/0.9
+        // answer (no head at all): refused on their first bytes.
+        hostile(|mut s| {
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(b"\x16\x03\x01garbage\r\n\r\n");
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        hostile(|mut s| {
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(b"HTTP/1.1 99999999999 OK\r\n\r\n");
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        hostile(|mut s| {
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(b"<html>this is yy web!</html>\n");
+            std::thread::sleep(Duration::from_secs(5));
         });
         // Resets mid-response.
         hostile(|mut s| {

@@ -33,6 +33,10 @@ const HTTP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(3);
 
 /// The URLs of an `HTTP_GET`, checked; `Err` names the bad keyword.
 fn urls(h: &kaconf::model::HttpCheck, rs_host: Option<&String>) -> Result<Vec<Url>, String> {
+    let version = match h.http_protocol.as_ref().and_then(|w| w.0.first()) {
+        Some(v) => check::http::Version::parse(v)?,
+        None => check::http::Version::default(),
+    };
     let mut out = Vec::new();
     for u in &h.url {
         let codes = match &u.status_code {
@@ -46,6 +50,7 @@ fn urls(h: &kaconf::model::HttpCheck, rs_host: Option<&String>) -> Result<Vec<Ur
             .transpose()?;
         out.push(Url {
             path: u.path.clone().unwrap_or_else(|| "/".into()),
+            version,
             host: u
                 .virtualhost
                 .clone()
@@ -90,7 +95,7 @@ fn resolve_timing(
         .unwrap_or(dbr_default.unwrap_or(delay_loop)),
     };
     let warmup = first(&[tm.warmup, r.warmup, vs.warmup]).unwrap_or(delay_loop);
-    (timing, warmup, tm.alpha || r.alpha)
+    (timing, warmup, tm.alpha || r.alpha || vs.alpha)
 }
 
 /// The specs of checker `checker` of real server `rs` (port `rport`) in
@@ -478,6 +483,9 @@ struct Virtual {
     quorum_up: Option<Vec<String>>,
     quorum_down: Option<Vec<String>>,
     smtp_alert: bool,
+    /// `omega`: at shutdown, run the down notifications of live servers
+    /// and of the quorum.
+    omega: bool,
 }
 
 /// Every checker, and what their verdicts add up to.
@@ -580,6 +588,7 @@ impl Plan {
                 quorum_up: argv(v.quorum_up.as_ref()),
                 quorum_down: argv(v.quorum_down.as_ref()),
                 smtp_alert: vs_alert,
+                omega: v.omega,
             });
         }
         plan
@@ -617,6 +626,14 @@ impl Plan {
         let prep = if healthy { "to" } else { "from" };
         let prep = if real.inhibit { "of" } else { prep };
         tracing::info!("{verb} {rname} {prep} VS {vname}");
+        self.notify_real(vs, rs, healthy);
+    }
+
+    /// Real server (`vs`, `rs`)'s notifications: `notify_up` /
+    /// `notify_down` (no arguments), the FIFO line and the e-mail.
+    fn notify_real(&self, vs: usize, rs: usize, healthy: bool) {
+        let (rname, vname) = self.names(vs, rs);
+        let real = &self.virtuals[vs].real[rs];
         let script = if healthy {
             &real.notify_up
         } else {
@@ -733,6 +750,38 @@ impl Plan {
         true
     }
 
+    /// The daemon stops: every live real server is shut down — with its
+    /// down notifications and the quorum's only where `omega` is set, as
+    /// keepalived (`clear_service_rs`).
+    fn shutdown(&self) {
+        for (vs, v) in self.virtuals.iter().enumerate() {
+            for (rs, r) in self.status[vs].real_servers.iter().enumerate() {
+                if !r.healthy {
+                    continue;
+                }
+                let (rname, vname) = self.names(vs, rs);
+                tracing::info!("Shutting down service {rname} from VS {vname}");
+                if v.omega {
+                    self.notify_real(vs, rs, false);
+                }
+            }
+            if v.omega && v.quorum.is_up() {
+                let st = &self.status[vs];
+                let vname = service(&st.address, v.proto, st.port);
+                if let Some(a) = &v.quorum_down {
+                    self.send(crate::notify::Job::Run(a.clone()));
+                }
+                self.send(crate::notify::Job::Fifo(format!("VS {vname} DOWN\n")));
+                if v.smtp_alert {
+                    self.send(crate::notify::Job::Mail(crate::notify::Alert {
+                        subject: format!("[{}] Virtualserver {vname} - DOWN", self.router_id),
+                        body: "=> Shutting down <=\r\n".into(),
+                    }));
+                }
+            }
+        }
+    }
+
     /// Applies one checker event. True if the status changed.
     pub fn event(&mut self, ev: Event) -> bool {
         let id = match ev {
@@ -818,6 +867,7 @@ pub fn run(
             }
         }
     })?;
+    plan.shutdown();
     plan.notify = None;
     let _ = notifier.join();
     Ok(())

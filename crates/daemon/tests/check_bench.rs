@@ -56,7 +56,12 @@ impl Seen {
 /// and `n_http` on .51 that answer `GET` with 200 — all inside `node`,
 /// served by a runtime of two threads in this process (its CPU is not the
 /// checker's).
-fn backend(node: &netlab::Node, n_tcp: u16, n_http: u16, seen: &Arc<Seen>) -> tokio::runtime::Runtime {
+fn backend(
+    node: &netlab::Node,
+    n_tcp: u16,
+    n_http: u16,
+    seen: &Arc<Seen>,
+) -> tokio::runtime::Runtime {
     let listeners = node
         .run(move || {
             let mut out = Vec::new();
@@ -70,8 +75,18 @@ fn backend(node: &netlab::Node, n_tcp: u16, n_http: u16, seen: &Arc<Seen>) -> to
             out
         })
         .unwrap();
+    // On core 1 where there are two (the checker and the floor loop run
+    // on core 0 in the NIC-like mode): as if it were another machine.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(|| {
+            let mut set = nix::sched::CpuSet::new();
+            if std::thread::available_parallelism().map_or(1, std::num::NonZero::get) >= 2
+                && set.set(1).is_ok()
+            {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+            }
+        })
         .enable_all()
         .build()
         .unwrap();
@@ -160,6 +175,7 @@ fn percentile(sorted: &[u32], per_mille: usize) -> u32 {
 struct Row {
     wire: Wire,
     cpu: f64,
+    user: f64,
     rss_mib: f64,
     hwm_mib: f64,
     per_second: f64,
@@ -181,21 +197,40 @@ fn run(wire: Wire, n_tcp: u16, n_http: u16, secs: u64) -> Row {
     std::fs::write(&conf, config(n_tcp, n_http, 100)).unwrap();
     let control = dir.join("c.sock");
     let mut cmd = Command::new(BIN);
-    cmd.args(["-n", "-C", "-f"]).arg(&conf).arg("--control").arg(&control);
+    cmd.args(["-n", "-C", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(&control);
     let log = std::fs::File::create(dir.join("rs.log")).unwrap();
-    let daemon = lab.node("lb1").unwrap().spawn_logged(&cmd, Some(log)).unwrap();
+    let daemon = lab
+        .node("lb1")
+        .unwrap()
+        .spawn_logged(&cmd, Some(log))
+        .unwrap();
     let pid = daemon.pid();
     wire.apply(&lab, &[pid]).unwrap();
     // First checks come 1 s + up to warmup (= delay_loop) after start.
     std::thread::sleep(Duration::from_secs(4));
+    // CHECK_SCALE_HOLD=secs: keep it running that long first (to attach a
+    // profiler to the pid printed here).
+    if let Some(hold) = std::env::var("CHECK_SCALE_HOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        eprintln!("checker pid {pid}");
+        std::thread::sleep(Duration::from_secs(hold));
+    }
     seen.recording.store(true, Ordering::Relaxed);
+    let u0 = netlab::procstat::user_ticks(&[pid]);
     let t0 = cpu_ticks(&[pid]);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let ticks = cpu_ticks(&[pid]) - t0;
+    let user = netlab::procstat::user_ticks(&[pid]) - u0;
     let elapsed = started.elapsed().as_secs_f64();
     seen.recording.store(false, Ordering::Relaxed);
     let cpu = ticks as f64 / TICKS_PER_SECOND as f64 / elapsed * 100.0;
+    let user = user as f64 / TICKS_PER_SECOND as f64 / elapsed * 100.0;
     let rss_mib = status_kib(&[pid], "VmRSS") as f64 / 1024.0;
     let hwm_mib = status_kib(&[pid], "VmHWM") as f64 / 1024.0;
     let per_second = seen.checks.load(Ordering::Relaxed) as f64 / elapsed;
@@ -208,12 +243,92 @@ fn run(wire: Wire, n_tcp: u16, n_http: u16, secs: u64) -> Row {
     Row {
         wire,
         cpu,
+        user,
         rss_mib,
         hwm_mib,
         per_second,
         spread,
         healthy,
     }
+}
+
+/// The floor: the same connects and requests made by the simplest loop
+/// there is — one thread, blocking sockets, no runtime, no timers, 100
+/// servers every 10 ms — inside lb1, its CPU (% of a core) read from its own
+/// /proc entry. What the kernel charges for the work itself.
+fn floor(wire: Wire, n_tcp: u16, n_http: u16, secs: u64) -> f64 {
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24", "198.51.100.51/24"]),
+    ])
+    .unwrap();
+    let seen = Arc::new(Seen::new(usize::from(n_tcp) + usize::from(n_http)));
+    let _rt = backend(lab.node("web1").unwrap(), n_tcp, n_http, &seen);
+    let servers: Vec<(std::net::SocketAddr, bool)> = (0..n_tcp)
+        .map(|k| (([198, 51, 100, 50], FIRST_PORT + k).into(), false))
+        .chain((0..n_http).map(|k| (([198, 51, 100, 51], FIRST_PORT + k).into(), true)))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = lab
+        .node("lb1")
+        .unwrap()
+        .thread(move || {
+            use std::io::{Read as _, Write as _};
+            let _ = tx.send(nix::unistd::gettid().as_raw());
+            let start = Instant::now();
+            let mut slot = 0u32;
+            while start.elapsed() < Duration::from_secs(secs + 4) {
+                for (addr, http) in servers.iter().skip(slot as usize * 100 % servers.len()).take(100) {
+                    let Ok(mut s) = std::net::TcpStream::connect_timeout(addr, Duration::from_secs(2)) else {
+                        continue;
+                    };
+                    if *http {
+                        let _ = s.write_all(b"GET / HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: x\r\nConnection: close\r\n\r\n");
+                        let mut b = [0u8; 512];
+                        while s.read(&mut b).is_ok_and(|n| n > 0) {}
+                    } else {
+                        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                    }
+                }
+                slot += 1;
+                let next = Duration::from_millis(10) * slot;
+                std::thread::sleep(next.saturating_sub(start.elapsed()));
+            }
+        })
+        .unwrap();
+    let tid = rx.recv().unwrap();
+    let me = std::process::id();
+    let ticks = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{me}/task/{tid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let f: Vec<u64> = s
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                Some(f.get(10)? + f.get(11)?)
+            })
+            .unwrap_or(0)
+    };
+    wire.apply(&lab, &[]).unwrap();
+    if wire == Wire::Nic {
+        // This thread only (the backend's threads stay on core 1).
+        let pinned = Command::new("taskset")
+            .args(["-p", "1", &tid.to_string()])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(pinned, "taskset {tid}");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let t0 = ticks();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let used = ticks() - t0;
+    let cpu = used as f64 / TICKS_PER_SECOND as f64 / started.elapsed().as_secs_f64() * 100.0;
+    let _ = worker.join();
+    cpu
 }
 
 fn out_dir() -> std::path::PathBuf {
@@ -239,15 +354,19 @@ fn checkers_at_10000_real_servers() {
         &[Wire::Veth]
     };
     let mut table = format!(
-        "{n} real servers ({n_tcp} TCP_CHECK, {n_http} HTTP_GET), delay_loop 1, one checker process, over {secs} s\n\n| wire | CPU (% of a core) | RSS | peak RSS | checks/s | interval between two checks of one server: min / p1 / p50 / p99 / max (ms) | healthy |\n|---|---:|---:|---:|---:|---|---:|\n"
+        "{n} real servers ({n_tcp} TCP_CHECK, {n_http} HTTP_GET), delay_loop 1, one checker process, over {secs} s\n\n| wire | CPU (% of a core) | of which user | RSS | peak RSS | checks/s | interval between two checks of one server: min / p1 / p50 / p99 / max (ms) | healthy |\n|---|---:|---:|---:|---:|---:|---|---:|\n"
     );
+    let mut floors = String::new();
     for &wire in wires {
+        let f = floor(wire, n_tcp, n_http, secs);
+        let _ = writeln!(floors, "| {} | {f:.1}% |", wire.name());
         let r = run(wire, n_tcp, n_http, secs);
         let _ = writeln!(
             table,
-            "| {} | {:.1}% | {:.1} MiB | {:.1} MiB | {:.0} | {} / {} / {} / {} / {} | {}/{} |",
+            "| {} | {:.1}% | {:.1}% | {:.1} MiB | {:.1} MiB | {:.0} | {} / {} / {} / {} / {} | {}/{} |",
             r.wire.name(),
             r.cpu,
+            r.user,
             r.rss_mib,
             r.hwm_mib,
             r.per_second,
@@ -260,6 +379,10 @@ fn checkers_at_10000_real_servers() {
             r.healthy.1
         );
     }
+    let _ = write!(
+        table,
+        "\nThe floor: the same connects and requests from one thread with blocking sockets and nothing else (no runtime, no timers, no verdicts), 100 servers every 10 ms:\n\n| wire | CPU (% of a core) |\n|---|---:|\n{floors}"
+    );
     println!("\n{table}");
     std::fs::write(out_dir().join("check-scale.md"), &table).unwrap();
 }

@@ -200,6 +200,11 @@ fn http_get_follows_status_codes_and_digests() {
     // 301: healthy only where 200-399 is accepted.
     server.set_status(301);
     wait_health(&control, &[false, true, false], Duration::from_secs(5));
+    // 404: down everywhere; 200: back.
+    server.set_status(404);
+    wait_health(&control, &[false, false, false], Duration::from_secs(5));
+    server.set_status(200);
+    wait_health(&control, &[true, true, false], Duration::from_secs(5));
     // 500: down everywhere; 200 again: back.
     server.set_status(500);
     wait_health(&control, &[false, false, false], Duration::from_secs(5));
@@ -705,7 +710,7 @@ fn quorum_sorry_server_scripts_fifo_and_alerts_follow_the_real_servers() {
     std::fs::write(
         &conf,
         format!(
-            "global_defs {{\n router_id lb1\n notification_email {{\n ops@example.com\n }}\n notification_email_from lb1@example.com\n smtp_server 127.0.0.1 2525\n smtp_connect_timeout 5\n lvs_notify_fifo {}\n lvs_notify_fifo_script {}\n}}\nvirtual_server 198.51.100.250 80 {{\n delay_loop 1\n quorum 2\n quorum_up {}\n quorum_down {}\n sorry_server 198.51.100.60 80\n smtp_alert\n real_server 198.51.100.50 80 {{\n TCP_CHECK {{\n connect_timeout 1\n retry 0\n }}\n }}\n real_server 198.51.100.51 80 {{\n TCP_CHECK {{\n connect_timeout 1\n retry 0\n }}\n }}\n}}\n",
+            "global_defs {{\n router_id lb1\n notification_email {{\n ops@example.com\n }}\n notification_email_from lb1@example.com\n smtp_server 127.0.0.1 2525\n smtp_connect_timeout 5\n lvs_notify_fifo {}\n lvs_notify_fifo_script {}\n}}\nvirtual_server 198.51.100.250 80 {{\n delay_loop 1\n quorum 2\n quorum_up {}\n quorum_down {}\n sorry_server 198.51.100.60 80\n smtp_alert\n omega\n real_server 198.51.100.50 80 {{\n TCP_CHECK {{\n connect_timeout 1\n retry 0\n }}\n }}\n real_server 198.51.100.51 80 {{\n TCP_CHECK {{\n connect_timeout 1\n retry 0\n }}\n }}\n}}\n",
             dir.join("lvs.fifo").display(),
             reader.display(),
             up.display(),
@@ -791,6 +796,18 @@ fn quorum_sorry_server_scripts_fifo_and_alerts_follow_the_real_servers() {
         unfolded[1].contains("=> Lost quorum 2+0=2 <= 1 <="),
         "{mails:?}"
     );
+    // omega: stopping runs the down notifications of the live servers and
+    // of the quorum.
     stop_daemon(daemon, &dir);
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap_or_default(),
+        "down\nup\ndown\n",
+        "quorum_down at shutdown (omega)"
+    );
+    let fifo = std::fs::read_to_string(&fifo_out).unwrap_or_default();
+    assert!(
+        fifo.ends_with("RS [198.51.100.50]:tcp:80 [198.51.100.250]:tcp:80 DOWN\nRS [198.51.100.51]:tcp:80 [198.51.100.250]:tcp:80 DOWN\nVS [198.51.100.250]:tcp:80 DOWN\n"),
+        "{fifo}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

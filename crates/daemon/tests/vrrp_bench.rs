@@ -147,7 +147,8 @@ fn scale_cpu(d: Daemon, wire: Wire, n: u32, advert_ms: u64, secs: u64) -> (f64, 
     // both sides have settled.
     std::thread::sleep(Duration::from_secs(2));
     let (pm, pb) = (pids(&lab, "lb1"), pids(&lab, "lb2"));
-    wire.apply(&lab, &[pm.clone(), pb.clone()].concat()).unwrap();
+    wire.apply(&lab, &[pm.clone(), pb.clone()].concat())
+        .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     // SCALE_HOLD=secs: keep the pair running that long first (to attach
     // a profiler to the pids printed here).
