@@ -35,7 +35,16 @@ ensure_packages() {
     if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1; fi
     # tshark asks whether non-root users may capture; the answer is no.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    local log
+    log=$(mktemp)
+    if ! apt-get install -y -qq --no-install-recommends $missing >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      say "apt-get install failed (is another apt or dpkg running?)"
+      [ -n "$made_policy" ] && rm -f "$policy"
+      exit 1
+    fi
+    rm -f "$log"
     [ -n "$made_policy" ] && rm -f "$policy"
   fi
 }
