@@ -782,6 +782,32 @@ impl Plan {
         }
     }
 
+    /// What the data plane needs: every virtual server's real servers and
+    /// quorum, in `status` order.
+    pub fn view(&self) -> Vec<crate::dataplane::ServiceView> {
+        self.status
+            .iter()
+            .zip(&self.virtuals)
+            .map(|(st, v)| crate::dataplane::ServiceView {
+                reals: st
+                    .real_servers
+                    .iter()
+                    .zip(&v.real)
+                    .filter_map(|(r, real)| {
+                        Some(crate::dataplane::RealView {
+                            addr: r.address.parse().ok()?,
+                            port: r.port,
+                            weight: r.weight,
+                            healthy: r.healthy,
+                            inhibit: real.inhibit,
+                        })
+                    })
+                    .collect(),
+                quorum_up: st.quorum_up,
+            })
+            .collect()
+    }
+
     /// Applies one checker event. True if the status changed.
     pub fn event(&mut self, ev: Event) -> bool {
         let id = match ev {
@@ -858,6 +884,15 @@ pub fn run(
     if let Ok(mut s) = status.lock() {
         s.virtual_servers.clone_from(&plan.status);
     }
+    // The data plane follows every change the checkers make.
+    let carried = crate::dataplane::specs(config);
+    let dataplane = if carried.is_empty() {
+        None
+    } else {
+        let (tx, handle) = crate::dataplane::start(carried)?;
+        let _ = tx.send(plan.view());
+        Some((tx, handle))
+    };
     let specs = plan.specs.clone();
     tracing::info!("Starting {} health checkers", specs.len());
     check::run::run(specs, stop, |ev| {
@@ -865,8 +900,16 @@ pub fn run(
             if let Ok(mut s) = status.lock() {
                 s.virtual_servers.clone_from(&plan.status);
             }
+            if let Some((tx, _)) = &dataplane {
+                let _ = tx.send(plan.view());
+            }
         }
     })?;
+    if let Some((tx, handle)) = dataplane {
+        // Our tables go when the data plane's thread sees the channel close.
+        drop(tx);
+        let _ = handle.join();
+    }
     plan.shutdown();
     plan.notify = None;
     let _ = notifier.join();

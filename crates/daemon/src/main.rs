@@ -3,6 +3,7 @@
 mod checks;
 mod cli;
 mod control;
+mod dataplane;
 mod exec;
 mod lab;
 mod logging;

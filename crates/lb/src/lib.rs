@@ -1,2 +1,6 @@
-//! Scheduling algorithms and the data planes (proxy, nftables, IPVS) behind one
-//! trait. Filled in by issues #8 and #9.
+//! Load balancing: IPVS's scheduling algorithms (pure, [`sched`]) and the
+//! data planes that carry a virtual server's traffic to its real servers
+//! ([`nft`]: the nftables kernel data plane).
+
+pub mod nft;
+pub mod sched;

@@ -349,6 +349,25 @@ impl Node {
         Ok(())
     }
 
+    /// Makes this host a real server of an LVS-DR virtual IP, as the seed
+    /// does it: `vip` on `lo`, and ARP neither answered for it
+    /// (`arp_ignore 1`) nor sent from it (`arp_announce 2`).
+    pub fn dr_real_server(&self, vip: IpAddr) -> Result<(), Error> {
+        let cidr = match vip {
+            IpAddr::V4(a) => format!("{a}/32"),
+            IpAddr::V6(a) => format!("{a}/128"),
+        };
+        for (key, value) in [
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+            ("net.ipv4.conf.lo.arp_ignore", "1"),
+            ("net.ipv4.conf.lo.arp_announce", "2"),
+        ] {
+            self.sysctl(key, value)?;
+        }
+        self.add_address("lo", &cidr)
+    }
+
     /// Sets a sysctl inside this namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<(), Error> {
         cmd::exec_in(&self.ns, &["sysctl", "-q", "-w", &format!("{key}={value}")])?;

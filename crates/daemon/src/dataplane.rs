@@ -1,0 +1,434 @@
+//! The kernel data plane (nftables) in the daemon: on its own thread, it
+//! takes the checkers' view of every virtual server over a channel and
+//! makes the kernel carry their traffic (`lb::nft`), one atomic
+//! transaction per change. DR needs each real server's MAC: read from the
+//! neighbour table (`/proc/net/arp`), asked for with a datagram when it is
+//! missing, and a server left out until it is known. Our tables are
+//! removed when the daemon stops.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use lb::nft::{Desired, Kind, Proto, Real, Service};
+use lb::sched::Algo;
+
+/// One real server as the checkers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealView {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    pub healthy: bool,
+    /// `inhibit_on_failure`: kept at weight 0 while down.
+    pub inhibit: bool,
+}
+
+/// One virtual server as the checkers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    pub reals: Vec<RealView>,
+    pub quorum_up: bool,
+}
+
+/// What a virtual server's configuration says about its data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Its index in the checkers' view.
+    pub index: usize,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub proto: Proto,
+    pub kind: Kind,
+    pub algo: Algo,
+    pub persistence: Option<(Duration, u8)>,
+    pub sorry: Option<SocketAddr>,
+}
+
+/// How often missing MACs are looked for again.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// The virtual servers of `config` that the nftables data plane carries;
+/// the others are named in the log.
+pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
+    use kaconf::model::{Dataplane, LbKind, ServiceAddr};
+    let globals = config.globals();
+    let ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
+    let mut out = Vec::new();
+    let mut index = 0;
+    for vs in &config.virtual_servers {
+        let ServiceAddr::Ip { addr, port } = vs.service else {
+            continue;
+        };
+        let v = &vs.body;
+        let here = index;
+        index += 1;
+        let plane = v.lb_dataplane.or(globals.lb_dataplane);
+        let name = format!("virtual_server {addr} {port}");
+        match plane {
+            Some(Dataplane::Proxy) => {
+                tracing::warn!(
+                    "{name}: lb_dataplane proxy is not built yet; its traffic is not carried"
+                );
+                continue;
+            }
+            Some(Dataplane::Ipvs) => {
+                tracing::warn!("{name}: the IPVS data plane is not built yet; using nftables");
+            }
+            None if ipvs => {
+                tracing::info!("{name}: IPVS is present but not driven yet; using nftables");
+            }
+            Some(Dataplane::Nftables) | None => {}
+        }
+        let kind = match v.lb_kind {
+            Some(LbKind::Dr) => Kind::Dr,
+            None | Some(LbKind::Nat) => Kind::Nat,
+            Some(LbKind::Tun) => {
+                tracing::warn!(
+                    "{name}: lb_kind TUN is not supported by the nftables data plane; not carried"
+                );
+                continue;
+            }
+        };
+        let proto = match v.protocol {
+            Some(kaconf::model::Protocol::Udp) => Proto::Udp,
+            Some(kaconf::model::Protocol::Sctp) => {
+                tracing::warn!("{name}: SCTP is not carried by the nftables data plane");
+                continue;
+            }
+            _ => Proto::Tcp,
+        };
+        // keepalived's default scheduler is IPVS's, wlc.
+        let algo = v
+            .lb_algo
+            .and_then(|a| Algo::parse(a.as_str()))
+            .unwrap_or(Algo::Wlc);
+        if v.lb_algo.is_some_and(|a| Algo::parse(a.as_str()).is_none()) {
+            tracing::warn!("{name}: scheduler twos is not supported; using wlc");
+        }
+        let persistence = v.persistence_timeout.filter(|t| t.0 > 0).map(|t| {
+            let prefix = v
+                .persistence_granularity
+                .as_deref()
+                .and_then(|g| prefix_of(g, addr))
+                .unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
+            (Duration::from_secs(u64::from(t.0)), prefix)
+        });
+        out.push(ServiceSpec {
+            index: here,
+            vip: addr,
+            port,
+            proto,
+            kind,
+            algo,
+            persistence,
+            sorry: v
+                .sorry_server
+                .map(|e| SocketAddr::new(e.addr, e.port.unwrap_or(port))),
+        });
+    }
+    out
+}
+
+/// `persistence_granularity`: a netmask (`255.255.255.0`) or a prefix
+/// length, as a prefix length.
+fn prefix_of(text: &str, like: IpAddr) -> Option<u8> {
+    if let Ok(n) = text.parse::<u8>() {
+        return Some(n);
+    }
+    match (text.parse::<IpAddr>().ok()?, like) {
+        (IpAddr::V4(m), IpAddr::V4(_)) => u8::try_from(u32::from(m).leading_ones()).ok(),
+        (IpAddr::V6(m), IpAddr::V6(_)) => u8::try_from(u128::from(m).leading_ones()).ok(),
+        _ => None,
+    }
+}
+
+/// The neighbour table's complete IPv4 entries (`/proc/net/arp`).
+fn arp_table() -> Vec<(IpAddr, [u8; 6])> {
+    let text = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let ip: IpAddr = f.first()?.parse().ok()?;
+            // Flags 0x2: complete.
+            let flags = u32::from_str_radix(f.get(2)?.trim_start_matches("0x"), 16).ok()?;
+            if flags & 0x2 == 0 {
+                return None;
+            }
+            Some((ip, parse_mac(f.get(3)?)?))
+        })
+        .collect()
+}
+
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    (parts.next().is_none() && out != [0; 6]).then_some(out)
+}
+
+/// The interface with an address in the same subnet as `addr`.
+fn device_for(addr: IpAddr) -> Option<String> {
+    for ifa in nix::ifaddrs::getifaddrs().ok()? {
+        let (Some(a), Some(m)) = (ifa.address, ifa.netmask) else {
+            continue;
+        };
+        let (Some(a), Some(m), IpAddr::V4(target)) = (a.as_sockaddr_in(), m.as_sockaddr_in(), addr)
+        else {
+            continue;
+        };
+        let (a, m) = (u32::from(a.ip()), u32::from(m.ip()));
+        if m != 0 && a & m == u32::from(target) & m {
+            return Some(ifa.interface_name);
+        }
+    }
+    None
+}
+
+/// Asks the kernel to resolve `addr`'s MAC (any datagram to it does).
+fn solicit(addr: IpAddr) {
+    if let Ok(s) = std::net::UdpSocket::bind((
+        if addr.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([0u16; 8])
+        },
+        0,
+    )) {
+        let _ = s.send_to(b"", SocketAddr::new(addr, 9));
+    }
+}
+
+/// The desired kernel state for `specs` given the checkers' `view`, and
+/// whether some DR server's MAC is still missing.
+pub fn desired(
+    specs: &[ServiceSpec],
+    view: &[ServiceView],
+    arp: &[(IpAddr, [u8; 6])],
+) -> (Desired, Vec<IpAddr>) {
+    let mut missing = Vec::new();
+    let mut services = Vec::new();
+    for spec in specs {
+        let Some(v) = view.get(spec.index) else {
+            continue;
+        };
+        let mut reals: Vec<Real> = if !v.quorum_up && spec.sorry.is_some() {
+            // Quorum lost: the sorry server alone.
+            spec.sorry
+                .map(|s| Real {
+                    addr: s.ip(),
+                    port: s.port(),
+                    weight: 1,
+                    mac: None,
+                })
+                .into_iter()
+                .collect()
+        } else {
+            v.reals
+                .iter()
+                .filter(|r| r.healthy || r.inhibit)
+                .map(|r| Real {
+                    addr: r.addr,
+                    port: r.port,
+                    weight: if r.healthy { r.weight } else { 0 },
+                    mac: None,
+                })
+                .collect()
+        };
+        let mut device = String::new();
+        let mut device_mac = [0u8; 6];
+        if spec.kind == Kind::Dr {
+            for r in &mut reals {
+                r.mac = arp.iter().find(|(ip, _)| *ip == r.addr).map(|(_, m)| *m);
+                if r.mac.is_none() {
+                    missing.push(r.addr);
+                }
+            }
+            if let Some(d) = reals.first().and_then(|r| device_for(r.addr)) {
+                device_mac = std::fs::read_to_string(format!("/sys/class/net/{d}/address"))
+                    .ok()
+                    .and_then(|m| parse_mac(m.trim()))
+                    .unwrap_or_default();
+                device = d;
+            } else {
+                if let Some(r) = reals.first() {
+                    tracing::warn!(
+                        "virtual_server {} {}: no interface reaches real server {} directly (DR needs one); not carried",
+                        spec.vip,
+                        spec.port,
+                        r.addr
+                    );
+                }
+                continue;
+            }
+        }
+        services.push(Service {
+            vip: spec.vip,
+            port: spec.port,
+            proto: spec.proto,
+            kind: spec.kind,
+            algo: spec.algo,
+            device,
+            device_mac,
+            reals,
+            persistence: spec.persistence,
+            sorry: !v.quorum_up && spec.sorry.is_some(),
+        });
+    }
+    (Desired { services }, missing)
+}
+
+/// Starts the data plane's thread; it runs until the sender is dropped,
+/// then removes our tables.
+pub fn start(
+    specs: Vec<ServiceSpec>,
+) -> std::io::Result<(Sender<Vec<ServiceView>>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("dataplane".into())
+        .spawn(move || run(&specs, &rx))?;
+    Ok((tx, handle))
+}
+
+fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
+    let nat = specs.iter().any(|s| s.kind == Kind::Nat);
+    if nat
+        && std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0")
+    {
+        tracing::warn!("lb_kind NAT needs IP forwarding: net.ipv4.ip_forward is 0");
+    }
+    let mut view: Option<Vec<ServiceView>> = None;
+    let mut applied: Option<String> = None;
+    let mut last_error: Option<String> = None;
+    loop {
+        match rx.recv_timeout(RETRY) {
+            Ok(v) => {
+                // The newest view only.
+                let mut v = v;
+                while let Ok(newer) = rx.try_recv() {
+                    v = newer;
+                }
+                view = Some(v);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let Some(v) = &view else {
+            continue;
+        };
+        let (d, missing) = desired(specs, v, &arp_table());
+        for ip in &missing {
+            solicit(*ip);
+        }
+        let text = lb::nft::render(&d, applied.is_none());
+        if applied
+            .as_deref()
+            .is_some_and(|a| lb::nft::render(&d, false) == *a)
+        {
+            continue;
+        }
+        match lb::nft::apply(&text) {
+            Ok(()) => {
+                tracing::info!(
+                    "nftables: {} virtual servers carried ({} real servers)",
+                    d.services.len(),
+                    d.services
+                        .iter()
+                        .map(|s| s.reals.iter().filter(|r| r.weight > 0).count())
+                        .sum::<usize>()
+                );
+                applied = Some(lb::nft::render(&d, false));
+                last_error = None;
+            }
+            Err(e) => {
+                if last_error.as_deref() != Some(&e) {
+                    tracing::error!("{e}");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    if applied.is_some() {
+        if let Err(e) = lb::nft::apply(&lb::nft::teardown()) {
+            tracing::warn!("removing our nftables tables: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn granularity_as_mask_or_prefix() {
+        let v4 = IpAddr::from([198, 51, 100, 250]);
+        assert_eq!(prefix_of("255.255.255.0", v4), Some(24));
+        assert_eq!(prefix_of("16", v4), Some(16));
+        assert_eq!(prefix_of("ffff:ffff::", IpAddr::from([0u16; 8])), Some(32));
+        assert_eq!(prefix_of("nonsense", v4), None);
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            parse_mac("02:00:5e:00:01:33"),
+            Some([2, 0, 0x5e, 0, 1, 0x33])
+        );
+        assert_eq!(parse_mac("00:00:00:00:00:00"), None);
+        assert_eq!(parse_mac("02:00"), None);
+    }
+
+    fn spec(kind: Kind) -> ServiceSpec {
+        ServiceSpec {
+            index: 0,
+            vip: IpAddr::from([198, 51, 100, 250]),
+            port: 80,
+            proto: Proto::Tcp,
+            kind,
+            algo: Algo::Rr,
+            persistence: None,
+            sorry: Some(SocketAddr::from(([198, 51, 100, 60], 80))),
+        }
+    }
+
+    fn view(healthy: [bool; 2], inhibit: bool, quorum_up: bool) -> Vec<ServiceView> {
+        vec![ServiceView {
+            reals: healthy
+                .iter()
+                .enumerate()
+                .map(|(i, &h)| RealView {
+                    addr: IpAddr::from([198, 51, 100, 50 + u8::try_from(i).unwrap_or(0)]),
+                    port: 80,
+                    weight: 3,
+                    healthy: h,
+                    inhibit,
+                })
+                .collect(),
+            quorum_up,
+        }]
+    }
+
+    #[test]
+    fn healthy_servers_inhibited_ones_at_0_and_the_sorry_server() {
+        let (d, _) = desired(&[spec(Kind::Nat)], &view([true, false], false, true), &[]);
+        assert_eq!(d.services[0].reals.len(), 1);
+        let (d, _) = desired(&[spec(Kind::Nat)], &view([true, false], true, true), &[]);
+        assert_eq!(
+            d.services[0]
+                .reals
+                .iter()
+                .map(|r| r.weight)
+                .collect::<Vec<_>>(),
+            [3, 0]
+        );
+        let (d, _) = desired(&[spec(Kind::Nat)], &view([false, false], false, false), &[]);
+        assert!(d.services[0].sorry);
+        assert_eq!(
+            d.services[0].reals[0].addr,
+            IpAddr::from([198, 51, 100, 60])
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! The nftables data plane: a virtual server's traffic sent to its real
+//! servers by rules in our own tables (`keepalived_rs`), every change one
+//! atomic `nft -f` transaction.
+//!
+//! - **DR** (`lb_kind DR`, the seed's LVS-DR): a `netdev` ingress chain on
+//!   the director's interface rewrites the destination MAC to the chosen
+//!   real server's and forwards the frame out of the same interface, the IP
+//!   packet untouched. The choice is made once per connection and kept in
+//!   a dynamic map keyed by the client's address and port (refreshed by
+//!   every packet, 15 minutes idle as IPVS's TCP timeout), so a connection
+//!   stays on its server whatever later happens to the server set.
+//! - **NAT** (`lb_kind NAT`): a `nat` prerouting chain DNATs new
+//!   connections; conntrack keeps each connection on its server.
+//!
+//! [`render`] is pure: the desired state in, the transaction's text out.
+//! The maps of flows survive every later transaction of the same run
+//! (chains are flushed and refilled; maps are only created).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::sched::{Algo, Selector};
+
+/// Our tables' name, in every family we use.
+pub const TABLE: &str = "keepalived_rs";
+
+/// The seed of every `jhash`: fixed, so that every director (and every
+/// later transaction) hashes a client to the same slot — without one the
+/// kernel draws a random seed per rule, and a failover or any change of the
+/// server set would move every hashed client.
+pub const SEED: u32 = 0x6b72_7301;
+
+/// How long an idle connection keeps its server (IPVS's TCP established
+/// timeout is 15 minutes).
+pub const FLOW_TIMEOUT: Duration = Duration::from_secs(900);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    fn word(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Nat,
+    Dr,
+}
+
+/// A real server the data plane may send to: healthy (or inhibited, at
+/// weight 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Real {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    /// DR: its MAC, from the neighbour table (`None`: not known yet, left
+    /// out until it is).
+    pub mac: Option<[u8; 6]>,
+}
+
+/// One virtual server, as the data plane carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub vip: IpAddr,
+    pub port: u16,
+    pub proto: Proto,
+    pub kind: Kind,
+    pub algo: Algo,
+    /// DR: the interface the VIP's traffic arrives on and leaves by, and
+    /// its MAC (the forwarded frames' source, as IPVS sends them: frames
+    /// leaving with the client's MAC would teach the switch that the
+    /// client sits behind the director).
+    pub device: String,
+    pub device_mac: [u8; 6],
+    pub reals: Vec<Real>,
+    /// `persistence_timeout` and `persistence_granularity` (a prefix
+    /// length): a client (its network) keeps its server for that long
+    /// after its last packet.
+    pub persistence: Option<(Duration, u8)>,
+    /// `sorry_server`, used when quorum is lost (then the only real).
+    pub sorry: bool,
+}
+
+/// Everything the data plane should do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Desired {
+    pub services: Vec<Service>,
+}
+
+fn mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// A stable id for a real server (for the consistent-hash schedulers):
+/// its address and port, hashed.
+pub fn real_id(r: &Real) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes: Vec<u8> = match r.addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    for b in bytes.iter().chain(&r.port.to_be_bytes()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The expression choosing a slot in `0..n`.
+fn selector(sel: Selector, fam: &str, n: usize) -> String {
+    match sel {
+        Selector::EachNewFlow => format!("numgen inc mod {n}"),
+        Selector::SourceHash => format!("jhash {fam} saddr mod {n} seed {SEED:#x}"),
+        Selector::DestinationHash => format!("jhash {fam} daddr mod {n} seed {SEED:#x}"),
+    }
+}
+
+/// The reals a service's slots point at, and the slots (indexes into
+/// those reals). DR leaves out reals whose MAC is not known.
+fn slots(s: &Service) -> (Vec<&Real>, Selector, Vec<usize>) {
+    let usable: Vec<&Real> = s
+        .reals
+        .iter()
+        .filter(|r| s.kind == Kind::Nat || r.mac.is_some())
+        .collect();
+    let weights: Vec<u32> = usable.iter().map(|r| r.weight).collect();
+    let ids: Vec<u64> = usable.iter().map(|r| real_id(r)).collect();
+    let (sel, slots) = crate::sched::table(s.algo, &weights, &ids);
+    (usable, sel, slots)
+}
+
+fn family(addr: IpAddr) -> (&'static str, &'static str, &'static str) {
+    match addr {
+        IpAddr::V4(_) => ("ip", "ip", "ipv4_addr"),
+        IpAddr::V6(_) => ("ip6", "ip6", "ipv6_addr"),
+    }
+}
+
+/// The transaction that makes the kernel match `d`. `fresh`: the first
+/// of this run (our tables are deleted first, whatever a previous run
+/// left in them).
+pub fn render(d: &Desired, fresh: bool) -> String {
+    let mut out = String::new();
+    let families = ["netdev", "ip", "ip6"];
+    for f in families {
+        let _ = writeln!(out, "add table {f} {TABLE}");
+        if fresh {
+            let _ = writeln!(out, "delete table {f} {TABLE}");
+            let _ = writeln!(out, "add table {f} {TABLE}");
+        }
+    }
+    // DR: one ingress chain per device.
+    let mut devices: Vec<&str> = d
+        .services
+        .iter()
+        .filter(|s| s.kind == Kind::Dr)
+        .map(|s| s.device.as_str())
+        .collect();
+    devices.sort_unstable();
+    devices.dedup();
+    for dev in &devices {
+        let chain = format!("ingress_{}", chain_name(dev));
+        let _ = writeln!(
+            out,
+            "add chain netdev {TABLE} {chain} {{ type filter hook ingress device \"{dev}\" priority 0; policy accept; }}"
+        );
+        let _ = writeln!(out, "flush chain netdev {TABLE} {chain}");
+    }
+    for (fam, hook, prio) in [
+        ("ip", "prerouting", "dstnat"),
+        ("ip6", "prerouting", "dstnat"),
+    ] {
+        let _ = writeln!(
+            out,
+            "add chain {fam} {TABLE} nat_{hook} {{ type nat hook {hook} priority {prio}; policy accept; }}"
+        );
+        let _ = writeln!(out, "flush chain {fam} {TABLE} nat_{hook}");
+    }
+    for (i, s) in d.services.iter().enumerate() {
+        match s.kind {
+            Kind::Dr => dr(&mut out, i, s),
+            Kind::Nat => nat(&mut out, s),
+        }
+    }
+    out
+}
+
+/// A device name as part of a chain name (letters, digits, `_`).
+fn chain_name(dev: &str) -> String {
+    dev.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+fn dr(out: &mut String, i: usize, s: &Service) {
+    let (fam, l3, addr_type) = family(s.vip);
+    if fam == "ip6" {
+        // The MAC rewrite works the same; the match needs ip6 fields.
+    }
+    let chain = format!("ingress_{}", chain_name(&s.device));
+    let p = s.proto.word();
+    let flows = format!("flows_{i}");
+    let _ = writeln!(
+        out,
+        "add map netdev {TABLE} {flows} {{ type {addr_type} . inet_service : ether_addr; flags dynamic,timeout; timeout {}s; }}",
+        FLOW_TIMEOUT.as_secs()
+    );
+    let matched = format!("{l3} daddr {} {p} dport {}", s.vip, s.port);
+    let key = format!("{l3} saddr . {p} sport");
+    let remember = format!("update @{flows} {{ {key} : ether daddr }}");
+    let fwd = format!(
+        "ether saddr set {} fwd to \"{}\"",
+        mac(s.device_mac),
+        s.device
+    );
+    // Known connections: their server, the entry refreshed.
+    let _ = writeln!(
+        out,
+        "add rule netdev {TABLE} {chain} {matched} ether daddr set {key} map @{flows} {remember} {fwd}"
+    );
+    let (reals, sel, slots) = slots(s);
+    if slots.is_empty() {
+        return;
+    }
+    let persist = s.persistence.map(|(timeout, prefix)| {
+        let name = format!("persist_{i}");
+        let _ = writeln!(
+            out,
+            "add map netdev {TABLE} {name} {{ type {addr_type} : ether_addr; flags dynamic,timeout; timeout {}s; }}",
+            timeout.as_secs().max(1)
+        );
+        let source = if (fam == "ip" && prefix >= 32) || prefix >= 128 {
+            format!("{l3} saddr")
+        } else {
+            format!("{l3} saddr & {}", mask(s.vip, prefix))
+        };
+        (name, source)
+    });
+    if let Some((name, source)) = &persist {
+        // A client seen within persistence_timeout: its server again.
+        let _ = writeln!(
+            out,
+            "add rule netdev {TABLE} {chain} {matched} ether daddr set {source} map @{name} {remember} update @{name} {{ {source} : ether daddr }} {fwd}"
+        );
+    }
+    let table: Vec<String> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &r)| Some(format!("{k} : {}", mac(reals.get(r)?.mac?))))
+        .collect();
+    let also = persist
+        .as_ref()
+        .map(|(name, source)| format!(" update @{name} {{ {source} : ether daddr }}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "add rule netdev {TABLE} {chain} {matched} ether daddr set {} map {{ {} }} {remember}{also} {fwd}",
+        selector(sel, l3, slots.len()),
+        table.join(", ")
+    );
+}
+
+fn nat(out: &mut String, s: &Service) {
+    let (fam, l3, _) = family(s.vip);
+    let p = s.proto.word();
+    let (reals, mut sel, slots) = slots(s);
+    if slots.is_empty() {
+        return;
+    }
+    // Persistence: the client's address (network) picks its server, stable
+    // while the server set is.
+    let mut source = format!("{l3} saddr");
+    if let Some((_, prefix)) = s.persistence {
+        sel = Selector::SourceHash;
+        if !((fam == "ip" && prefix >= 32) || prefix >= 128) {
+            source = format!("{l3} saddr & {}", mask(s.vip, prefix));
+        }
+    }
+    let choose = match sel {
+        Selector::SourceHash => format!("jhash {source} mod {} seed {SEED:#x}", slots.len()),
+        other => selector(other, l3, slots.len()),
+    };
+    let target = |r: &Real| match r.addr {
+        IpAddr::V4(a) => format!("{a} . {}", r.port),
+        IpAddr::V6(a) => format!("[{a}] . {}", r.port),
+    };
+    let table: Vec<String> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &r)| Some(format!("{k} : {}", target(reals.get(r)?))))
+        .collect();
+    let _ = writeln!(
+        out,
+        "add rule {fam} {TABLE} nat_prerouting {l3} daddr {} {p} dport {} dnat {fam} to {choose} map {{ {} }}",
+        s.vip,
+        s.port,
+        table.join(", ")
+    );
+}
+
+/// The network mask of a `prefix`-bit prefix, in `like`'s family.
+fn mask(like: IpAddr, prefix: u8) -> String {
+    match like {
+        IpAddr::V4(_) => {
+            let bits = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            std::net::Ipv4Addr::from(bits).to_string()
+        }
+        IpAddr::V6(_) => {
+            let bits = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            std::net::Ipv6Addr::from(bits).to_string()
+        }
+    }
+}
+
+/// The transaction that removes everything of ours.
+pub fn teardown() -> String {
+    ["netdev", "ip", "ip6"]
+        .iter()
+        .fold(String::new(), |mut out, f| {
+            let _ = writeln!(out, "add table {f} {TABLE}\ndelete table {f} {TABLE}");
+            out
+        })
+}
+
+/// Runs one transaction through `nft -f -` (atomic: all of it or none).
+pub fn apply(transaction: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(transaction.as_bytes())
+            .map_err(|e| format!("nft: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft refused the transaction: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real(last: u8, weight: u32) -> Real {
+        Real {
+            addr: IpAddr::from([198, 51, 100, last]),
+            port: 80,
+            weight,
+            mac: Some([2, 0, 0, 0, 0, last]),
+        }
+    }
+
+    fn service(kind: Kind, algo: Algo) -> Service {
+        Service {
+            vip: IpAddr::from([198, 51, 100, 250]),
+            port: 80,
+            proto: Proto::Tcp,
+            kind,
+            algo,
+            device: "eth0".into(),
+            device_mac: [2, 0, 0, 0, 0, 22],
+            reals: vec![real(50, 1), real(51, 1)],
+            persistence: None,
+            sorry: false,
+        }
+    }
+
+    #[test]
+    fn dr_rewrites_the_mac_once_per_connection() {
+        let d = Desired {
+            services: vec![service(Kind::Dr, Algo::Rr)],
+        };
+        let t = render(&d, true);
+        assert!(t.contains("add chain netdev keepalived_rs ingress_eth0 { type filter hook ingress device \"eth0\" priority 0; policy accept; }"), "{t}");
+        assert!(t.contains("add map netdev keepalived_rs flows_0 { type ipv4_addr . inet_service : ether_addr; flags dynamic,timeout; timeout 900s; }"), "{t}");
+        assert!(t.contains("add rule netdev keepalived_rs ingress_eth0 ip daddr 198.51.100.250 tcp dport 80 ether daddr set ip saddr . tcp sport map @flows_0 update @flows_0 { ip saddr . tcp sport : ether daddr } ether saddr set 02:00:00:00:00:16 fwd to \"eth0\""), "{t}");
+        assert!(t.contains("ether daddr set numgen inc mod 2 map { 0 : 02:00:00:00:00:32, 1 : 02:00:00:00:00:33 } update @flows_0"), "{t}");
+        assert!(
+            t.starts_with("add table netdev keepalived_rs\ndelete table netdev keepalived_rs\n")
+        );
+        // A later transaction keeps the tables (and so the flows).
+        assert!(!render(&d, false).contains("delete table"));
+    }
+
+    #[test]
+    fn dr_leaves_out_servers_whose_mac_is_unknown_and_persists_by_network() {
+        let mut s = service(Kind::Dr, Algo::Wrr);
+        s.reals[1].mac = None;
+        s.persistence = Some((Duration::from_secs(300), 24));
+        let t = render(&Desired { services: vec![s] }, false);
+        assert!(t.contains("map { 0 : 02:00:00:00:00:32 }"), "{t}");
+        assert!(t.contains("add map netdev keepalived_rs persist_0 { type ipv4_addr : ether_addr; flags dynamic,timeout; timeout 300s; }"), "{t}");
+        assert!(
+            t.contains("ether daddr set ip saddr & 255.255.255.0 map @persist_0"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn nat_dnats_new_connections() {
+        let mut s = service(Kind::Nat, Algo::Wrr);
+        s.reals[0].weight = 2;
+        let t = render(&Desired { services: vec![s] }, false);
+        assert!(t.contains("add chain ip keepalived_rs nat_prerouting { type nat hook prerouting priority dstnat; policy accept; }"), "{t}");
+        assert!(t.contains("add rule ip keepalived_rs nat_prerouting ip daddr 198.51.100.250 tcp dport 80 dnat ip to numgen inc mod 3 map { 0 : 198.51.100.50 . 80, 1 : 198.51.100.51 . 80, 2 : 198.51.100.50 . 80 }"), "{t}");
+    }
+
+    #[test]
+    fn no_live_server_means_no_choice_rule() {
+        let mut s = service(Kind::Nat, Algo::Rr);
+        for r in &mut s.reals {
+            r.weight = 0;
+        }
+        assert!(!render(&Desired { services: vec![s] }, false).contains("dnat"));
+    }
+
+    #[test]
+    fn masks() {
+        let v4 = IpAddr::from([0, 0, 0, 0]);
+        assert_eq!(mask(v4, 24), "255.255.255.0");
+        assert_eq!(mask(v4, 0), "0.0.0.0");
+        assert_eq!(mask(IpAddr::from([0u16; 8]), 64), "ffff:ffff:ffff:ffff::");
+    }
+}
