@@ -401,3 +401,163 @@ fn dr_with_maglev_connections_survive_a_director_failover() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// LVS-NAT: the director between the client's network (203.0.113.0/24,
+/// VIP .250) and the servers' (198.51.100.0/24), the servers' gateway.
+fn nat_lab() -> (
+    Lab,
+    std::path::PathBuf,
+    Vec<WebServer>,
+    Vec<Arc<AtomicBool>>,
+) {
+    let mut lab = Lab::new().unwrap();
+    let front = lab.add_switch("front").unwrap();
+    let back = lab.add_switch("back").unwrap();
+    let client = lab.add_node("client").unwrap();
+    lab.connect(&client, &front, "eth0", &["203.0.113.100/24"])
+        .unwrap();
+    let lb1 = lab.add_node("lb1").unwrap();
+    lab.connect(&lb1, &back, "eth0", &["198.51.100.22/24"])
+        .unwrap();
+    lab.connect(&lb1, &front, "eth1", &["203.0.113.1/24"])
+        .unwrap();
+    lb1.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    let mut webs = Vec::new();
+    let mut echoes = Vec::new();
+    for (name, addr, body) in [
+        ("web1", "198.51.100.50/24", YY),
+        ("web2", "198.51.100.51/24", CC),
+    ] {
+        let node = lab.add_node(name).unwrap();
+        lab.connect(&node, &back, "eth0", &[addr]).unwrap();
+        node.exec(&["ip", "route", "add", "default", "via", "198.51.100.22"])
+            .unwrap();
+        webs.push(WebServer::start(&node, "0.0.0.0:80".parse().unwrap(), body).unwrap());
+        echoes.push(echo(&node, "0.0.0.0:7".parse().unwrap(), name));
+    }
+    let dir = std::env::temp_dir().join(format!("{}nat", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    (lab, dir, webs, echoes)
+}
+
+fn nat_conf(vs: &str) -> String {
+    format!(
+        "vrrp_instance VI_1 {{\n state MASTER\n interface eth1\n virtual_router_id 52\n priority 100\n version 3\n advert_int 0.1\n virtual_ipaddress {{\n 203.0.113.250/24\n }}\n}}\n{vs}"
+    )
+}
+
+fn nat_vs(port: u16, algo: &str, extra: &str, weights: [u32; 2]) -> String {
+    dr_vs(port, algo, extra, weights)
+        .replace("198.51.100.250", "203.0.113.250")
+        .replace("lb_kind DR", "lb_kind NAT")
+}
+
+#[test]
+fn nat_round_robin_weights_persistence_and_a_failed_server() {
+    if !netlab::privileged("nat_round_robin_weights_persistence_and_a_failed_server") {
+        return;
+    }
+    let (lab, dir, mut webs, _e) = nat_lab();
+    let _w81: Vec<WebServer> = [("web1", YY), ("web2", CC)]
+        .iter()
+        .map(|(n, b)| {
+            WebServer::start(lab.node(n).unwrap(), "0.0.0.0:81".parse().unwrap(), b).unwrap()
+        })
+        .collect();
+    let _w82: Vec<WebServer> = [("web1", YY), ("web2", CC)]
+        .iter()
+        .map(|(n, b)| {
+            WebServer::start(lab.node(n).unwrap(), "0.0.0.0:82".parse().unwrap(), b).unwrap()
+        })
+        .collect();
+    let vs = format!(
+        "{}{}{}",
+        nat_vs(80, "rr", "", [1, 1]),
+        nat_vs(81, "wrr", "", [3, 1]),
+        nat_vs(82, "rr", " persistence_timeout 30", [1, 1])
+    );
+    let _d = daemon(&lab, "lb1", &dir, &nat_conf(&vs));
+    lab.node("lb1")
+        .unwrap()
+        .wait_for_address(ip("203.0.113.250"), Duration::from_secs(5))
+        .unwrap();
+    let vip = |p: u16| SocketAddr::new(ip("203.0.113.250"), p);
+    let took = until_steady(&lab, vip(80), 10, Duration::from_secs(10), alternating);
+    eprintln!("NAT rr: alternating {took:?} after the VIP came up");
+    // wrr 3:1 over 1,000 requests.
+    let n = 1000;
+    let got: Vec<_> = (0..n).filter_map(|_| get(&lab, vip(81))).collect();
+    let yy = got.iter().filter(|b| *b == YY).count();
+    eprintln!("NAT wrr 3:1: {yy} of {} to web1", got.len());
+    assert_eq!(got.len(), n);
+    assert!((713..=787).contains(&yy), "{yy}\n{}", log(&dir, "lb1"));
+    // Persistence.
+    let got: Vec<_> = (0..20).map(|_| get(&lab, vip(82))).collect();
+    assert!(got.iter().all(|b| b.is_some() && *b == got[0]), "{got:?}");
+    // web1 stops: out of rotation within the checker's bound.
+    webs.remove(0).stop();
+    let start = Instant::now();
+    until_steady(&lab, vip(80), 10, Duration::from_secs(6), |g| {
+        g.iter().all(|b| b.as_deref() == Some(CC))
+    });
+    eprintln!(
+        "NAT: web1 out of rotation {:?} after it stopped",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() <= Duration::from_millis(2_500),
+        "{:?}",
+        start.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nat_connections_stay_on_their_server_when_the_server_set_changes() {
+    if !netlab::privileged("nat_connections_stay_on_their_server_when_the_server_set_changes") {
+        return;
+    }
+    let (lab, dir, _w, mut echoes) = nat_lab();
+    echoes[1].store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(50));
+    let _d = daemon(&lab, "lb1", &dir, &nat_conf(&nat_vs(7, "rr", "", [1, 1])));
+    lab.node("lb1")
+        .unwrap()
+        .wait_for_address(ip("203.0.113.250"), Duration::from_secs(5))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let vip7 = SocketAddr::new(ip("203.0.113.250"), 7);
+    let mut conns: Vec<Conn> = (0..8).map(|_| Conn::open(&lab, vip7)).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(
+            c.ask(&format!("a{i}")).as_deref(),
+            Some(format!("web1:a{i}").as_str()),
+            "\n{}",
+            log(&dir, "lb1")
+        );
+    }
+    echoes[1] = echo(
+        lab.node("web2").unwrap(),
+        "0.0.0.0:7".parse().unwrap(),
+        "web2",
+    );
+    let start = Instant::now();
+    loop {
+        let mut c = Conn::open(&lab, vip7);
+        if c.ask("probe").as_deref() == Some("web2:probe") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "web2 never joined"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(
+            c.ask(&format!("b{i}")).as_deref(),
+            Some(format!("web1:b{i}").as_str())
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
