@@ -61,7 +61,7 @@ const HOSTS: &[Host] = &[
 pub const VIP_OCTET: u8 = 250;
 const WEBS: &[(&str, &str)] = &[("web1", "this is yy web!"), ("web2", "this is cc web!")];
 
-fn v4(octet: u8) -> IpAddr {
+pub(crate) fn v4(octet: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 51, 100, octet))
 }
 
@@ -81,12 +81,12 @@ fn octet_of(name: &str) -> Result<u8> {
 }
 
 /// Prints lines with the time since the run started.
-struct Timeline {
+pub(crate) struct Timeline {
     start: Instant,
 }
 
 impl Timeline {
-    fn say(&self, what: &str) {
+    pub(crate) fn say(&self, what: &str) {
         println!(
             "[{:>7.1} ms] {what}",
             self.start.elapsed().as_secs_f64() * 1000.0
@@ -179,12 +179,15 @@ fn experiment(
     timeline: &Timeline,
 ) -> Result<()> {
     let mut servers = Vec::new();
+    let mut direct = Vec::new();
     for (name, body) in WEBS {
         let node = lab.node(name)?;
         let octet = octet_of(name)?;
+        // IPv4 on every address: the real address and, in LVS-DR, the VIP
+        // on `lo`.
         servers.push(http::WebServer::start(
             node,
-            SocketAddr::new(v4(octet), 80),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80),
             body,
         )?);
         servers.push(http::WebServer::start(
@@ -192,15 +195,16 @@ fn experiment(
             SocketAddr::new(v6(octet), 80),
             body,
         )?);
+        direct.push(SocketAddr::new(v4(octet), 80));
+        direct.push(SocketAddr::new(v6(octet), 80));
     }
     timeline.say("web servers up on web1 and web2, port 80 (IPv4 and IPv6)");
     check_interrupt(stop)?;
 
     let client = lab.node("client")?;
     let mut failures = 0;
-    for server in &servers {
+    for addr in direct {
         check_interrupt(stop)?;
-        let addr = server.addr();
         match http::get(client, addr, "/", Duration::from_secs(3)) {
             Ok(r) => timeline.say(&format!(
                 "client: curl http://{addr}/ -> {} {:?} in {:.1} ms",
@@ -214,12 +218,26 @@ fn experiment(
             }
         }
     }
+    if failures > 0 {
+        bail!("{failures} of 4 requests from client failed");
+    }
+    if scenario == Scenario::LvsDr {
+        let web1 = servers.remove(0);
+        crate::lab_dr::run(lab, stop, timeline, web1)?;
+        hold_for(lab, hold, stop, timeline)?;
+        return Ok(());
+    }
     println!();
     println!(
         "  The {scenario} scenario's VRRP failover, data plane and failure timeline are not \
          built yet; this run shows the topology and the real servers only."
     );
     println!();
+    hold_for(lab, hold, stop, timeline)
+}
+
+/// With `--hold N`, keeps the lab up N seconds (Ctrl-C ends it early).
+fn hold_for(lab: &Lab, hold: Duration, stop: &AtomicBool, timeline: &Timeline) -> Result<()> {
     if !hold.is_zero() {
         timeline.say(&format!(
             "holding the lab for {} s (Ctrl-C ends it): try `ip netns exec {}client ping {}`",
@@ -233,16 +251,10 @@ fn experiment(
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    if failures > 0 {
-        bail!(
-            "{failures} of {} requests from client failed",
-            servers.len()
-        );
-    }
     Ok(())
 }
 
-fn check_interrupt(stop: &AtomicBool) -> Result<()> {
+pub(crate) fn check_interrupt(stop: &AtomicBool) -> Result<()> {
     if stop.load(Ordering::Relaxed) {
         bail!("stopped by signal");
     }

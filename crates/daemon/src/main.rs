@@ -6,6 +6,7 @@ mod control;
 mod dataplane;
 mod exec;
 mod lab;
+mod lab_dr;
 mod logging;
 mod netlink;
 mod notify;

@@ -371,9 +371,11 @@ fn dr_with_maglev_connections_survive_a_director_failover() {
         .map(|c| c.ask("x").unwrap_or_default())
         .collect();
     assert!(before.iter().all(|b| b.ends_with(":x")), "{before:?}");
-    // The master crashes; the backup takes the VIP (and the client's ARP
+    // The master dies; the backup takes the VIP (and the client's ARP
     // entry with its gratuitous ARP).
     master.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    // A director that is gone leaves no VIP (nor rules) behind.
+    lab.cut(lab.link("lb1", "eth0").unwrap()).unwrap();
     lab.node("lb2")
         .unwrap()
         .wait_for_address(ip("198.51.100.250"), Duration::from_secs(5))

@@ -47,6 +47,17 @@ fn lab_prints_both_web_answers_and_leaves_no_namespace() {
         let line = format!("client: curl http://{addr}/ -> 200 \"{body}\"");
         assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");
     }
+    // The seed's LVS-DR experiment, step by step.
+    for line in [
+        "lb1 holds the VIP 198.51.100.250",
+        "(rr alternates;",
+        "only web2 answers",
+        "alternation resumes",
+        "lb2 holds the VIP",
+        "lvs-dr: every step behaved",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
     assert!(stdout.contains("all namespaces removed"), "{stdout}");
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }

@@ -217,7 +217,15 @@ fn dr(out: &mut String, i: usize, s: &Service) {
         "add map netdev {TABLE} {flows} {{ type {addr_type} . inet_service : ether_addr; flags dynamic,timeout; timeout {}s; }}",
         FLOW_TIMEOUT.as_secs()
     );
-    let matched = format!("{l3} daddr {} {p} dport {}", s.vip, s.port);
+    // Frames sent to this director only: a switch floods frames for a MAC
+    // it has not learnt (or has forgotten) to every port, and the backup
+    // must not forward a copy of the master's traffic.
+    let matched = format!(
+        "ether daddr {} {l3} daddr {} {p} dport {}",
+        mac(s.device_mac),
+        s.vip,
+        s.port
+    );
     let key = format!("{l3} saddr . {p} sport");
     let remember = format!("update @{flows} {{ {key} : ether daddr }}");
     let fwd = format!(
@@ -400,7 +408,7 @@ mod tests {
         let t = render(&d, true);
         assert!(t.contains("add chain netdev keepalived_rs ingress_eth0 { type filter hook ingress device \"eth0\" priority 0; policy accept; }"), "{t}");
         assert!(t.contains("add map netdev keepalived_rs flows_0 { type ipv4_addr . inet_service : ether_addr; flags dynamic,timeout; timeout 900s; }"), "{t}");
-        assert!(t.contains("add rule netdev keepalived_rs ingress_eth0 ip daddr 198.51.100.250 tcp dport 80 ether daddr set ip saddr . tcp sport map @flows_0 update @flows_0 { ip saddr . tcp sport : ether daddr } ether saddr set 02:00:00:00:00:16 fwd to \"eth0\""), "{t}");
+        assert!(t.contains("add rule netdev keepalived_rs ingress_eth0 ether daddr 02:00:00:00:00:16 ip daddr 198.51.100.250 tcp dport 80 ether daddr set ip saddr . tcp sport map @flows_0 update @flows_0 { ip saddr . tcp sport : ether daddr } ether saddr set 02:00:00:00:00:16 fwd to \"eth0\""), "{t}");
         assert!(t.contains("ether daddr set numgen inc mod 2 map { 0 : 02:00:00:00:00:32, 1 : 02:00:00:00:00:33 } update @flows_0"), "{t}");
         assert!(
             t.starts_with("add table netdev keepalived_rs\ndelete table netdev keepalived_rs\n")

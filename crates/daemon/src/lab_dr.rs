@@ -1,0 +1,252 @@
+//! `keepalived-rs lab lvs-dr`: the seed's first experiment — two directors
+//! sharing VIP .250 by VRRP, `lb_algo rr`, `lb_kind DR`, two web servers
+//! with the VIP on `lo` — run with our daemon on both directors (the
+//! seed's keepalived.conf, addresses moved to the plan), through the
+//! nftables data plane. Prints a timeline; fails unless every step
+//! behaved.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use netlab::{http, Lab};
+
+use crate::lab::{check_interrupt, v4, Timeline, VIP_OCTET};
+
+/// The seed's keepalived.conf for a director, addresses moved to the plan.
+/// Its timers are shortened (delay_loop 6 → 1, nb_get_retry 3 → 1,
+/// delay_before_retry 3 → 1) so the run takes seconds; its `mtp_server`
+/// typo is kept (a warning, as the seed's keepalived gave).
+fn seed_config(router_id: &str, state: &str, priority: u8) -> String {
+    let vip = v4(VIP_OCTET);
+    let real = |octet: u8| {
+        format!(
+            "real_server {} 80 {{\n weight 1\n TCP_CHECK {{\n connect_port 80\n connect_timeout 3\n nb_get_retry 1\n delay_before_retry 1\n }}\n }}\n",
+            v4(octet)
+        )
+    };
+    format!(
+        "global_defs {{\n mtp_server 127.0.0.1\n router_id {router_id}\n}}\nvrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {priority}\n advert_int 1\n authentication {{\n auth_type PASS\n auth_pass 1111\n }}\n virtual_ipaddress {{\n {vip}\n }}\n}}\nvirtual_server {vip} 80 {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n persistence_timeout 0\n protocol TCP\n {} {}}}\n",
+        real(50),
+        real(51)
+    )
+}
+
+/// What the client saw, request by request: when, and which page (or
+/// nothing).
+type Seen = Arc<Mutex<Vec<(Instant, Option<String>)>>>;
+
+fn get(lab: &Lab, vip: SocketAddr) -> Option<String> {
+    let client = lab.node("client").ok()?;
+    http::get(client, vip, "/", Duration::from_millis(500))
+        .ok()
+        .map(|r| r.body.trim_end().to_owned())
+}
+
+/// Requests until `n` answers in a row satisfy `ok`; the time it took.
+fn until(
+    lab: &Lab,
+    vip: SocketAddr,
+    n: usize,
+    limit: Duration,
+    stop: &AtomicBool,
+    ok: impl Fn(&[Option<String>]) -> bool,
+) -> Result<(Duration, Vec<Option<String>>)> {
+    let start = Instant::now();
+    loop {
+        check_interrupt(stop)?;
+        let got: Vec<Option<String>> = (0..n).map(|_| get(lab, vip)).collect();
+        if ok(&got) {
+            return Ok((start.elapsed(), got));
+        }
+        if start.elapsed() > limit {
+            bail!("not so after {limit:?}: the client saw {got:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn alternating(got: &[Option<String>]) -> bool {
+    got.iter().all(Option::is_some) && got.windows(2).all(|w| w[0] != w[1])
+}
+
+fn show(got: &[Option<String>]) -> String {
+    got.iter()
+        .map(|b| match b.as_deref() {
+            Some(s) if s.contains("yy") => "yy",
+            Some(s) if s.contains("cc") => "cc",
+            Some(_) => "?",
+            None => "-",
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn run(lab: &Lab, stop: &AtomicBool, timeline: &Timeline, web1: http::WebServer) -> Result<()> {
+    let vip = SocketAddr::new(v4(VIP_OCTET), 80);
+    for web in ["web1", "web2"] {
+        lab.node(web)?.dr_real_server(v4(VIP_OCTET))?;
+    }
+    timeline
+        .say("web1, web2: VIP on lo, arp_ignore 1, arp_announce 2 (the seed's DR real servers)");
+    let dir = std::env::temp_dir().join(format!("{}lvs-dr", lab.prefix()));
+    std::fs::create_dir_all(&dir)?;
+    let exe = std::env::current_exe().context("own executable")?;
+    let mut daemons = Vec::new();
+    for (node, id, state, prio) in [
+        ("lb1", "LVS_01", "MASTER", 100),
+        ("lb2", "LVS_02", "BACKUP", 90),
+    ] {
+        let conf = dir.join(format!("{node}.conf"));
+        std::fs::write(&conf, seed_config(id, state, prio))?;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["-n", "-l", "-f"])
+            .arg(&conf)
+            .arg("--control")
+            .arg(dir.join(format!("{node}.sock")));
+        let log = std::fs::File::create(dir.join(format!("{node}.log")))?;
+        daemons.push(lab.node(node)?.spawn_logged(&cmd, Some(log))?);
+    }
+    timeline.say("keepalived-rs started on lb1 (MASTER, priority 100) and lb2 (BACKUP, 90) with the seed's config");
+    let outcome = steps(lab, stop, timeline, web1, vip);
+    for d in &daemons {
+        let _ = d.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+    if outcome.is_err() {
+        for node in ["lb1", "lb2"] {
+            let log = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap_or_default();
+            println!("--- {node}'s log ---\n{log}");
+        }
+    }
+    drop(daemons);
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+fn steps(
+    lab: &Lab,
+    stop: &AtomicBool,
+    timeline: &Timeline,
+    web1: http::WebServer,
+    vip: SocketAddr,
+) -> Result<()> {
+    let waited = lab
+        .node("lb1")?
+        .wait_for_address(vip.ip(), Duration::from_secs(10))?;
+    timeline.say(&format!(
+        "lb1 holds the VIP {} ({:.0} ms after start)",
+        vip.ip(),
+        waited.as_secs_f64() * 1000.0
+    ));
+    let (took, got) = until(lab, vip, 6, Duration::from_secs(10), stop, alternating)?;
+    timeline.say(&format!(
+        "client: curl http://{vip}/ × 6 -> {} (rr alternates; steady after {:.0} ms)",
+        show(&got),
+        took.as_secs_f64() * 1000.0
+    ));
+    // web1 stops.
+    let web1_node = lab.node("web1")?;
+    let port80 = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 80);
+    web1.stop();
+    timeline.say("web1's web server stopped");
+    let (took, got) = until(lab, vip, 6, Duration::from_secs(10), stop, |g| {
+        g.iter()
+            .all(|b| b.as_deref().is_some_and(|s| s.contains("cc")))
+    })?;
+    timeline.say(&format!(
+        "client: {} — only web2 answers, {:.0} ms after web1 stopped",
+        show(&got),
+        took.as_secs_f64() * 1000.0
+    ));
+    // web1 comes back.
+    let _web1 = http::WebServer::start(web1_node, port80, "this is yy web!")?;
+    timeline.say("web1's web server started again");
+    let (took, got) = until(lab, vip, 6, Duration::from_secs(10), stop, alternating)?;
+    timeline.say(&format!(
+        "client: {} — alternation resumes, {:.0} ms after web1 came back",
+        show(&got),
+        took.as_secs_f64() * 1000.0
+    ));
+    failover(lab, timeline, vip)?;
+    timeline.say("lvs-dr: every step behaved");
+    Ok(())
+}
+
+/// The master director dies — its daemon killed and its link down with it
+/// (a machine that is gone leaves no VIP behind) — while the client keeps
+/// asking every 20 ms: the outage it sees, and that both servers answer
+/// through the backup.
+fn failover(lab: &Lab, timeline: &Timeline, vip: SocketAddr) -> Result<()> {
+    let seen: Seen = Arc::default();
+    let running = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let (seen, running) = (seen.clone(), running.clone());
+        let client = lab.node("client")?.clone();
+        std::thread::spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                let r = http::get(&client, vip, "/", Duration::from_millis(300))
+                    .ok()
+                    .map(|r| r.body.trim_end().to_owned());
+                if let Ok(mut s) = seen.lock() {
+                    s.push((Instant::now(), r));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    lab.node("lb1")?.crash_all();
+    lab.cut(lab.link("lb1", "eth0")?)?;
+    timeline.say("lb1 killed (SIGKILL) and cut off: the master director is gone");
+    let took = lab
+        .node("lb2")?
+        .wait_for_address(vip.ip(), Duration::from_secs(10))?;
+    timeline.say(&format!(
+        "lb2 holds the VIP, {:.0} ms after lb1 died",
+        took.as_secs_f64() * 1000.0
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    running.store(false, Ordering::Relaxed);
+    let _ = poller.join();
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let after: Vec<&(Instant, Option<String>)> =
+        seen.iter().filter(|(t, _)| *t >= killed).collect();
+    let last_before = seen
+        .iter()
+        .filter(|(t, r)| *t < killed && r.is_some())
+        .map(|(t, _)| *t)
+        .next_back();
+    let first_after = after
+        .iter()
+        .skip_while(|(_, r)| r.is_some())
+        .find(|(_, r)| r.is_some())
+        .map(|(t, _)| *t);
+    let failed = after.iter().filter(|(_, r)| r.is_none()).count();
+    let outage = match (last_before, first_after) {
+        (Some(a), Some(b)) if failed > 0 => b.duration_since(a),
+        _ => Duration::ZERO,
+    };
+    let tail: Vec<Option<String>> = after
+        .iter()
+        .rev()
+        .take(6)
+        .rev()
+        .map(|(_, r)| r.clone())
+        .collect();
+    timeline.say(&format!(
+        "client: {} requests during the failover, {failed} unanswered; outage {:.0} ms; last answers {}",
+        after.len(),
+        outage.as_secs_f64() * 1000.0,
+        show(&tail)
+    ));
+    if !alternating(&tail) {
+        bail!(
+            "after the failover the client does not see both web servers: {}",
+            show(&tail)
+        );
+    }
+    Ok(())
+}
