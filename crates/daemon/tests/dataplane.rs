@@ -563,3 +563,119 @@ fn nat_connections_stay_on_their_server_when_the_server_set_changes() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// iperf3 from the client to `to` for `secs`: received bits per second.
+fn iperf(lab: &Lab, to: IpAddr, secs: u32) -> f64 {
+    let out = lab
+        .node("client")
+        .unwrap()
+        .exec(&[
+            "iperf3",
+            "-J",
+            "-c",
+            &to.to_string(),
+            "-t",
+            &secs.to_string(),
+        ])
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
+/// The median of `runs` alternating measurements of `a` and `b` (so
+/// that drift on a shared machine hits both alike).
+fn medians(runs: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> (f64, f64) {
+    let (mut xa, mut xb) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        xa.push(a());
+        xb.push(b());
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (med(&mut xa), med(&mut xb))
+}
+
+#[test]
+#[ignore = "a benchmark: run bench/dataplane-throughput"]
+fn throughput_through_dr_and_nat_against_direct() {
+    assert!(netlab::privileged(
+        "throughput_through_dr_and_nat_against_direct"
+    ));
+    let (secs, runs) = (3, 5);
+    let vs = |lb: &str, vip: &str| {
+        format!(
+            "virtual_server {vip} 5201 {{\n delay_loop 1\n lb_algo rr\n lb_kind {lb}\n real_server 198.51.100.50 5201 {{\n {}\n }}\n}}\n",
+            check(5201)
+        )
+    };
+    // DR: one switch, the VIP on web1's lo; direct is client → web1's own
+    // address on the same switch.
+    let (lab, dir, _w, _e) = dr_lab(&[("lb1", "198.51.100.22/24")]);
+    let _srv = lab.node("web1").unwrap().spawn("iperf3", &["-s"]).unwrap();
+    let d = daemon(
+        &lab,
+        "lb1",
+        &dir,
+        &director("MASTER", 100, &vs("DR", "198.51.100.250")),
+    );
+    lab.node("lb1")
+        .unwrap()
+        .wait_for_address(ip("198.51.100.250"), Duration::from_secs(5))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (direct, dr) = medians(
+        runs,
+        || iperf(&lab, ip("198.51.100.50"), secs),
+        || iperf(&lab, ip("198.51.100.250"), secs),
+    );
+    drop(d);
+    drop(lab);
+    // NAT: the director between the two networks; the baseline is the same
+    // path routed (no DNAT) to web1's own address.
+    let (lab, dir2, _w, _e) = nat_lab();
+    lab.node("client")
+        .unwrap()
+        .exec(&[
+            "ip",
+            "route",
+            "add",
+            "198.51.100.0/24",
+            "via",
+            "203.0.113.1",
+        ])
+        .unwrap();
+    let _srv = lab.node("web1").unwrap().spawn("iperf3", &["-s"]).unwrap();
+    let _d = daemon(&lab, "lb1", &dir2, &nat_conf(&vs("NAT", "203.0.113.250")));
+    lab.node("lb1")
+        .unwrap()
+        .wait_for_address(ip("203.0.113.250"), Duration::from_secs(5))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (routed, nat) = medians(
+        runs,
+        || iperf(&lab, ip("198.51.100.50"), secs),
+        || iperf(&lab, ip("203.0.113.250"), secs),
+    );
+    let gb = |b: f64| b / 1e9;
+    let table = format!(
+        "iperf3, one TCP stream client → web1, median of {runs} runs of {secs} s taken in turns\n\n| path | Gbit/s | vs direct |\n|---|---:|---:|\n| direct (client and web1 on one switch) | {:.2} | 1.00x |\n| LVS-DR through the nftables data plane | {:.2} | {:.2}x |\n| routed through the director (no NAT) | {:.2} | {:.2}x |\n| LVS-NAT through the nftables data plane | {:.2} | {:.2}x ({:.2}x of routed) |\n",
+        gb(direct),
+        gb(dr),
+        dr / direct,
+        gb(routed),
+        routed / direct,
+        gb(nat),
+        nat / direct,
+        nat / routed
+    );
+    println!("\n{table}");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("dataplane-throughput.md"), &table).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}

@@ -233,11 +233,32 @@ fn dr(out: &mut String, i: usize, s: &Service) {
         mac(s.device_mac),
         s.device
     );
-    // Known connections: their server, the entry refreshed.
-    let _ = writeln!(
-        out,
-        "add rule netdev {TABLE} {chain} {matched} ether daddr set {key} map @{flows} {remember} {fwd}"
-    );
+    // Known connections: their server. Refreshing the entry on every packet
+    // costs a tenth of DR's throughput, so TCP refreshes it on packets that
+    // carry SYN, FIN, RST or PSH (every message a client sends) and on one
+    // packet in 16 at random (a long stream of bare ACKs): any connection
+    // that is not idle keeps its entry; one idle for the timeout loses it,
+    // as it would its IPVS connection entry. UDP refreshes on every packet.
+    let known = format!("ether daddr set {key} map @{flows}");
+    let refreshes: &[&str] = match s.proto {
+        Proto::Tcp => &[
+            "tcp flags & (fin | syn | rst | psh) != 0 ",
+            "numgen random mod 16 0 ",
+        ],
+        Proto::Udp => &[""],
+    };
+    for when in refreshes {
+        let _ = writeln!(
+            out,
+            "add rule netdev {TABLE} {chain} {matched} {when}{known} {remember} {fwd}"
+        );
+    }
+    if s.proto == Proto::Tcp {
+        let _ = writeln!(
+            out,
+            "add rule netdev {TABLE} {chain} {matched} {known} {fwd}"
+        );
+    }
     let (reals, sel, slots) = slots(s);
     if slots.is_empty() {
         return;
@@ -408,7 +429,19 @@ mod tests {
         let t = render(&d, true);
         assert!(t.contains("add chain netdev keepalived_rs ingress_eth0 { type filter hook ingress device \"eth0\" priority 0; policy accept; }"), "{t}");
         assert!(t.contains("add map netdev keepalived_rs flows_0 { type ipv4_addr . inet_service : ether_addr; flags dynamic,timeout; timeout 900s; }"), "{t}");
-        assert!(t.contains("add rule netdev keepalived_rs ingress_eth0 ether daddr 02:00:00:00:00:16 ip daddr 198.51.100.250 tcp dport 80 ether daddr set ip saddr . tcp sport map @flows_0 update @flows_0 { ip saddr . tcp sport : ether daddr } ether saddr set 02:00:00:00:00:16 fwd to \"eth0\""), "{t}");
+        let matched = "add rule netdev keepalived_rs ingress_eth0 ether daddr 02:00:00:00:00:16 ip daddr 198.51.100.250 tcp dport 80";
+        let known = "ether daddr set ip saddr . tcp sport map @flows_0";
+        let fwd = "ether saddr set 02:00:00:00:00:16 fwd to \"eth0\"";
+        // Known connections, refreshed on SYN/FIN/RST/PSH and one packet in
+        // 16, else only looked up.
+        assert!(t.contains(&format!("{matched} tcp flags & (fin | syn | rst | psh) != 0 {known} update @flows_0 {{ ip saddr . tcp sport : ether daddr }} {fwd}")), "{t}");
+        assert!(
+            t.contains(&format!(
+                "{matched} numgen random mod 16 0 {known} update @flows_0"
+            )),
+            "{t}"
+        );
+        assert!(t.contains(&format!("{matched} {known} {fwd}")), "{t}");
         assert!(t.contains("ether daddr set numgen inc mod 2 map { 0 : 02:00:00:00:00:32, 1 : 02:00:00:00:00:33 } update @flows_0"), "{t}");
         assert!(
             t.starts_with("add table netdev keepalived_rs\ndelete table netdev keepalived_rs\n")
