@@ -43,6 +43,8 @@ pub struct ServiceSpec {
     pub algo: Algo,
     pub persistence: Option<(Duration, u8)>,
     pub sorry: Option<SocketAddr>,
+    /// Carried by the kernel's IPVS (where it exists), else by nftables.
+    pub ipvs: bool,
 }
 
 /// How often missing MACs are looked for again.
@@ -65,21 +67,24 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
         index += 1;
         let plane = v.lb_dataplane.or(globals.lb_dataplane);
         let name = format!("virtual_server {addr} {port}");
-        match plane {
+        let ipvs = match plane {
             Some(Dataplane::Proxy) => {
                 tracing::warn!(
                     "{name}: lb_dataplane proxy is not built yet; its traffic is not carried"
                 );
                 continue;
             }
-            Some(Dataplane::Ipvs) => {
-                tracing::warn!("{name}: the IPVS data plane is not built yet; using nftables");
+            Some(Dataplane::Ipvs) if !ipvs => {
+                tracing::warn!(
+                    "{name}: lb_dataplane ipvs, but {}; using nftables",
+                    crate::ipvs::unavailable().unwrap_or_default()
+                );
+                false
             }
-            None if ipvs => {
-                tracing::info!("{name}: IPVS is present but not driven yet; using nftables");
-            }
-            Some(Dataplane::Nftables) | None => {}
-        }
+            Some(Dataplane::Ipvs) => true,
+            None => ipvs,
+            Some(Dataplane::Nftables) => false,
+        };
         let kind = match v.lb_kind {
             Some(LbKind::Dr) => Kind::Dr,
             None | Some(LbKind::Nat) => Kind::Nat,
@@ -125,6 +130,7 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
             sorry: v
                 .sorry_server
                 .map(|e| SocketAddr::new(e.addr, e.port.unwrap_or(port))),
+            ipvs,
         });
     }
     out
@@ -293,6 +299,40 @@ pub fn start(
     Ok((tx, handle))
 }
 
+/// IPVS's form of a desired service.
+fn ipvs_service(s: &Service) -> lb::ipvs::Service {
+    let forward = match s.kind {
+        Kind::Dr => lb::ipvs::Forward::Route,
+        Kind::Nat => lb::ipvs::Forward::Masq,
+    };
+    lb::ipvs::Service {
+        key: lb::ipvs::ServiceKey {
+            addr: s.vip,
+            protocol: match s.proto {
+                Proto::Tcp => 6,
+                Proto::Udp => 17,
+            },
+            port: s.port,
+        },
+        scheduler: s.algo.name().to_owned(),
+        persistence: s
+            .persistence
+            .map(|(t, p)| (u32::try_from(t.as_secs()).unwrap_or(u32::MAX), p)),
+        dests: s
+            .reals
+            .iter()
+            .map(|r| lb::ipvs::Dest {
+                addr: r.addr,
+                port: r.port,
+                forward,
+                weight: r.weight,
+                upper: 0,
+                lower: 0,
+            })
+            .collect(),
+    }
+}
+
 fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
     let nat = specs.iter().any(|s| s.kind == Kind::Nat);
     if nat
@@ -300,6 +340,20 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
     {
         tracing::warn!("lb_kind NAT needs IP forwarding: net.ipv4.ip_forward is 0");
     }
+    let (by_ipvs, by_nft): (Vec<ServiceSpec>, Vec<ServiceSpec>) =
+        specs.iter().cloned().partition(|s| s.ipvs);
+    let mut ipvs = if by_ipvs.is_empty() {
+        None
+    } else {
+        match crate::ipvs::Ipvs::open() {
+            Ok(i) => Some(i),
+            Err(e) => {
+                tracing::error!("IPVS: {e}; its virtual servers are not carried");
+                None
+            }
+        }
+    };
+    let mut in_ipvs: Vec<lb::ipvs::Service> = Vec::new();
     let mut view: Option<Vec<ServiceView>> = None;
     let mut applied: Option<String> = None;
     let mut last_error: Option<String> = None;
@@ -319,18 +373,29 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
         let Some(v) = &view else {
             continue;
         };
-        let (d, missing) = desired(specs, v, &arp_table());
+        let arp = arp_table();
+        if let Some(k) = ipvs.as_mut() {
+            let (d, _) = desired(&by_ipvs, v, &arp);
+            let want: Vec<lb::ipvs::Service> = d.services.iter().map(ipvs_service).collect();
+            if want != in_ipvs {
+                match k.apply(&in_ipvs, &want) {
+                    Ok(()) => in_ipvs = want,
+                    Err(e) => tracing::error!("{e}"),
+                }
+            }
+        }
+        if by_nft.is_empty() {
+            continue;
+        }
+        let (d, missing) = desired(&by_nft, v, &arp);
         for ip in &missing {
             solicit(*ip);
         }
-        let text = lb::nft::render(&d, applied.is_none());
-        if applied
-            .as_deref()
-            .is_some_and(|a| lb::nft::render(&d, false) == *a)
-        {
+        let steady = lb::nft::render(&d, false);
+        if applied.as_deref() == Some(steady.as_str()) {
             continue;
         }
-        match lb::nft::apply(&text) {
+        match lb::nft::apply(&lb::nft::render(&d, applied.is_none())) {
             Ok(()) => {
                 tracing::info!(
                     "nftables: {} virtual servers carried ({} real servers)",
@@ -340,7 +405,7 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
                         .map(|s| s.reals.iter().filter(|r| r.weight > 0).count())
                         .sum::<usize>()
                 );
-                applied = Some(lb::nft::render(&d, false));
+                applied = Some(steady);
                 last_error = None;
             }
             Err(e) => {
@@ -349,6 +414,11 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
                 }
                 last_error = Some(e);
             }
+        }
+    }
+    if let Some(k) = ipvs.as_mut() {
+        if let Err(e) = k.apply(&in_ipvs, &[]) {
+            tracing::warn!("removing our IPVS services: {e}");
         }
     }
     if applied.is_some() {
@@ -391,6 +461,7 @@ mod tests {
             algo: Algo::Rr,
             persistence: None,
             sorry: Some(SocketAddr::from(([198, 51, 100, 60], 80))),
+            ipvs: false,
         }
     }
 

@@ -5,6 +5,7 @@ mod cli;
 mod control;
 mod dataplane;
 mod exec;
+mod ipvs;
 mod lab;
 mod lab_dr;
 mod logging;
