@@ -299,40 +299,6 @@ pub fn start(
     Ok((tx, handle))
 }
 
-/// IPVS's form of a desired service.
-fn ipvs_service(s: &Service) -> lb::ipvs::Service {
-    let forward = match s.kind {
-        Kind::Dr => lb::ipvs::Forward::Route,
-        Kind::Nat => lb::ipvs::Forward::Masq,
-    };
-    lb::ipvs::Service {
-        key: lb::ipvs::ServiceKey {
-            addr: s.vip,
-            protocol: match s.proto {
-                Proto::Tcp => 6,
-                Proto::Udp => 17,
-            },
-            port: s.port,
-        },
-        scheduler: s.algo.name().to_owned(),
-        persistence: s
-            .persistence
-            .map(|(t, p)| (u32::try_from(t.as_secs()).unwrap_or(u32::MAX), p)),
-        dests: s
-            .reals
-            .iter()
-            .map(|r| lb::ipvs::Dest {
-                addr: r.addr,
-                port: r.port,
-                forward,
-                weight: r.weight,
-                upper: 0,
-                lower: 0,
-            })
-            .collect(),
-    }
-}
-
 fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
     let nat = specs.iter().any(|s| s.kind == Kind::Nat);
     if nat
@@ -340,22 +306,20 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
     {
         tracing::warn!("lb_kind NAT needs IP forwarding: net.ipv4.ip_forward is 0");
     }
+    // Each data plane with the virtual servers it carries.
     let (by_ipvs, by_nft): (Vec<ServiceSpec>, Vec<ServiceSpec>) =
         specs.iter().cloned().partition(|s| s.ipvs);
-    let mut ipvs = if by_ipvs.is_empty() {
-        None
-    } else {
-        match crate::ipvs::Ipvs::open() {
-            Ok(i) => Some(i),
-            Err(e) => {
-                tracing::error!("IPVS: {e}; its virtual servers are not carried");
-                None
-            }
+    let mut planes: Vec<(Box<dyn lb::DataPlane>, Vec<ServiceSpec>)> = Vec::new();
+    if !by_ipvs.is_empty() {
+        match crate::ipvs::Plane::open() {
+            Ok(p) => planes.push((Box::new(p), by_ipvs)),
+            Err(e) => tracing::error!("IPVS: {e}; its virtual servers are not carried"),
         }
-    };
-    let mut in_ipvs: Vec<lb::ipvs::Service> = Vec::new();
+    }
+    if !by_nft.is_empty() {
+        planes.push((Box::new(lb::nft::Nft::default()), by_nft));
+    }
     let mut view: Option<Vec<ServiceView>> = None;
-    let mut applied: Option<String> = None;
     let mut last_error: Option<String> = None;
     loop {
         match rx.recv_timeout(RETRY) {
@@ -374,56 +338,39 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
             continue;
         };
         let arp = arp_table();
-        if let Some(k) = ipvs.as_mut() {
-            let (d, _) = desired(&by_ipvs, v, &arp);
-            let want: Vec<lb::ipvs::Service> = d.services.iter().map(ipvs_service).collect();
-            if want != in_ipvs {
-                match k.apply(&in_ipvs, &want) {
-                    Ok(()) => in_ipvs = want,
-                    Err(e) => tracing::error!("{e}"),
+        for (plane, specs) in &mut planes {
+            let (d, missing) = desired(specs, v, &arp);
+            if plane.name() == "nftables" {
+                for ip in &missing {
+                    solicit(*ip);
+                }
+            }
+            match plane.apply(&d) {
+                Ok(true) => {
+                    tracing::info!(
+                        "{}: {} virtual servers carried ({} real servers)",
+                        plane.name(),
+                        d.services.len(),
+                        d.services
+                            .iter()
+                            .map(|s| s.reals.iter().filter(|r| r.weight > 0).count())
+                            .sum::<usize>()
+                    );
+                    last_error = None;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    if last_error.as_deref() != Some(&e) {
+                        tracing::error!("{e}");
+                    }
+                    last_error = Some(e);
                 }
             }
         }
-        if by_nft.is_empty() {
-            continue;
-        }
-        let (d, missing) = desired(&by_nft, v, &arp);
-        for ip in &missing {
-            solicit(*ip);
-        }
-        let steady = lb::nft::render(&d, false);
-        if applied.as_deref() == Some(steady.as_str()) {
-            continue;
-        }
-        match lb::nft::apply(&lb::nft::render(&d, applied.is_none())) {
-            Ok(()) => {
-                tracing::info!(
-                    "nftables: {} virtual servers carried ({} real servers)",
-                    d.services.len(),
-                    d.services
-                        .iter()
-                        .map(|s| s.reals.iter().filter(|r| r.weight > 0).count())
-                        .sum::<usize>()
-                );
-                applied = Some(steady);
-                last_error = None;
-            }
-            Err(e) => {
-                if last_error.as_deref() != Some(&e) {
-                    tracing::error!("{e}");
-                }
-                last_error = Some(e);
-            }
-        }
     }
-    if let Some(k) = ipvs.as_mut() {
-        if let Err(e) = k.apply(&in_ipvs, &[]) {
-            tracing::warn!("removing our IPVS services: {e}");
-        }
-    }
-    if applied.is_some() {
-        if let Err(e) = lb::nft::apply(&lb::nft::teardown()) {
-            tracing::warn!("removing our nftables tables: {e}");
+    for (plane, _) in &mut planes {
+        if let Err(e) = plane.clear() {
+            tracing::warn!("removing what {} carried: {e}", plane.name());
         }
     }
 }

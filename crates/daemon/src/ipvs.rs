@@ -79,15 +79,92 @@ impl Ipvs {
             _ => Err("IPVS: no acknowledgement".into()),
         }
     }
+}
 
-    /// Applies the commands that turn `old` into `new`.
-    pub fn apply(
-        &mut self,
-        old: &[lb::ipvs::Service],
-        new: &[lb::ipvs::Service],
-    ) -> Result<(), String> {
-        for (cmd, attrs) in lb::ipvs::diff(old, new) {
-            self.send(cmd, &attrs)?;
+/// The IPVS data plane: the kernel's IPVS table, changed by the diff of
+/// what we last applied and what is wanted.
+pub struct Plane {
+    socket: Ipvs,
+    applied: Option<Vec<lb::ipvs::Service>>,
+}
+
+impl Plane {
+    pub fn open() -> Result<Self, String> {
+        Ok(Self {
+            socket: Ipvs::open()?,
+            applied: None,
+        })
+    }
+}
+
+/// IPVS's form of a desired service.
+pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
+    use lb::nft::{Kind, Proto};
+    let forward = match s.kind {
+        Kind::Dr => lb::ipvs::Forward::Route,
+        Kind::Nat => lb::ipvs::Forward::Masq,
+    };
+    lb::ipvs::Service {
+        key: lb::ipvs::ServiceKey {
+            addr: s.vip,
+            protocol: match s.proto {
+                Proto::Tcp => 6,
+                Proto::Udp => 17,
+            },
+            port: s.port,
+        },
+        scheduler: s.algo.name().to_owned(),
+        persistence: s
+            .persistence
+            .map(|(t, p)| (u32::try_from(t.as_secs()).unwrap_or(u32::MAX), p)),
+        dests: s
+            .reals
+            .iter()
+            .map(|r| lb::ipvs::Dest {
+                addr: r.addr,
+                port: r.port,
+                forward,
+                weight: r.weight,
+                upper: 0,
+                lower: 0,
+            })
+            .collect(),
+    }
+}
+
+impl lb::DataPlane for Plane {
+    fn name(&self) -> &'static str {
+        "IPVS"
+    }
+
+    fn apply(&mut self, desired: &lb::nft::Desired) -> Result<bool, String> {
+        let want: Vec<lb::ipvs::Service> = desired.services.iter().map(service).collect();
+        let old = match &self.applied {
+            Some(old) if *old == want => return Ok(false),
+            Some(old) => old.clone(),
+            None => {
+                // A previous run's services of ours: gone first (an absent
+                // one is not an error).
+                for s in &want {
+                    let _ = self
+                        .socket
+                        .send(lb::ipvs::cmd::DEL_SERVICE, &lb::ipvs::service_key(&s.key));
+                }
+                Vec::new()
+            }
+        };
+        for (cmd, attrs) in lb::ipvs::diff(&old, &want) {
+            self.socket.send(cmd, &attrs)?;
+        }
+        self.applied = Some(want);
+        Ok(true)
+    }
+
+    fn clear(&mut self) -> Result<(), String> {
+        if let Some(old) = self.applied.take() {
+            for (cmd, attrs) in lb::ipvs::diff(&old, &[]) {
+                self.socket.send(cmd, &attrs)?;
+            }
         }
         Ok(())
     }

@@ -6,3 +6,15 @@
 pub mod ipvs;
 pub mod nft;
 pub mod sched;
+
+/// A data plane: makes the kernel (or a proxy) carry what [`nft::Desired`]
+/// says. `apply` is idempotent — the same desired state twice changes
+/// nothing the second time — and restart-safe: its first call of a run
+/// replaces whatever a previous run of ours left. `clear` removes all of
+/// ours (the daemon stops).
+pub trait DataPlane {
+    fn name(&self) -> &'static str;
+    /// Reconciles; true if anything was changed.
+    fn apply(&mut self, desired: &nft::Desired) -> Result<bool, String>;
+    fn clear(&mut self) -> Result<(), String>;
+}

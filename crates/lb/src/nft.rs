@@ -367,6 +367,36 @@ pub fn teardown() -> String {
         })
 }
 
+/// The nftables data plane: our tables, one transaction per change.
+#[derive(Debug, Default)]
+pub struct Nft {
+    /// The steady form of what was last applied (`None`: nothing yet).
+    applied: Option<String>,
+}
+
+impl crate::DataPlane for Nft {
+    fn name(&self) -> &'static str {
+        "nftables"
+    }
+
+    fn apply(&mut self, desired: &Desired) -> Result<bool, String> {
+        let steady = render(desired, false);
+        if self.applied.as_deref() == Some(steady.as_str()) {
+            return Ok(false);
+        }
+        apply(&render(desired, self.applied.is_none()))?;
+        self.applied = Some(steady);
+        Ok(true)
+    }
+
+    fn clear(&mut self) -> Result<(), String> {
+        if self.applied.take().is_some() {
+            apply(&teardown())?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs one transaction through `nft -f -` (atomic: all of it or none).
 pub fn apply(transaction: &str) -> Result<(), String> {
     use std::io::Write as _;
