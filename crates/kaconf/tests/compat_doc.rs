@@ -124,6 +124,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "smtp_alert_checker",
             "lvs_notify_fifo",
             "lvs_notify_fifo_script",
+            "lb_dataplane",
         ],
     ),
     (
@@ -145,6 +146,12 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "alpha",
             "omega",
             "protocol",
+            "lb_algo",
+            "lb_kind",
+            "persistence_timeout",
+            "persistence_granularity",
+            "lb_dataplane",
+            "inhibit_on_failure",
         ],
     ),
     (
@@ -170,6 +177,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "FILE_CHECK",
             "smtp_alert",
             "virtualhost",
+            "inhibit_on_failure",
         ],
     ),
     (
