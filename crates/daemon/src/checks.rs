@@ -526,12 +526,23 @@ impl Plan {
         };
         let global_alert = globals.smtp_alert_checker.or(globals.smtp_alert);
         for vs in &config.virtual_servers {
-            let ServiceAddr::Ip { addr, port } = vs.service else {
-                tracing::warn!(
-                    "virtual_server {:?}: only ADDR PORT services are checked yet",
-                    vs.service
-                );
-                continue;
+            // A real server's port defaults to the service's: for a group,
+            // its first entry's; a fwmark service has none.
+            let (addr, port) = match &vs.service {
+                ServiceAddr::Ip { addr, port } => (addr.to_string(), *port),
+                ServiceAddr::Fwmark(m) => (format!("fwmark {m}"), 0),
+                ServiceAddr::Group(g) => {
+                    let port = crate::dataplane::entries(config, &vs.service)
+                        .ok()
+                        .and_then(|e| {
+                            e.iter().find_map(|x| match x {
+                                crate::dataplane::Entry::Ip(_, p) => Some(*p),
+                                crate::dataplane::Entry::Fwmark(_) => None,
+                            })
+                        })
+                        .unwrap_or(0);
+                    (format!("group {g}"), port)
+                }
             };
             let v = &vs.body;
             let proto = match v.protocol {
@@ -567,13 +578,13 @@ impl Plan {
                 });
                 real.push(entry);
             }
-            let name = service(&addr.to_string(), proto, port);
+            let name = service(&addr, proto, port);
             let quorum = vs_quorum(v, &name, &real, &shown);
             let sorry = v
                 .sorry_server
                 .map(|e| service(&e.addr.to_string(), proto, e.port.unwrap_or(port)));
             plan.status.push(VirtualServerStatus {
-                address: addr.to_string(),
+                address: addr,
                 port,
                 protocol: proto.to_ascii_uppercase(),
                 quorum_up: quorum.is_up(),

@@ -37,6 +37,8 @@ pub struct ServiceSpec {
     /// Its index in the checkers' view.
     pub index: usize,
     pub vip: IpAddr,
+    /// `virtual_server fwmark N` (or a group's `fwmark N`).
+    pub fwmark: Option<u32>,
     pub port: u16,
     pub proto: Proto,
     pub kind: Kind,
@@ -53,20 +55,21 @@ const RETRY: Duration = Duration::from_millis(250);
 /// The virtual servers of `config` that the nftables data plane carries;
 /// the others are named in the log.
 pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
-    use kaconf::model::{Dataplane, LbKind, ServiceAddr};
+    use kaconf::model::{Dataplane, LbKind};
     let globals = config.globals();
     let ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
     let mut out = Vec::new();
-    let mut index = 0;
-    for vs in &config.virtual_servers {
-        let ServiceAddr::Ip { addr, port } = vs.service else {
-            continue;
-        };
+    for (here, vs) in config.virtual_servers.iter().enumerate() {
         let v = &vs.body;
-        let here = index;
-        index += 1;
         let plane = v.lb_dataplane.or(globals.lb_dataplane);
-        let name = format!("virtual_server {addr} {port}");
+        let name = format!("virtual_server {}", service_name(&vs.service));
+        let entries = match entries(config, &vs.service) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("{name}: {e}; not carried");
+                continue;
+            }
+        };
         let ipvs = match plane {
             Some(Dataplane::Proxy) => {
                 tracing::warn!(
@@ -111,29 +114,126 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
         if v.lb_algo.is_some_and(|a| Algo::parse(a.as_str()).is_none()) {
             tracing::warn!("{name}: scheduler twos is not supported; using wlc");
         }
-        let persistence = v.persistence_timeout.filter(|t| t.0 > 0).map(|t| {
-            let prefix = v
-                .persistence_granularity
-                .as_deref()
-                .and_then(|g| prefix_of(g, addr))
-                .unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
-            (Duration::from_secs(u64::from(t.0)), prefix)
-        });
-        out.push(ServiceSpec {
-            index: here,
-            vip: addr,
-            port,
-            proto,
-            kind,
-            algo,
-            persistence,
-            sorry: v
-                .sorry_server
-                .map(|e| SocketAddr::new(e.addr, e.port.unwrap_or(port))),
-            ipvs,
-        });
+        for entry in entries {
+            let (vip, fwmark, port) = match entry {
+                Entry::Ip(addr, port) => (addr, None, port),
+                Entry::Fwmark(m) => {
+                    if kind == Kind::Dr && !ipvs {
+                        tracing::warn!("{name}: fwmark {m} with lb_kind DR is not carried by nftables (marks are set after its ingress hook); use NAT or IPVS");
+                        continue;
+                    }
+                    // The real servers' family.
+                    let v6 = v.real_servers.first().is_some_and(|r| r.addr.is_ipv6());
+                    let any = if v6 {
+                        IpAddr::from([0u16; 8])
+                    } else {
+                        IpAddr::from([0u8; 4])
+                    };
+                    (any, Some(m), 0)
+                }
+            };
+            let persistence = v.persistence_timeout.filter(|t| t.0 > 0).map(|t| {
+                let prefix = v
+                    .persistence_granularity
+                    .as_deref()
+                    .and_then(|g| prefix_of(g, vip))
+                    .unwrap_or(if vip.is_ipv4() { 32 } else { 128 });
+                (Duration::from_secs(u64::from(t.0)), prefix)
+            });
+            out.push(ServiceSpec {
+                index: here,
+                vip,
+                fwmark,
+                port,
+                proto,
+                kind,
+                algo,
+                persistence,
+                sorry: v
+                    .sorry_server
+                    .map(|e| SocketAddr::new(e.addr, e.port.unwrap_or(port))),
+                ipvs,
+            });
+        }
     }
     out
+}
+
+/// What a `virtual_server` line stands for, once its group is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Ip(IpAddr, u16),
+    Fwmark(u32),
+}
+
+/// keepalived's name for a virtual server: `ADDR PORT`, `fwmark N` or
+/// `group NAME`.
+pub fn service_name(s: &kaconf::model::ServiceAddr) -> String {
+    match s {
+        kaconf::model::ServiceAddr::Ip { addr, port } => format!("{addr} {port}"),
+        kaconf::model::ServiceAddr::Fwmark(m) => format!("fwmark {m}"),
+        kaconf::model::ServiceAddr::Group(g) => format!("group {g}"),
+    }
+}
+
+/// The services a `virtual_server` line names: itself, or each entry of
+/// its `virtual_server_group` (`ADDR PORT`, `ADDR-LAST PORT` — a range of
+/// the address's last byte, or group for IPv6 — and `fwmark N`).
+pub fn entries(
+    config: &kaconf::Config,
+    s: &kaconf::model::ServiceAddr,
+) -> Result<Vec<Entry>, String> {
+    use kaconf::model::ServiceAddr;
+    let name = match s {
+        ServiceAddr::Ip { addr, port } => return Ok(vec![Entry::Ip(*addr, *port)]),
+        ServiceAddr::Fwmark(m) => return Ok(vec![Entry::Fwmark(*m)]),
+        ServiceAddr::Group(g) => g,
+    };
+    let group = config
+        .virtual_server_groups
+        .iter()
+        .find(|g| g.name == *name)
+        .ok_or_else(|| format!("virtual_server_group {name} is not defined"))?;
+    let mut out = Vec::new();
+    for line in &group.entries {
+        let words = &line.0;
+        let bad = || format!("virtual_server_group {name}: `{}`", words.join(" "));
+        if words.first().map(String::as_str) == Some("fwmark") {
+            let m = words.get(1).and_then(|m| m.parse().ok()).ok_or_else(bad)?;
+            out.push(Entry::Fwmark(m));
+            continue;
+        }
+        let (first, port) = match (
+            words.first(),
+            words.get(1).and_then(|p| p.parse::<u16>().ok()),
+        ) {
+            (Some(a), Some(p)) => (a.as_str(), p),
+            _ => return Err(bad()),
+        };
+        let (start, last) = first
+            .split_once('-')
+            .map_or((first, None), |(a, l)| (a, Some(l)));
+        let start: IpAddr = start.parse().map_err(|_| bad())?;
+        match (start, last) {
+            (a, None) => out.push(Entry::Ip(a, port)),
+            (IpAddr::V4(a), Some(l)) => {
+                let last: u8 = l.parse().map_err(|_| bad())?;
+                let o = a.octets();
+                for b in o[3]..=last {
+                    out.push(Entry::Ip(IpAddr::from([o[0], o[1], o[2], b]), port));
+                }
+            }
+            (IpAddr::V6(a), Some(l)) => {
+                let last = u16::from_str_radix(l, 16).map_err(|_| bad())?;
+                let mut g = a.segments();
+                for x in g[7]..=last {
+                    g[7] = x;
+                    out.push(Entry::Ip(IpAddr::from(g), port));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `persistence_granularity`: a netmask (`255.255.255.0`) or a prefix
@@ -273,6 +373,7 @@ pub fn desired(
         }
         services.push(Service {
             vip: spec.vip,
+            fwmark: spec.fwmark,
             port: spec.port,
             proto: spec.proto,
             kind: spec.kind,
@@ -389,6 +490,32 @@ mod tests {
     }
 
     #[test]
+    fn group_entries_with_ranges_and_marks() {
+        let text = "virtual_server_group web {\n 198.51.100.250-252 80\n 2001:db8::a-b 443\n fwmark 7\n}\nvirtual_server group web {\n}\nvirtual_server group nope {\n}\n";
+        let loaded = kaconf::parse_str(
+            std::path::Path::new("t.conf"),
+            text,
+            &kaconf::Options::default(),
+        );
+        let config = loaded.config;
+        let e = entries(&config, &config.virtual_servers[0].service).unwrap_or_default();
+        let v4 = |b: u8| Entry::Ip(IpAddr::from([198, 51, 100, b]), 80);
+        let v6 = |g: u16| Entry::Ip(IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, g]), 443);
+        assert_eq!(
+            e,
+            [
+                v4(250),
+                v4(251),
+                v4(252),
+                v6(0xa),
+                v6(0xb),
+                Entry::Fwmark(7)
+            ]
+        );
+        assert!(entries(&config, &config.virtual_servers[1].service).is_err());
+    }
+
+    #[test]
     fn macs() {
         assert_eq!(
             parse_mac("02:00:5e:00:01:33"),
@@ -402,6 +529,7 @@ mod tests {
         ServiceSpec {
             index: 0,
             vip: IpAddr::from([198, 51, 100, 250]),
+            fwmark: None,
             port: 80,
             proto: Proto::Tcp,
             kind,

@@ -107,6 +107,7 @@ pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
     lb::ipvs::Service {
         key: lb::ipvs::ServiceKey {
             addr: s.vip,
+            fwmark: s.fwmark,
             protocol: match s.proto {
                 Proto::Tcp => 6,
                 Proto::Udp => 17,

@@ -679,3 +679,86 @@ fn throughput_through_dr_and_nat_against_direct() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);
 }
+
+#[test]
+fn nat_carries_a_virtual_server_group_a_fwmark_service_and_the_sorry_server() {
+    if !netlab::privileged(
+        "nat_carries_a_virtual_server_group_a_fwmark_service_and_the_sorry_server",
+    ) {
+        return;
+    }
+    let (lab, dir, _w, _e) = nat_lab();
+    // A sorry server on web2:8080 for a VS on :81 whose only real server
+    // (web1:81) does not answer: quorum lost from the first check.
+    let _sorry = WebServer::start(
+        lab.node("web2").unwrap(),
+        "198.51.100.51:8080".parse().unwrap(),
+        "sorry",
+    )
+    .unwrap();
+    // The director marks what the client sends to .252:80 with 7.
+    let lb1 = lab.node("lb1").unwrap();
+    lb1.exec(&["nft", "add", "table", "ip", "marks"]).unwrap();
+    lb1.exec(&[
+        "nft",
+        "add",
+        "chain",
+        "ip",
+        "marks",
+        "pre",
+        "{ type filter hook prerouting priority mangle; }",
+    ])
+    .unwrap();
+    lb1.exec(&[
+        "nft",
+        "add",
+        "rule",
+        "ip",
+        "marks",
+        "pre",
+        "ip",
+        "daddr",
+        "203.0.113.252",
+        "tcp",
+        "dport",
+        "80",
+        "meta",
+        "mark",
+        "set",
+        "7",
+    ])
+    .unwrap();
+    let reals = format!(
+        " real_server 198.51.100.50 80 {{\n {}\n }}\n real_server 198.51.100.51 80 {{\n {}\n }}\n",
+        check(80),
+        check(80)
+    );
+    let conf = format!(
+        "vrrp_instance VI_1 {{\n state MASTER\n interface eth1\n virtual_router_id 52\n priority 100\n version 3\n advert_int 0.1\n virtual_ipaddress {{\n 203.0.113.250/24\n 203.0.113.251/24\n 203.0.113.252/24\n }}\n}}\nvirtual_server_group pair {{\n 203.0.113.250-251 80\n}}\nvirtual_server group pair {{\n delay_loop 1\n lb_algo rr\n lb_kind NAT\n{reals}}}\nvirtual_server fwmark 7 {{\n delay_loop 1\n lb_algo rr\n lb_kind NAT\n{reals}}}\nvirtual_server 203.0.113.250 81 {{\n delay_loop 1\n lb_algo rr\n lb_kind NAT\n sorry_server 198.51.100.51 8080\n real_server 198.51.100.50 81 {{\n {}\n }}\n}}\n",
+        check(81)
+    );
+    let _d = daemon(&lab, "lb1", &dir, &conf);
+    lab.node("lb1")
+        .unwrap()
+        .wait_for_address(ip("203.0.113.252"), Duration::from_secs(5))
+        .unwrap();
+    for vip in ["203.0.113.250", "203.0.113.251", "203.0.113.252"] {
+        let took = until_steady(
+            &lab,
+            SocketAddr::new(ip(vip), 80),
+            6,
+            Duration::from_secs(10),
+            alternating,
+        );
+        eprintln!("NAT {vip}:80 (group / fwmark): alternating after {took:?}");
+    }
+    let took = until_steady(
+        &lab,
+        SocketAddr::new(ip("203.0.113.250"), 81),
+        4,
+        Duration::from_secs(10),
+        |g| g.iter().all(|b| b.as_deref() == Some("sorry")),
+    );
+    eprintln!("NAT :81: the sorry server answers {took:?} after start\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -329,6 +329,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "track_file",
             "vrrp_track_process",
             "virtual_server",
+            "virtual_server_group",
         ],
     ),
 ];

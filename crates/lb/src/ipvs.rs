@@ -27,6 +27,7 @@ const SVC_ATTR_AF: u16 = 1;
 const SVC_ATTR_PROTOCOL: u16 = 2;
 const SVC_ATTR_ADDR: u16 = 3;
 const SVC_ATTR_PORT: u16 = 4;
+const SVC_ATTR_FWMARK: u16 = 5;
 const SVC_ATTR_SCHED_NAME: u16 = 6;
 const SVC_ATTR_FLAGS: u16 = 7;
 const SVC_ATTR_TIMEOUT: u16 = 8;
@@ -54,7 +55,10 @@ pub enum Forward {
 /// A virtual service as IPVS keys it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServiceKey {
+    /// For a `fwmark` service: the unspecified address of its family.
     pub addr: IpAddr,
+    /// `virtual_server fwmark N`: keyed by the mark alone.
+    pub fwmark: Option<u32>,
     /// `IPPROTO_TCP` (6) or `IPPROTO_UDP` (17).
     pub protocol: u16,
     pub port: u16,
@@ -135,6 +139,10 @@ fn netmask(a: IpAddr, prefix: u8) -> u32 {
 
 fn service_key_attrs(out: &mut Vec<u8>, k: &ServiceKey) {
     attr(out, SVC_ATTR_AF, &af(k.addr).to_ne_bytes());
+    if let Some(m) = k.fwmark {
+        attr(out, SVC_ATTR_FWMARK, &m.to_ne_bytes());
+        return;
+    }
     attr(out, SVC_ATTR_PROTOCOL, &k.protocol.to_ne_bytes());
     attr(out, SVC_ATTR_ADDR, &inet_addr(k.addr));
     attr(out, SVC_ATTR_PORT, &k.port.to_be_bytes());
@@ -291,6 +299,7 @@ mod tests {
         Service {
             key: ServiceKey {
                 addr: IpAddr::from([198, 51, 100, 250]),
+                fwmark: None,
                 protocol: 6,
                 port: 80,
             },
@@ -378,6 +387,21 @@ mod tests {
         assert!(
             a.windows(8).any(|w| w == [8, 0, 9, 0, 255, 255, 255, 0]),
             "255.255.255.0"
+        );
+    }
+
+    #[test]
+    fn a_fwmark_service_is_keyed_by_its_mark() {
+        let k = ServiceKey {
+            addr: IpAddr::from([0, 0, 0, 0]),
+            fwmark: Some(7),
+            protocol: 0,
+            port: 0,
+        };
+        // Nested 20 bytes: AF_INET, FWMARK 7.
+        assert_eq!(
+            service_key(&k),
+            [20, 0, 1, 0x80, 6, 0, 1, 0, 2, 0, 0, 0, 8, 0, 5, 0, 7, 0, 0, 0]
         );
     }
 

@@ -71,7 +71,12 @@ pub struct Real {
 /// One virtual server, as the data plane carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
+    /// The VIP (for a `fwmark` service: the unspecified address of the
+    /// real servers' family).
     pub vip: IpAddr,
+    /// `virtual_server fwmark N`: packets marked N (NAT only on nftables:
+    /// DR's ingress hook runs before any mark is set).
+    pub fwmark: Option<u32>,
     pub port: u16,
     pub proto: Proto,
     pub kind: Kind,
@@ -205,6 +210,10 @@ fn chain_name(dev: &str) -> String {
 }
 
 fn dr(out: &mut String, i: usize, s: &Service) {
+    if s.fwmark.is_some() {
+        // Marks are set after the ingress hook: nothing to match on here.
+        return;
+    }
     let (fam, l3, addr_type) = family(s.vip);
     if fam == "ip6" {
         // The MAC rewrite works the same; the match needs ip6 fields.
@@ -330,11 +339,14 @@ fn nat(out: &mut String, s: &Service) {
         .enumerate()
         .filter_map(|(k, &r)| Some(format!("{k} : {}", target(reals.get(r)?))))
         .collect();
+    let matched = match s.fwmark {
+        // DNAT to a port needs the transport protocol matched first.
+        Some(m) => format!("meta mark {m} meta l4proto {p}"),
+        None => format!("{l3} daddr {} {p} dport {}", s.vip, s.port),
+    };
     let _ = writeln!(
         out,
-        "add rule {fam} {TABLE} nat_prerouting {l3} daddr {} {p} dport {} dnat {fam} to {choose} map {{ {} }}",
-        s.vip,
-        s.port,
+        "add rule {fam} {TABLE} nat_prerouting {matched} dnat {fam} to {choose} map {{ {} }}",
         table.join(", ")
     );
 }
@@ -439,6 +451,7 @@ mod tests {
     fn service(kind: Kind, algo: Algo) -> Service {
         Service {
             vip: IpAddr::from([198, 51, 100, 250]),
+            fwmark: None,
             port: 80,
             proto: Proto::Tcp,
             kind,
@@ -501,6 +514,20 @@ mod tests {
         let t = render(&Desired { services: vec![s] }, false);
         assert!(t.contains("add chain ip keepalived_rs nat_prerouting { type nat hook prerouting priority dstnat; policy accept; }"), "{t}");
         assert!(t.contains("add rule ip keepalived_rs nat_prerouting ip daddr 198.51.100.250 tcp dport 80 dnat ip to numgen inc mod 3 map { 0 : 198.51.100.50 . 80, 1 : 198.51.100.51 . 80, 2 : 198.51.100.50 . 80 }"), "{t}");
+    }
+
+    #[test]
+    fn fwmark_services_match_the_mark() {
+        let mut s = service(Kind::Nat, Algo::Rr);
+        s.fwmark = Some(7);
+        s.vip = IpAddr::from([0, 0, 0, 0]);
+        let t = render(&Desired { services: vec![s] }, false);
+        assert!(
+            t.contains(
+                "nat_prerouting meta mark 7 meta l4proto tcp dnat ip to numgen inc mod 2 map"
+            ),
+            "{t}"
+        );
     }
 
     #[test]
