@@ -79,17 +79,7 @@ pub async fn check(
     name: &Name,
     qtype: RecordType,
 ) -> Result<(), String> {
-    let local = bind.unwrap_or_else(|| {
-        if target.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        } else {
-            SocketAddr::from(([0u16; 8], 0))
-        }
-    });
-    let socket = tokio::net::UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("bind {local}: {e}"))?;
-    socket.connect(target).await.map_err(|e| e.to_string())?;
+    let socket = crate::run::udp_to(target, bind).await?;
     let id = next_id();
     socket
         .send(&query_bytes(id, name, qtype)?)

@@ -139,6 +139,26 @@ async fn connect(
     socket.connect(target).await.map_err(|e| e.to_string())
 }
 
+/// A UDP socket connected to `target` (from `bind`, else any address of
+/// its family): an ICMP error for what it sends comes back on its reads.
+pub(crate) async fn udp_to(
+    target: SocketAddr,
+    bind: Option<SocketAddr>,
+) -> Result<tokio::net::UdpSocket, String> {
+    let local = bind.unwrap_or_else(|| {
+        if target.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        }
+    });
+    let socket = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("bind {local}: {e}"))?;
+    socket.connect(target).await.map_err(|e| e.to_string())?;
+    Ok(socket)
+}
+
 /// One TCP connect, bounded by `timeout`.
 pub async fn tcp_connect(
     target: SocketAddr,
@@ -240,17 +260,7 @@ async fn udp(probe: &Probe, timeout: Duration) -> Result<(), String> {
     else {
         return Err("not a UDP probe".into());
     };
-    let local = bind.unwrap_or_else(|| {
-        if target.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        } else {
-            SocketAddr::from(([0u16; 8], 0))
-        }
-    });
-    let socket = tokio::net::UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("bind {local}: {e}"))?;
-    socket.connect(target).await.map_err(|e| e.to_string())?;
+    let socket = udp_to(*target, *bind).await?;
     socket
         .send(payload)
         .await

@@ -109,6 +109,63 @@ proptest! {
         }
     }
 
+    /// lc: the fewest active connections; sed: the smallest (active + 1) /
+    /// weight; nq: an idle server whenever there is one.
+    #[test]
+    fn counting_schedulers(state in prop::collection::vec((0u32..6, 0u32..20), 1..8)) {
+        let sv: Vec<Server> = state.iter().map(|&(weight, active)| Server { weight, active }).collect();
+        let live: Vec<&Server> = sv.iter().filter(|s| s.weight > 0).collect();
+        let pick = |a| Scheduler::new(a, ids(sv.len())).pick(&sv, Flow::default());
+        prop_assert_eq!(pick(Algo::Lc).is_some(), !live.is_empty());
+        if let Some(i) = pick(Algo::Lc) {
+            prop_assert!(live.iter().all(|s| sv[i].active <= s.active));
+        }
+        if let Some(i) = pick(Algo::Sed) {
+            let (a, w) = (u64::from(sv[i].active) + 1, u64::from(sv[i].weight));
+            prop_assert!(live.iter().all(|s| a * u64::from(s.weight) <= (u64::from(s.active) + 1) * w));
+        }
+        if live.iter().any(|s| s.active == 0) {
+            let i = pick(Algo::Nq).expect("live");
+            prop_assert_eq!(sv[i].active, 0);
+        }
+    }
+
+    /// fo: a server of the highest weight; ovf: the highest weight among
+    /// those below their weight in connections, none when all are full.
+    #[test]
+    fn failover_schedulers(state in prop::collection::vec((0u32..6, 0u32..8), 1..8)) {
+        let sv: Vec<Server> = state.iter().map(|&(weight, active)| Server { weight, active }).collect();
+        let pick = |a| Scheduler::new(a, ids(sv.len())).pick(&sv, Flow::default());
+        let top = sv.iter().map(|s| s.weight).max().unwrap_or(0);
+        if let Some(i) = pick(Algo::Fo) {
+            prop_assert_eq!(sv[i].weight, top);
+        } else {
+            prop_assert_eq!(top, 0);
+        }
+        let open: Vec<&Server> = sv.iter().filter(|s| s.weight > 0 && s.active < s.weight).collect();
+        match pick(Algo::Ovf) {
+            Some(i) => {
+                prop_assert!(sv[i].active < sv[i].weight);
+                prop_assert!(open.iter().all(|s| s.weight <= sv[i].weight));
+            }
+            None => prop_assert!(open.is_empty()),
+        }
+    }
+
+    /// dh keeps a destination on its server (the same rendezvous rule as
+    /// sh, on the destination), and lblc/lblcr follow it while no server is
+    /// overloaded.
+    #[test]
+    fn destination_schedulers(weights in prop::collection::vec(1u32..5, 1..8), dest in any::<u64>(), source in any::<u64>()) {
+        let sv = servers(&weights);
+        let id = ids(weights.len());
+        let home = rendezvous(dest, &sv, &id);
+        let flow = Flow { source, destination: dest };
+        prop_assert_eq!(Scheduler::new(Algo::Dh, id.clone()).pick(&sv, flow), home);
+        prop_assert_eq!(Scheduler::new(Algo::Lblc, id.clone()).pick(&sv, flow), home);
+        prop_assert_eq!(Scheduler::new(Algo::Lblcr, id).pick(&sv, flow), home);
+    }
+
     /// Every table's slots point at live servers only, and every
     /// scheduler picks a live server or none.
     #[test]
