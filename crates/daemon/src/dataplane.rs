@@ -47,6 +47,8 @@ pub struct ServiceSpec {
     pub sorry: Option<SocketAddr>,
     /// Carried by the kernel's IPVS (where it exists), else by nftables.
     pub ipvs: bool,
+    /// `lb_snat` (NAT on nftables).
+    pub snat: bool,
 }
 
 /// How often missing MACs are looked for again.
@@ -55,7 +57,7 @@ const RETRY: Duration = Duration::from_millis(250);
 /// The virtual servers of `config` that the nftables data plane carries;
 /// the others are named in the log.
 pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
-    use kaconf::model::{Dataplane, LbKind};
+    use kaconf::model::LbKind;
     let globals = config.globals();
     let ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
     let mut out = Vec::new();
@@ -70,23 +72,8 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
                 continue;
             }
         };
-        let ipvs = match plane {
-            Some(Dataplane::Proxy) => {
-                tracing::warn!(
-                    "{name}: lb_dataplane proxy is not built yet; its traffic is not carried"
-                );
-                continue;
-            }
-            Some(Dataplane::Ipvs) if !ipvs => {
-                tracing::warn!(
-                    "{name}: lb_dataplane ipvs, but {}; using nftables",
-                    crate::ipvs::unavailable().unwrap_or_default()
-                );
-                false
-            }
-            Some(Dataplane::Ipvs) => true,
-            None => ipvs,
-            Some(Dataplane::Nftables) => false,
+        let Some(ipvs) = carried_by_ipvs(plane, ipvs, &name) else {
+            continue;
         };
         let kind = match v.lb_kind {
             Some(LbKind::Dr) => Kind::Dr,
@@ -153,10 +140,39 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
                     .sorry_server
                     .map(|e| SocketAddr::new(e.addr, e.port.unwrap_or(port))),
                 ipvs,
+                snat: v.lb_snat.is_some_and(|s| s.0),
             });
         }
     }
     out
+}
+
+/// Whether a virtual server goes to IPVS (true) or nftables (false), or
+/// to neither (the proxy, not built yet), said in the log.
+fn carried_by_ipvs(
+    plane: Option<kaconf::model::Dataplane>,
+    ipvs: bool,
+    name: &str,
+) -> Option<bool> {
+    use kaconf::model::Dataplane;
+    match plane {
+        Some(Dataplane::Proxy) => {
+            tracing::warn!(
+                "{name}: lb_dataplane proxy is not built yet; its traffic is not carried"
+            );
+            None
+        }
+        Some(Dataplane::Ipvs) if !ipvs => {
+            tracing::warn!(
+                "{name}: lb_dataplane ipvs, but {}; using nftables",
+                crate::ipvs::unavailable().unwrap_or_default()
+            );
+            Some(false)
+        }
+        Some(Dataplane::Ipvs) => Some(true),
+        None => Some(ipvs),
+        Some(Dataplane::Nftables) => Some(false),
+    }
 }
 
 /// What a `virtual_server` line stands for, once its group is looked up.
@@ -383,6 +399,7 @@ pub fn desired(
             reals,
             persistence: spec.persistence,
             sorry: !v.quorum_up && spec.sorry.is_some(),
+            snat: spec.snat,
         });
     }
     (Desired { services }, missing)
@@ -537,6 +554,7 @@ mod tests {
             persistence: None,
             sorry: Some(SocketAddr::from(([198, 51, 100, 60], 80))),
             ipvs: false,
+            snat: false,
         }
     }
 

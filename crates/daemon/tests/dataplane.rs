@@ -762,3 +762,40 @@ fn nat_carries_a_virtual_server_group_a_fwmark_service_and_the_sorry_server() {
     eprintln!("NAT :81: the sorry server answers {took:?} after start\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn nat_with_lb_snat_needs_no_route_back_through_the_director() {
+    if !netlab::privileged("nat_with_lb_snat_needs_no_route_back_through_the_director") {
+        return;
+    }
+    let (lab, dir, _w, _e) = nat_lab();
+    // The real servers forget their way back to the client's network.
+    for web in ["web1", "web2"] {
+        lab.node(web)
+            .unwrap()
+            .exec(&["ip", "route", "del", "default"])
+            .unwrap();
+    }
+    let conf = nat_conf(&format!(
+        "{}{}",
+        nat_vs(80, "rr", " lb_snat", [1, 1]),
+        nat_vs(81, "rr", "", [1, 1])
+    ));
+    let _w81: Vec<WebServer> = [("web1", YY), ("web2", CC)]
+        .iter()
+        .map(|(n, b)| {
+            WebServer::start(lab.node(n).unwrap(), "0.0.0.0:81".parse().unwrap(), b).unwrap()
+        })
+        .collect();
+    let _d = daemon(&lab, "lb1", &dir, &conf);
+    lab.node("lb1")
+        .unwrap()
+        .wait_for_address(ip("203.0.113.250"), Duration::from_secs(5))
+        .unwrap();
+    let vip = |p: u16| SocketAddr::new(ip("203.0.113.250"), p);
+    // With lb_snat: answered, alternating.
+    until_steady(&lab, vip(80), 6, Duration::from_secs(10), alternating);
+    // Without it the answers have no way back.
+    assert_eq!(get(&lab, vip(81)), None, "\n{}", log(&dir, "lb1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -949,6 +949,9 @@ section! {
         "real_server" => real_servers: Vec<RealServer>,
         /// Extension: this virtual server's data plane.
         "lb_dataplane" => lb_dataplane: Option<Dataplane>,
+        /// Extension: NAT also rewrites the client's address to the
+        /// director's, so real servers need no route back through it.
+        "lb_snat" => lb_snat: Option<Switch>,
     }
     aliases {
         "lvs_sched" => "lb_algo": "another name of `lb_algo`",

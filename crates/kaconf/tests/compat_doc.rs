@@ -151,6 +151,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "persistence_timeout",
             "persistence_granularity",
             "lb_dataplane",
+            "lb_snat",
             "inhibit_on_failure",
         ],
     ),

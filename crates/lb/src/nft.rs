@@ -94,6 +94,8 @@ pub struct Service {
     pub persistence: Option<(Duration, u8)>,
     /// `sorry_server`, used when quorum is lost (then the only real).
     pub sorry: bool,
+    /// NAT: the client's address rewritten to the director's (`lb_snat`).
+    pub snat: bool,
 }
 
 /// Everything the data plane should do.
@@ -186,6 +188,8 @@ pub fn render(d: &Desired, fresh: bool) -> String {
     for (fam, hook, prio) in [
         ("ip", "prerouting", "dstnat"),
         ("ip6", "prerouting", "dstnat"),
+        ("ip", "postrouting", "srcnat"),
+        ("ip6", "postrouting", "srcnat"),
     ] {
         let _ = writeln!(
             out,
@@ -349,6 +353,21 @@ fn nat(out: &mut String, s: &Service) {
         "add rule {fam} {TABLE} nat_prerouting {matched} dnat {fam} to {choose} map {{ {} }}",
         table.join(", ")
     );
+    if s.snat {
+        // The connections this service DNATed leave with the director's
+        // address as their source.
+        let original = match s.fwmark {
+            Some(m) => format!("ct mark {m}"),
+            None => format!(
+                "meta l4proto {p} ct original {l3} daddr {} ct original proto-dst {}",
+                s.vip, s.port
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "add rule {fam} {TABLE} nat_postrouting ct status dnat {original} masquerade"
+        );
+    }
 }
 
 /// The network mask of a `prefix`-bit prefix, in `like`'s family.
@@ -461,6 +480,7 @@ mod tests {
             reals: vec![real(50, 1), real(51, 1)],
             persistence: None,
             sorry: false,
+            snat: false,
         }
     }
 
@@ -514,6 +534,14 @@ mod tests {
         let t = render(&Desired { services: vec![s] }, false);
         assert!(t.contains("add chain ip keepalived_rs nat_prerouting { type nat hook prerouting priority dstnat; policy accept; }"), "{t}");
         assert!(t.contains("add rule ip keepalived_rs nat_prerouting ip daddr 198.51.100.250 tcp dport 80 dnat ip to numgen inc mod 3 map { 0 : 198.51.100.50 . 80, 1 : 198.51.100.51 . 80, 2 : 198.51.100.50 . 80 }"), "{t}");
+    }
+
+    #[test]
+    fn snat_masquerades_what_the_service_dnated() {
+        let mut s = service(Kind::Nat, Algo::Rr);
+        s.snat = true;
+        let t = render(&Desired { services: vec![s] }, false);
+        assert!(t.contains("add rule ip keepalived_rs nat_postrouting ct status dnat meta l4proto tcp ct original ip daddr 198.51.100.250 ct original proto-dst 80 masquerade"), "{t}");
     }
 
     #[test]
