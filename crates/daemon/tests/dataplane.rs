@@ -136,6 +136,52 @@ impl Conn {
     }
 }
 
+/// With the echo service of web2 down (so every connection goes to web1):
+/// 8 connections to `vip7`, web2 comes up and takes new connections, and
+/// every connection made before is still answered by web1.
+fn connections_stay_put(
+    lab: &Lab,
+    dir: &std::path::Path,
+    echoes: &mut [Arc<AtomicBool>],
+    vip7: SocketAddr,
+) {
+    std::thread::sleep(Duration::from_secs(3));
+    let mut conns: Vec<Conn> = (0..8).map(|_| Conn::open(lab, vip7)).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(
+            c.ask(&format!("a{i}")).as_deref(),
+            Some(format!("web1:a{i}").as_str()),
+            "\n{}",
+            log(dir, "lb1")
+        );
+    }
+    // web2 comes up: the set grows to {web1, web2}.
+    echoes[1] = echo(
+        lab.node("web2").unwrap(),
+        "0.0.0.0:7".parse().unwrap(),
+        "web2",
+    );
+    let start = Instant::now();
+    loop {
+        let mut c = Conn::open(lab, vip7);
+        if c.ask("probe").as_deref() == Some("web2:probe") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "web2 never joined\n{}",
+            log(dir, "lb1")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(
+            c.ask(&format!("b{i}")).as_deref(),
+            Some(format!("web1:b{i}").as_str())
+        );
+    }
+}
+
 fn check(port: u16) -> String {
     format!("TCP_CHECK {{\n connect_port {port}\n connect_timeout 1\n retry 0\n }}")
 }
@@ -309,44 +355,7 @@ fn dr_connections_stay_on_their_server_when_the_server_set_changes() {
         .unwrap()
         .wait_for_address(ip("198.51.100.250"), Duration::from_secs(5))
         .unwrap();
-    let vip7: SocketAddr = "198.51.100.250:7".parse().unwrap();
-    // Connections made now all go to web1.
-    std::thread::sleep(Duration::from_secs(3));
-    let mut conns: Vec<Conn> = (0..8).map(|_| Conn::open(&lab, vip7)).collect();
-    for (i, c) in conns.iter_mut().enumerate() {
-        assert_eq!(
-            c.ask(&format!("a{i}")).as_deref(),
-            Some(format!("web1:a{i}").as_str()),
-            "\n{}",
-            log(&dir, "lb1")
-        );
-    }
-    // web2 comes up: the set grows to {web1, web2}.
-    echoes[1] = echo(
-        lab.node("web2").unwrap(),
-        "0.0.0.0:7".parse().unwrap(),
-        "web2",
-    );
-    let start = Instant::now();
-    loop {
-        let mut c = Conn::open(&lab, vip7);
-        if c.ask("probe").as_deref() == Some("web2:probe") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "web2 never joined\n{}",
-            log(&dir, "lb1")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Every connection made before is still on web1.
-    for (i, c) in conns.iter_mut().enumerate() {
-        assert_eq!(
-            c.ask(&format!("b{i}")).as_deref(),
-            Some(format!("web1:b{i}").as_str())
-        );
-    }
+    connections_stay_put(&lab, &dir, &mut echoes, "198.51.100.250:7".parse().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -527,40 +536,12 @@ fn nat_connections_stay_on_their_server_when_the_server_set_changes() {
         .unwrap()
         .wait_for_address(ip("203.0.113.250"), Duration::from_secs(5))
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    let vip7 = SocketAddr::new(ip("203.0.113.250"), 7);
-    let mut conns: Vec<Conn> = (0..8).map(|_| Conn::open(&lab, vip7)).collect();
-    for (i, c) in conns.iter_mut().enumerate() {
-        assert_eq!(
-            c.ask(&format!("a{i}")).as_deref(),
-            Some(format!("web1:a{i}").as_str()),
-            "\n{}",
-            log(&dir, "lb1")
-        );
-    }
-    echoes[1] = echo(
-        lab.node("web2").unwrap(),
-        "0.0.0.0:7".parse().unwrap(),
-        "web2",
+    connections_stay_put(
+        &lab,
+        &dir,
+        &mut echoes,
+        SocketAddr::new(ip("203.0.113.250"), 7),
     );
-    let start = Instant::now();
-    loop {
-        let mut c = Conn::open(&lab, vip7);
-        if c.ask("probe").as_deref() == Some("web2:probe") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "web2 never joined"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for (i, c) in conns.iter_mut().enumerate() {
-        assert_eq!(
-            c.ask(&format!("b{i}")).as_deref(),
-            Some(format!("web1:b{i}").as_str())
-        );
-    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
