@@ -302,6 +302,75 @@ pub struct Url {
     /// MD5 of the body (`digest`), which is then read and hashed as it
     /// arrives, never kept.
     pub digest: Option<[u8; 16]>,
+    /// `regex` (with `regex_no_match`: passes when it does not match),
+    /// looked for in the first [`MAX_REGEX_BODY`] bytes of the body.
+    pub regex: Option<BodyRegex>,
+}
+
+/// The most of a body `regex` looks at (kept while the body is read).
+pub const MAX_REGEX_BODY: usize = 1 << 20;
+
+/// A `regex` of a `url`, compiled.
+#[derive(Debug, Clone)]
+pub struct BodyRegex {
+    pub regex: regex::bytes::Regex,
+    /// `regex_no_match`.
+    pub no_match: bool,
+}
+
+impl PartialEq for BodyRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.regex.as_str() == other.regex.as_str() && self.no_match == other.no_match
+    }
+}
+
+impl Eq for BodyRegex {}
+
+impl BodyRegex {
+    /// `regex` with keepalived's `regex_options` (PCRE2's names: those
+    /// with a meaning here — caseless, multiline, dotall, extended,
+    /// ungreedy — are applied, the other PCRE2 switches change nothing in
+    /// this engine and are accepted). PCRE-only syntax (back references,
+    /// look-around) is refused with the reason.
+    pub fn new(pattern: &str, options: &[String], no_match: bool) -> Result<Self, String> {
+        let mut b = regex::bytes::RegexBuilder::new(pattern);
+        b.size_limit(1 << 20).unicode(false);
+        for o in options {
+            match o.as_str() {
+                "caseless" => b.case_insensitive(true),
+                "multiline" => b.multi_line(true),
+                "dotall" => b.dot_matches_new_line(true),
+                "extended" => b.ignore_whitespace(true),
+                "ungreedy" => b.swap_greed(true),
+                "utf" | "ucp" => b.unicode(true),
+                "allow_empty_class"
+                | "alt_bsux"
+                | "auto_callout"
+                | "dollar_endonly"
+                | "dupnames"
+                | "firstline"
+                | "match_unset_backref"
+                | "never_ucp"
+                | "never_utf"
+                | "no_auto_capture"
+                | "no_auto_possess"
+                | "no_dotstar_anchor"
+                | "no_start_optimize"
+                | "never_backslash_c"
+                | "alt_circumflex"
+                | "alt_verbnames"
+                | "use_offset_limit" => &mut b,
+                other => return Err(format!("unknown regex_options `{other}`")),
+            };
+        }
+        let regex = b.build().map_err(|e| format!("regex `{pattern}`: {e}"))?;
+        Ok(Self { regex, no_match })
+    }
+
+    /// Whether a body starting with `seen` passes.
+    pub fn passes(&self, seen: &[u8]) -> bool {
+        self.regex.is_match(seen) != self.no_match
+    }
 }
 
 /// The most body hashed for `digest` (a backend sending more fails).
@@ -391,12 +460,21 @@ where
     if !url.codes.contains(head.status) {
         return Err(format!("status {} not accepted", head.status));
     }
-    let Some(want) = url.digest else {
+    if url.digest.is_none() && url.regex.is_none() {
         return Ok(());
-    };
+    }
     let mut md5 = md5::Md5::new();
+    // What the regex looks at: the body's start, bounded.
+    let mut seen: Vec<u8> = Vec::new();
+    let keep = |bytes: &[u8], seen: &mut Vec<u8>| {
+        if url.regex.is_some() {
+            let room = MAX_REGEX_BODY.saturating_sub(seen.len());
+            seen.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+    };
     let mut total = u64::try_from(buf.len() - used).unwrap_or(u64::MAX);
     md5.update(&buf[used..]);
+    keep(&buf[used..], &mut seen);
     loop {
         if head.content_length.is_some_and(|l| total >= l) {
             break;
@@ -416,18 +494,44 @@ where
             return Err(format!("body larger than {MAX_BODY} bytes"));
         }
         md5.update(&chunk[..n]);
+        keep(&chunk[..n], &mut seen);
     }
     let got: [u8; 16] = md5.finalize().into();
-    if got == want {
-        Ok(())
-    } else {
-        Err("digest mismatch".into())
+    if url.digest.is_some_and(|want| got != want) {
+        return Err("digest mismatch".into());
+    }
+    match &url.regex {
+        Some(r) if !r.passes(&seen) => Err(if r.no_match {
+            "regex matched (regex_no_match)".into()
+        } else {
+            "regex did not match".into()
+        }),
+        _ => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod get_tests {
     use super::*;
+
+    #[test]
+    fn regexes_with_keepalived_s_options() {
+        let r = BodyRegex::new("this is (yy|cc) web", &[], false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.passes(b"<p>this is yy web!</p>"));
+        assert!(!r.passes(b"<p>THIS IS YY WEB!</p>"));
+        let r = BodyRegex::new("this is yy web", &["caseless".into()], false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.passes(b"THIS IS YY WEB"));
+        let r = BodyRegex::new("maintenance", &[], true).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.passes(b"all good"), "no_match: passes when absent");
+        assert!(!r.passes(b"down for maintenance"));
+        assert!(
+            BodyRegex::new("(a)\\1", &[], false).is_err(),
+            "back references are PCRE's"
+        );
+        assert!(BodyRegex::new("a", &["nonsense".into()], false).is_err());
+        assert!(BodyRegex::new("a", &["no_auto_capture".into()], false).is_ok());
+    }
 
     #[test]
     fn requests_as_keepalived_sends_them() {
@@ -450,6 +554,7 @@ mod get_tests {
         Url {
             path: "/".into(),
             version: Version::default(),
+            regex: None,
             host: None,
             codes: if codes.is_empty() {
                 StatusCodes::default()

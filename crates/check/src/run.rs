@@ -581,6 +581,7 @@ mod tests {
             urls: vec![crate::http::Url {
                 path: "/".into(),
                 version: crate::http::Version::default(),
+                regex: None,
                 host: None,
                 codes: crate::http::StatusCodes::default(),
                 digest: Some([0; 16]),

@@ -48,9 +48,22 @@ fn urls(h: &kaconf::model::HttpCheck, rs_host: Option<&String>) -> Result<Vec<Ur
             .as_deref()
             .map(check::http::parse_digest)
             .transpose()?;
+        let regex = u
+            .regex
+            .as_deref()
+            .map(|r| {
+                let options = u
+                    .regex_options
+                    .as_ref()
+                    .map(|w| w.0.clone())
+                    .unwrap_or_default();
+                check::http::BodyRegex::new(r, &options, u.regex_no_match)
+            })
+            .transpose()?;
         out.push(Url {
             path: u.path.clone().unwrap_or_else(|| "/".into()),
             version,
+            regex,
             host: u
                 .virtualhost
                 .clone()

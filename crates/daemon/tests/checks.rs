@@ -188,28 +188,55 @@ fn http_get_follows_status_codes_and_digests() {
     std::fs::write(
         &conf,
         format!(
-            "virtual_server 198.51.100.250 80 {{\n delay_loop 1\n{}{}{}}}\n",
+            "virtual_server 198.51.100.250 80 {{\n delay_loop 1\n{}{}{}{}{}}}\n",
             rs(60, ""),
             rs(61, &format!(" status_code 200-399\n digest {digest}\n")),
             rs(62, " digest 00000000000000000000000000000000\n"),
+            // keepalived's regex on the body, and regex_no_match.
+            rs(63, " regex \"this is (yy|cc) web\"\n"),
+            rs(64, " regex yy\n regex_no_match\n"),
         ),
     )
     .unwrap();
     let (mut daemon, control) = checker(&lab, &dir, &conf);
-    wait_health(&control, &[true, true, false], Duration::from_secs(5));
+    wait_health(
+        &control,
+        &[true, true, false, true, false],
+        Duration::from_secs(5),
+    );
     // 301: healthy only where 200-399 is accepted.
     server.set_status(301);
-    wait_health(&control, &[false, true, false], Duration::from_secs(5));
+    wait_health(
+        &control,
+        &[false, true, false, false, false],
+        Duration::from_secs(5),
+    );
     // 404: down everywhere; 200: back.
     server.set_status(404);
-    wait_health(&control, &[false, false, false], Duration::from_secs(5));
+    wait_health(
+        &control,
+        &[false, false, false, false, false],
+        Duration::from_secs(5),
+    );
     server.set_status(200);
-    wait_health(&control, &[true, true, false], Duration::from_secs(5));
+    wait_health(
+        &control,
+        &[true, true, false, true, false],
+        Duration::from_secs(5),
+    );
     // 500: down everywhere; 200 again: back.
     server.set_status(500);
-    wait_health(&control, &[false, false, false], Duration::from_secs(5));
+    wait_health(
+        &control,
+        &[false, false, false, false, false],
+        Duration::from_secs(5),
+    );
     server.set_status(200);
-    wait_health(&control, &[true, true, false], Duration::from_secs(5));
+    wait_health(
+        &control,
+        &[true, true, false, true, false],
+        Duration::from_secs(5),
+    );
     daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(daemon
         .wait_timeout(Duration::from_secs(5))

@@ -303,7 +303,15 @@ const ACTED_ON: &[(&str, &[&str])] = &[
     ),
     (
         "/virtual_server/real_server/HTTP_GET/url",
-        &["path", "digest", "status_code", "virtualhost"],
+        &[
+            "path",
+            "digest",
+            "status_code",
+            "virtualhost",
+            "regex",
+            "regex_no_match",
+            "regex_options",
+        ],
     ),
     (
         "/virtual_server/real_server/TCP_CHECK",
