@@ -448,11 +448,14 @@ pub fn run(
             .collect();
         drop(tx);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        // Until `stop`, also with no checker at all (a virtual server whose
+        // real servers have none still has to be served).
+        let mut open = true;
         while !stop.load(Ordering::Relaxed) {
             tokio::select! {
-                ev = rx.recv() => match ev {
+                ev = rx.recv(), if open => match ev {
                     Some(ev) => on_event(ev),
-                    None => break,
+                    None => open = false,
                 },
                 _ = tick.tick() => {}
             }

@@ -45,10 +45,22 @@ pub struct ServiceSpec {
     pub algo: Algo,
     pub persistence: Option<(Duration, u8)>,
     pub sorry: Option<SocketAddr>,
-    /// Carried by the kernel's IPVS (where it exists), else by nftables.
-    pub ipvs: bool,
+    /// What carries it.
+    pub carrier: Carrier,
+    /// Proxy: each real server's `max_fails` and `fail_timeout`, and the
+    /// connect timeout (`connect_timeout`, else 5 s).
+    pub passive: Vec<(SocketAddr, u32, Duration)>,
+    pub connect_timeout: Duration,
     /// `lb_snat` (NAT on nftables).
     pub snat: bool,
+}
+
+/// The data plane of a virtual server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    Ipvs,
+    Nftables,
+    Proxy,
 }
 
 /// How often missing MACs are looked for again.
@@ -72,10 +84,10 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
                 continue;
             }
         };
-        let Some(ipvs) = carried_by_ipvs(plane, ipvs, &name) else {
-            continue;
-        };
+        let carrier = carrier(plane, ipvs, &name);
         let kind = match v.lb_kind {
+            // The proxy carries connections, not packets: no MACs.
+            _ if carrier == Carrier::Proxy => Kind::Nat,
             Some(LbKind::Dr) => Kind::Dr,
             None | Some(LbKind::Nat) => Kind::Nat,
             Some(LbKind::Tun) => {
@@ -105,7 +117,7 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
             let (vip, fwmark, port) = match entry {
                 Entry::Ip(addr, port) => (addr, None, port),
                 Entry::Fwmark(m) => {
-                    if kind == Kind::Dr && !ipvs {
+                    if kind == Kind::Dr && carrier == Carrier::Nftables {
                         tracing::warn!("{name}: fwmark {m} with lb_kind DR is not carried by nftables (marks are set after its ingress hook); use NAT or IPVS");
                         continue;
                     }
@@ -139,40 +151,55 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
                 sorry: v
                     .sorry_server
                     .map(|e| SocketAddr::new(e.addr, e.port.unwrap_or(port))),
-                ipvs,
+                carrier,
                 snat: v.lb_snat.is_some_and(|s| s.0),
+                passive: passive_of(v, port),
+                connect_timeout: v
+                    .connect_timeout
+                    .map_or(Duration::from_secs(5), kaconf::value::Seconds::duration),
             });
         }
     }
     out
 }
 
-/// Whether a virtual server goes to IPVS (true) or nftables (false), or
-/// to neither (the proxy, not built yet), said in the log.
-fn carried_by_ipvs(
-    plane: Option<kaconf::model::Dataplane>,
-    ipvs: bool,
-    name: &str,
-) -> Option<bool> {
+/// What carries a virtual server (said in the log where it is not what
+/// was asked for).
+fn carrier(plane: Option<kaconf::model::Dataplane>, ipvs: bool, name: &str) -> Carrier {
     use kaconf::model::Dataplane;
     match plane {
-        Some(Dataplane::Proxy) => {
-            tracing::warn!(
-                "{name}: lb_dataplane proxy is not built yet; its traffic is not carried"
-            );
-            None
-        }
+        Some(Dataplane::Proxy) => Carrier::Proxy,
         Some(Dataplane::Ipvs) if !ipvs => {
             tracing::warn!(
                 "{name}: lb_dataplane ipvs, but {}; using nftables",
                 crate::ipvs::unavailable().unwrap_or_default()
             );
-            Some(false)
+            Carrier::Nftables
         }
-        Some(Dataplane::Ipvs) => Some(true),
-        None => Some(ipvs),
-        Some(Dataplane::Nftables) => Some(false),
+        Some(Dataplane::Ipvs) => Carrier::Ipvs,
+        None if ipvs => Carrier::Ipvs,
+        None | Some(Dataplane::Nftables) => Carrier::Nftables,
     }
+}
+
+/// Each real server's `max_fails` and `fail_timeout` (nginx's defaults
+/// where not given), for the proxy.
+fn passive_of(v: &kaconf::model::VirtualServerBody, port: u16) -> Vec<(SocketAddr, u32, Duration)> {
+    let (mf, ft) = lb::proxy::Passive::DEFAULT;
+    v.real_servers
+        .iter()
+        .map(|r| {
+            (
+                SocketAddr::new(r.addr, r.port.unwrap_or(port)),
+                r.body
+                    .max_fails
+                    .map_or(mf, |n| u32::try_from(n.get()).unwrap_or(mf)),
+                r.body
+                    .fail_timeout
+                    .map_or(ft, kaconf::value::Seconds::duration),
+            )
+        })
+        .collect()
 }
 
 /// What a `virtual_server` line stands for, once its group is looked up.
@@ -418,16 +445,36 @@ pub fn start(
 }
 
 fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
-    let nat = specs.iter().any(|s| s.kind == Kind::Nat);
+    let nat = specs
+        .iter()
+        .any(|s| s.kind == Kind::Nat && s.carrier != Carrier::Proxy);
     if nat
         && std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0")
     {
         tracing::warn!("lb_kind NAT needs IP forwarding: net.ipv4.ip_forward is 0");
     }
     // Each data plane with the virtual servers it carries.
-    let (by_ipvs, by_nft): (Vec<ServiceSpec>, Vec<ServiceSpec>) =
-        specs.iter().cloned().partition(|s| s.ipvs);
+    let of = |c: Carrier| -> Vec<ServiceSpec> {
+        specs.iter().filter(|s| s.carrier == c).cloned().collect()
+    };
+    let (by_ipvs, by_nft, by_proxy) =
+        (of(Carrier::Ipvs), of(Carrier::Nftables), of(Carrier::Proxy));
     let mut planes: Vec<(Box<dyn lb::DataPlane>, Vec<ServiceSpec>)> = Vec::new();
+    if !by_proxy.is_empty() {
+        let settings = by_proxy
+            .iter()
+            .map(|s| {
+                (
+                    (SocketAddr::new(s.vip, s.port), s.proto == Proto::Udp),
+                    (s.passive.clone(), s.connect_timeout),
+                )
+            })
+            .collect();
+        match crate::proxy::Plane::new(settings) {
+            Ok(p) => planes.push((Box::new(p), by_proxy)),
+            Err(e) => tracing::error!("{e}; the proxied virtual servers are not carried"),
+        }
+    }
     if !by_ipvs.is_empty() {
         match crate::ipvs::Plane::open() {
             Ok(p) => planes.push((Box::new(p), by_ipvs)),
@@ -553,8 +600,10 @@ mod tests {
             algo: Algo::Rr,
             persistence: None,
             sorry: Some(SocketAddr::from(([198, 51, 100, 60], 80))),
-            ipvs: false,
+            carrier: Carrier::Nftables,
             snat: false,
+            passive: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 

@@ -11,6 +11,7 @@ mod lab_dr;
 mod logging;
 mod netlink;
 mod notify;
+mod proxy;
 mod status;
 mod track;
 mod vrrp;

@@ -5,6 +5,7 @@
 
 pub mod ipvs;
 pub mod nft;
+pub mod proxy;
 pub mod sched;
 
 /// A data plane: makes the kernel (or a proxy) carry what [`nft::Desired`]

@@ -1,0 +1,422 @@
+//! The L4 proxy data plane (the nginx `stream` role): TCP and UDP
+//! connections to a virtual server's address, relayed to its real
+//! servers. Which server: the virtual server's scheduler over the servers
+//! the checkers call healthy, minus those the proxy itself saw fail
+//! (nginx's passive checks, [`Passive`]); a connect that fails is retried
+//! on the next server before the client notices.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sched::{Algo, Flow, Scheduler, Server};
+
+/// nginx's passive health check of one server: `max_fails` failed
+/// connects within `fail_timeout` make it unavailable for `fail_timeout`
+/// (`max_fails 0`: never). Pure: the caller gives the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passive {
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    fails: u32,
+    /// When the current window of failures began.
+    since: Option<Instant>,
+    /// Unavailable until then.
+    until: Option<Instant>,
+}
+
+impl Passive {
+    /// nginx's defaults: `max_fails 1`, `fail_timeout 10s`.
+    pub const DEFAULT: (u32, Duration) = (1, Duration::from_secs(10));
+
+    pub fn new(max_fails: u32, fail_timeout: Duration) -> Self {
+        Self {
+            max_fails,
+            fail_timeout,
+            fails: 0,
+            since: None,
+            until: None,
+        }
+    }
+
+    pub fn available(&self, now: Instant) -> bool {
+        self.until.is_none_or(|u| now >= u)
+    }
+
+    /// A connect failed at `now`; true if that made the server unavailable.
+    pub fn failure(&mut self, now: Instant) -> bool {
+        if self.max_fails == 0 {
+            return false;
+        }
+        if self
+            .since
+            .is_none_or(|s| now.duration_since(s) >= self.fail_timeout)
+        {
+            self.since = Some(now);
+            self.fails = 0;
+        }
+        self.fails += 1;
+        if self.fails >= self.max_fails {
+            self.until = Some(now + self.fail_timeout);
+            self.fails = 0;
+            self.since = None;
+            return true;
+        }
+        false
+    }
+
+    /// A connect succeeded: the count starts again.
+    pub fn success(&mut self) {
+        self.fails = 0;
+        self.since = None;
+        self.until = None;
+    }
+}
+
+/// One real server of a proxied virtual server.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// 0: no new connections (down by its checker, or quiesced).
+    pub weight: u32,
+    pub passive: Passive,
+    /// Connections open to it now.
+    pub active: u32,
+    /// Bytes relayed to and from it.
+    pub bytes: u64,
+}
+
+/// A virtual server's servers and scheduler, shared by its connections.
+#[derive(Debug)]
+pub struct Pool {
+    inner: Mutex<(Vec<Backend>, Scheduler)>,
+    pub connect_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(algo: Algo, connect_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new((Vec::new(), Scheduler::new(algo, Vec::new()))),
+            connect_timeout,
+        })
+    }
+
+    /// The servers as the checkers see them now: (address, weight,
+    /// max_fails, fail_timeout). A server already known keeps its passive
+    /// state and counters.
+    pub fn set(&self, servers: &[(SocketAddr, u32, u32, Duration)]) {
+        let Ok(mut g) = self.inner.lock() else {
+            return;
+        };
+        let (backends, sched) = &mut *g;
+        // The same servers and weights: nothing to do (the scheduler keeps
+        // its place in the round).
+        if backends.len() == servers.len()
+            && backends
+                .iter()
+                .zip(servers)
+                .all(|(b, s)| b.addr == s.0 && b.weight == s.1)
+        {
+            return;
+        }
+        let mut next: Vec<Backend> = servers
+            .iter()
+            .map(|&(addr, weight, max_fails, fail_timeout)| {
+                match backends.iter().find(|b| b.addr == addr) {
+                    Some(b) => Backend {
+                        weight,
+                        ..b.clone()
+                    },
+                    None => Backend {
+                        addr,
+                        weight,
+                        passive: Passive::new(max_fails, fail_timeout),
+                        active: 0,
+                        bytes: 0,
+                    },
+                }
+            })
+            .collect();
+        // Servers gone from the set keep their connections until they
+        // end; only their counters are dropped from view.
+        std::mem::swap(backends, &mut next);
+        let ids = backends.iter().map(|b| id(b.addr)).collect();
+        *sched = Scheduler::new(sched.algo(), ids);
+    }
+
+    /// The next server for a connection from `client`, leaving out those
+    /// in `tried` and those passively unavailable at `now`.
+    pub fn pick(
+        &self,
+        client: SocketAddr,
+        tried: &[SocketAddr],
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        let mut g = self.inner.lock().ok()?;
+        let (backends, sched) = &mut *g;
+        let view: Vec<Server> = backends
+            .iter()
+            .map(|b| Server {
+                weight: if b.passive.available(now) && !tried.contains(&b.addr) {
+                    b.weight
+                } else {
+                    0
+                },
+                active: b.active,
+            })
+            .collect();
+        let flow = Flow {
+            source: crate::sched::mix(id(SocketAddr::new(client.ip(), 0))),
+            destination: 0,
+        };
+        let i = sched.pick(&view, flow)?;
+        backends.get(i).map(|b| b.addr)
+    }
+
+    fn with(&self, addr: SocketAddr, f: impl FnOnce(&mut Backend)) {
+        if let Ok(mut g) = self.inner.lock() {
+            if let Some(b) = g.0.iter_mut().find(|b| b.addr == addr) {
+                f(b);
+            }
+        }
+    }
+
+    /// Records a connect's outcome; true if a failure took the server out.
+    pub fn outcome(&self, addr: SocketAddr, ok: bool, now: Instant) -> bool {
+        let mut out = false;
+        self.with(addr, |b| {
+            if ok {
+                b.passive.success();
+                b.active += 1;
+            } else {
+                out = b.passive.failure(now);
+            }
+        });
+        out
+    }
+
+    /// A relayed connection to `addr` ended after `bytes`.
+    pub fn closed(&self, addr: SocketAddr, bytes: u64) {
+        self.with(addr, |b| {
+            b.active = b.active.saturating_sub(1);
+            b.bytes = b.bytes.saturating_add(bytes);
+        });
+    }
+
+    /// Each server's address, open connections and bytes.
+    pub fn counters(&self) -> Vec<(SocketAddr, u32, u64)> {
+        self.inner
+            .lock()
+            .map(|g| g.0.iter().map(|b| (b.addr, b.active, b.bytes)).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn id(a: SocketAddr) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let ip = match a.ip() {
+        std::net::IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v) => v.octets(),
+    };
+    for b in ip.iter().chain(&a.port().to_be_bytes()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A listening socket for `addr`: `SO_REUSEADDR`, `SO_REUSEPORT` (one per
+/// worker), `IP_FREEBIND` (a backup listens before it holds the VIP).
+pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv4() {
+        s.set_freebind_v4(true)?;
+    } else {
+        s.set_freebind_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    tokio::net::TcpListener::from_std(s.into())
+}
+
+/// Relays one accepted client connection: a server picked, connects
+/// tried in turn (each bounded by the pool's connect timeout) until one
+/// succeeds, then both directions copied until both ends have closed
+/// (a half-close is passed on).
+pub async fn relay(pool: Arc<Pool>, mut client: tokio::net::TcpStream, from: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    loop {
+        let Some(addr) = pool.pick(from, &tried, Instant::now()) else {
+            return;
+        };
+        tried.push(addr);
+        let connected =
+            tokio::time::timeout(pool.connect_timeout, tokio::net::TcpStream::connect(addr)).await;
+        match connected {
+            Ok(Ok(mut server)) => {
+                pool.outcome(addr, true, Instant::now());
+                let _ = server.set_nodelay(true);
+                let moved = tokio::io::copy_bidirectional(&mut client, &mut server)
+                    .await
+                    .map_or(0, |(a, b)| a + b);
+                pool.closed(addr, moved);
+                return;
+            }
+            _ => {
+                if pool.outcome(addr, false, Instant::now()) {
+                    tracing::warn!(
+                        "proxy: {addr} failed its connects; out of rotation for a while"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Accepts on `listener` for ever, relaying each connection.
+pub async fn serve_tcp(listener: tokio::net::TcpListener, pool: Arc<Pool>) {
+    loop {
+        match listener.accept().await {
+            Ok((c, from)) => {
+                tokio::spawn(relay(pool.clone(), c, from));
+            }
+            Err(e) => {
+                tracing::warn!("proxy: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Client address → its socket towards its server.
+type Sessions = Arc<Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>>>;
+
+/// A new UDP session for `from`: a socket connected to the server picked
+/// for it, and a task sending its answers back until it is idle.
+async fn session(
+    socket: &Arc<tokio::net::UdpSocket>,
+    pool: &Pool,
+    sessions: &Sessions,
+    from: SocketAddr,
+    idle: Duration,
+) -> Option<Arc<tokio::net::UdpSocket>> {
+    let addr = pool.pick(from, &[], Instant::now())?;
+    let local: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let u = tokio::net::UdpSocket::bind(local).await.ok()?;
+    u.connect(addr).await.ok()?;
+    let u = Arc::new(u);
+    if let Ok(mut s) = sessions.lock() {
+        s.insert(from, u.clone());
+    }
+    let (u2, back, sessions) = (u.clone(), socket.clone(), sessions.clone());
+    tokio::spawn(async move {
+        let mut b = vec![0u8; 65_536];
+        while let Ok(Ok(m)) = tokio::time::timeout(idle, u2.recv(&mut b)).await {
+            let _ = back.send_to(&b[..m], from).await;
+        }
+        if let Ok(mut s) = sessions.lock() {
+            s.remove(&from);
+        }
+    });
+    Some(u)
+}
+
+/// UDP: each client address gets a socket of its own towards the server
+/// picked for it; answers go back to the client; a session idle for
+/// `idle` ends.
+pub async fn serve_udp(socket: tokio::net::UdpSocket, pool: Arc<Pool>, idle: Duration) {
+    let socket = Arc::new(socket);
+    let sessions: Sessions = Arc::default();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let existing = sessions.lock().ok().and_then(|s| s.get(&from).cloned());
+        let upstream = if let Some(u) = existing {
+            u
+        } else if let Some(u) = session(&socket, &pool, &sessions, from, idle).await {
+            u
+        } else {
+            continue;
+        };
+        let _ = upstream.send(&buf[..n]).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passive_checks_as_nginx() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = Passive::new(2, s(10));
+        assert!(p.available(t0));
+        assert!(!p.failure(t0));
+        assert!(p.failure(t0 + s(1)), "the second failure within 10 s");
+        assert!(!p.available(t0 + s(5)));
+        assert!(p.available(t0 + s(11)), "back after fail_timeout");
+        // Failures further apart than the window do not add up.
+        let mut p = Passive::new(2, s(10));
+        assert!(!p.failure(t0));
+        assert!(!p.failure(t0 + s(11)));
+        // A success forgives.
+        let mut p = Passive::new(2, s(10));
+        p.failure(t0);
+        p.success();
+        assert!(!p.failure(t0 + s(1)));
+        // max_fails 0: never taken out.
+        let mut p = Passive::new(0, s(10));
+        assert!(!p.failure(t0));
+        assert!(p.available(t0));
+    }
+
+    #[test]
+    fn the_pool_skips_tried_and_unavailable_servers() {
+        let pool = Pool::new(Algo::Rr, Duration::from_secs(1));
+        let a: SocketAddr = "198.51.100.50:80"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let b: SocketAddr = "198.51.100.51:80"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        pool.set(&[
+            (a, 1, 1, Duration::from_secs(10)),
+            (b, 1, 1, Duration::from_secs(10)),
+        ]);
+        let c: SocketAddr = "203.0.113.100:4000"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let now = Instant::now();
+        let first = pool.pick(c, &[], now);
+        let second = pool.pick(c, &[], now);
+        assert_ne!(first, second, "round robin");
+        assert_eq!(pool.pick(c, &[a], now), Some(b));
+        assert!(pool.outcome(a, false, now), "max_fails 1");
+        assert_eq!(pool.pick(c, &[], now), Some(b));
+        assert_eq!(pool.pick(c, &[b], now), None);
+        pool.outcome(b, true, now);
+        assert_eq!(
+            pool.counters().iter().find(|x| x.0 == b).map(|x| x.1),
+            Some(1)
+        );
+        pool.closed(b, 100);
+        assert_eq!(
+            pool.counters()
+                .iter()
+                .find(|x| x.0 == b)
+                .map(|x| (x.1, x.2)),
+            Some((0, 100))
+        );
+    }
+}
