@@ -179,6 +179,8 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "smtp_alert",
             "virtualhost",
             "inhibit_on_failure",
+            "max_fails",
+            "fail_timeout",
         ],
     ),
     (
