@@ -290,3 +290,135 @@ fn a_half_close_is_passed_on_and_udp_round_trips() {
         "answered from the VIP"
     );
 }
+
+/// `wrk` from the client: requests per second and bytes per second.
+fn wrk(lab: &Lab, url: &str, conns: u32, close: bool, secs: u32) -> (f64, f64) {
+    let mut args = vec![
+        "wrk".to_owned(),
+        "-t2".into(),
+        format!("-c{conns}"),
+        format!("-d{secs}s"),
+    ];
+    if close {
+        args.extend(["-H".into(), "Connection: close".into()]);
+    }
+    args.push(url.into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.node("client").unwrap().exec(&argv).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| -> Option<&str> {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+    };
+    let rps = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let bps = field("Transfer/sec:").map_or(0.0, |v| {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = num.parse().unwrap_or(0.0);
+        n * match unit {
+            "GB" => 1e9,
+            "MB" => 1e6,
+            "KB" => 1e3,
+            _ => 1.0,
+        }
+    });
+    (rps, bps)
+}
+
+#[test]
+#[ignore = "a benchmark: run bench/proxy"]
+fn proxy_bench_against_nginx_and_haproxy() {
+    assert!(netlab::privileged("proxy_bench_against_nginx_and_haproxy"));
+    let secs = 5;
+    let ours = vs(9527, "rr", &[("198.51.100.50", 80, "")]);
+    let s = setup(&ours);
+    let dir = &s.dir;
+    // The backend: nginx serving a small page and a 1 MB file.
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "this is yy web!\n").unwrap();
+    std::fs::write(www.join("1m"), vec![b'x'; 1 << 20]).unwrap();
+    let backend = dir.join("backend.conf");
+    std::fs::write(
+        &backend,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {}/backend.pid;\nerror_log stderr;\nevents {{ worker_connections 4096; }}\nhttp {{\n access_log off;\n keepalive_requests 1000000;\n server {{\n listen 198.51.100.50:80 reuseport;\n root {};\n }}\n}}\n",
+            dir.display(),
+            www.display()
+        ),
+    )
+    .unwrap();
+    let _web = s
+        .lab
+        .node("web1")
+        .unwrap()
+        .spawn("nginx", &["-c", backend.to_str().unwrap(), "-e", "stderr"])
+        .unwrap();
+    // nginx stream and haproxy in front of it, on lb1.
+    let stream = dir.join("stream.conf");
+    std::fs::write(
+        &stream,
+        format!(
+            "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\ndaemon off;\nworker_processes 2;\npid {}/stream.pid;\nerror_log stderr;\nevents {{ worker_connections 8192; }}\nstream {{\n upstream web {{ server 198.51.100.50:80; }}\n server {{ listen 198.51.100.250:9528 reuseport; proxy_pass web; }}\n}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let _nginx = s
+        .lab
+        .node("lb1")
+        .unwrap()
+        .spawn("nginx", &["-c", stream.to_str().unwrap(), "-e", "stderr"])
+        .unwrap();
+    let hap = dir.join("haproxy.cfg");
+    std::fs::write(
+        &hap,
+        "global\n maxconn 4000\n nbthread 2\ndefaults\n mode tcp\n timeout connect 5s\n timeout client 60s\n timeout server 60s\nfrontend f\n bind 198.51.100.250:9529\n default_backend b\nbackend b\n server s1 198.51.100.50:80\n",
+    )
+    .unwrap();
+    let _haproxy = s
+        .lab
+        .node("lb1")
+        .unwrap()
+        .spawn("haproxy", &["-db", "-f", hap.to_str().unwrap()])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    s.ready(9527);
+    let targets = [
+        ("direct", "198.51.100.50:80"),
+        ("keepalived-rs proxy", "198.51.100.250:9527"),
+        ("nginx stream", "198.51.100.250:9528"),
+        ("haproxy", "198.51.100.250:9529"),
+    ];
+    let mut rows = Vec::new();
+    for (name, at) in targets {
+        let (rps, _) = wrk(&s.lab, &format!("http://{at}/"), 50, false, secs);
+        let (cps, _) = wrk(&s.lab, &format!("http://{at}/"), 50, true, secs);
+        let (_, bps) = wrk(&s.lab, &format!("http://{at}/1m"), 8, false, secs);
+        eprintln!(
+            "{name}: {rps:.0} req/s, {cps:.0} conn/s, {:.2} GB/s",
+            bps / 1e9
+        );
+        rows.push((name, rps, cps, bps));
+    }
+    let nginx = rows[2];
+    let mut table = format!(
+        "wrk -t2, {secs} s each, through each proxy to one nginx backend (namespaces, 2 cores shared by all)\n\n| path | keep-alive req/s | vs nginx | new connections/s | vs nginx | 1 MB bodies GB/s | vs nginx |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for (name, rps, cps, bps) in &rows {
+        let _ = writeln!(
+            table,
+            "| {name} | {rps:.0} | {:.2}x | {cps:.0} | {:.2}x | {:.2} | {:.2}x |",
+            rps / nginx.1,
+            cps / nginx.2,
+            bps / 1e9,
+            bps / nginx.3
+        );
+    }
+    println!("\n{table}");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("proxy.md"), &table).unwrap();
+}
