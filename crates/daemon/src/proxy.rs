@@ -1,7 +1,9 @@
-//! The proxy data plane in the daemon (`lb_dataplane proxy`): a tokio
-//! runtime of its own whose workers each accept on a `SO_REUSEPORT`
-//! listener of every proxied virtual server, relaying to the servers the
-//! checkers call healthy (`lb::proxy`).
+//! The proxy data plane in the daemon (`lb_dataplane proxy`): one thread
+//! per core, each with a single-threaded tokio runtime and its own
+//! `SO_REUSEPORT` listener of every proxied virtual server (the kernel
+//! spreads connections over them; a connection never changes thread, as
+//! in nginx's workers), relaying to the servers the checkers call healthy
+//! (`lb::proxy`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,54 +20,83 @@ pub type Settings = HashMap<(SocketAddr, bool), (Vec<(SocketAddr, u32, Duration)
 /// How long a UDP session without traffic lasts.
 const UDP_IDLE: Duration = Duration::from_secs(30);
 
+/// One worker: its runtime's handle, and the sender that stops it.
+struct Worker {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
 pub struct Plane {
-    rt: Option<tokio::runtime::Runtime>,
+    workers: Vec<Worker>,
     pools: HashMap<(SocketAddr, bool), Arc<Pool>>,
     settings: Settings,
-    workers: usize,
 }
 
 impl Plane {
     pub fn new(settings: Settings) -> Result<Self, String> {
-        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("proxy")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("proxy runtime: {e}"))?;
+        let n = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut workers = Vec::new();
+        for i in 0..n {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("proxy-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })
+                .map_err(|e| format!("proxy worker: {e}"))?;
+            let handle = rx
+                .recv()
+                .map_err(|e| format!("proxy worker: {e}"))?
+                .map_err(|e| format!("proxy runtime: {e}"))?;
+            workers.push(Worker {
+                handle,
+                stop: Some(stop),
+                thread: Some(thread),
+            });
+        }
         Ok(Self {
-            rt: Some(rt),
+            workers,
             pools: HashMap::new(),
             settings,
-            workers,
         })
     }
 }
 
-/// Starts serving `vs` for `pool` on `rt`: one `SO_REUSEPORT` listener
-/// per worker for TCP, one socket for UDP.
-fn listen(
-    rt: &tokio::runtime::Runtime,
-    vs: SocketAddr,
-    udp: bool,
-    workers: usize,
-    pool: &Arc<Pool>,
-) -> Result<(), String> {
-    let _guard = rt.enter();
+/// Starts serving `vs` for `pool`: on every worker a `SO_REUSEPORT`
+/// listener of its own for TCP; one socket, on the first worker, for UDP.
+fn listen(workers: &[Worker], vs: SocketAddr, udp: bool, pool: &Arc<Pool>) -> Result<(), String> {
     if udp {
+        let w = workers.first().ok_or("no proxy worker")?;
+        let _guard = w.handle.enter();
         let sock = std::net::UdpSocket::bind(vs)
             .and_then(|u| {
                 u.set_nonblocking(true)?;
                 tokio::net::UdpSocket::from_std(u)
             })
             .map_err(|e| format!("proxy: cannot listen on udp {vs}: {e}"))?;
-        rt.spawn(lb::proxy::serve_udp(sock, pool.clone(), UDP_IDLE));
+        w.handle
+            .spawn(lb::proxy::serve_udp(sock, pool.clone(), UDP_IDLE));
     } else {
-        for _ in 0..workers {
+        for w in workers {
+            let _guard = w.handle.enter();
             let l = lb::proxy::tcp_listener(vs)
                 .map_err(|e| format!("proxy: cannot listen on tcp {vs}: {e}"))?;
-            rt.spawn(lb::proxy::serve_tcp(l, pool.clone()));
+            w.handle.spawn(lb::proxy::serve_tcp(l, pool.clone()));
         }
     }
     tracing::info!(
@@ -81,7 +112,9 @@ impl lb::DataPlane for Plane {
     }
 
     fn apply(&mut self, desired: &Desired) -> Result<bool, String> {
-        let rt = self.rt.as_ref().ok_or("the proxy is stopped")?;
+        if self.workers.is_empty() {
+            return Err("the proxy is stopped".into());
+        }
         let mut changed = false;
         for s in &desired.services {
             let vs = SocketAddr::new(s.vip, s.port);
@@ -96,7 +129,7 @@ impl lb::DataPlane for Plane {
                 p.clone()
             } else {
                 let pool = Pool::new(s.algo, connect_timeout);
-                listen(rt, vs, udp, self.workers, &pool)?;
+                listen(&self.workers, vs, udp, &pool)?;
                 self.pools.insert(key, pool.clone());
                 changed = true;
                 pool
@@ -119,8 +152,13 @@ impl lb::DataPlane for Plane {
     }
 
     fn clear(&mut self) -> Result<(), String> {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_millis(200));
+        for mut w in self.workers.drain(..) {
+            if let Some(stop) = w.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
         }
         self.pools.clear();
         Ok(())
