@@ -913,7 +913,7 @@ pub fn run(
     let dataplane = if carried.is_empty() {
         None
     } else {
-        let (tx, handle) = crate::dataplane::start(carried)?;
+        let (tx, handle) = crate::dataplane::start(carried, status.clone())?;
         let _ = tx.send(plan.view());
         Some((tx, handle))
     };

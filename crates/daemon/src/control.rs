@@ -15,6 +15,19 @@ use serde::Serialize;
 pub struct Status {
     pub vrrp: Vec<InstanceStatus>,
     pub virtual_servers: Vec<VirtualServerStatus>,
+    /// The proxy's connections and bytes per real server.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxy: Vec<ProxyCounter>,
+}
+
+/// One real server of a proxied virtual server, as the proxy counts it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ProxyCounter {
+    pub virtual_server: String,
+    pub real_server: String,
+    pub active_connections: u32,
+    /// Bytes relayed, both ways, by connections that have ended.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -186,6 +199,7 @@ mod tests {
     #[test]
     fn json_has_the_contracted_shape() {
         let s = Status {
+            proxy: Vec::new(),
             vrrp: vec![InstanceStatus {
                 name: "VI_1".into(),
                 vrid: 51,

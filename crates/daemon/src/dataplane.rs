@@ -436,15 +436,35 @@ pub fn desired(
 /// then removes our tables.
 pub fn start(
     specs: Vec<ServiceSpec>,
+    status: crate::control::Shared,
 ) -> std::io::Result<(Sender<Vec<ServiceView>>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("dataplane".into())
-        .spawn(move || run(&specs, &rx))?;
+        .spawn(move || run(&specs, &rx, &status))?;
     Ok((tx, handle))
 }
 
-fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
+/// Publishes what the planes count (the proxy) in `status`.
+fn publish(planes: &[(Box<dyn lb::DataPlane>, Vec<ServiceSpec>)], status: &crate::control::Shared) {
+    let counters: Vec<crate::control::ProxyCounter> = planes
+        .iter()
+        .flat_map(|(p, _)| p.counters())
+        .map(|(vs, rs, active, bytes)| crate::control::ProxyCounter {
+            virtual_server: vs.to_string(),
+            real_server: rs.to_string(),
+            active_connections: active,
+            bytes,
+        })
+        .collect();
+    if let Ok(mut s) = status.lock() {
+        if s.proxy != counters {
+            s.proxy = counters;
+        }
+    }
+}
+
+fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>, status: &crate::control::Shared) {
     let nat = specs
         .iter()
         .any(|s| s.kind == Kind::Nat && s.carrier != Carrier::Proxy);
@@ -499,6 +519,7 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        publish(&planes, status);
         let Some(v) = &view else {
             continue;
         };

@@ -151,6 +151,20 @@ impl lb::DataPlane for Plane {
         Ok(changed)
     }
 
+    fn counters(&self) -> Vec<(SocketAddr, SocketAddr, u32, u64)> {
+        let mut out: Vec<(SocketAddr, SocketAddr, u32, u64)> = self
+            .pools
+            .iter()
+            .flat_map(|((vs, _), p)| {
+                p.counters()
+                    .into_iter()
+                    .map(move |(rs, active, bytes)| (*vs, rs, active, bytes))
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     fn clear(&mut self) -> Result<(), String> {
         for mut w in self.workers.drain(..) {
             if let Some(stop) = w.stop.take() {

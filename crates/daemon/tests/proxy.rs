@@ -162,6 +162,32 @@ fn proxy_alternates_honours_weights_and_retries_a_refused_connect() {
     eprintln!("proxy wrr 3:1: {yy} of {n} to web1");
     assert!(got.iter().all(Option::is_some));
     assert!((285..=315).contains(&yy), "{yy} of {n}");
+    // status: the proxy's connections and bytes per real server.
+    std::thread::sleep(Duration::from_millis(600));
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(s.dir.join("c.sock"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let of = |vs: &str, rs: &str| {
+        v["proxy"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|c| c["virtual_server"] == vs && c["real_server"] == rs)
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let web1 = of("198.51.100.250:9528", "198.51.100.50:80");
+    assert_eq!(web1["active_connections"], 0, "{v}");
+    // 300 answers of about 110 bytes each, plus their requests.
+    assert!(web1["bytes"].as_u64().unwrap_or(0) > 300 * 100, "{v}");
+    assert!(
+        of("198.51.100.250:9527", "198.51.100.50:81")["bytes"] == 0,
+        "{v}"
+    );
 }
 
 #[test]

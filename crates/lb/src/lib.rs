@@ -18,4 +18,9 @@ pub trait DataPlane {
     /// Reconciles; true if anything was changed.
     fn apply(&mut self, desired: &nft::Desired) -> Result<bool, String>;
     fn clear(&mut self) -> Result<(), String>;
+    /// What it counts per real server: (virtual server, real server, open
+    /// connections, bytes); nothing for planes the kernel counts for.
+    fn counters(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr, u32, u64)> {
+        Vec::new()
+    }
 }

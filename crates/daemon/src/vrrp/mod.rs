@@ -415,7 +415,7 @@ impl Driver {
             .collect();
         crate::control::Status {
             vrrp,
-            virtual_servers: Vec::new(),
+            ..crate::control::Status::default()
         }
     }
 
