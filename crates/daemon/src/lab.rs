@@ -221,9 +221,15 @@ fn experiment(
     if failures > 0 {
         bail!("{failures} of 4 requests from client failed");
     }
-    if scenario == Scenario::LvsDr {
+    let mode = match scenario {
+        Scenario::LvsDr => Some(crate::lab_dr::Mode::LvsDr),
+        Scenario::Proxy => Some(crate::lab_dr::Mode::Proxy),
+        Scenario::SplitBrain => None,
+    };
+    if let Some(mode) = mode {
         let web1 = servers.remove(0);
-        crate::lab_dr::run(lab, stop, timeline, web1)?;
+        crate::lab_dr::run(lab, stop, timeline, web1, mode)?;
+        timeline.say(&format!("{scenario}: every step behaved"));
         hold_for(lab, hold, stop, timeline)?;
         return Ok(());
     }

@@ -1,9 +1,12 @@
-//! `keepalived-rs lab lvs-dr`: the seed's first experiment — two directors
-//! sharing VIP .250 by VRRP, `lb_algo rr`, `lb_kind DR`, two web servers
-//! with the VIP on `lo` — run with our daemon on both directors (the
-//! seed's keepalived.conf, addresses moved to the plan), through the
-//! nftables data plane. Prints a timeline; fails unless every step
-//! behaved.
+//! `keepalived-rs lab lvs-dr` and `lab proxy`: the seed's two experiments
+//! with our daemon on both directors (the seed's keepalived.conf,
+//! addresses moved to the plan). `lvs-dr`: two directors sharing VIP .250
+//! by VRRP, `lb_algo rr`, `lb_kind DR`, two web servers with the VIP on
+//! `lo`, through the nftables data plane; the master director dies.
+//! `proxy`: the nginx `stream` setup — the proxy on VIP:9527 is ours,
+//! and the seed's `check_nginx.sh` pattern (a track script whose failure
+//! drops the master's priority) moves the VIP. Prints a timeline; fails
+//! unless every step behaved.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,19 +22,56 @@ use crate::lab::{check_interrupt, v4, Timeline, VIP_OCTET};
 /// Its timers are shortened (delay_loop 6 → 1, nb_get_retry 3 → 1,
 /// delay_before_retry 3 → 1) so the run takes seconds; its `mtp_server`
 /// typo is kept (a warning, as the seed's keepalived gave).
-fn seed_config(router_id: &str, state: &str, priority: u8) -> String {
+fn seed_config(
+    router_id: &str,
+    state: &str,
+    priority: u8,
+    mode: Mode,
+    health: &std::path::Path,
+) -> String {
     let vip = v4(VIP_OCTET);
+    // The proxy setup also takes the seed's nginx upstream settings
+    // (max_fails=2 fail_timeout=30s; the timeout shortened to 3 s).
+    let passive = if mode == Mode::Proxy {
+        "\n max_fails 2\n fail_timeout 3"
+    } else {
+        ""
+    };
     let real = |octet: u8| {
         format!(
-            "real_server {} 80 {{\n weight 1\n TCP_CHECK {{\n connect_port 80\n connect_timeout 3\n nb_get_retry 1\n delay_before_retry 1\n }}\n }}\n",
+            "real_server {} 80 {{\n weight 1{passive}\n TCP_CHECK {{\n connect_port 80\n connect_timeout 3\n nb_get_retry 1\n delay_before_retry 1\n }}\n }}\n",
             v4(octet)
         )
     };
+    // The proxy setup's track script, the seed's check_nginx.sh pattern:
+    // while it fails, the priority drops by 20 (100 → 80, under the
+    // backup's 90).
+    let (script, track) = match mode {
+        Mode::LvsDr => (String::new(), String::new()),
+        Mode::Proxy => (
+            format!(
+                "vrrp_script chk_proxy {{\n script \"/usr/bin/test -e {}\"\n interval 1\n weight -20\n fall 1\n rise 1\n}}\n",
+                health.display()
+            ),
+            " track_script {\n chk_proxy\n }\n".to_owned(),
+        ),
+    };
+    let service = match mode {
+        Mode::LvsDr => format!("virtual_server {vip} 80 {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n persistence_timeout 0\n protocol TCP\n"),
+        Mode::Proxy => format!("virtual_server {vip} 9527 {{\n delay_loop 1\n lb_algo rr\n lb_dataplane proxy\n protocol TCP\n"),
+    };
     format!(
-        "global_defs {{\n mtp_server 127.0.0.1\n router_id {router_id}\n}}\nvrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {priority}\n advert_int 1\n authentication {{\n auth_type PASS\n auth_pass 1111\n }}\n virtual_ipaddress {{\n {vip}\n }}\n}}\nvirtual_server {vip} 80 {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n persistence_timeout 0\n protocol TCP\n {} {}}}\n",
+        "global_defs {{\n mtp_server 127.0.0.1\n router_id {router_id}\n}}\n{script}vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {priority}\n advert_int 1\n authentication {{\n auth_type PASS\n auth_pass 1111\n }}\n virtual_ipaddress {{\n {vip}\n }}\n{track}}}\n{service} {} {}}}\n",
         real(50),
         real(51)
     )
+}
+
+/// Which of the seed's experiments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    LvsDr,
+    Proxy,
 }
 
 /// What the client saw, request by request: when, and which page (or
@@ -84,14 +124,24 @@ fn show(got: &[Option<String>]) -> String {
         .join(" ")
 }
 
-pub fn run(lab: &Lab, stop: &AtomicBool, timeline: &Timeline, web1: http::WebServer) -> Result<()> {
-    let vip = SocketAddr::new(v4(VIP_OCTET), 80);
-    for web in ["web1", "web2"] {
-        lab.node(web)?.dr_real_server(v4(VIP_OCTET))?;
+pub fn run(
+    lab: &Lab,
+    stop: &AtomicBool,
+    timeline: &Timeline,
+    web1: http::WebServer,
+    mode: Mode,
+) -> Result<()> {
+    let port = if mode == Mode::Proxy { 9527 } else { 80 };
+    let vip = SocketAddr::new(v4(VIP_OCTET), port);
+    if mode == Mode::LvsDr {
+        for web in ["web1", "web2"] {
+            lab.node(web)?.dr_real_server(v4(VIP_OCTET))?;
+        }
+        timeline.say(
+            "web1, web2: VIP on lo, arp_ignore 1, arp_announce 2 (the seed's DR real servers)",
+        );
     }
-    timeline
-        .say("web1, web2: VIP on lo, arp_ignore 1, arp_announce 2 (the seed's DR real servers)");
-    let dir = std::env::temp_dir().join(format!("{}lvs-dr", lab.prefix()));
+    let dir = std::env::temp_dir().join(format!("{}lab", lab.prefix()));
     std::fs::create_dir_all(&dir)?;
     let exe = std::env::current_exe().context("own executable")?;
     let mut daemons = Vec::new();
@@ -100,7 +150,9 @@ pub fn run(lab: &Lab, stop: &AtomicBool, timeline: &Timeline, web1: http::WebSer
         ("lb2", "LVS_02", "BACKUP", 90),
     ] {
         let conf = dir.join(format!("{node}.conf"));
-        std::fs::write(&conf, seed_config(id, state, prio))?;
+        let health = dir.join(format!("{node}.proxy-ok"));
+        std::fs::write(&health, "")?;
+        std::fs::write(&conf, seed_config(id, state, prio, mode, &health))?;
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["-n", "-l", "-f"])
             .arg(&conf)
@@ -110,7 +162,11 @@ pub fn run(lab: &Lab, stop: &AtomicBool, timeline: &Timeline, web1: http::WebSer
         daemons.push(lab.node(node)?.spawn_logged(&cmd, Some(log))?);
     }
     timeline.say("keepalived-rs started on lb1 (MASTER, priority 100) and lb2 (BACKUP, 90) with the seed's config");
-    let outcome = steps(lab, stop, timeline, web1, vip);
+    // web1's server as restarted by the steps, kept up through the failover.
+    let outcome = steps(lab, stop, timeline, web1, vip).and_then(|_web1| match mode {
+        Mode::LvsDr => failover(lab, timeline, vip, None),
+        Mode::Proxy => failover(lab, timeline, vip, Some(&dir.join("lb1.proxy-ok"))),
+    });
     for d in &daemons {
         let _ = d.signal(nix::sys::signal::Signal::SIGTERM);
     }
@@ -131,7 +187,7 @@ fn steps(
     timeline: &Timeline,
     web1: http::WebServer,
     vip: SocketAddr,
-) -> Result<()> {
+) -> Result<http::WebServer> {
     let waited = lab
         .node("lb1")?
         .wait_for_address(vip.ip(), Duration::from_secs(10))?;
@@ -161,7 +217,7 @@ fn steps(
         took.as_secs_f64() * 1000.0
     ));
     // web1 comes back.
-    let _web1 = http::WebServer::start(web1_node, port80, "this is yy web!")?;
+    let web1 = http::WebServer::start(web1_node, port80, "this is yy web!")?;
     timeline.say("web1's web server started again");
     let (took, got) = until(lab, vip, 6, Duration::from_secs(10), stop, alternating)?;
     timeline.say(&format!(
@@ -169,16 +225,23 @@ fn steps(
         show(&got),
         took.as_secs_f64() * 1000.0
     ));
-    failover(lab, timeline, vip)?;
-    timeline.say("lvs-dr: every step behaved");
-    Ok(())
+    Ok(web1)
 }
 
 /// The master director dies — its daemon killed and its link down with it
 /// (a machine that is gone leaves no VIP behind) — while the client keeps
 /// asking every 20 ms: the outage it sees, and that both servers answer
 /// through the backup.
-fn failover(lab: &Lab, timeline: &Timeline, vip: SocketAddr) -> Result<()> {
+/// The master fails while the client keeps asking every 20 ms. `lvs-dr`
+/// (`health` None): the director dies — its daemon killed, its link cut.
+/// `proxy`: its track script starts failing (`health` removed: the seed's
+/// check_nginx.sh pattern) and its priority drops under the backup's.
+fn failover(
+    lab: &Lab,
+    timeline: &Timeline,
+    vip: SocketAddr,
+    health: Option<&std::path::Path>,
+) -> Result<()> {
     let seen: Seen = Arc::default();
     let running = Arc::new(AtomicBool::new(true));
     let poller = {
@@ -198,14 +261,19 @@ fn failover(lab: &Lab, timeline: &Timeline, vip: SocketAddr) -> Result<()> {
     };
     std::thread::sleep(Duration::from_millis(500));
     let killed = Instant::now();
-    lab.node("lb1")?.crash_all();
-    lab.cut(lab.link("lb1", "eth0")?)?;
-    timeline.say("lb1 killed (SIGKILL) and cut off: the master director is gone");
+    if let Some(h) = health {
+        std::fs::remove_file(h)?;
+        timeline.say("lb1's proxy check fails (the track script, weight -20): priority 100 → 80, under lb2's 90");
+    } else {
+        lab.node("lb1")?.crash_all();
+        lab.cut(lab.link("lb1", "eth0")?)?;
+        timeline.say("lb1 killed (SIGKILL) and cut off: the master director is gone");
+    }
     let took = lab
         .node("lb2")?
         .wait_for_address(vip.ip(), Duration::from_secs(10))?;
     timeline.say(&format!(
-        "lb2 holds the VIP, {:.0} ms after lb1 died",
+        "lb2 holds the VIP, {:.0} ms after lb1 failed",
         took.as_secs_f64() * 1000.0
     ));
     std::thread::sleep(Duration::from_secs(2));

@@ -167,3 +167,27 @@ fn ctrl_c_to_the_whole_process_group_while_building_leaves_no_namespace() {
     assert_eq!(status.code(), Some(130), "{first}{rest}");
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }
+
+#[test]
+fn lab_proxy_runs_the_seeds_nginx_stream_experiment_with_our_proxy() {
+    if !netlab::privileged("lab_proxy_runs_the_seeds_nginx_stream_experiment_with_our_proxy") {
+        return;
+    }
+    let out = Command::new(BIN)
+        .args(["lab", "proxy"])
+        .output()
+        .expect("run keepalived-rs lab proxy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "lab proxy failed:\n{stdout}");
+    for line in [
+        "client: curl http://198.51.100.250:9527/ × 6 -> yy cc yy cc yy cc",
+        "only web2 answers",
+        "alternation resumes",
+        "lb1's proxy check fails",
+        "lb2 holds the VIP",
+        "proxy: every step behaved",
+        "all namespaces removed",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+}
