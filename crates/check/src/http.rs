@@ -479,6 +479,10 @@ where
         if head.content_length.is_some_and(|l| total >= l) {
             break;
         }
+        // A regex alone looks at the first MiB: no need to read on.
+        if url.digest.is_none() && seen.len() >= MAX_REGEX_BODY {
+            break;
+        }
         let n = match stream.read(&mut chunk).await {
             Ok(n) => n,
             // A TLS server that closes without close_notify: the end of

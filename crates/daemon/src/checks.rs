@@ -753,7 +753,7 @@ impl Plan {
 
     /// Real server (`vs`, `rs`)'s weight from its checkers: a
     /// `misc_dynamic` weight replaces the configured one, `FILE_CHECK`
-    /// changes add to it; never below 0. True if it changed.
+    /// changes add to it; kept within 0..=65535. True if it changed.
     fn reweigh(&mut self, vs: usize, rs: usize) -> bool {
         let real = &self.virtuals[vs].real[rs];
         let base = real
@@ -762,8 +762,8 @@ impl Plan {
             .find_map(|&c| self.dynamic[c])
             .unwrap_or(real.weight);
         let delta: i64 = real.checkers.iter().map(|&c| self.offset[c]).sum();
-        let weight =
-            u32::try_from((i64::from(base) + delta).clamp(0, i64::from(u32::MAX))).unwrap_or(0);
+        // At most IPVS's (and the configuration's) largest weight.
+        let weight = u32::try_from((i64::from(base) + delta).clamp(0, 65_535)).unwrap_or(0);
         let old = self.status[vs].real_servers[rs].weight;
         if old == weight {
             return false;

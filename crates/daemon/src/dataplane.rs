@@ -389,7 +389,9 @@ pub fn desired(
         };
         let mut device = String::new();
         let mut device_mac = [0u8; 6];
-        if spec.kind == Kind::Dr {
+        // DR on nftables needs each server's MAC and the interface; IPVS
+        // does its own neighbour work.
+        if spec.kind == Kind::Dr && spec.carrier == Carrier::Nftables {
             for r in &mut reals {
                 r.mac = arp.iter().find(|(ip, _)| *ip == r.addr).map(|(_, m)| *m);
                 if r.mac.is_none() {

@@ -59,10 +59,16 @@ impl Ipvs {
         self.socket
             .send(&msg, 0)
             .map_err(|e| format!("IPVS: {e}"))?;
-        self.buf.clear();
-        self.socket
-            .recv(&mut self.buf, 0)
-            .map_err(|e| format!("IPVS: {e}"))?;
+        // The answer to this command (anything older queued is skipped).
+        loop {
+            self.buf.clear();
+            self.socket
+                .recv(&mut self.buf, 0)
+                .map_err(|e| format!("IPVS: {e}"))?;
+            if lb::ipvs::seq_of(&self.buf) == self.seq {
+                break;
+            }
+        }
         // NLMSG_ERROR with 0 is the acknowledgement.
         match self.buf.get(16..20) {
             Some(b) if self.buf.get(4..6) == Some(&2u16.to_ne_bytes()) => {
@@ -155,7 +161,11 @@ impl lb::DataPlane for Plane {
             }
         };
         for (cmd, attrs) in lb::ipvs::diff(&old, &want) {
-            self.socket.send(cmd, &attrs)?;
+            if let Err(e) = self.socket.send(cmd, &attrs) {
+                // Half applied: the next call deletes ours and rebuilds.
+                self.applied = None;
+                return Err(e);
+            }
         }
         self.applied = Some(want);
         Ok(true)

@@ -82,20 +82,24 @@ impl Plane {
 fn listen(workers: &[Worker], vs: SocketAddr, udp: bool, pool: &Arc<Pool>) -> Result<(), String> {
     if udp {
         let w = workers.first().ok_or("no proxy worker")?;
-        let _guard = w.handle.enter();
-        let sock = std::net::UdpSocket::bind(vs)
-            .and_then(|u| {
-                u.set_nonblocking(true)?;
-                tokio::net::UdpSocket::from_std(u)
-            })
-            .map_err(|e| format!("proxy: cannot listen on udp {vs}: {e}"))?;
+        let sock = {
+            let _guard = w.handle.enter();
+            lb::proxy::udp_socket(vs)
+                .map_err(|e| format!("proxy: cannot listen on udp {vs}: {e}"))?
+        };
         w.handle
             .spawn(lb::proxy::serve_udp(sock, pool.clone(), UDP_IDLE));
     } else {
+        // Every worker's listener first: none serves unless all could.
+        let mut listeners = Vec::new();
         for w in workers {
             let _guard = w.handle.enter();
-            let l = lb::proxy::tcp_listener(vs)
-                .map_err(|e| format!("proxy: cannot listen on tcp {vs}: {e}"))?;
+            listeners.push(
+                lb::proxy::tcp_listener(vs)
+                    .map_err(|e| format!("proxy: cannot listen on tcp {vs}: {e}"))?,
+            );
+        }
+        for (w, l) in workers.iter().zip(listeners) {
             w.handle.spawn(lb::proxy::serve_tcp(l, pool.clone()));
         }
     }
@@ -116,6 +120,7 @@ impl lb::DataPlane for Plane {
             return Err("the proxy is stopped".into());
         }
         let mut changed = false;
+        let mut errors = Vec::new();
         for s in &desired.services {
             let vs = SocketAddr::new(s.vip, s.port);
             let udp = s.proto == Proto::Udp;
@@ -129,7 +134,12 @@ impl lb::DataPlane for Plane {
                 p.clone()
             } else {
                 let pool = Pool::new(s.algo, connect_timeout);
-                listen(&self.workers, vs, udp, &pool)?;
+                // One service that cannot listen does not stop the others
+                // (it is tried again at the next apply).
+                if let Err(e) = listen(&self.workers, vs, udp, &pool) {
+                    errors.push(e);
+                    continue;
+                }
                 self.pools.insert(key, pool.clone());
                 changed = true;
                 pool
@@ -148,7 +158,11 @@ impl lb::DataPlane for Plane {
                 .collect();
             pool.set(&servers);
         }
-        Ok(changed)
+        if errors.is_empty() {
+            Ok(changed)
+        } else {
+            Err(errors.join("; "))
+        }
     }
 
     fn counters(&self) -> Vec<(SocketAddr, SocketAddr, u32, u64)> {

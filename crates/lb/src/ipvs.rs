@@ -260,7 +260,17 @@ pub fn diff(old: &[Service], new: &[Service]) -> Vec<(u8, Vec<u8>)> {
 pub fn get_family(seq: u32) -> Vec<u8> {
     let mut attrs = Vec::new();
     attr(&mut attrs, 2, b"IPVS\0");
-    message(0x10, seq, 3, &attrs)
+    let mut m = message(0x10, seq, 3, &attrs);
+    // No acknowledgement asked for: the answer is the reply itself (an
+    // ACK would stay queued and be read as the next command's answer).
+    m[6..8].copy_from_slice(&0x1u16.to_ne_bytes());
+    m
+}
+
+/// The sequence number of a netlink message (0 when too short).
+pub fn seq_of(msg: &[u8]) -> u32 {
+    msg.get(8..12)
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// The family id in a `CTRL_CMD_NEWFAMILY` answer (`CTRL_ATTR_FAMILY_ID`
@@ -444,6 +454,8 @@ mod tests {
     fn family_lookup_and_its_errors() {
         let q = get_family(1);
         assert_eq!(&q[4..6], &0x10u16.to_ne_bytes());
+        assert_eq!(&q[6..8], &1u16.to_ne_bytes(), "a request, no ACK asked for");
+        assert_eq!(seq_of(&q), 1);
         assert_eq!(&q[16..18], &[3, 1]);
         // An NLMSG_ERROR with -ENOENT: no IPVS in this kernel.
         let mut err = vec![0u8; 36];

@@ -197,9 +197,9 @@ pub fn render(d: &Desired, fresh: bool) -> String {
         );
         let _ = writeln!(out, "flush chain {fam} {TABLE} nat_{hook}");
     }
-    for (i, s) in d.services.iter().enumerate() {
+    for s in &d.services {
         match s.kind {
-            Kind::Dr => dr(&mut out, i, s),
+            Kind::Dr => dr(&mut out, &map_key(s), s),
             Kind::Nat => nat(&mut out, s),
         }
     }
@@ -213,7 +213,25 @@ fn chain_name(dev: &str) -> String {
         .collect()
 }
 
-fn dr(out: &mut String, i: usize, s: &Service) {
+/// A service's own name for its maps: a hash of its address, port and
+/// protocol, so that a service coming or going never hands its maps (and
+/// its connections) to another.
+fn map_key(s: &Service) -> String {
+    let id = real_id(&Real {
+        addr: s.vip,
+        port: s.port,
+        weight: 0,
+        mac: None,
+    }) ^ u64::from(s.fwmark.unwrap_or(0))
+        ^ if s.proto == Proto::Udp {
+            0x5544_5000
+        } else {
+            0
+        };
+    format!("{:08x}", id & 0xffff_ffff)
+}
+
+fn dr(out: &mut String, i: &str, s: &Service) {
     if s.fwmark.is_some() {
         // Marks are set after the ingress hook: nothing to match on here.
         return;
@@ -230,15 +248,29 @@ fn dr(out: &mut String, i: usize, s: &Service) {
         "add map netdev {TABLE} {flows} {{ type {addr_type} . inet_service : ether_addr; flags dynamic,timeout; timeout {}s; }}",
         FLOW_TIMEOUT.as_secs()
     );
-    // Frames sent to this director only: a switch floods frames for a MAC
-    // it has not learnt (or has forgotten) to every port, and the backup
-    // must not forward a copy of the master's traffic.
+    // Frames sent to this director only (`pkttype host`: to its MAC, as
+    // the frame arrived — it stays so when a rule below rewrites the
+    // MAC): a switch floods frames for a MAC it has not learnt (or has
+    // forgotten) to every port, and the backup must not forward a copy of
+    // the master's traffic.
     let matched = format!(
-        "ether daddr {} {l3} daddr {} {p} dport {}",
-        mac(s.device_mac),
-        s.vip,
-        s.port
+        "meta pkttype host {l3} daddr {} {p} dport {}",
+        s.vip, s.port
     );
+    // The servers that may still carry connections (healthy, or
+    // inhibited at weight 0): a remembered choice of any other server is
+    // not followed — the connection or client is scheduled again.
+    let live = format!("live_{i}");
+    let _ = writeln!(out, "add set netdev {TABLE} {live} {{ type ether_addr; }}");
+    let _ = writeln!(out, "flush set netdev {TABLE} {live}");
+    let macs: Vec<String> = s.reals.iter().filter_map(|r| r.mac.map(mac)).collect();
+    if !macs.is_empty() {
+        let _ = writeln!(
+            out,
+            "add element netdev {TABLE} {live} {{ {} }}",
+            macs.join(", ")
+        );
+    }
     let key = format!("{l3} saddr . {p} sport");
     let remember = format!("update @{flows} {{ {key} : ether daddr }}");
     let fwd = format!(
@@ -252,7 +284,7 @@ fn dr(out: &mut String, i: usize, s: &Service) {
     // packet in 16 at random (a long stream of bare ACKs): any connection
     // that is not idle keeps its entry; one idle for the timeout loses it,
     // as it would its IPVS connection entry. UDP refreshes on every packet.
-    let known = format!("ether daddr set {key} map @{flows}");
+    let known = format!("ether daddr set {key} map @{flows} ether daddr @{live}");
     let refreshes: &[&str] = match s.proto {
         Proto::Tcp => &[
             "tcp flags & (fin | syn | rst | psh) != 0 ",
@@ -294,7 +326,7 @@ fn dr(out: &mut String, i: usize, s: &Service) {
         // A client seen within persistence_timeout: its server again.
         let _ = writeln!(
             out,
-            "add rule netdev {TABLE} {chain} {matched} ether daddr set {source} map @{name} {remember} update @{name} {{ {source} : ether daddr }} {fwd}"
+            "add rule netdev {TABLE} {chain} {matched} ether daddr set {source} map @{name} ether daddr @{live} {remember} update @{name} {{ {source} : ether daddr }} {fwd}"
         );
     }
     let table: Vec<String> = slots
@@ -334,9 +366,13 @@ fn nat(out: &mut String, s: &Service) {
         Selector::SourceHash => format!("jhash {source} mod {} seed {SEED:#x}", slots.len()),
         other => selector(other, l3, slots.len()),
     };
-    let target = |r: &Real| match r.addr {
-        IpAddr::V4(a) => format!("{a} . {}", r.port),
-        IpAddr::V6(a) => format!("[{a}] . {}", r.port),
+    // A real server without a port (a fwmark service's) keeps the
+    // packet's own port, as IPVS does: an address-only map.
+    let keep_port = reals.iter().all(|r| r.port == 0);
+    let target = |r: &Real| match (r.addr, keep_port) {
+        (IpAddr::V4(a), false) => format!("{a} . {}", r.port),
+        (IpAddr::V6(a), false) => format!("[{a}] . {}", r.port),
+        (a, true) => a.to_string(),
     };
     let table: Vec<String> = slots
         .iter()
@@ -357,7 +393,8 @@ fn nat(out: &mut String, s: &Service) {
         // The connections this service DNATed leave with the director's
         // address as their source.
         let original = match s.fwmark {
-            Some(m) => format!("ct mark {m}"),
+            // The first packet carries the mark; NAT is decided on it.
+            Some(m) => format!("meta mark {m} meta l4proto {p}"),
             None => format!(
                 "meta l4proto {p} ct original {l3} daddr {} ct original proto-dst {}",
                 s.vip, s.port
@@ -489,11 +526,18 @@ mod tests {
         let d = Desired {
             services: vec![service(Kind::Dr, Algo::Rr)],
         };
-        let t = render(&d, true);
+        let key = map_key(&d.services[0]);
+        let t = render(&d, true).replace(&format!("_{key}"), "_0");
         assert!(t.contains("add chain netdev keepalived_rs ingress_eth0 { type filter hook ingress device \"eth0\" priority 0; policy accept; }"), "{t}");
         assert!(t.contains("add map netdev keepalived_rs flows_0 { type ipv4_addr . inet_service : ether_addr; flags dynamic,timeout; timeout 900s; }"), "{t}");
-        let matched = "add rule netdev keepalived_rs ingress_eth0 ether daddr 02:00:00:00:00:16 ip daddr 198.51.100.250 tcp dport 80";
-        let known = "ether daddr set ip saddr . tcp sport map @flows_0";
+        let matched = "add rule netdev keepalived_rs ingress_eth0 meta pkttype host ip daddr 198.51.100.250 tcp dport 80";
+        let known = "ether daddr set ip saddr . tcp sport map @flows_0 ether daddr @live_0";
+        assert!(
+            t.contains(
+                "add element netdev keepalived_rs live_0 { 02:00:00:00:00:32, 02:00:00:00:00:33 }"
+            ),
+            "{t}"
+        );
         let fwd = "ether saddr set 02:00:00:00:00:16 fwd to \"eth0\"";
         // Known connections, refreshed on SYN/FIN/RST/PSH and one packet in
         // 16, else only looked up.
@@ -518,7 +562,8 @@ mod tests {
         let mut s = service(Kind::Dr, Algo::Wrr);
         s.reals[1].mac = None;
         s.persistence = Some((Duration::from_secs(300), 24));
-        let t = render(&Desired { services: vec![s] }, false);
+        let key = map_key(&s);
+        let t = render(&Desired { services: vec![s] }, false).replace(&format!("_{key}"), "_0");
         assert!(t.contains("map { 0 : 02:00:00:00:00:32 }"), "{t}");
         assert!(t.contains("add map netdev keepalived_rs persist_0 { type ipv4_addr : ether_addr; flags dynamic,timeout; timeout 300s; }"), "{t}");
         assert!(
@@ -565,6 +610,18 @@ mod tests {
             r.weight = 0;
         }
         assert!(!render(&Desired { services: vec![s] }, false).contains("dnat"));
+    }
+
+    #[test]
+    fn map_names_belong_to_their_service() {
+        let a = service(Kind::Dr, Algo::Rr);
+        let mut b = a.clone();
+        b.port = 81;
+        let mut c = a.clone();
+        c.proto = Proto::Udp;
+        assert_eq!(map_key(&a), map_key(&a.clone()));
+        assert_ne!(map_key(&a), map_key(&b));
+        assert_ne!(map_key(&a), map_key(&c));
     }
 
     #[test]

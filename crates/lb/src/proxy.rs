@@ -108,9 +108,10 @@ impl Pool {
     /// max_fails, fail_timeout). A server already known keeps its passive
     /// state and counters.
     pub fn set(&self, servers: &[(SocketAddr, u32, u32, Duration)]) {
-        let Ok(mut g) = self.inner.lock() else {
-            return;
-        };
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (backends, sched) = &mut *g;
         // The same servers and weights: nothing to do (the scheduler keeps
         // its place in the round).
@@ -155,10 +156,19 @@ impl Pool {
         tried: &[SocketAddr],
         now: Instant,
     ) -> Option<SocketAddr> {
-        let mut g = self.inner.lock().ok()?;
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (backends, sched) = &mut *g;
         // The scheduler's view, in a buffer kept for the next connection.
-        let mut view = std::mem::take(&mut self.scratch.lock().ok()?.0);
+        let mut view = std::mem::take(
+            &mut self
+                .scratch
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0,
+        );
         view.clear();
         view.extend(backends.iter().map(|b| Server {
             weight: if b.passive.available(now) && !tried.contains(&b.addr) {
@@ -181,10 +191,12 @@ impl Pool {
     }
 
     fn with(&self, addr: SocketAddr, f: impl FnOnce(&mut Backend)) {
-        if let Ok(mut g) = self.inner.lock() {
-            if let Some(b) = g.0.iter_mut().find(|b| b.addr == addr) {
-                f(b);
-            }
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = g.0.iter_mut().find(|b| b.addr == addr) {
+            f(b);
         }
     }
 
@@ -254,6 +266,22 @@ pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener
 /// short connection less to set up than 64 KiB (measured with bench/proxy).
 const BUF: usize = 32 * 1024;
 
+/// A UDP socket for `addr` with `IP_FREEBIND` (a backup binds the VIP
+/// before it holds it).
+pub fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv4() {
+        s.set_freebind_v4(true)?;
+    } else {
+        s.set_freebind_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(s.into())
+}
+
 /// Relays one accepted client connection: a server picked, connects
 /// tried in turn (each bounded by the pool's connect timeout) until one
 /// succeeds, then both directions copied until both ends have closed
@@ -305,6 +333,9 @@ pub async fn serve_tcp(listener: tokio::net::TcpListener, pool: Arc<Pool>) {
     }
 }
 
+/// The most UDP sessions at once (each holds a socket and a task).
+pub const MAX_UDP_SESSIONS: usize = 4096;
+
 /// Client address → its socket towards its server.
 type Sessions = Arc<Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>>>;
 
@@ -317,6 +348,14 @@ async fn session(
     from: SocketAddr,
     idle: Duration,
 ) -> Option<Arc<tokio::net::UdpSocket>> {
+    if sessions
+        .lock()
+        .map_or(true, |s| s.len() >= MAX_UDP_SESSIONS)
+    {
+        // Full (or a lock lost to a panic): the datagram is dropped rather
+        // than a socket opened for every address a flood claims to be.
+        return None;
+    }
     let addr = pool.pick(from, &[], Instant::now())?;
     let local: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
@@ -331,7 +370,7 @@ async fn session(
     }
     let (u2, back, sessions) = (u.clone(), socket.clone(), sessions.clone());
     tokio::spawn(async move {
-        let mut b = vec![0u8; 65_536];
+        let mut b = vec![0u8; 16 * 1024];
         while let Ok(Ok(m)) = tokio::time::timeout(idle, u2.recv(&mut b)).await {
             let _ = back.send_to(&b[..m], from).await;
         }

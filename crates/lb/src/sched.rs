@@ -296,16 +296,16 @@ pub fn maglev(weights: &[u32], ids: &[u64], size: usize) -> Vec<usize> {
             (offset, skip)
         })
         .collect();
-    let max_w = live.iter().map(|&i| weights[i]).max().unwrap_or(1);
+    let max_w = u64::from(live.iter().map(|&i| weights[i]).max().unwrap_or(1));
     let mut next = vec![0u64; live.len()];
-    let mut credit = vec![0u32; live.len()];
+    let mut credit = vec![0u64; live.len()];
     let mut table = vec![usize::MAX; size];
     let mut filled = 0;
     while filled < size {
         for (k, &i) in live.iter().enumerate() {
             // Weighted turns: a server takes a turn each time its credit
             // reaches the largest weight.
-            credit[k] += weights[i];
+            credit[k] += u64::from(weights[i]);
             if credit[k] < max_w {
                 continue;
             }
