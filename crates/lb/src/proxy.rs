@@ -243,13 +243,19 @@ fn id(a: SocketAddr) -> u64 {
     h
 }
 
-/// A listening socket for `addr`: `SO_REUSEADDR`, `SO_REUSEPORT` (one per
-/// worker), `IP_FREEBIND` (a backup listens before it holds the VIP).
-pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+/// A socket of `ty` bound to `addr`, non-blocking, with `SO_REUSEADDR`
+/// and `IP_FREEBIND` (a backup binds the VIP before it holds it).
+fn bound(
+    addr: SocketAddr,
+    ty: socket2::Type,
+    reuse_port: bool,
+) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket};
+    let s = Socket::new(Domain::for_address(addr), ty, None)?;
     s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
     if addr.is_ipv4() {
         s.set_freebind_v4(true)?;
     } else {
@@ -257,6 +263,12 @@ pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// A listening socket for `addr`, with `SO_REUSEPORT` (one per worker).
+pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let s = bound(addr, socket2::Type::STREAM, true)?;
     s.listen(4096)?;
     tokio::net::TcpListener::from_std(s.into())
 }
@@ -266,20 +278,9 @@ pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener
 /// short connection less to set up than 64 KiB (measured with bench/proxy).
 const BUF: usize = 32 * 1024;
 
-/// A UDP socket for `addr` with `IP_FREEBIND` (a backup binds the VIP
-/// before it holds it).
+/// A UDP socket for `addr`.
 pub fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    if addr.is_ipv4() {
-        s.set_freebind_v4(true)?;
-    } else {
-        s.set_freebind_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(s.into())
+    tokio::net::UdpSocket::from_std(bound(addr, socket2::Type::DGRAM, false)?.into())
 }
 
 /// Relays one accepted client connection: a server picked, connects
