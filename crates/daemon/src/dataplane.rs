@@ -51,6 +51,8 @@ pub struct ServiceSpec {
     /// connect timeout (`connect_timeout`, else 5 s).
     pub passive: Vec<(SocketAddr, u32, Duration)>,
     pub connect_timeout: Duration,
+    /// Proxy: `proxy_protocol`.
+    pub proxy_protocol: Option<lb::proxy_protocol::Version>,
     /// `lb_snat` (NAT on nftables).
     pub snat: bool,
 }
@@ -157,6 +159,10 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
                 connect_timeout: v
                     .connect_timeout
                     .map_or(Duration::from_secs(5), kaconf::value::Seconds::duration),
+                proxy_protocol: v.proxy_protocol.map(|p| match p {
+                    kaconf::model::ProxyProtocol::V1 => lb::proxy_protocol::Version::V1,
+                    kaconf::model::ProxyProtocol::V2 => lb::proxy_protocol::Version::V2,
+                }),
             });
         }
     }
@@ -488,7 +494,11 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>, status: &crate::c
             .map(|s| {
                 (
                     (SocketAddr::new(s.vip, s.port), s.proto == Proto::Udp),
-                    (s.passive.clone(), s.connect_timeout),
+                    crate::proxy::Service {
+                        passive: s.passive.clone(),
+                        connect_timeout: s.connect_timeout,
+                        proxy_protocol: s.proxy_protocol,
+                    },
                 )
             })
             .collect();
@@ -627,6 +637,7 @@ mod tests {
             snat: false,
             passive: Vec::new(),
             connect_timeout: Duration::from_secs(5),
+            proxy_protocol: None,
         }
     }
 

@@ -61,6 +61,21 @@ fn load_config(cli: &Cli) -> kaconf::Loaded {
     kaconf::load(&cli.config, &opts)
 }
 
+/// Lifts the soft limit on open files to the hard one: a proxied
+/// connection holds two sockets, and 1,024 would cap the proxy at ~500
+/// connections (keepalived raises its limit for its checkers likewise).
+fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Runs the daemon: for now the VRRP part (`-C`, checkers only, has nothing to run yet).
 fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let target = if cli.log_console {
@@ -91,6 +106,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     if !cli.dont_fork {
         tracing::warn!("keepalived-rs does not fork yet; running in the foreground");
     }
+    raise_file_limit();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())?;

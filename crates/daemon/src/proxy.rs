@@ -13,9 +13,17 @@ use std::time::Duration;
 use lb::nft::{Desired, Proto};
 use lb::proxy::Pool;
 
-/// Per virtual server (address, port, protocol): its real servers'
-/// `max_fails` and `fail_timeout`, and its connect timeout.
-pub type Settings = HashMap<(SocketAddr, bool), (Vec<(SocketAddr, u32, Duration)>, Duration)>;
+/// What the proxy needs of a virtual server beyond its servers.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Each real server's `max_fails` and `fail_timeout`.
+    pub passive: Vec<(SocketAddr, u32, Duration)>,
+    pub connect_timeout: Duration,
+    pub proxy_protocol: Option<lb::proxy_protocol::Version>,
+}
+
+/// Per virtual server (address and port, UDP or not).
+pub type Settings = HashMap<(SocketAddr, bool), Service>;
 
 /// How long a UDP session without traffic lasts.
 const UDP_IDLE: Duration = Duration::from_secs(30);
@@ -125,15 +133,16 @@ impl lb::DataPlane for Plane {
             let vs = SocketAddr::new(s.vip, s.port);
             let udp = s.proto == Proto::Udp;
             let key = (vs, udp);
-            let (passive, connect_timeout) = self
-                .settings
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| (Vec::new(), Duration::from_secs(5)));
+            let settings = self.settings.get(&key).cloned().unwrap_or(Service {
+                passive: Vec::new(),
+                connect_timeout: Duration::from_secs(5),
+                proxy_protocol: None,
+            });
+            let passive = settings.passive;
             let pool = if let Some(p) = self.pools.get(&key) {
                 p.clone()
             } else {
-                let pool = Pool::new(s.algo, connect_timeout);
+                let pool = Pool::new(s.algo, settings.connect_timeout, settings.proxy_protocol);
                 // One service that cannot listen does not stop the others
                 // (it is tried again at the next apply).
                 if let Err(e) = listen(&self.workers, vs, udp, &pool) {

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ const CC: &str = "this is cc web!";
 struct Setup {
     lab: Lab,
     dir: std::path::PathBuf,
-    _daemon: Process,
+    daemon: Process,
 }
 
 impl Drop for Setup {
@@ -56,11 +56,7 @@ fn setup(vs: &str) -> Setup {
         .unwrap()
         .spawn_logged(&cmd, Some(log))
         .unwrap();
-    Setup {
-        lab,
-        dir,
-        _daemon: daemon,
-    }
+    Setup { lab, dir, daemon }
 }
 
 impl Setup {
@@ -317,6 +313,341 @@ fn a_half_close_is_passed_on_and_udp_round_trips() {
     );
 }
 
+/// The proxy's JSON status.
+fn status(s: &Setup) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(s.dir.join("c.sock"))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Lifts this process's soft limit on open files to the hard one; the
+/// hard one.
+fn raise_file_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    hard
+}
+
+/// The idle-connection test's client, run as a child process (its sockets
+/// do not count against this process's file limit): `KRS_IDLE_CLIENT=N`
+/// opens N connections to the VIP, says `connected K`, waits for a line
+/// on stdin, then sends a byte on each and says `echoed M` (the answers
+/// that came back).
+#[test]
+#[ignore = "a helper: run by ten_thousand_idle_connections_with_bounded_memory"]
+fn idle_client_helper() {
+    let Some(n) = std::env::var("KRS_IDLE_CLIENT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return;
+    };
+    raise_file_limit();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let vip = SocketAddr::from(([198, 51, 100, 250], 9600));
+        let mut conns = Vec::with_capacity(n);
+        // In batches: the listen queue is 4,096 deep.
+        for _ in 0..n.div_ceil(500) {
+            let batch = (conns.len()..n.min(conns.len() + 500)).map(|_| {
+                tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(vip))
+            });
+            for c in futures_join_all(batch).await {
+                if let Ok(Ok(c)) = c {
+                    conns.push(c);
+                }
+            }
+        }
+        println!("connected {}", conns.len());
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let mut echoed = 0;
+        for c in &mut conns {
+            let mut b = [0u8; 1];
+            let ok = async {
+                c.write_all(b"x").await?;
+                c.read_exact(&mut b).await?;
+                Ok::<_, std::io::Error>(b == *b"x")
+            };
+            if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(5), ok).await {
+                echoed += 1;
+            }
+        }
+        println!("echoed {echoed}");
+    });
+}
+
+/// Awaits every future, in order (tokio has no join_all of its own).
+async fn futures_join_all<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Kills a child process when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// web1:`port` echoes every byte, on one thread of this process.
+fn echo_backend(lab: &Lab, port: u16) {
+    let listener = lab
+        .node("web1")
+        .unwrap()
+        .run(move || std::net::TcpListener::bind(("198.51.100.50", port)))
+        .unwrap()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let mut conn = match listener.accept().await {
+                    Ok((c, _)) => c,
+                    Err(e) => {
+                        eprintln!("web1 accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(k) = conn.read(&mut buf).await {
+                        if k == 0 || conn.write_all(&buf[..k]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    });
+}
+
+/// Waits until one connection through the proxy on `port` is echoed.
+fn wait_echo(s: &Setup, port: u16) {
+    let start = Instant::now();
+    loop {
+        let ok = s.lab.node("client").unwrap().run(move || {
+            let mut c = TcpStream::connect_timeout(
+                &SocketAddr::from(([198, 51, 100, 250], port)),
+                Duration::from_secs(1),
+            )?;
+            c.set_read_timeout(Some(Duration::from_secs(1)))?;
+            c.write_all(b"r")?;
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b)?;
+            Ok::<_, std::io::Error>(())
+        });
+        if matches!(ok, Ok(Ok(()))) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no answer\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ten_thousand_idle_connections_with_bounded_memory() {
+    if !netlab::privileged("ten_thousand_idle_connections_with_bounded_memory") {
+        return;
+    }
+    // Each relayed connection holds two of the proxy's files: as many as
+    // its hard limit allows, up to 10,000 (20,000 files here: 9,900).
+    let hard = raise_file_limit();
+    let n = usize::try_from(hard.saturating_sub(200) / 2)
+        .unwrap_or(10_000)
+        .min(10_000);
+    let s = setup(&vs(9600, "rr", &[("198.51.100.50", 9600, "")]));
+    echo_backend(&s.lab, 9600);
+    let pid = s.daemon.pid();
+    wait_echo(&s, 9600);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = netlab::procstat::rss_kib(&[pid]);
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Child(
+        Command::new("ip")
+            .args(["netns", "exec", s.lab.node("client").unwrap().ns()])
+            .arg(exe)
+            .args([
+                "--ignored",
+                "--exact",
+                "idle_client_helper",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("KRS_IDLE_CLIENT", n.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The child's lines, read on a thread so that a silent child fails the
+    // test instead of hanging it.
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let said = |prefix: &str| -> usize {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("the client said no `{prefix}`: {e}"));
+            // libtest prints the test's name first, on the same line.
+            if let Some((_, k)) = line.trim().split_once(prefix) {
+                return k.trim().parse().unwrap();
+            }
+        }
+    };
+    let connected = said("connected");
+    let t0 = Instant::now();
+    // All of them relayed: the proxy counts them open to web1.
+    let active = loop {
+        let v = status(&s);
+        let a = v["proxy"][0]["active_connections"].as_u64().unwrap_or(0);
+        if a >= n as u64 || t0.elapsed() > Duration::from_secs(10) {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Held idle for a while.
+    std::thread::sleep(Duration::from_secs(2));
+    let held = netlab::procstat::rss_kib(&[pid]);
+    let per_conn = (held.saturating_sub(before) * 1024) / n as u64;
+    writeln!(child.0.stdin.as_mut().unwrap(), "go").unwrap();
+    let echoed = said("echoed");
+    eprintln!(
+        "proxy idle connections: {connected} of {n} connected, {active} open to web1, \
+         RSS {before} KiB before, {held} KiB held ({per_conn} bytes per connection), \
+         {echoed} echoed after the idle time (file limit {hard})"
+    );
+    assert_eq!(connected, n, "\n{}", s.log());
+    assert_eq!(active, n as u64, "\n{}", s.log());
+    assert_eq!(echoed, n, "every connection still relays after idling");
+    // Bounded: no copy buffers per connection (two 32 KiB buffers would
+    // be 64 KiB each); its task and sockets' registration only.
+    assert!(
+        per_conn < 4096,
+        "{per_conn} bytes of the proxy's memory per idle connection"
+    );
+}
+
+/// `proxy_protocol v1` and `v2`: the real server reads the client's
+/// address and the VIP in the header before the client's bytes.
+#[test]
+fn proxy_protocol_headers_reach_the_real_server() {
+    if !netlab::privileged("proxy_protocol_headers_reach_the_real_server") {
+        return;
+    }
+    let conf = format!(
+        "{}{}",
+        vs(7101, "rr", &[("198.51.100.50", 7101, "")])
+            .replace(" delay_loop 1\n", " delay_loop 1\n proxy_protocol v1\n"),
+        vs(7102, "rr", &[("198.51.100.50", 7102, "")])
+            .replace(" delay_loop 1\n", " delay_loop 1\n proxy_protocol v2\n"),
+    );
+    let s = setup(&conf);
+    // web1 answers with everything it read before the client's half-close.
+    for port in [7101u16, 7102] {
+        let l = s
+            .lab
+            .node("web1")
+            .unwrap()
+            .run(move || std::net::TcpListener::bind(("198.51.100.50", port)))
+            .unwrap()
+            .unwrap();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut all = Vec::new();
+                let _ = c.read_to_end(&mut all);
+                let _ = c.write_all(&all);
+            }
+        });
+    }
+    let through = |port: u16| -> Vec<u8> {
+        let start = Instant::now();
+        loop {
+            let got = s.lab.node("client").unwrap().run(move || {
+                let mut c = TcpStream::connect_timeout(
+                    &SocketAddr::from(([198, 51, 100, 250], port)),
+                    Duration::from_secs(1),
+                )?;
+                c.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let local = c.local_addr()?;
+                c.write_all(b"hello")?;
+                c.shutdown(std::net::Shutdown::Write)?;
+                let mut out = Vec::new();
+                c.read_to_end(&mut out)?;
+                Ok::<_, std::io::Error>((out, local))
+            });
+            match got {
+                Ok(Ok((out, local))) if !out.is_empty() => {
+                    let mut want = local.port().to_be_bytes().to_vec();
+                    want.extend(out);
+                    return want;
+                }
+                _ => {}
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no answer\n{}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let v1 = through(7101);
+    let sport = u16::from_be_bytes([v1[0], v1[1]]);
+    assert_eq!(
+        String::from_utf8_lossy(&v1[2..]),
+        format!("PROXY TCP4 198.51.100.100 198.51.100.250 {sport} 7101\r\nhello")
+    );
+    let v2 = through(7102);
+    let sport = [v2[0], v2[1]];
+    let mut want = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    want.extend([198, 51, 100, 100, 198, 51, 100, 250]);
+    want.extend(sport);
+    want.extend(7102u16.to_be_bytes());
+    want.extend(b"hello");
+    assert_eq!(&v2[2..], &want[..]);
+}
+
 /// `wrk` from the client: requests per second and bytes per second.
 fn wrk(lab: &Lab, url: &str, conns: u32, close: bool, secs: u32) -> (f64, f64) {
     let mut args = vec![
@@ -428,7 +759,10 @@ fn proxy_bench_against_nginx_and_haproxy() {
     ];
     // Medians of runs taken in turns, so drift on the shared cores hits
     // every proxy alike.
-    let runs = 3;
+    let runs: usize = std::env::var("PROXY_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let mut samples: Vec<[Vec<f64>; 3]> = (0..targets.len()).map(|_| Default::default()).collect();
     for _ in 0..runs {
         for (k, (_, at)) in targets.iter().enumerate() {
@@ -473,4 +807,9 @@ fn proxy_bench_against_nginx_and_haproxy() {
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/out");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("proxy.md"), &table).unwrap();
+    let mut csv = String::from("path,keepalive_rps,conn_per_s,bulk_bytes_per_s\n");
+    for (name, rps, cps, bps) in &rows {
+        let _ = writeln!(csv, "{name},{rps:.0},{cps:.0},{bps:.0}");
+    }
+    std::fs::write(out.join("proxy.csv"), csv).unwrap();
 }

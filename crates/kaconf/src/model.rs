@@ -43,6 +43,11 @@ keyword_enum!(
     /// `lb_dataplane` (keepalived-rs extension): what carries virtual server traffic.
     Dataplane { Ipvs = "ipvs", Nftables = "nftables", Proxy = "proxy" }
 );
+keyword_enum!(
+    /// `proxy_protocol` (keepalived-rs extension): the PROXY protocol
+    /// header the proxy sends real servers first.
+    ProxyProtocol { V1 = "v1", V2 = "v2" }
+);
 
 /// VRRP protocol version.
 pub type VrrpVersion = Int<2, 3>;
@@ -952,6 +957,9 @@ section! {
         /// Extension: NAT also rewrites the client's address to the
         /// director's, so real servers need no route back through it.
         "lb_snat" => lb_snat: Option<Switch>,
+        /// Extension: the proxy sends each real server a PROXY protocol
+        /// header (v1 or v2) first.
+        "proxy_protocol" => proxy_protocol: Option<ProxyProtocol>,
     }
     aliases {
         "lvs_sched" => "lb_algo": "another name of `lb_algo`",

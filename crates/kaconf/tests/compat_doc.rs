@@ -152,6 +152,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "persistence_granularity",
             "lb_dataplane",
             "lb_snat",
+            "proxy_protocol",
             "inhibit_on_failure",
         ],
     ),

@@ -6,7 +6,9 @@
 pub mod ipvs;
 pub mod nft;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod sched;
+pub mod splice;
 
 /// A data plane: makes the kernel (or a proxy) carry what [`nft::Desired`]
 /// says. `apply` is idempotent — the same desired state twice changes

@@ -84,6 +84,9 @@ pub struct Backend {
     pub active: u32,
     /// Bytes relayed to and from it.
     pub bytes: u64,
+    /// Gone from the configuration, kept while its connections finish
+    /// (so that they are still counted); never picked.
+    pub draining: bool,
 }
 
 /// A virtual server's servers and scheduler, shared by its connections.
@@ -93,14 +96,21 @@ pub struct Pool {
     /// A reused buffer for the scheduler's view.
     scratch: Mutex<(Vec<Server>,)>,
     pub connect_timeout: Duration,
+    /// The PROXY protocol header sent to servers first, if any.
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 impl Pool {
-    pub fn new(algo: Algo, connect_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        algo: Algo,
+        connect_timeout: Duration,
+        proxy_protocol: Option<crate::proxy_protocol::Version>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new((Vec::new(), Scheduler::new(algo, Vec::new()))),
             scratch: Mutex::new((Vec::new(),)),
             connect_timeout,
+            proxy_protocol,
         })
     }
 
@@ -115,9 +125,9 @@ impl Pool {
         let (backends, sched) = &mut *g;
         // The same servers and weights: nothing to do (the scheduler keeps
         // its place in the round).
-        if backends.len() == servers.len()
-            && backends
-                .iter()
+        let live = backends.iter().filter(|b| !b.draining);
+        if live.clone().count() == servers.len()
+            && live
                 .zip(servers)
                 .all(|(b, s)| b.addr == s.0 && b.weight == s.1)
         {
@@ -129,6 +139,7 @@ impl Pool {
                 match backends.iter().find(|b| b.addr == addr) {
                     Some(b) => Backend {
                         weight,
+                        draining: false,
                         ..b.clone()
                     },
                     None => Backend {
@@ -137,12 +148,24 @@ impl Pool {
                         passive: Passive::new(max_fails, fail_timeout),
                         active: 0,
                         bytes: 0,
+                        draining: false,
                     },
                 }
             })
             .collect();
-        // Servers gone from the set keep their connections until they
-        // end; only their counters are dropped from view.
+        // Servers gone from the set keep their connections until they end,
+        // and are kept (never picked) while they have any: one that comes
+        // back finds its count of them.
+        next.extend(
+            backends
+                .iter()
+                .filter(|b| b.active > 0 && !servers.iter().any(|s| s.0 == b.addr))
+                .map(|b| Backend {
+                    weight: 0,
+                    draining: true,
+                    ..b.clone()
+                }),
+        );
         std::mem::swap(backends, &mut next);
         let ids = backends.iter().map(|b| id(b.addr)).collect();
         *sched = Scheduler::new(sched.algo(), ids);
@@ -171,7 +194,7 @@ impl Pool {
         );
         view.clear();
         view.extend(backends.iter().map(|b| Server {
-            weight: if b.passive.available(now) && !tried.contains(&b.addr) {
+            weight: if !b.draining && b.passive.available(now) && !tried.contains(&b.addr) {
                 b.weight
             } else {
                 0
@@ -214,12 +237,25 @@ impl Pool {
         out
     }
 
-    /// A relayed connection to `addr` ended after `bytes`.
+    /// A relayed connection to `addr` ended after `bytes`; a draining
+    /// server is forgotten with its last connection.
     pub fn closed(&self, addr: SocketAddr, bytes: u64) {
-        self.with(addr, |b| {
-            b.active = b.active.saturating_sub(1);
-            b.bytes = b.bytes.saturating_add(bytes);
-        });
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (backends, sched) = &mut *g;
+        let Some(i) = backends.iter().position(|b| b.addr == addr) else {
+            return;
+        };
+        let b = &mut backends[i];
+        b.active = b.active.saturating_sub(1);
+        b.bytes = b.bytes.saturating_add(bytes);
+        if b.draining && b.active == 0 {
+            backends.remove(i);
+            let ids = backends.iter().map(|b| id(b.addr)).collect();
+            *sched = Scheduler::new(sched.algo(), ids);
+        }
     }
 
     /// Each server's address, open connections and bytes.
@@ -273,11 +309,6 @@ pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener
     tokio::net::TcpListener::from_std(s.into())
 }
 
-/// Each direction's copy buffer: 32 KiB moves a bulk transfer in a
-/// quarter of the system calls tokio's default 8 KiB takes, and costs a
-/// short connection less to set up than 64 KiB (measured with bench/proxy).
-const BUF: usize = 32 * 1024;
-
 /// A UDP socket for `addr`.
 pub fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     tokio::net::UdpSocket::from_std(bound(addr, socket2::Type::DGRAM, false)?.into())
@@ -287,24 +318,36 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
 /// tried in turn (each bounded by the pool's connect timeout) until one
 /// succeeds, then both directions copied until both ends have closed
 /// (a half-close is passed on).
-pub async fn relay(pool: Arc<Pool>, mut client: tokio::net::TcpStream, from: SocketAddr) {
+pub async fn relay(pool: Arc<Pool>, client: tokio::net::TcpStream, from: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
     let _ = client.set_nodelay(true);
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    loop {
-        let Some(addr) = pool.pick(from, &tried, Instant::now()) else {
+    // The servers tried, on the stack: a connection allocates nothing
+    // beyond its task and sockets (and a pipe while bytes are in flight).
+    let mut tried = [from; MAX_TRIES];
+    for n in 0..MAX_TRIES {
+        let Some(addr) = pool.pick(from, &tried[..n], Instant::now()) else {
             return;
         };
-        tried.push(addr);
+        tried[n] = addr;
         let connected =
             tokio::time::timeout(pool.connect_timeout, tokio::net::TcpStream::connect(addr)).await;
         match connected {
             Ok(Ok(mut server)) => {
                 pool.outcome(addr, true, Instant::now());
                 let _ = server.set_nodelay(true);
-                let moved =
-                    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, BUF, BUF)
-                        .await
-                        .map_or(0, |(a, b)| a + b);
+                let mut moved = 0;
+                let header_sent = match (pool.proxy_protocol, client.local_addr()) {
+                    (Some(v), Ok(vs)) => {
+                        let mut h = [0u8; crate::proxy_protocol::MAX];
+                        let len = crate::proxy_protocol::write(v, from, vs, &mut h);
+                        server.write_all(&h[..len]).await.is_ok()
+                    }
+                    (Some(_), Err(_)) => false,
+                    (None, _) => true,
+                };
+                if header_sent {
+                    moved = crate::splice::relay(&client, &server).await;
+                }
                 pool.closed(addr, moved);
                 return;
             }
@@ -318,6 +361,10 @@ pub async fn relay(pool: Arc<Pool>, mut client: tokio::net::TcpStream, from: Soc
         }
     }
 }
+
+/// The most servers one connection tries (nginx's `proxy_next_upstream`
+/// goes on until every server was tried; a pool is rarely larger).
+pub const MAX_TRIES: usize = 16;
 
 /// Accepts on `listener` for ever, relaying each connection.
 pub async fn serve_tcp(listener: tokio::net::TcpListener, pool: Arc<Pool>) {
@@ -436,7 +483,7 @@ mod tests {
 
     #[test]
     fn the_pool_skips_tried_and_unavailable_servers() {
-        let pool = Pool::new(Algo::Rr, Duration::from_secs(1));
+        let pool = Pool::new(Algo::Rr, Duration::from_secs(1), None);
         let a: SocketAddr = "198.51.100.50:80"
             .parse()
             .unwrap_or_else(|_| unreachable!());
@@ -470,6 +517,38 @@ mod tests {
                 .find(|x| x.0 == b)
                 .map(|x| (x.1, x.2)),
             Some((0, 100))
+        );
+        // b leaves the configuration with a connection open: kept,
+        // counted, never picked; it comes back with its count; it is
+        // forgotten when its last connection ends.
+        pool.outcome(b, true, now);
+        pool.set(&[(a, 1, 1, Duration::from_secs(10))]);
+        let now = now + Duration::from_secs(11);
+        assert_eq!(pool.pick(c, &[], now), Some(a));
+        assert_eq!(
+            pool.pick(c, &[], now),
+            Some(a),
+            "a draining server is not picked"
+        );
+        assert_eq!(
+            pool.counters().iter().find(|x| x.0 == b).map(|x| x.1),
+            Some(1)
+        );
+        pool.set(&[
+            (a, 1, 1, Duration::from_secs(10)),
+            (b, 1, 1, Duration::from_secs(10)),
+        ]);
+        assert_eq!(
+            pool.counters().iter().find(|x| x.0 == b).map(|x| x.1),
+            Some(1),
+            "back with its count"
+        );
+        pool.set(&[(a, 1, 1, Duration::from_secs(10))]);
+        pool.closed(b, 5);
+        assert_eq!(
+            pool.counters().len(),
+            1,
+            "forgotten with its last connection"
         );
     }
 }
