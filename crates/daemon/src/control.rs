@@ -44,6 +44,13 @@ pub struct InstanceStatus {
     pub adverts_received: u64,
     pub adverts_sent: u64,
     pub became_master: u64,
+    /// The split-brain guard suspects a split brain: a dual-master
+    /// episode now, or this node cut off (FAULT by the guard).
+    pub split_brain_suspected: bool,
+    /// Dual-master episodes seen (this master heard another it outranks).
+    pub dual_master_episodes: u64,
+    /// Times the guard kept or took this node out of MASTER.
+    pub guard_faults: u64,
     /// Invalid adverts dropped, by reason (`ttl`, `vrid`, `auth`, …;
     /// `auth_hmac` outcomes as `hmac_missing`, `hmac_invalid`, …).
     pub dropped: std::collections::BTreeMap<String, u64>,
@@ -179,6 +186,15 @@ pub fn render(s: &Status) -> String {
                 String::new()
             }
         );
+        if i.split_brain_suspected || i.dual_master_episodes > 0 || i.guard_faults > 0 {
+            let _ = writeln!(
+                out,
+                "  split brain: {}suspected, {} dual-master episodes, {} guard faults",
+                if i.split_brain_suspected { "" } else { "not " },
+                i.dual_master_episodes,
+                i.guard_faults
+            );
+        }
         if let Some(h) = &i.auth_hmac {
             let _ = writeln!(
                 out,

@@ -15,6 +15,7 @@ mod proxy;
 mod status;
 mod track;
 mod vrrp;
+mod witness;
 
 use std::process::ExitCode;
 use std::time::Duration;

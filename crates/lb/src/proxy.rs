@@ -336,14 +336,16 @@ pub async fn relay(pool: Arc<Pool>, client: tokio::net::TcpStream, from: SocketA
                 pool.outcome(addr, true, Instant::now());
                 let _ = server.set_nodelay(true);
                 let mut moved = 0;
-                let header_sent = match (pool.proxy_protocol, client.local_addr()) {
-                    (Some(v), Ok(vs)) => {
-                        let mut h = [0u8; crate::proxy_protocol::MAX];
-                        let len = crate::proxy_protocol::write(v, from, vs, &mut h);
-                        server.write_all(&h[..len]).await.is_ok()
-                    }
-                    (Some(_), Err(_)) => false,
-                    (None, _) => true,
+                let header_sent = match pool.proxy_protocol {
+                    Some(v) => match client.local_addr() {
+                        Ok(vs) => {
+                            let mut h = [0u8; crate::proxy_protocol::MAX];
+                            let len = crate::proxy_protocol::write(v, from, vs, &mut h);
+                            server.write_all(&h[..len]).await.is_ok()
+                        }
+                        Err(_) => false,
+                    },
+                    None => true,
                 };
                 if header_sent {
                     moved = crate::splice::relay(&client, &server).await;

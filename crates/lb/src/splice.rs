@@ -1,12 +1,15 @@
-//! Zero-copy relaying of one TCP connection with splice(2): each
-//! direction moves its bytes socket → pipe → socket inside the kernel,
-//! never through a user-space buffer (nix's safe wrappers; no `unsafe`).
+//! Relaying one TCP connection without a buffer of its own. Bulk bytes
+//! move by splice(2), socket → pipe → socket inside the kernel, never
+//! through user space (nix's safe wrappers; no `unsafe`). Small messages
+//! go through one scratch buffer per thread, written on at once (see
+//! [`one_way`]).
 //!
 //! A connection holds no pipe while it is idle: a direction takes one
-//! from its thread's pool when its socket turns readable and gives it back
-//! once the pipe is drained into the other socket. So 10,000 idle
-//! connections cost their sockets and nothing more, and the pipes in use
-//! at once are the directions with bytes in flight.
+//! from its thread's pool when it has bytes the other socket cannot take
+//! yet (or when it splices) and gives it back once the pipe is drained.
+//! So idle connections cost their sockets and their task and nothing
+//! more, and the pipes in use at once are the directions with bytes in
+//! flight.
 
 use std::cell::RefCell;
 use std::io;
@@ -17,8 +20,10 @@ use nix::fcntl::{splice, SpliceFFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// The most bytes one splice moves: a pipe's default capacity.
-const CHUNK: usize = 64 * 1024;
+/// The most bytes one splice moves, and each pipe's capacity: a bulk
+/// transfer moves in a quarter of the calls a default 64 KiB pipe takes
+/// (the pages are the sockets' own, referenced, not copied).
+const CHUNK: usize = 256 * 1024;
 
 /// Empty pipes kept per thread for the next direction that needs one.
 const POOL: usize = 64;
@@ -30,8 +35,14 @@ struct Pipe {
     w: OwnedFd,
 }
 
+/// The scratch buffer small messages are copied through.
+const SMALL: usize = 16 * 1024;
+
 thread_local! {
     static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    /// One per thread, shared by all its connections: a message is read
+    /// and written on in one go, nothing stays in it between calls.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SMALL].into_boxed_slice());
 }
 
 /// An empty pipe: from this thread's pool, else a new one.
@@ -41,6 +52,11 @@ fn take() -> io::Result<Pipe> {
     }
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(io::Error::from)?;
+    // A smaller pipe (the kernel's pipe-max-size) still works.
+    let _ = nix::fcntl::fcntl(
+        &w,
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(i32::try_from(CHUNK).unwrap_or(i32::MAX)),
+    );
     Ok(Pipe { r, w })
 }
 
@@ -59,35 +75,141 @@ fn flags() -> SpliceFFlags {
     SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
 }
 
+/// One read of `from` by `op` (at most `max` bytes). A short read emptied
+/// the socket's queue: its readiness is cleared then as well, as nginx
+/// does, sparing the read that would only say EAGAIN (edge-triggered
+/// epoll reports bytes that come later anew).
+fn drain_read(
+    from: &TcpStream,
+    mut op: impl FnMut(std::os::fd::BorrowedFd<'_>) -> io::Result<usize>,
+    max: usize,
+) -> io::Result<usize> {
+    let mut short = None;
+    let got = from.try_io(Interest::READABLE, || {
+        let n = op(from.as_fd())?;
+        if n > 0 && n < max {
+            short = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match short {
+        Some(n) => Ok(n),
+        None => got,
+    }
+}
+
+/// What one read through the thread's scratch buffer did.
+enum Copied {
+    /// Nothing to read now.
+    Nothing,
+    /// The end of the stream.
+    End,
+    /// `n` bytes read, all written on, `full`: they filled the buffer.
+    All { n: usize, full: bool },
+    /// `n` bytes read, the last `left` of them put in `pipe` (the other
+    /// socket took no more).
+    Some { n: usize, left: usize, pipe: Pipe },
+}
+
+/// Reads once from `from` into the thread's scratch buffer and writes the
+/// bytes on to `to`; what `to` does not take now goes into a pipe.
+fn copy_once(from: &TcpStream, to: &TcpStream) -> io::Result<Copied> {
+    SCRATCH.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let n = match drain_read(
+            from,
+            |fd| nix::unistd::read(fd, &mut buf[..]).map_err(io::Error::from),
+            SMALL,
+        ) {
+            Ok(0) => return Ok(Copied::End),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Copied::Nothing),
+            Err(e) => return Err(e),
+        };
+        let written = match to.try_write(&buf[..n]) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        if written == n {
+            return Ok(Copied::All {
+                n,
+                full: n == buf.len(),
+            });
+        }
+        // An empty pipe holds far more than the buffer: one write.
+        let pipe = take()?;
+        let put = nix::unistd::write(&pipe.w, &buf[written..n]).map_err(io::Error::from)?;
+        if put != n - written {
+            return Err(io::Error::other("short write into an empty pipe"));
+        }
+        Ok(Copied::Some {
+            n,
+            left: n - written,
+            pipe,
+        })
+    })
+}
+
 /// Moves bytes from `from` to `to` until `from` ends (then half-closes
 /// `to`: the other side sees the end, its own direction goes on), adding
 /// the bytes moved to `total`; the first error ends it.
-async fn one_way(from: &TcpStream, to: &TcpStream, total: &AtomicU64) -> io::Result<()> {
+///
+/// Small messages (requests, answers) are copied through the thread's
+/// 16 KiB buffer — for a few hundred bytes that is cheaper than two
+/// splices; once a read fills the buffer the direction is a bulk one and
+/// splices from then on.
+async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    total: &AtomicU64,
+    ended: &std::sync::atomic::AtomicBool,
+) -> io::Result<()> {
+    let mut bulk = false;
     loop {
         from.readable().await?;
-        let pipe = take()?;
-        let got = from.try_io(Interest::READABLE, || {
-            splice(from.as_fd(), None, pipe.w.as_fd(), None, CHUNK, flags())
-                .map_err(io::Error::from)
-        });
-        let n = match got {
-            Ok(0) => {
-                give(pipe);
-                // The peer may be gone already; its end is then moot.
-                let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
-                return Ok(());
+        let (n, left, pipe) = if bulk {
+            let pipe = take()?;
+            let got = drain_read(
+                from,
+                |fd| {
+                    splice(fd, None, pipe.w.as_fd(), None, CHUNK, flags()).map_err(io::Error::from)
+                },
+                CHUNK,
+            );
+            match got {
+                Ok(0) => {
+                    give(pipe);
+                    end(to, ended);
+                    return Ok(());
+                }
+                Ok(n) => (n, n, pipe),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    give(pipe);
+                    continue;
+                }
+                Err(e) => {
+                    give(pipe);
+                    return Err(e);
+                }
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                give(pipe);
-                continue;
-            }
-            Err(e) => {
-                give(pipe);
-                return Err(e);
+        } else {
+            match copy_once(from, to)? {
+                Copied::Nothing => continue,
+                Copied::End => {
+                    end(to, ended);
+                    return Ok(());
+                }
+                Copied::All { n, full } => {
+                    bulk = full;
+                    total.fetch_add(n as u64, Ordering::Relaxed);
+                    continue;
+                }
+                Copied::Some { n, left, pipe } => (n, left, pipe),
             }
         };
-        let mut left = n;
+        let mut left = left;
         while left > 0 {
             // An error here drops the pipe with its bytes: it is closed.
             to.writable().await?;
@@ -105,12 +227,22 @@ async fn one_way(from: &TcpStream, to: &TcpStream, total: &AtomicU64) -> io::Res
     }
 }
 
+/// Passes the end of one direction on as a half-close — unless the other
+/// direction has ended already: both sockets are closed next anyway.
+/// (The peer may be gone already; its end is then moot.)
+fn end(to: &TcpStream, ended: &std::sync::atomic::AtomicBool) {
+    if !ended.swap(true, Ordering::Relaxed) {
+        let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
+    }
+}
+
 /// Relays `a` ⇄ `b` until both directions have ended, or either fails
 /// (then both sockets are left to be closed); the bytes moved in all.
 pub async fn relay(a: &TcpStream, b: &TcpStream) -> u64 {
     // Each direction's count, kept when the other one fails.
     let (ab, ba) = (AtomicU64::new(0), AtomicU64::new(0));
-    let _ = tokio::try_join!(one_way(a, b, &ab), one_way(b, a, &ba));
+    let ended = std::sync::atomic::AtomicBool::new(false);
+    let _ = tokio::try_join!(one_way(a, b, &ab, &ended), one_way(b, a, &ba, &ended));
     ab.into_inner() + ba.into_inner()
 }
 

@@ -7,11 +7,13 @@
 //! - [`router`]: one virtual router's state machine — `handle(now, input)`
 //!   returns [`router::Action`]s, `poll_at()` says when to come back;
 //! - [`sync`]: sync groups, whose members change state together;
+//! - [`guard`]: the split-brain guard's decisions (extension);
 //! - [`time`]: the [`time::Instant`] the driver passes in.
 
 #![forbid(unsafe_code)]
 
 pub mod auth_hmac;
+pub mod guard;
 pub mod router;
 pub mod sync;
 pub mod time;

@@ -100,6 +100,8 @@ pub struct Config {
     /// keepalived 2.4's `auth_hmac` (keys are never serialised).
     #[serde(skip)]
     pub auth_hmac: Option<crate::auth_hmac::Config>,
+    /// `split_brain_guard` (extension).
+    pub guard: Option<crate::guard::GuardConfig>,
 }
 
 impl Default for Config {
@@ -126,6 +128,7 @@ impl Default for Config {
             check_addrs: true,
             v3_checksum_as_v2: false,
             auth_hmac: None,
+            guard: None,
         }
     }
 }
@@ -197,6 +200,8 @@ pub enum Input {
     Track { weight: i32, fault: bool },
     /// A sync group moves this member with the others.
     Force(StateName),
+    /// The split-brain guard's witnesses: some answer, or none.
+    Witness { reachable: bool },
 }
 
 /// Where an advert goes.
@@ -259,6 +264,9 @@ pub enum Action {
     State { from: StateName, to: StateName },
     /// The effective priority changed.
     Priority { priority: u8 },
+    /// A dual-master episode began: this master heard `peer`, a master it
+    /// outranks (run `on_dual_master`).
+    DualMaster { peer: IpAddr, priority: u8 },
 }
 
 impl Action {
@@ -349,6 +357,13 @@ pub struct Counters {
     pub hmac_accepted: u64,
     /// Adverts without a trailer let through by `permissive`/`receive-only`.
     pub hmac_unsigned: u64,
+    /// Adverts a master heard from another master it outranks.
+    pub dual_master_adverts: u64,
+    /// Dual-master episodes (each begins with such an advert after a
+    /// quiet spell).
+    pub dual_master_episodes: u64,
+    /// Times the split-brain guard kept or took this node out of MASTER.
+    pub guard_faults: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,6 +412,9 @@ pub struct Router {
     /// `auth_hmac` outcomes already logged (once each until an advert is
     /// accepted again, as keepalived rate-limits them).
     hmac_logged: std::collections::BTreeSet<crate::auth_hmac::Reject>,
+    guard: crate::guard::Guard,
+    /// In FAULT because the guard found this node cut off.
+    guard_fault: bool,
 }
 
 impl Router {
@@ -423,6 +441,71 @@ impl Router {
             sequencer: crate::auth_hmac::Sequencer::default(),
             replay: crate::auth_hmac::ReplayState::default(),
             hmac_logged: std::collections::BTreeSet::new(),
+            guard: crate::guard::Guard::new(),
+            guard_fault: false,
+        }
+    }
+
+    /// How long a dual-master episode lasts without a sighting.
+    fn quiet(&self) -> Duration {
+        self.master_down_interval() * 3
+    }
+
+    /// The split-brain guard suspects a split brain at `now`: in a
+    /// dual-master episode, or cut off (FAULT by the guard).
+    pub fn split_brain_suspected(&self, now: Instant) -> bool {
+        self.guard_fault || self.guard.in_episode(now, self.quiet())
+    }
+
+    /// In FAULT because the guard found this node cut off.
+    pub fn guard_fault(&self) -> bool {
+        self.guard_fault
+    }
+
+    fn isolated(&self, now: Instant) -> bool {
+        let witnesses = self.config.guard.as_ref().is_some_and(|g| g.witnesses);
+        self.guard
+            .isolated(now, self.master_down_interval(), witnesses)
+    }
+
+    /// The guard takes this node out: FAULT, the VIPs released.
+    fn enter_guard_fault(&mut self, now: Instant, why: &str, out: &mut Vec<Action>) {
+        out.push(Action::Log(format!(
+            "({}) split-brain guard: no peer heard on any path and no witness reachable: \
+             this node assumes it is the one cut off; {why} (FAULT)",
+            self.config.name
+        )));
+        self.release(now, out);
+        self.wants_master = false;
+        self.guard_fault = true;
+        self.counters.guard_faults += 1;
+        self.transition(StateName::Fault, out);
+        self.state = State::Fault;
+    }
+
+    /// The guard's reason for FAULT is gone (a witness answers, or a peer
+    /// is heard): BACKUP again, unless tracking holds it in FAULT.
+    fn leave_guard_fault(&mut self, now: Instant, why: &str, out: &mut Vec<Action>) {
+        self.guard_fault = false;
+        out.push(Action::Log(format!(
+            "({}) split-brain guard: {why}; leaving FAULT",
+            self.config.name
+        )));
+        if !self.fault && matches!(self.state, State::Fault) {
+            self.leave_fault(now, out);
+        }
+    }
+
+    fn witness(&mut self, now: Instant, reachable: bool, out: &mut Vec<Action>) {
+        if !self.guard.witness(reachable) {
+            return;
+        }
+        if reachable {
+            if self.guard_fault {
+                self.leave_guard_fault(now, "a witness answers again", out);
+            }
+        } else if matches!(self.state, State::Master { .. }) && self.isolated(now) {
+            self.enter_guard_fault(now, "giving up the VIP", out);
         }
     }
 
@@ -546,6 +629,7 @@ impl Router {
             } => self.packet(now, src, dst, ttl, &bytes, out),
             Input::Track { weight, fault } => self.track(now, weight, fault, out),
             Input::Force(to) => self.force(now, to, out),
+            Input::Witness { reachable } => self.witness(now, reachable, out),
         }
     }
 
@@ -577,6 +661,10 @@ impl Router {
         match self.check(now, src, dst, ttl, bytes, &mut advert, out) {
             Ok(()) => {
                 self.counters.received += 1;
+                self.guard.heard(now);
+                if self.guard_fault {
+                    self.leave_guard_fault(now, &format!("heard {src}"), out);
+                }
                 self.receive(now, src, &advert, out);
             }
             Err(why) => *self.counters.dropped.entry(why).or_default() += 1,
@@ -612,7 +700,9 @@ impl Router {
         match self.state {
             State::Init { until } if until == at => self.begin(at, out),
             State::Backup { down_at } if down_at == at => {
-                if self.sync_held {
+                if self.isolated(now) {
+                    self.enter_guard_fault(now, "not taking the VIP", out);
+                } else if self.sync_held {
                     // The group decides; check again after another interval.
                     self.wants_master = true;
                     self.state = State::Backup {
@@ -621,6 +711,9 @@ impl Router {
                 } else {
                     self.become_master(at, now, out);
                 }
+            }
+            State::Master { advert_at } if advert_at == at && self.isolated(now) => {
+                self.enter_guard_fault(now, "giving up the VIP", out);
             }
             State::Master { advert_at } if advert_at == at => {
                 self.send(now, self.effective, out);
@@ -799,6 +892,39 @@ impl Router {
             }
             _ => None,
         };
+        // The guard's heartbeat paths: the same advert from our address
+        // there, signed for that source.
+        let paths = self.config.guard.as_ref().map_or(0, |g| g.heartbeat.len());
+        for k in 0..paths {
+            let Some(h) = self.config.guard.as_ref().and_then(|g| g.heartbeat.get(k)) else {
+                break;
+            };
+            let (local, peers) = (h.local, h.peers.clone());
+            let trailer = match &self.config.auth_hmac {
+                Some(hm) if hm.mode != crate::auth_hmac::Mode::ReceiveOnly => {
+                    let seq = self.sequencer.next(self.wall(now), hm.anti_replay);
+                    Some(crate::auth_hmac::sign(
+                        hm,
+                        self.config.version,
+                        self.config.vrid,
+                        local,
+                        &advert.emit(None),
+                        seq,
+                    ))
+                }
+                _ => None,
+            };
+            for peer in peers {
+                out.push(Action::Send {
+                    src: local,
+                    to: Dest::Unicast(peer),
+                    advert: advert.clone(),
+                    v2_checksum,
+                    trailer,
+                });
+                self.counters.sent += 1;
+            }
+        }
         if self.config.peers.is_empty() {
             out.push(Action::Send {
                 src,
@@ -839,12 +965,19 @@ impl Router {
         if Family::of(&src) != family {
             return Err(Drop::Family);
         }
-        if self.config.peers.is_empty() && ttl != wire::TTL {
+        // Over a heartbeat path: unicast from a peer named there, with TTL
+        // 255 (the link is direct).
+        let heartbeat = self
+            .config
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.path_of(src, dst).is_some());
+        if (self.config.peers.is_empty() || heartbeat) && ttl != wire::TTL {
             return Err(Drop::Ttl);
         }
         // Multicast mode hears the group only, unicast mode unicast only (as
         // keepalived 2.4 checks).
-        if dst.is_multicast() != self.config.peers.is_empty() {
+        if !heartbeat && dst.is_multicast() != self.config.peers.is_empty() {
             return Err(Drop::Destination);
         }
         let msg_len = Advert::message_len(bytes, family).map_err(Drop::Wire)?;
@@ -870,10 +1003,11 @@ impl Router {
         if advert.vrid != self.config.vrid {
             return Err(Drop::Vrid);
         }
-        if src == self.config.primary {
+        if src == self.config.primary || self.config.guard.as_ref().is_some_and(|g| g.is_local(src))
+        {
             return Err(Drop::Own);
         }
-        if !self.config.peers.is_empty() && !self.config.peers.contains(&src) {
+        if !heartbeat && !self.config.peers.is_empty() && !self.config.peers.contains(&src) {
             return Err(Drop::UnknownPeer);
         }
         self.check_hmac(now, src, &bytes[..msg_len.min(bytes.len())], trailer, out)?;
@@ -1034,6 +1168,21 @@ impl Router {
             self.master = Some(src);
             self.step_down(now, out);
         } else {
+            // A master we outrank: two masters, a split brain healing.
+            self.counters.dual_master_adverts += 1;
+            let quiet = self.quiet();
+            if self.guard.dual_master(now, quiet) {
+                self.counters.dual_master_episodes += 1;
+                out.push(Action::Log(format!(
+                    "({}) dual master: {src} (priority {}) is MASTER too; we outrank it and stay \
+                     MASTER, it must step down",
+                    self.config.name, advert.priority
+                )));
+                out.push(Action::DualMaster {
+                    peer: src,
+                    priority: advert.priority,
+                });
+            }
             // A lower-priority master exists: force a new election at once (as
             // keepalived does) and remind the LAN who owns the VIPs, with a
             // second burst after `garp_lower_prio_delay`.
@@ -1087,7 +1236,7 @@ impl Router {
                 self.transition(StateName::Fault, out);
                 self.state = State::Fault;
             }
-            (false, State::Fault) => self.leave_fault(now, out),
+            (false, State::Fault) if !self.guard_fault => self.leave_fault(now, out),
             _ => {}
         }
     }
@@ -1118,7 +1267,9 @@ impl Router {
                 self.transition(StateName::Fault, out);
                 self.state = State::Fault;
             }
-            (StateName::Backup, State::Fault) if !self.fault => self.leave_fault(now, out),
+            (StateName::Backup, State::Fault) if !self.fault && !self.guard_fault => {
+                self.leave_fault(now, out);
+            }
             _ => {}
         }
     }

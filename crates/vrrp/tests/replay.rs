@@ -15,6 +15,16 @@
 //! {"expect_poll_at_us": 3648437}                     when the router wants the next timer
 //! {"expect_state": "MASTER"}
 //! {"expect_dropped": {"ttl": 1}}                     drop counters so far
+//! {"expect_suspected": true}                         split_brain_suspected now
+//! {"expect_counters": {"dual_master_episodes": 1}}   counters so far
+//! ```
+//!
+//! A config may carry the split-brain guard (`"guard": {"heartbeat": [{"local": …,
+//! "peers": […]}], "witnesses": true}`); an advert may name its `dst` (a heartbeat
+//! path's adverts are unicast to our address there); witnesses are reported as
+//! `{"input": {"witness": {"reachable": false}}}`.
+//!
+//! ```text
 //! ```
 //!
 //! Times may be given as `at_ms` or `at_us`. Next to the golden expectations the
@@ -59,6 +69,8 @@ struct ReplayConfig {
     auth_pass: Option<String>,
     #[serde(default)]
     startup_delay_ms: u64,
+    #[serde(default)]
+    guard: Option<vrrp::guard::GuardConfig>,
 }
 
 fn d_prio() -> u8 {
@@ -101,13 +113,15 @@ impl ReplayConfig {
             peers: self.peers,
             auth: self.auth_pass.as_deref().map_or(Auth::None, Auth::pass),
             startup_delay: Duration::from_millis(self.startup_delay_ms),
+            guard: self.guard,
             ..Config::default()
         }
     }
 }
 
-/// One action as a short line of text.
-fn render(a: &Action) -> String {
+/// One action as a short line of text (a send from another address than
+/// `primary`, a heartbeat path's, says `from=`).
+fn render(a: &Action, primary: IpAddr) -> String {
     let addrs = |v: &[IpAddr]| {
         v.iter()
             .map(ToString::to_string)
@@ -115,13 +129,20 @@ fn render(a: &Action) -> String {
             .join(",")
     };
     match a {
-        Action::Send { to, advert, .. } => {
+        Action::Send {
+            src, to, advert, ..
+        } => {
             let to = match to {
                 Dest::Multicast => "multicast".to_owned(),
                 Dest::Unicast(a) => a.to_string(),
             };
-            format!("send prio={} to={to}", advert.priority)
+            if *src == primary {
+                format!("send prio={} to={to}", advert.priority)
+            } else {
+                format!("send prio={} from={src} to={to}", advert.priority)
+            }
         }
+        Action::DualMaster { peer, priority } => format!("dual_master {peer} prio={priority}"),
         Action::AddVips(v) => format!("add_vips {}", addrs(v)),
         Action::RemoveVips(v) => format!("remove_vips {}", addrs(v)),
         Action::Announce { addrs: v, repeat } => format!("announce {} x{repeat}", addrs(v)),
@@ -177,6 +198,7 @@ fn advert_input(cfg: &Config, spec: &Value) -> Input {
         addrs,
     };
     let dst = match src {
+        _ if spec.get("dst").is_some() => spec["dst"].as_str().unwrap().parse().unwrap(),
         IpAddr::V4(_) if cfg.peers.is_empty() => IpAddr::V4(MULTICAST_V4),
         IpAddr::V6(_) if cfg.peers.is_empty() => IpAddr::V6(MULTICAST_V6),
         _ => cfg.primary,
@@ -266,6 +288,8 @@ fn run(path: &Path) -> usize {
             let rc: ReplayConfig =
                 serde_json::from_value(c.clone()).unwrap_or_else(|e| panic!("{where_}: {e}"));
             router = Some(Router::new(rc.build()));
+            // A new router: a new story, its clock from zero.
+            now = Instant::ZERO;
             continue;
         }
         let r = router
@@ -285,7 +309,8 @@ fn run(path: &Path) -> usize {
             check_rules(r, now, before, &last, &where_);
         } else if let Some(e) = line.get("expect") {
             let want: Vec<String> = serde_json::from_value(e.clone()).unwrap();
-            let got: Vec<String> = last.iter().map(render).collect();
+            let primary = r.config().primary;
+            let got: Vec<String> = last.iter().map(|a| render(a, primary)).collect();
             assert_eq!(got, want, "{where_}");
             checks += 1;
         } else if let Some(p) = line.get("expect_poll_at_us") {
@@ -293,6 +318,27 @@ fn run(path: &Path) -> usize {
             checks += 1;
         } else if let Some(s) = line.get("expect_state") {
             assert_eq!(r.state().to_string(), s.as_str().unwrap(), "{where_}");
+            checks += 1;
+        } else if let Some(v) = line.get("expect_suspected") {
+            assert_eq!(
+                Some(r.split_brain_suspected(now)),
+                v.as_bool(),
+                "{where_}: split_brain_suspected"
+            );
+            checks += 1;
+        } else if let Some(c) = line.get("expect_counters") {
+            let got = r.counters();
+            for (k, v) in c.as_object().unwrap() {
+                let have = match k.as_str() {
+                    "dual_master_adverts" => got.dual_master_adverts,
+                    "dual_master_episodes" => got.dual_master_episodes,
+                    "guard_faults" => got.guard_faults,
+                    "received" => got.received,
+                    "became_master" => got.became_master,
+                    other => panic!("{where_}: no counter {other}"),
+                };
+                assert_eq!(Some(have), v.as_u64(), "{where_}: {k}");
+            }
             checks += 1;
         } else if let Some(d) = line.get("expect_dropped") {
             let want: BTreeMap<String, u64> = serde_json::from_value(d.clone()).unwrap();

@@ -130,6 +130,9 @@ struct Instance {
     spec: InstanceSpec,
     router: Router,
     socket: usize,
+    /// The split-brain guard's heartbeat paths: our address there and the
+    /// socket on that interface.
+    heartbeat: Vec<(std::net::IpAddr, usize)>,
 }
 
 /// Runs every `vrrp_instance` until `stop` is set; then stops them gracefully.
@@ -146,6 +149,29 @@ pub fn run(
     }
     drop(tx);
     driver.script_events = Some(rx);
+    // The guard's witnesses: each distinct set probed once, for all the
+    // instances that name it.
+    let mut sets: Vec<Vec<crate::vrrp::spec::Witness>> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (i, inst) in driver.instances.iter().enumerate() {
+        let Some(g) = inst.spec.guard.as_ref().filter(|g| !g.witnesses.is_empty()) else {
+            continue;
+        };
+        if let Some(k) = sets.iter().position(|s| *s == g.witnesses) {
+            members[k].push(i);
+        } else {
+            sets.push(g.witnesses.clone());
+            members.push(vec![i]);
+        }
+    }
+    let witness_thread = if sets.is_empty() {
+        None
+    } else {
+        let (wtx, wrx) = std::sync::mpsc::channel();
+        driver.witness_events = Some(wrx);
+        driver.witness_sets = members;
+        Some(crate::witness::spawn(sets, wtx, stop.clone())?)
+    };
     let globals = config.globals();
     // Each FIFO with the script that reads it, if one is configured.
     let fifos: Vec<crate::notify::Fifo> = [
@@ -215,7 +241,7 @@ pub fn run(
     if let Ok(mut s) = status.lock() {
         s.vrrp = driver.status().vrrp;
     }
-    for t in scripts {
+    for t in scripts.into_iter().chain(witness_thread) {
         let _ = t.join();
     }
     // The notifier finishes what is queued (the STOP notifications) and ends.
@@ -234,6 +260,10 @@ struct Driver {
     /// Tracked scripts and whether each is good now.
     scripts: HashMap<String, (crate::track::ScriptSpec, bool)>,
     script_events: Option<std::sync::mpsc::Receiver<crate::track::ScriptEvent>>,
+    /// The split-brain guard's witness verdicts, and each witness set's
+    /// instances.
+    witness_events: Option<std::sync::mpsc::Receiver<crate::witness::Event>>,
+    witness_sets: Vec<Vec<usize>>,
     /// Where notify command lines go (the notifier thread).
     notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
     /// Sync groups: the instances of each.
@@ -306,18 +336,16 @@ impl Driver {
             }
             vmacs.add(&mut addresses, &spec)?;
             let socket = socket_for(&mut sockets, &spec)?;
+            let heartbeat = heartbeat_sockets(&mut sockets, &spec)?;
             open_announcer(&mut announcers, &spec);
             instances.push(Instance {
                 router: Router::new(spec.engine.clone()),
                 spec,
                 socket,
+                heartbeat,
             });
         }
-        let by_vrid = instances
-            .iter()
-            .enumerate()
-            .map(|(i, inst)| ((inst.socket, inst.spec.engine.vrid), i))
-            .collect();
+        let by_vrid = vrid_index(&instances);
         let policy = crate::exec::Policy::from_globals(&config.globals());
         let scripts = tracked_scripts(config, &instances, &policy);
         let (groups, group_of) = sync_groups(config, &instances);
@@ -343,6 +371,8 @@ impl Driver {
             epoch: std::time::Instant::now(),
             scripts,
             script_events: None,
+            witness_events: None,
+            witness_sets: Vec::new(),
             notify: None,
             links,
             files: tracked_files(config),
@@ -380,6 +410,7 @@ impl Driver {
 
     /// The state of every instance, for the control socket.
     fn status(&self) -> crate::control::Status {
+        let now = self.now();
         let vrrp = self
             .instances
             .iter()
@@ -396,6 +427,9 @@ impl Driver {
                     adverts_received: c.received,
                     adverts_sent: c.sent,
                     became_master: c.became_master,
+                    split_brain_suspected: i.router.split_brain_suspected(now),
+                    dual_master_episodes: c.dual_master_episodes,
+                    guard_faults: c.guard_faults,
                     dropped: c.dropped.iter().map(|(k, v)| (drop_name(*k), *v)).collect(),
                     auth_hmac: i.router.config().auth_hmac.as_ref().map(|h| {
                         crate::control::HmacStatus {
@@ -730,8 +764,29 @@ impl Driver {
         changed
     }
 
+    /// The witness verdicts that arrived since the last step, fed to
+    /// their instances.
+    fn witness_changes(&mut self) {
+        let Some(rx) = &self.witness_events else {
+            return;
+        };
+        let events: Vec<crate::witness::Event> = rx.try_iter().collect();
+        for ev in events {
+            let members = self.witness_sets.get(ev.set).cloned().unwrap_or_default();
+            for i in members {
+                self.feed(
+                    i,
+                    Input::Witness {
+                        reachable: ev.reachable,
+                    },
+                );
+            }
+        }
+    }
+
     /// Waits for a packet or the next timer (at most [`MAX_WAIT`]) and handles it.
     fn step(&mut self) -> Result<()> {
+        self.witness_changes();
         let scripts = self.script_changes();
         let processes = self.process_changes();
         let files = self.file_changes();
@@ -885,17 +940,48 @@ fn open_announcer(announcers: &mut HashMap<String, announce::Announcer>, spec: &
 /// The index of the socket `spec` sends and receives on, opened if it is the
 /// first instance on its interface and address family.
 fn socket_for(sockets: &mut Vec<VrrpSocket>, spec: &InstanceSpec) -> Result<usize> {
-    let family = Family::of(&spec.engine.primary);
+    let ifname = spec.advert_interface();
+    socket_on(sockets, ifname, Family::of(&spec.engine.primary))
+        .with_context(|| format!("({}) VRRP socket on {ifname}", spec.name))
+}
+
+/// (socket, VRID) → instance, over every socket an instance hears on.
+fn vrid_index(instances: &[Instance]) -> HashMap<(usize, u8), usize> {
+    instances
+        .iter()
+        .enumerate()
+        .flat_map(|(i, inst)| {
+            let vrid = inst.spec.engine.vrid;
+            std::iter::once(inst.socket)
+                .chain(inst.heartbeat.iter().map(|h| h.1))
+                .map(move |si| ((si, vrid), i))
+        })
+        .collect()
+}
+
+/// The sockets of `spec`'s heartbeat paths, with our address on each.
+fn heartbeat_sockets(
+    sockets: &mut Vec<VrrpSocket>,
+    spec: &InstanceSpec,
+) -> Result<Vec<(std::net::IpAddr, usize)>> {
+    let mut out = Vec::new();
+    for (ifname, local, _) in spec.guard.iter().flat_map(|g| &g.heartbeat) {
+        let si = socket_on(sockets, ifname, Family::of(local))
+            .with_context(|| format!("({}) heartbeat path on {ifname}", spec.name))?;
+        out.push((*local, si));
+    }
+    Ok(out)
+}
+
+/// The socket of `family` on `ifname`, opened if it is the first.
+fn socket_on(sockets: &mut Vec<VrrpSocket>, ifname: &str, family: Family) -> Result<usize> {
     if let Some(i) = sockets
         .iter()
-        .position(|s| s.ifname == spec.advert_interface() && s.family() == family)
+        .position(|s| s.ifname == ifname && s.family() == family)
     {
         return Ok(i);
     }
-    let ifname = spec.advert_interface();
-    let s = VrrpSocket::open(ifname, family)
-        .with_context(|| format!("({}) VRRP socket on {ifname}", spec.name))?;
-    sockets.push(s);
+    sockets.push(VrrpSocket::open(ifname, family)?);
     Ok(sockets.len() - 1)
 }
 
@@ -1017,7 +1103,13 @@ fn carry_out(
         match a {
             Action::Send { src, to, .. } => {
                 let dst = to.addr(Family::of(src));
-                let sent = sockets[inst.socket].send_with(*src, dst, |buf| {
+                // From a heartbeat address: that path's socket.
+                let si = inst
+                    .heartbeat
+                    .iter()
+                    .find(|h| h.0 == *src)
+                    .map_or(inst.socket, |h| h.1);
+                let sent = sockets[si].send_with(*src, dst, |buf| {
                     a.write_payload(buf);
                 });
                 if let Err(e) = sent {
@@ -1042,6 +1134,30 @@ fn carry_out(
                 tracing::info!("({name}) Entering {to} STATE");
             }
             Action::Log(line) => tracing::warn!("{line}"),
+            Action::DualMaster { peer, priority } => {
+                tracing::warn!(
+                    "({name}) split brain suspected: {peer} (priority {priority}) was MASTER as well"
+                );
+                if let Some(argv) = inst
+                    .spec
+                    .guard
+                    .as_ref()
+                    .and_then(|g| g.on_dual_master.clone())
+                {
+                    let mut argv = argv;
+                    argv.extend([name.clone(), peer.to_string(), priority.to_string()]);
+                    // Off the VRRP thread: the script may take its time.
+                    let _ = std::thread::Builder::new()
+                        .name("on_dual_master".into())
+                        .spawn(move || {
+                            if let crate::exec::Exit::NotStarted(e) =
+                                crate::exec::run(&argv, Duration::from_secs(30), None)
+                            {
+                                tracing::warn!("on_dual_master cannot run: {e}");
+                            }
+                        });
+                }
+            }
             Action::Priority { priority } => {
                 tracing::info!("({name}) Changing effective priority to {priority}");
             }

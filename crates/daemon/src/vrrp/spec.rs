@@ -45,6 +45,121 @@ pub struct InstanceSpec {
     /// Mail state changes (`smtp_alert`, else the global `smtp_alert_vrrp`,
     /// else `smtp_alert`; off by default, as keepalived).
     pub smtp_alert: bool,
+    /// `split_brain_guard` (the instance's, else `global_defs`'s).
+    pub guard: Option<GuardSpec>,
+}
+
+/// What the driver does for a split-brain guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardSpec {
+    /// Each heartbeat path: its interface, our address there, the peers.
+    pub heartbeat: Vec<(String, IpAddr, Vec<IpAddr>)>,
+    pub witnesses: Vec<Witness>,
+    pub on_dual_master: Option<Vec<String>>,
+}
+
+/// A witness the guard probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Witness {
+    Icmp(IpAddr),
+    Tcp(std::net::SocketAddr),
+}
+
+impl std::fmt::Display for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Witness::Icmp(a) => write!(f, "icmp {a}"),
+            Witness::Tcp(a) => write!(f, "tcp {a}"),
+        }
+    }
+}
+
+impl GuardSpec {
+    /// What the engine is told of it.
+    pub fn engine(&self) -> vrrp::guard::GuardConfig {
+        vrrp::guard::GuardConfig {
+            heartbeat: self
+                .heartbeat
+                .iter()
+                .map(|(_, local, peers)| vrrp::guard::Heartbeat {
+                    local: *local,
+                    peers: peers.clone(),
+                })
+                .collect(),
+            witnesses: !self.witnesses.is_empty(),
+        }
+    }
+}
+
+/// The instance's `split_brain_guard`, else `global_defs`'s, read.
+fn instance_guard(
+    b: &VrrpInstance,
+    g: &kaconf::model::GlobalDefs,
+    family: Family,
+    ifs: &dyn Interfaces,
+) -> Result<Option<GuardSpec>, String> {
+    b.split_brain_guard
+        .as_ref()
+        .or(g.split_brain_guard.as_ref())
+        .map_or(Ok(None), |block| guard(block, family, ifs).map(Some))
+}
+
+/// Reads a `split_brain_guard` block.
+fn guard(
+    block: &kaconf::model::SplitBrainGuard,
+    family: Family,
+    ifs: &dyn Interfaces,
+) -> Result<GuardSpec, String> {
+    let mut heartbeat = Vec::new();
+    for w in &block.heartbeat_path {
+        let [ifname, peers @ ..] = w.0.as_slice() else {
+            return Err("heartbeat_path needs an interface and a peer address".into());
+        };
+        if peers.is_empty() {
+            return Err(format!("heartbeat_path {ifname}: no peer address"));
+        }
+        let peers = peers
+            .iter()
+            .map(|p| {
+                p.parse::<IpAddr>()
+                    .map_err(|_| format!("heartbeat_path {ifname}: `{p}` is not an address"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if peers.iter().any(|p| Family::of(p) != family) {
+            return Err(format!(
+                "heartbeat_path {ifname}: peers must be of the instance's address family"
+            ));
+        }
+        let local = ifs.primary(ifname, family).ok_or_else(|| {
+            format!("heartbeat_path: interface {ifname} has no {family:?} address")
+        })?;
+        heartbeat.push((ifname.clone(), local, peers));
+    }
+    let mut witnesses = Vec::new();
+    for w in &block.witness {
+        let witness = match w.0.as_slice() {
+            [a] | [_, a] if w.0.len() == 1 || w.0[0] == "icmp" => a
+                .parse::<IpAddr>()
+                .map(Witness::Icmp)
+                .map_err(|_| format!("witness: `{a}` is not an address"))?,
+            [kind, a] if kind == "tcp" => a
+                .parse::<std::net::SocketAddr>()
+                .map(Witness::Tcp)
+                .map_err(|_| format!("witness tcp: `{a}` is not ADDR:PORT"))?,
+            _ => {
+                return Err(format!(
+                    "witness: expected `[icmp] ADDR` or `tcp ADDR:PORT`, got `{}`",
+                    w.0.join(" ")
+                ))
+            }
+        };
+        witnesses.push(witness);
+    }
+    Ok(GuardSpec {
+        heartbeat,
+        witnesses,
+        on_dual_master: block.on_dual_master.as_ref().map(|c| c.0.to_vec()),
+    })
 }
 
 /// A VMAC interface (`use_vmac [NAME]`, `vmac_xmit_base`).
@@ -152,6 +267,7 @@ fn instance(
             ))
         })?;
     let auth = auth(b, version);
+    let guard = instance_guard(b, &g, family, ifs).map_err(err)?;
     let garp = garp(b, &g);
     let (routes, rules) = route_texts(b);
     let vmac = vmac(b, vrid, family);
@@ -186,6 +302,7 @@ fn instance(
             && !g.vrrp_skip_check_adv_addr.is_some_and(|s| s.0),
         v3_checksum_as_v2: b.v3_checksum_as_v2 || g.v3_checksum_as_v2,
         auth_hmac: auth_hmac(b, inst.origin.0, advert_interval).map_err(err)?,
+        guard: guard.as_ref().map(GuardSpec::engine),
     };
     let smtp_alert = b
         .smtp_alert
@@ -196,6 +313,7 @@ fn instance(
         track_files: tracks(b.track_file.as_ref()),
         track_processes: tracks(b.track_process.as_ref()),
         smtp_alert,
+        guard,
         notify: notify_scripts(b),
         name: inst.name.clone(),
         addresses: addresses(b, vmac.as_ref().map_or(&interface, |v| &v.name)).map_err(err)?,
