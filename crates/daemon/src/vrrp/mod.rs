@@ -510,9 +510,12 @@ impl Driver {
             &mut self.addresses,
             actions,
         );
-        self.dirty |= actions
-            .iter()
-            .any(|a| matches!(a, Action::State { .. } | Action::Priority { .. }));
+        self.dirty |= actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::State { .. } | Action::Priority { .. } | Action::DualMaster { .. }
+            )
+        });
         if let Some(tx) = &self.notify {
             let inst = &self.instances[i];
             for a in actions {
