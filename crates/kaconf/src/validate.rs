@@ -93,6 +93,11 @@ fn instance(
     let name = &inst.name;
     let body = &inst.body;
     let at = inst.origin.0;
+    match (&body.split_brain_guard, &config.globals().split_brain_guard) {
+        (Some(g), _) => guard(name, "", g, at, cx),
+        (None, Some(g)) => guard(name, " (from global_defs)", g, at, cx),
+        (None, None) => {}
+    }
     if let Some(h) = &body.auth_hmac {
         // Reads the key files too: `-t` says what the daemon would refuse.
         let _ = crate::hmac::resolve(h, at, &mut |loc, error, msg| {
@@ -223,6 +228,41 @@ fn references(inst: &Named<VrrpInstance>, config: &Config, check_interfaces: boo
                     ),
                 );
             }
+        }
+    }
+}
+
+/// A `split_brain_guard` block: `heartbeat_path IF PEER…`, `witness
+/// [icmp] ADDR` or `witness tcp ADDR:PORT`.
+fn guard(name: &str, from: &str, g: &crate::model::SplitBrainGuard, at: Loc, cx: &mut Cx) {
+    let ip = |w: &str| w.parse::<std::net::IpAddr>().is_ok();
+    for w in &g.heartbeat_path {
+        match w.0.as_slice() {
+            [_, peers @ ..] if !peers.is_empty() && peers.iter().all(|p| ip(p)) => {}
+            _ => cx.error(
+                at,
+                format!(
+                    "vrrp_instance {name}: split_brain_guard{from}: `heartbeat_path {}` needs an interface and peer addresses",
+                    w.0.join(" ")
+                ),
+            ),
+        }
+    }
+    for w in &g.witness {
+        let ok = match w.0.as_slice() {
+            [a] => ip(a),
+            [kind, a] if kind == "icmp" => ip(a),
+            [kind, a] if kind == "tcp" => a.parse::<std::net::SocketAddr>().is_ok(),
+            _ => false,
+        };
+        if !ok {
+            cx.error(
+                at,
+                format!(
+                    "vrrp_instance {name}: split_brain_guard{from}: `witness {}` is not `[icmp] ADDR` or `tcp ADDR:PORT`",
+                    w.0.join(" ")
+                ),
+            );
         }
     }
 }

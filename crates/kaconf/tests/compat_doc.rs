@@ -28,6 +28,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "virtual_routes",
             "virtual_rules",
             "use_vmac",
+            "split_brain_guard",
             "vmac_xmit_base",
             "auth_hmac",
             "unicast_peer",
@@ -60,6 +61,14 @@ const ACTED_ON: &[(&str, &[&str])] = &[
         ],
     ),
     ("/vrrp_instance/authentication", &["auth_type", "auth_pass"]),
+    (
+        "/vrrp_instance/split_brain_guard",
+        &["heartbeat_path", "witness", "on_dual_master"],
+    ),
+    (
+        "/global_defs/split_brain_guard",
+        &["heartbeat_path", "witness", "on_dual_master"],
+    ),
     (
         "/vrrp_instance/auth_hmac",
         &["key", "active_key", "time_window", "anti_replay", "mode"],
@@ -96,6 +105,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
     (
         "/global_defs",
         &[
+            "split_brain_guard",
             "vrrp_version",
             "vrrp_garp_master_delay",
             "vrrp_garp_master_repeat",
