@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the lab and the tests use: iproute2 (namespaces, veth, bridge),
 # nftables (the nftables data plane), iputils-ping and procps (ping, sysctl in tests),
 # keepalived (2.2.7, the interop peer), tcpdump and tshark (captures and dissection of adverts),
-# openssl (a TLS server with a self-signed certificate for the SSL_GET test).
-PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark openssl"
+# openssl (a TLS server with a self-signed certificate for the SSL_GET test), wrk (load through
+# the proxy while it reloads).
+PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark openssl wrk"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

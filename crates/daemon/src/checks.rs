@@ -5,7 +5,7 @@
 //! e-mails on every change. Every checker kind but `BFD_CHECK` runs.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -774,6 +774,70 @@ impl Plan {
         true
     }
 
+    /// Each checker's identity across a reload: its virtual server, real
+    /// server and what it probes.
+    fn keys(&self) -> Vec<String> {
+        self.specs
+            .iter()
+            .zip(&self.owner)
+            .map(|(spec, &(vs, rs))| {
+                let v = &self.status[vs];
+                let r = &v.real_servers[rs];
+                format!(
+                    "{}|{}|{}|{}|{}|{:?}",
+                    v.address, v.port, v.protocol, r.address, r.port, spec.probe
+                )
+            })
+            .collect()
+    }
+
+    /// A reload: the checkers that were there before keep their verdicts
+    /// (and dynamic weights), their servers their health, and a virtual
+    /// server whose servers are all known its quorum state — nothing is
+    /// notified for what did not change. How many checkers were kept.
+    pub fn adopt(&mut self, old: &Plan) -> usize {
+        let before: std::collections::HashMap<String, usize> = old
+            .keys()
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect();
+        let mut kept = 0;
+        for (k, key) in self.keys().into_iter().enumerate() {
+            if let Some(&j) = before.get(&key) {
+                self.down[k] = old.down[j];
+                self.dynamic[k] = old.dynamic[j];
+                self.offset[k] = old.offset[j];
+                kept += 1;
+            }
+        }
+        for vs in 0..self.virtuals.len() {
+            for rs in 0..self.virtuals[vs].real.len() {
+                let healthy = !self.virtuals[vs].real[rs]
+                    .checkers
+                    .iter()
+                    .any(|&c| self.down[c]);
+                self.status[vs].real_servers[rs].healthy = healthy;
+                self.reweigh(vs, rs);
+            }
+            let v = &self.status[vs];
+            let same = old.status.iter().position(|o| {
+                o.address == v.address
+                    && o.port == v.port
+                    && o.protocol == v.protocol
+                    && o.real_servers == v.real_servers
+            });
+            if let Some(o) = same {
+                self.virtuals[vs].quorum = old.virtuals[o].quorum;
+                self.status[vs].quorum_up = old.status[o].quorum_up;
+                self.status[vs].sorry_server_active = old.status[o].sorry_server_active;
+            } else {
+                self.quorum(vs);
+            }
+        }
+        kept
+    }
+
     /// The daemon stops: every live real server is shut down — with its
     /// down notifications and the quorum's only where `omega` is set, as
     /// keepalived (`clear_service_rs`).
@@ -881,7 +945,10 @@ pub fn run(
     stop: &Arc<AtomicBool>,
     status: &crate::control::Shared,
     vrrp: bool,
+    reloads: std::sync::mpsc::Receiver<Arc<kaconf::Config>>,
 ) -> anyhow::Result<()> {
+    // Read by the watcher of each round of checkers.
+    let reloads = &std::sync::Mutex::new(reloads);
     let mut plan = Plan::new(config);
     let globals = config.globals();
     let fifos: Vec<crate::notify::Fifo> = [
@@ -904,38 +971,79 @@ pub fn run(
     .collect();
     let policy = crate::exec::Policy::from_globals(&globals);
     let (tx, notifier) = crate::notify::start(fifos, crate::vrrp::spec::smtp(&globals), policy)?;
-    plan.notify = Some(tx);
+    plan.notify = Some(tx.clone());
     if let Ok(mut s) = status.lock() {
         s.virtual_servers.clone_from(&plan.status);
     }
-    // The data plane follows every change the checkers make.
-    let carried = crate::dataplane::specs(config);
-    let dataplane = if carried.is_empty() {
-        None
-    } else {
-        let (tx, handle) = crate::dataplane::start(carried, status.clone())?;
-        let _ = tx.send(plan.view());
-        Some((tx, handle))
-    };
-    let specs = plan.specs.clone();
-    tracing::info!("Starting {} health checkers", specs.len());
-    check::run::run(specs, stop, |ev| {
-        if plan.event(ev) {
-            if let Ok(mut s) = status.lock() {
-                s.virtual_servers.clone_from(&plan.status);
-            }
-            if let Some((tx, _)) = &dataplane {
-                let _ = tx.send(plan.view());
-            }
+    // The data plane follows every change the checkers make, and every
+    // reload (its listeners and tables outlive a change of checkers).
+    let mut carried = crate::dataplane::specs(config);
+    let (dp_tx, dp_handle) = crate::dataplane::start(carried.clone(), status.clone())?;
+    let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
+    loop {
+        let specs = plan.specs.clone();
+        tracing::info!("Starting {} health checkers", specs.len());
+        // The checkers run until a stop, or until a reload arrives.
+        let round_stop = Arc::new(AtomicBool::new(false));
+        let pending: Arc<std::sync::Mutex<Option<Arc<kaconf::Config>>>> = Arc::default();
+        let next = std::thread::scope(|scope| -> anyhow::Result<Option<Arc<kaconf::Config>>> {
+            let (round_stop2, pending2) = (round_stop.clone(), pending.clone());
+            scope.spawn(move || {
+                while !round_stop2.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
+                        round_stop2.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    let got = reloads
+                        .lock()
+                        .ok()
+                        .and_then(|r| r.recv_timeout(std::time::Duration::from_millis(50)).ok());
+                    if let Some(c) = got {
+                        if let Ok(mut p) = pending2.lock() {
+                            *p = Some(c);
+                        }
+                        round_stop2.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+            check::run::run(specs, &round_stop, |ev| {
+                if plan.event(ev) {
+                    if let Ok(mut s) = status.lock() {
+                        s.virtual_servers.clone_from(&plan.status);
+                    }
+                    let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
+                }
+            })?;
+            round_stop.store(true, Ordering::Relaxed);
+            Ok(pending.lock().ok().and_then(|mut p| p.take()))
+        })?;
+        let Some(new) = next.filter(|_| !stop.load(Ordering::Relaxed)) else {
+            break;
+        };
+        let mut fresh = Plan::new(&new);
+        fresh.notify = Some(tx.clone());
+        let kept = fresh.adopt(&plan);
+        tracing::info!(
+            "reload: {} health checkers, {kept} of them kept with their state",
+            fresh.specs.len()
+        );
+        plan = fresh;
+        if let Ok(mut s) = status.lock() {
+            s.virtual_servers.clone_from(&plan.status);
         }
-    })?;
-    if let Some((tx, handle)) = dataplane {
-        // Our tables go when the data plane's thread sees the channel close.
-        drop(tx);
-        let _ = handle.join();
+        let specs = crate::dataplane::specs(&new);
+        if specs != carried {
+            let _ = dp_tx.send(crate::dataplane::Msg::Specs(specs.clone()));
+            carried = specs;
+        }
+        let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
     }
+    // Our tables go when the data plane's thread sees the channel close.
+    drop(dp_tx);
+    let _ = dp_handle.join();
     plan.shutdown();
     plan.notify = None;
+    drop(tx);
     let _ = notifier.join();
     Ok(())
 }

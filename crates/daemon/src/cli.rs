@@ -78,6 +78,13 @@ pub enum Command {
         #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_CONTROL)]
         control: PathBuf,
     },
+    /// Make the running daemon reload its configuration (as SIGHUP does);
+    /// prints the errors and exits 1 if it refused the new one
+    Reload {
+        /// The daemon's control socket
+        #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_CONTROL)]
+        control: PathBuf,
+    },
     /// Run the seed's experiments in network namespaces (needs root)
     Lab {
         /// Which experiment

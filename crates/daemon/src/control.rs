@@ -98,7 +98,10 @@ pub struct RealServerStatus {
 pub type Shared = Arc<Mutex<Status>>;
 
 /// Serves `path` on a thread of its own until the process ends.
-pub fn serve(path: &Path, status: Shared) -> std::io::Result<Server> {
+/// What a `reload` request calls.
+pub type ReloadFn = std::sync::Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+pub fn serve(path: &Path, status: Shared, reload: Option<ReloadFn>) -> std::io::Result<Server> {
     if path.exists() {
         // A socket nobody answers on is a leftover of a crashed run.
         if UnixStream::connect(path).is_ok() {
@@ -117,7 +120,7 @@ pub fn serve(path: &Path, status: Shared) -> std::io::Result<Server> {
         .name("control".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let _ = answer(&conn, &status);
+                let _ = answer(&conn, &status, reload.as_ref());
             }
         })?;
     Ok(Server {
@@ -137,7 +140,7 @@ impl Drop for Server {
     }
 }
 
-fn answer(conn: &UnixStream, status: &Shared) -> std::io::Result<()> {
+fn answer(conn: &UnixStream, status: &Shared, reload: Option<&ReloadFn>) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     conn.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
@@ -150,9 +153,14 @@ fn answer(conn: &UnixStream, status: &Shared) -> std::io::Result<()> {
             writeln!(out, "{text}")
         }
         "status" => write!(out, "{}", render(&snapshot)),
+        "reload" => match reload.map(|r| r()) {
+            Some(Ok(said)) => writeln!(out, "{said}"),
+            Some(Err(errors)) => writeln!(out, "refused: the configuration has errors\n{errors}"),
+            None => writeln!(out, "refused: this daemon cannot reload"),
+        },
         other => writeln!(
             out,
-            "unknown request `{other}` (try `status` or `status json`)"
+            "unknown request `{other}` (try `status`, `status json` or `reload`)"
         ),
     }
 }

@@ -442,10 +442,19 @@ pub fn desired(
 
 /// Starts the data plane's thread; it runs until the sender is dropped,
 /// then removes our tables.
+/// What the data plane thread is told.
+#[derive(Debug)]
+pub enum Msg {
+    /// The checkers' view changed.
+    View(Vec<ServiceView>),
+    /// A reload changed the virtual servers.
+    Specs(Vec<ServiceSpec>),
+}
+
 pub fn start(
     specs: Vec<ServiceSpec>,
     status: crate::control::Shared,
-) -> std::io::Result<(Sender<Vec<ServiceView>>, std::thread::JoinHandle<()>)> {
+) -> std::io::Result<(Sender<Msg>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("dataplane".into())
@@ -454,10 +463,13 @@ pub fn start(
 }
 
 /// Publishes what the planes count (the proxy) in `status`.
-fn publish(planes: &[(Box<dyn lb::DataPlane>, Vec<ServiceSpec>)], status: &crate::control::Shared) {
+fn publish(
+    planes: &[(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)],
+    status: &crate::control::Shared,
+) {
     let counters: Vec<crate::control::ProxyCounter> = planes
         .iter()
-        .flat_map(|(p, _)| p.counters())
+        .flat_map(|(_, p, _)| p.counters())
         .map(|(vs, rs, active, bytes)| crate::control::ProxyCounter {
             virtual_server: vs.to_string(),
             real_server: rs.to_string(),
@@ -472,7 +484,51 @@ fn publish(planes: &[(Box<dyn lb::DataPlane>, Vec<ServiceSpec>)], status: &crate
     }
 }
 
-fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>, status: &crate::control::Shared) {
+/// The proxy's settings of its services.
+fn proxy_settings(specs: &[ServiceSpec]) -> crate::proxy::Settings {
+    specs
+        .iter()
+        .map(|s| {
+            (
+                (SocketAddr::new(s.vip, s.port), s.proto == Proto::Udp),
+                crate::proxy::Service {
+                    passive: s.passive.clone(),
+                    connect_timeout: s.connect_timeout,
+                    proxy_protocol: s.proxy_protocol,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Opens the data plane `carrier` names.
+fn open_plane(carrier: Carrier, specs: &[ServiceSpec]) -> Option<Box<dyn lb::DataPlane>> {
+    match carrier {
+        Carrier::Proxy => match crate::proxy::Plane::new(proxy_settings(specs)) {
+            Ok(p) => Some(Box::new(p)),
+            Err(e) => {
+                tracing::error!("{e}; the proxied virtual servers are not carried");
+                None
+            }
+        },
+        Carrier::Ipvs => match crate::ipvs::Plane::open() {
+            Ok(p) => Some(Box::new(p)),
+            Err(e) => {
+                tracing::error!("IPVS: {e}; its virtual servers are not carried");
+                None
+            }
+        },
+        Carrier::Nftables => Some(Box::new(lb::nft::Nft::default())),
+    }
+}
+
+/// Each data plane with the virtual servers it carries; a reload keeps
+/// the planes it still needs (with their listeners and tables), opens
+/// the new ones, and leaves the others with nothing to carry.
+fn arrange(
+    planes: &mut Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)>,
+    specs: &[ServiceSpec],
+) {
     let nat = specs
         .iter()
         .any(|s| s.kind == Kind::Nat && s.carrier != Carrier::Proxy);
@@ -481,62 +537,58 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>, status: &crate::c
     {
         tracing::warn!("lb_kind NAT needs IP forwarding: net.ipv4.ip_forward is 0");
     }
-    // Each data plane with the virtual servers it carries.
-    let of = |c: Carrier| -> Vec<ServiceSpec> {
-        specs.iter().filter(|s| s.carrier == c).cloned().collect()
-    };
-    let (by_ipvs, by_nft, by_proxy) =
-        (of(Carrier::Ipvs), of(Carrier::Nftables), of(Carrier::Proxy));
-    let mut planes: Vec<(Box<dyn lb::DataPlane>, Vec<ServiceSpec>)> = Vec::new();
-    if !by_proxy.is_empty() {
-        let settings = by_proxy
+    for carrier in [Carrier::Proxy, Carrier::Ipvs, Carrier::Nftables] {
+        let mine: Vec<ServiceSpec> = specs
             .iter()
-            .map(|s| {
-                (
-                    (SocketAddr::new(s.vip, s.port), s.proto == Proto::Udp),
-                    crate::proxy::Service {
-                        passive: s.passive.clone(),
-                        connect_timeout: s.connect_timeout,
-                        proxy_protocol: s.proxy_protocol,
-                    },
-                )
-            })
+            .filter(|s| s.carrier == carrier)
+            .cloned()
             .collect();
-        match crate::proxy::Plane::new(settings) {
-            Ok(p) => planes.push((Box::new(p), by_proxy)),
-            Err(e) => tracing::error!("{e}; the proxied virtual servers are not carried"),
+        if let Some(slot) = planes.iter_mut().find(|p| p.0 == carrier) {
+            if let Some(p) = slot
+                .1
+                .as_any_mut()
+                .and_then(|a| a.downcast_mut::<crate::proxy::Plane>())
+            {
+                p.set_settings(proxy_settings(&mine));
+            }
+            slot.2 = mine;
+        } else if !mine.is_empty() {
+            if let Some(p) = open_plane(carrier, &mine) {
+                planes.push((carrier, p, mine));
+            }
         }
     }
-    if !by_ipvs.is_empty() {
-        match crate::ipvs::Plane::open() {
-            Ok(p) => planes.push((Box::new(p), by_ipvs)),
-            Err(e) => tracing::error!("IPVS: {e}; its virtual servers are not carried"),
-        }
-    }
-    if !by_nft.is_empty() {
-        planes.push((Box::new(lb::nft::Nft::default()), by_nft));
-    }
+}
+
+fn run(specs: &[ServiceSpec], rx: &Receiver<Msg>, status: &crate::control::Shared) {
+    let mut planes: Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)> = Vec::new();
+    arrange(&mut planes, specs);
     let mut view: Option<Vec<ServiceView>> = None;
     let mut last_error: Option<String> = None;
     loop {
+        let mut disconnected = false;
         match rx.recv_timeout(RETRY) {
-            Ok(v) => {
-                // The newest view only.
-                let mut v = v;
-                while let Ok(newer) = rx.try_recv() {
-                    v = newer;
+            Ok(first) => {
+                // Everything waiting; the newest view only.
+                for msg in std::iter::once(first).chain(rx.try_iter()) {
+                    match msg {
+                        Msg::View(v) => view = Some(v),
+                        Msg::Specs(s) => arrange(&mut planes, &s),
+                    }
                 }
-                view = Some(v);
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => disconnected = true,
+        }
+        if disconnected {
+            break;
         }
         publish(&planes, status);
         let Some(v) = &view else {
             continue;
         };
         let arp = arp_table();
-        for (plane, specs) in &mut planes {
+        for (_, plane, specs) in &mut planes {
             let (d, missing) = desired(specs, v, &arp);
             if plane.name() == "nftables" {
                 for ip in &missing {
@@ -566,7 +618,7 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Vec<ServiceView>>, status: &crate::c
             }
         }
     }
-    for (plane, _) in &mut planes {
+    for (_, plane, _) in &mut planes {
         if let Err(e) = plane.clear() {
             tracing::warn!("removing what {} carried: {e}", plane.name());
         }

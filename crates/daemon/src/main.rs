@@ -12,6 +12,8 @@ mod logging;
 mod netlink;
 mod notify;
 mod proxy;
+mod reload;
+mod sdnotify;
 mod status;
 mod track;
 mod vrrp;
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Status { json, ref control }) => status::run(control, json).map(|()| 0),
+        Some(Command::Reload { ref control }) => status::reload(control),
         Some(Command::Lab { scenario, hold }) => lab::run(scenario, Duration::from_secs(hold)),
         None if cli.config_test => config_test(&cli),
         None => daemon(&cli),
@@ -77,67 +80,51 @@ fn raise_file_limit() {
     }
 }
 
-/// Runs the daemon: for now the VRRP part (`-C`, checkers only, has nothing to run yet).
-fn daemon(cli: &Cli) -> anyhow::Result<u8> {
-    let target = if cli.log_console {
-        logging::Target::Console
-    } else {
-        logging::Target::Syslog
-    };
-    logging::init(target, cli.log_detail);
-    tracing::info!("Starting Keepalived-rs v{}", env!("CARGO_PKG_VERSION"));
-    let loaded = load_config(cli);
-    for d in &loaded.diagnostics {
-        let line = d.render(&loaded.sources);
-        match d.severity {
-            kaconf::Severity::Error => tracing::error!("{line}"),
-            kaconf::Severity::Warning => tracing::warn!("{line}"),
+/// The main thread after start: reloads on SIGHUP and pets systemd's
+/// watchdog until a stop, or until the VRRP thread (or, without it, the
+/// checkers) ends.
+fn supervise<T, U>(
+    vrrp_thread: Option<&std::thread::JoinHandle<T>>,
+    checks: Option<&std::thread::JoinHandle<U>>,
+    stop: &std::sync::atomic::AtomicBool,
+    hup: &std::sync::atomic::AtomicBool,
+    reloader: &reload::Reloader,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let watchdog = sdnotify::watchdog().map(|d| d / 2);
+    let mut petted = std::time::Instant::now();
+    loop {
+        let ended = match (vrrp_thread, checks) {
+            (Some(v), _) => v.is_finished(),
+            (None, Some(c)) => c.is_finished(),
+            (None, None) => true,
+        };
+        if ended || stop.load(Relaxed) {
+            return;
         }
+        if hup.swap(false, Relaxed) {
+            let _ = reloader.reload();
+        }
+        if let Some(every) = watchdog {
+            if petted.elapsed() >= every {
+                sdnotify::notify("WATCHDOG=1");
+                petted = std::time::Instant::now();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    if loaded.has_errors() {
-        tracing::error!("configuration has errors; not starting");
-        return Ok(1);
-    }
-    let run_vrrp = !cli.check_only && !loaded.config.instances.is_empty();
-    let run_checks = !cli.vrrp_only && !loaded.config.virtual_servers.is_empty();
-    if !run_vrrp && !run_checks {
-        tracing::error!("nothing to run: no vrrp_instance (or -C) and no virtual_server (or -P)");
-        return Ok(1);
-    }
-    if !cli.dont_fork {
-        tracing::warn!("keepalived-rs does not fork yet; running in the foreground");
-    }
-    raise_file_limit();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
-    let pid_file = cli.pid_file.clone();
-    if let Some(p) = &pid_file {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
-    }
-    let status = control::Shared::default();
-    let _control = control::serve(&cli.control, status.clone())
-        .map_err(|e| anyhow::anyhow!("control socket {}: {e}", cli.control.display()))?;
-    let config = std::sync::Arc::new(loaded.config);
-    // The health checkers on a thread (and runtime) of their own; the VRRP
-    // thread never waits for them.
-    let checks = if run_checks {
-        let (config, stop, status) = (config.clone(), stop.clone(), status.clone());
-        Some(
-            std::thread::Builder::new()
-                .name("check".into())
-                .spawn(move || checks::run(&config, &stop, &status, run_vrrp))?,
-        )
-    } else {
-        None
-    };
-    let mut result = if run_vrrp {
-        let (config, stop2, status) = (config.clone(), stop.clone(), status.clone());
-        let r = std::thread::Builder::new()
-            .name("vrrp".into())
-            .spawn(move || vrrp::run(&config, &stop2, &status))?
+}
+
+/// Waits for the threads to end, removes the pid file and says how it
+/// went.
+fn finish(
+    vrrp_thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    checks: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    stop: &std::sync::atomic::AtomicBool,
+    pid_file: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    let mut result = if let Some(v) = vrrp_thread {
+        let r = v
             .join()
             .map_err(|_| anyhow::anyhow!("the VRRP thread panicked"))?;
         // However VRRP ended, the checkers end with it.
@@ -167,4 +154,100 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
             Ok(1)
         }
     }
+}
+
+/// Logs what loading the configuration found, each with its file:line.
+fn log_diagnostics(loaded: &kaconf::Loaded) {
+    for d in &loaded.diagnostics {
+        let line = d.render(&loaded.sources);
+        match d.severity {
+            kaconf::Severity::Error => tracing::error!("{line}"),
+            kaconf::Severity::Warning => tracing::warn!("{line}"),
+        }
+    }
+}
+
+/// Runs the daemon: for now the VRRP part (`-C`, checkers only, has nothing to run yet).
+fn daemon(cli: &Cli) -> anyhow::Result<u8> {
+    let target = if cli.log_console {
+        logging::Target::Console
+    } else {
+        logging::Target::Syslog
+    };
+    logging::init(target, cli.log_detail);
+    tracing::info!("Starting Keepalived-rs v{}", env!("CARGO_PKG_VERSION"));
+    let loaded = load_config(cli);
+    log_diagnostics(&loaded);
+    if loaded.has_errors() {
+        tracing::error!("configuration has errors; not starting");
+        return Ok(1);
+    }
+    let run_vrrp = !cli.check_only && !loaded.config.instances.is_empty();
+    let run_checks = !cli.vrrp_only && !loaded.config.virtual_servers.is_empty();
+    if !run_vrrp && !run_checks {
+        tracing::error!("nothing to run: no vrrp_instance (or -C) and no virtual_server (or -P)");
+        return Ok(1);
+    }
+    if !cli.dont_fork {
+        tracing::warn!("keepalived-rs does not fork yet; running in the foreground");
+    }
+    raise_file_limit();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let pid_file = cli.pid_file.clone();
+    if let Some(p) = &pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
+    }
+    let status = control::Shared::default();
+    let reloader = std::sync::Arc::new(reload::Reloader::new(
+        cli.config.clone(),
+        cli.config_id.clone(),
+    ));
+    let r = reloader.clone();
+    let _control = control::serve(
+        &cli.control,
+        status.clone(),
+        Some(std::sync::Arc::new(move || r.reload())),
+    )
+    .map_err(|e| anyhow::anyhow!("control socket {}: {e}", cli.control.display()))?;
+    let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    let config = std::sync::Arc::new(loaded.config);
+    // The health checkers on a thread (and runtime) of their own; the VRRP
+    // thread never waits for them.
+    let checks = if run_checks {
+        let (config, stop, status) = (config.clone(), stop.clone(), status.clone());
+        let reloads = reloader.subscribe();
+        Some(
+            std::thread::Builder::new()
+                .name("check".into())
+                .spawn(move || checks::run(&config, &stop, &status, run_vrrp, reloads))?,
+        )
+    } else {
+        None
+    };
+    let vrrp_thread = if run_vrrp {
+        let (config, stop2, status) = (config.clone(), stop.clone(), status.clone());
+        let reloads = reloader.subscribe();
+        Some(
+            std::thread::Builder::new()
+                .name("vrrp".into())
+                .spawn(move || vrrp::run(&config, &stop2, &status, &reloads))?,
+        )
+    } else {
+        None
+    };
+    sdnotify::notify("READY=1");
+    supervise(
+        vrrp_thread.as_ref(),
+        checks.as_ref(),
+        &stop,
+        &hup,
+        &reloader,
+    );
+    sdnotify::notify("STOPPING=1");
+    finish(vrrp_thread, checks, &stop, pid_file.as_deref())
 }

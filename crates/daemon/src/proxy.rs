@@ -35,9 +35,13 @@ struct Worker {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A service's listener tasks (aborted when it is no longer carried).
+type Listeners = Vec<tokio::task::JoinHandle<()>>;
+
 pub struct Plane {
     workers: Vec<Worker>,
-    pools: HashMap<(SocketAddr, bool), Arc<Pool>>,
+    /// Each service's pool and its listeners' tasks.
+    pools: HashMap<(SocketAddr, bool), (Arc<Pool>, Listeners)>,
     settings: Settings,
 }
 
@@ -83,11 +87,22 @@ impl Plane {
             settings,
         })
     }
+
+    /// A reload's settings (applied at the next `apply`).
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
 }
 
 /// Starts serving `vs` for `pool`: on every worker a `SO_REUSEPORT`
 /// listener of its own for TCP; one socket, on the first worker, for UDP.
-fn listen(workers: &[Worker], vs: SocketAddr, udp: bool, pool: &Arc<Pool>) -> Result<(), String> {
+fn listen(
+    workers: &[Worker],
+    vs: SocketAddr,
+    udp: bool,
+    pool: &Arc<Pool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut tasks = Vec::new();
     if udp {
         let w = workers.first().ok_or("no proxy worker")?;
         let sock = {
@@ -95,8 +110,10 @@ fn listen(workers: &[Worker], vs: SocketAddr, udp: bool, pool: &Arc<Pool>) -> Re
             lb::proxy::udp_socket(vs)
                 .map_err(|e| format!("proxy: cannot listen on udp {vs}: {e}"))?
         };
-        w.handle
-            .spawn(lb::proxy::serve_udp(sock, pool.clone(), UDP_IDLE));
+        tasks.push(
+            w.handle
+                .spawn(lb::proxy::serve_udp(sock, pool.clone(), UDP_IDLE)),
+        );
     } else {
         // Every worker's listener first: none serves unless all could.
         let mut listeners = Vec::new();
@@ -108,19 +125,23 @@ fn listen(workers: &[Worker], vs: SocketAddr, udp: bool, pool: &Arc<Pool>) -> Re
             );
         }
         for (w, l) in workers.iter().zip(listeners) {
-            w.handle.spawn(lb::proxy::serve_tcp(l, pool.clone()));
+            tasks.push(w.handle.spawn(lb::proxy::serve_tcp(l, pool.clone())));
         }
     }
     tracing::info!(
         "proxy: listening on {} {vs}",
         if udp { "udp" } else { "tcp" }
     );
-    Ok(())
+    Ok(tasks)
 }
 
 impl lb::DataPlane for Plane {
     fn name(&self) -> &'static str {
         "proxy"
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 
     fn apply(&mut self, desired: &Desired) -> Result<bool, String> {
@@ -139,17 +160,23 @@ impl lb::DataPlane for Plane {
                 proxy_protocol: None,
             });
             let passive = settings.passive;
-            let pool = if let Some(p) = self.pools.get(&key) {
+            let pool = if let Some((p, _)) = self.pools.get(&key) {
+                // Its listeners stay (a reload refuses no connection).
+                p.configure(s.algo, settings.connect_timeout, settings.proxy_protocol);
                 p.clone()
             } else {
                 let pool = Pool::new(s.algo, settings.connect_timeout, settings.proxy_protocol);
                 // One service that cannot listen does not stop the others
                 // (it is tried again at the next apply).
-                if let Err(e) = listen(&self.workers, vs, udp, &pool) {
-                    errors.push(e);
-                    continue;
+                match listen(&self.workers, vs, udp, &pool) {
+                    Ok(tasks) => {
+                        self.pools.insert(key, (pool.clone(), tasks));
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
                 }
-                self.pools.insert(key, pool.clone());
                 changed = true;
                 pool
             };
@@ -167,6 +194,28 @@ impl lb::DataPlane for Plane {
                 .collect();
             pool.set(&servers);
         }
+        // Services no longer carried stop listening; their open
+        // connections finish on their own.
+        let wanted: std::collections::HashSet<(SocketAddr, bool)> = desired
+            .services
+            .iter()
+            .map(|s| (SocketAddr::new(s.vip, s.port), s.proto == Proto::Udp))
+            .collect();
+        self.pools.retain(|key, (_, tasks)| {
+            let keep = wanted.contains(key);
+            if !keep {
+                for t in tasks.iter() {
+                    t.abort();
+                }
+                tracing::info!(
+                    "proxy: no longer listening on {} {}",
+                    if key.1 { "udp" } else { "tcp" },
+                    key.0
+                );
+                changed = true;
+            }
+            keep
+        });
         if errors.is_empty() {
             Ok(changed)
         } else {
@@ -178,7 +227,7 @@ impl lb::DataPlane for Plane {
         let mut out: Vec<(SocketAddr, SocketAddr, u32, u64)> = self
             .pools
             .iter()
-            .flat_map(|((vs, _), p)| {
+            .flat_map(|((vs, _), (p, _))| {
                 p.counters()
                     .into_iter()
                     .map(move |(rs, active, bytes)| (*vs, rs, active, bytes))

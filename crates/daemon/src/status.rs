@@ -9,18 +9,33 @@ use anyhow::{Context, Result};
 
 /// Sends one request line and prints the daemon's answer.
 pub fn run(control: &Path, json: bool) -> Result<()> {
+    request(control, if json { "status json\n" } else { "status\n" }).map(|_| ())
+}
+
+/// `keepalived-rs reload`: exit 1 when the daemon refused the new
+/// configuration (its errors are printed).
+pub fn reload(control: &Path) -> Result<u8> {
+    let answer = request(control, "reload\n")?;
+    Ok(u8::from(!answer.starts_with("reloaded")))
+}
+
+/// Sends `line`, prints the answer and returns it.
+fn request(control: &Path, line: &str) -> Result<String> {
     let mut stream = UnixStream::connect(control).with_context(|| {
         format!(
             "cannot reach keepalived-rs at {} (is the daemon running? --control names another socket)",
             control.display()
         )
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let request = if json { "status json\n" } else { "status\n" };
-    stream.write_all(request.as_bytes())?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(line.as_bytes())?;
     let mut out = std::io::stdout().lock();
+    let mut all = String::new();
     for line in BufReader::new(stream).lines() {
-        writeln!(out, "{}", line.context("reading the daemon's answer")?)?;
+        let line = line.context("reading the daemon's answer")?;
+        writeln!(out, "{line}")?;
+        all.push_str(&line);
+        all.push('\n');
     }
-    Ok(())
+    Ok(all)
 }

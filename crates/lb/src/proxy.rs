@@ -95,9 +95,10 @@ pub struct Pool {
     inner: Mutex<(Vec<Backend>, Scheduler)>,
     /// A reused buffer for the scheduler's view.
     scratch: Mutex<(Vec<Server>,)>,
-    pub connect_timeout: Duration,
-    /// The PROXY protocol header sent to servers first, if any.
-    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// The connect timeout in ms, and the PROXY protocol header sent to
+    /// servers first (0 none, 1 v1, 2 v2): changed by a reload.
+    connect_timeout_ms: std::sync::atomic::AtomicU64,
+    proxy_protocol: std::sync::atomic::AtomicU8,
 }
 
 impl Pool {
@@ -106,12 +107,65 @@ impl Pool {
         connect_timeout: Duration,
         proxy_protocol: Option<crate::proxy_protocol::Version>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let pool = Arc::new(Self {
             inner: Mutex::new((Vec::new(), Scheduler::new(algo, Vec::new()))),
             scratch: Mutex::new((Vec::new(),)),
-            connect_timeout,
-            proxy_protocol,
-        })
+            connect_timeout_ms: std::sync::atomic::AtomicU64::new(0),
+            proxy_protocol: std::sync::atomic::AtomicU8::new(0),
+        });
+        pool.configure(algo, connect_timeout, proxy_protocol);
+        pool
+    }
+
+    /// A reload's settings: the scheduler (a new one starts its round
+    /// afresh), the connect timeout and the PROXY protocol header; the
+    /// servers and their counters stay.
+    pub fn configure(
+        &self,
+        algo: Algo,
+        connect_timeout: Duration,
+        proxy_protocol: Option<crate::proxy_protocol::Version>,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.connect_timeout_ms.store(
+            u64::try_from(connect_timeout.as_millis()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+        self.proxy_protocol.store(
+            match proxy_protocol {
+                None => 0,
+                Some(crate::proxy_protocol::Version::V1) => 1,
+                Some(crate::proxy_protocol::Version::V2) => 2,
+            },
+            Relaxed,
+        );
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (backends, sched) = &mut *g;
+        if sched.algo() != algo {
+            let ids = backends.iter().map(|b| id(b.addr)).collect();
+            *sched = Scheduler::new(algo, ids);
+        }
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.connect_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    pub fn proxy_protocol(&self) -> Option<crate::proxy_protocol::Version> {
+        match self
+            .proxy_protocol
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            1 => Some(crate::proxy_protocol::Version::V1),
+            2 => Some(crate::proxy_protocol::Version::V2),
+            _ => None,
+        }
     }
 
     /// The servers as the checkers see them now: (address, weight,
@@ -330,13 +384,14 @@ pub async fn relay(pool: Arc<Pool>, client: tokio::net::TcpStream, from: SocketA
         };
         tried[n] = addr;
         let connected =
-            tokio::time::timeout(pool.connect_timeout, tokio::net::TcpStream::connect(addr)).await;
+            tokio::time::timeout(pool.connect_timeout(), tokio::net::TcpStream::connect(addr))
+                .await;
         match connected {
             Ok(Ok(mut server)) => {
                 pool.outcome(addr, true, Instant::now());
                 let _ = server.set_nodelay(true);
                 let mut moved = 0;
-                let header_sent = match pool.proxy_protocol {
+                let header_sent = match pool.proxy_protocol() {
                     Some(v) => match client.local_addr() {
                         Ok(vs) => {
                             let mut h = [0u8; crate::proxy_protocol::MAX];

@@ -446,6 +446,85 @@ impl Router {
         }
     }
 
+    /// A reload's new configuration, taken in place where VRRP allows: the
+    /// virtual addresses, the priority, pre-emption, GARP settings, routes
+    /// and the guard's witnesses. The state, timers and learnt master stay
+    /// (no advert gap, no election); a master adds the new addresses (and
+    /// announces them), removes the dropped ones and advertises the new
+    /// list at once. Anything else (VRID, version, addresses adverts come
+    /// from, peers, interval, authentication, heartbeat paths) cannot
+    /// change under a running router: `Err` names it and nothing changes.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        config: Config,
+        out: &mut Vec<Action>,
+    ) -> Result<(), &'static str> {
+        let old = &self.config;
+        let fixed = [
+            (old.vrid != config.vrid, "virtual_router_id"),
+            (old.version != config.version, "version"),
+            (old.primary != config.primary, "the source address"),
+            (old.peers != config.peers, "unicast_peer"),
+            (old.advert_interval != config.advert_interval, "advert_int"),
+            (old.auth != config.auth, "authentication"),
+            (old.auth_hmac != config.auth_hmac, "auth_hmac"),
+            (
+                old.guard.as_ref().map(|g| &g.heartbeat)
+                    != config.guard.as_ref().map(|g| &g.heartbeat),
+                "heartbeat_path",
+            ),
+            (old.accept != config.accept, "accept"),
+            (old.check_addrs != config.check_addrs, "skip_check_adv_addr"),
+            (
+                old.v3_checksum_as_v2 != config.v3_checksum_as_v2,
+                "v3_checksum_as_v2",
+            ),
+        ];
+        if let Some((_, what)) = fixed.iter().find(|(changed, _)| *changed) {
+            return Err(what);
+        }
+        let added: Vec<IpAddr> = config
+            .vips
+            .iter()
+            .filter(|v| !old.vips.contains(v))
+            .copied()
+            .collect();
+        let removed: Vec<IpAddr> = old
+            .vips
+            .iter()
+            .filter(|v| !config.vips.contains(v))
+            .copied()
+            .collect();
+        let routes_changed = old.routes != config.routes || old.rules != config.rules;
+        let master = matches!(self.state, State::Master { .. });
+        if master && routes_changed {
+            out.extend(self.routes(false));
+        }
+        self.config = config;
+        // The next advert carries the new list and priority.
+        self.advert = None;
+        // The priority as tracking makes it from the new base.
+        self.reweigh(now, self.weight, out);
+        if master {
+            if !removed.is_empty() {
+                out.push(Action::RemoveVips(removed));
+            }
+            if routes_changed {
+                out.extend(self.routes(true));
+            }
+            if !added.is_empty() {
+                out.push(Action::AddVips(added.clone()));
+                out.push(Action::Announce {
+                    addrs: added,
+                    repeat: self.config.garp.master_repeat,
+                });
+            }
+            self.send(now, self.effective, out);
+        }
+        Ok(())
+    }
+
     /// How long a dual-master episode lasts without a sighting.
     fn quiet(&self) -> Duration {
         self.master_down_interval() * 3
@@ -1199,6 +1278,26 @@ impl Router {
     }
 
     fn track(&mut self, now: Instant, weight: i32, fault: bool, out: &mut Vec<Action>) {
+        self.reweigh(now, weight, out);
+        if fault == self.fault {
+            return;
+        }
+        self.fault = fault;
+        match (fault, self.state) {
+            (true, State::Backup { .. } | State::Master { .. }) => {
+                self.release(now, out);
+                self.wants_master = false;
+                self.transition(StateName::Fault, out);
+                self.state = State::Fault;
+            }
+            (false, State::Fault) if !self.guard_fault => self.leave_fault(now, out),
+            _ => {}
+        }
+    }
+
+    /// The tracked weights' sum is `weight`: the effective priority from
+    /// the configured one (a backup's deadline moves with its skew).
+    fn reweigh(&mut self, now: Instant, weight: i32, out: &mut Vec<Action>) {
         self.weight = weight;
         let effective = if self.config.priority == 255 {
             255
@@ -1224,20 +1323,6 @@ impl Router {
                 };
                 self.state = State::Backup { down_at };
             }
-        }
-        if fault == self.fault {
-            return;
-        }
-        self.fault = fault;
-        match (fault, self.state) {
-            (true, State::Backup { .. } | State::Master { .. }) => {
-                self.release(now, out);
-                self.wants_master = false;
-                self.transition(StateName::Fault, out);
-                self.state = State::Fault;
-            }
-            (false, State::Fault) if !self.guard_fault => self.leave_fault(now, out),
-            _ => {}
         }
     }
 

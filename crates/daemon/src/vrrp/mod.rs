@@ -140,6 +140,7 @@ pub fn run(
     config: &kaconf::Config,
     stop: &Arc<AtomicBool>,
     status: &crate::control::Shared,
+    reloads: &std::sync::mpsc::Receiver<Arc<kaconf::Config>>,
 ) -> Result<()> {
     let mut driver = Driver::new(config)?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -149,29 +150,7 @@ pub fn run(
     }
     drop(tx);
     driver.script_events = Some(rx);
-    // The guard's witnesses: each distinct set probed once, for all the
-    // instances that name it.
-    let mut sets: Vec<Vec<crate::vrrp::spec::Witness>> = Vec::new();
-    let mut members: Vec<Vec<usize>> = Vec::new();
-    for (i, inst) in driver.instances.iter().enumerate() {
-        let Some(g) = inst.spec.guard.as_ref().filter(|g| !g.witnesses.is_empty()) else {
-            continue;
-        };
-        if let Some(k) = sets.iter().position(|s| *s == g.witnesses) {
-            members[k].push(i);
-        } else {
-            sets.push(g.witnesses.clone());
-            members.push(vec![i]);
-        }
-    }
-    let witness_thread = if sets.is_empty() {
-        None
-    } else {
-        let (wtx, wrx) = std::sync::mpsc::channel();
-        driver.witness_events = Some(wrx);
-        driver.witness_sets = members;
-        Some(crate::witness::spawn(sets, wtx, stop.clone())?)
-    };
+    let witness_thread = driver.start_witnesses(stop)?;
     let globals = config.globals();
     // Each FIFO with the script that reads it, if one is configured.
     let fifos: Vec<crate::notify::Fifo> = [
@@ -217,6 +196,9 @@ pub fn run(
     let mut published = Instant::ZERO;
     while !stop.load(Ordering::Relaxed) {
         driver.step()?;
+        while let Ok(new) = reloads.try_recv() {
+            driver.reload(&new);
+        }
         if usr1.swap(false, Ordering::Relaxed) {
             dump(DATA_DUMP, &crate::control::render(&driver.status()));
         }
@@ -304,6 +286,9 @@ struct Driver {
     hmac: bool,
     /// Scratch list of one instance's actions (no allocation per advert).
     actions: Vec<Action>,
+    /// The trackers and sync groups as configured (bodies only), which a
+    /// reload cannot change in place.
+    trackers: String,
 }
 
 impl Driver {
@@ -371,6 +356,7 @@ impl Driver {
             epoch: std::time::Instant::now(),
             scripts,
             script_events: None,
+            trackers: trackers(config),
             witness_events: None,
             witness_sets: Vec::new(),
             notify: None,
@@ -767,6 +753,125 @@ impl Driver {
         changed
     }
 
+    /// A reload: each instance whose new configuration VRRP allows to take
+    /// in place gets it (its state, timers and VIPs stay; added VIPs are
+    /// added and announced, removed ones removed); any other change is
+    /// logged and not applied (restart keepalived-rs for it).
+    fn reload(&mut self, config: &kaconf::Config) {
+        let specs = match spec::instances(config, &SystemInterfaces) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("reload: {e}; the running VRRP configuration stays");
+                return;
+            }
+        };
+        let names = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>();
+        let old_names = names(&mut self.instances.iter().map(|i| i.spec.name.clone()));
+        let new_names = names(&mut specs.iter().map(|s| s.name.clone()));
+        if old_names != new_names {
+            tracing::warn!(
+                "reload: vrrp_instances added, removed or reordered ({old_names:?} → {new_names:?}): \
+                 not applied; restart keepalived-rs for that"
+            );
+            return;
+        }
+        if trackers(config) != self.trackers {
+            tracing::warn!(
+                "reload: vrrp_script, track_file, vrrp_track_process or vrrp_sync_group changed: \
+                 not applied; restart keepalived-rs for that"
+            );
+            return;
+        }
+        let now = self.now();
+        for (i, new) in specs.into_iter().enumerate() {
+            let old = &self.instances[i].spec;
+            if *old == new {
+                continue;
+            }
+            let name = new.name.clone();
+            let fixed = [
+                (old.interface != new.interface, "interface"),
+                (old.vmac != new.vmac, "use_vmac"),
+                (old.track_scripts != new.track_scripts, "track_script"),
+                (old.track_files != new.track_files, "track_file"),
+                (old.track_processes != new.track_processes, "track_process"),
+                (
+                    old.track_interfaces != new.track_interfaces,
+                    "track_interface",
+                ),
+                (old.guard != new.guard, "split_brain_guard"),
+            ];
+            if let Some((_, what)) = fixed.iter().find(|(c, _)| *c) {
+                tracing::warn!(
+                    "({name}) reload: {what} changed: not applied; restart keepalived-rs for that"
+                );
+                continue;
+            }
+            let mut actions = std::mem::take(&mut self.actions);
+            actions.clear();
+            if let Err(what) =
+                self.instances[i]
+                    .router
+                    .reconfigure(now, new.engine.clone(), &mut actions)
+            {
+                tracing::warn!(
+                    "({name}) reload: {what} changed: not applied; restart keepalived-rs for that"
+                );
+                self.actions = actions;
+                continue;
+            }
+            // The engine names the VIPs that come and go; the driver puts
+            // the addresses (excluded ones too) on and off itself, leaving
+            // those that stay untouched.
+            actions.retain(|a| !matches!(a, Action::AddVips(_) | Action::RemoveVips(_)));
+            if self.instances[i].router.state() == vrrp::StateName::Master {
+                let old = &self.instances[i].spec.addresses;
+                for a in old.iter().filter(|a| !new.addresses.contains(a)) {
+                    if let Err(e) = self.addresses.remove(a) {
+                        tracing::error!("({name}) {e}");
+                    }
+                }
+                for a in new.addresses.iter().filter(|a| !old.contains(a)) {
+                    if let Err(e) = self.addresses.add(a) {
+                        tracing::error!("({name}) {e}");
+                    }
+                }
+            }
+            self.instances[i].spec = new;
+            self.after(i, &mut actions);
+            tracing::info!("({name}) reloaded in place");
+        }
+        self.dirty = true;
+    }
+
+    /// The guard's witnesses: each distinct set probed once (on a thread
+    /// of its own), for all the instances that name it.
+    fn start_witnesses(
+        &mut self,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Option<std::thread::JoinHandle<()>>> {
+        let mut sets: Vec<Vec<crate::vrrp::spec::Witness>> = Vec::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            let Some(g) = inst.spec.guard.as_ref().filter(|g| !g.witnesses.is_empty()) else {
+                continue;
+            };
+            if let Some(k) = sets.iter().position(|s| *s == g.witnesses) {
+                members[k].push(i);
+            } else {
+                sets.push(g.witnesses.clone());
+                members.push(vec![i]);
+            }
+        }
+        if sets.is_empty() {
+            return Ok(None);
+        }
+        let (wtx, wrx) = std::sync::mpsc::channel();
+        self.witness_events = Some(wrx);
+        self.witness_sets = members;
+        Ok(Some(crate::witness::spawn(sets, wtx, stop.clone())?))
+    }
+
     /// The witness verdicts that arrived since the last step, fed to
     /// their instances.
     fn witness_changes(&mut self) {
@@ -946,6 +1051,43 @@ fn socket_for(sockets: &mut Vec<VrrpSocket>, spec: &InstanceSpec) -> Result<usiz
     let ifname = spec.advert_interface();
     socket_on(sockets, ifname, Family::of(&spec.engine.primary))
         .with_context(|| format!("({}) VRRP socket on {ifname}", spec.name))
+}
+
+/// What of `config` a reload cannot change under running instances (the
+/// trackers' and sync groups' bodies, not where they are written).
+fn trackers(config: &kaconf::Config) -> String {
+    let bodies = |v: &dyn Fn() -> Vec<String>| v().join(";");
+    [
+        bodies(&|| {
+            config
+                .vrrp_scripts
+                .iter()
+                .map(|n| format!("{}={:?}", n.name, n.body))
+                .collect()
+        }),
+        bodies(&|| {
+            config
+                .track_files
+                .iter()
+                .map(|n| format!("{}={:?}", n.name, n.body))
+                .collect()
+        }),
+        bodies(&|| {
+            config
+                .track_processes
+                .iter()
+                .map(|n| format!("{}={:?}", n.name, n.body))
+                .collect()
+        }),
+        bodies(&|| {
+            config
+                .sync_groups
+                .iter()
+                .map(|n| format!("{}={:?}", n.name, n.body))
+                .collect()
+        }),
+    ]
+    .join("\n")
 }
 
 /// (socket, VRID) → instance, over every socket an instance hears on.

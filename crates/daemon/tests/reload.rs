@@ -1,0 +1,368 @@
+//! Reload (#11): SIGHUP and `keepalived-rs reload` apply a new
+//! configuration without a flap on the wire, and refuse a broken one.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netlab::{Lab, Process};
+use nix::sys::signal::Signal;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Rig {
+    lab: Lab,
+    dir: PathBuf,
+    daemons: Vec<(String, Process)>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.daemons.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Rig {
+    fn new(tag: &str, hosts: &[(&str, &[&str])]) -> Self {
+        let lab = Lab::star(hosts).unwrap();
+        let dir = std::env::temp_dir().join(format!("{}{tag}", lab.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            lab,
+            dir,
+            daemons: Vec::new(),
+        }
+    }
+
+    fn conf(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("{node}.conf"))
+    }
+
+    fn start(&mut self, node: &str, text: &str) {
+        std::fs::write(self.conf(node), text).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["-n", "-l", "-f"])
+            .arg(self.conf(node))
+            .arg("--control")
+            .arg(self.dir.join(format!("{node}.sock")));
+        let log = std::fs::File::create(self.dir.join(format!("{node}.log"))).unwrap();
+        let p = self
+            .lab
+            .node(node)
+            .unwrap()
+            .spawn_logged(&cmd, Some(log))
+            .unwrap();
+        self.daemons.push((node.to_owned(), p));
+    }
+
+    fn hup(&self, node: &str) {
+        let (_, p) = self.daemons.iter().find(|(n, _)| n == node).unwrap();
+        p.signal(Signal::SIGHUP).unwrap();
+    }
+
+    fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{node}.log"))).unwrap_or_default()
+    }
+
+    fn status(&self, node: &str) -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--control"])
+            .arg(self.dir.join(format!("{node}.sock")))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    fn wait_log(&self, node: &str, needle: &str, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log(node).contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+fn instance(priority: u8, vips: &[&str]) -> String {
+    let vips: String = vips.iter().fold(String::new(), |mut out, v| {
+        let _ = writeln!(out, "  {v}/24");
+        out
+    });
+    format!(
+        "vrrp_instance VI_1 {{\n state BACKUP\n interface eth0\n virtual_router_id 51\n version 3\n priority {priority}\n advert_int 0.1\n virtual_ipaddress {{\n{vips} }}\n}}\n"
+    )
+}
+
+type Counted = std::thread::JoinHandle<Result<std::io::Result<(u32, u32)>, netlab::Error>>;
+
+/// Counts the adverts `node` hears, and those of priority 0, until `done`.
+fn count_adverts(node: &netlab::Node, done: Arc<AtomicBool>) -> Counted {
+    node.thread(move || {
+        let mut s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )?;
+        s.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let (mut adverts, mut zero) = (0u32, 0u32);
+        let mut buf = [0u8; 1500];
+        while !done.load(Ordering::Relaxed) {
+            if let Ok(n) = s.read(&mut buf) {
+                let ihl = usize::from(buf[0] & 0x0f) * 4;
+                if n > ihl + 2 {
+                    adverts += 1;
+                    if buf[ihl + 2] == 0 {
+                        zero += 1;
+                    }
+                }
+            }
+        }
+        Ok::<_, std::io::Error>((adverts, zero))
+    })
+    .unwrap()
+}
+
+/// Samples whether 198.51.100.250 is on `node` about every millisecond
+/// until `done`: (samples, samples without it).
+fn sample_vip(node: &netlab::Node, done: Arc<AtomicBool>) -> Counted {
+    node.thread(move || {
+        let (mut samples, mut gaps) = (0u32, 0u32);
+        let vip = SocketAddr::from(([198, 51, 100, 250], 0));
+        while !done.load(Ordering::Relaxed) {
+            samples += 1;
+            if std::net::UdpSocket::bind(vip).is_err() {
+                gaps += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok::<_, std::io::Error>((samples, gaps))
+    })
+    .unwrap()
+}
+
+#[test]
+fn sighup_adds_a_vip_without_a_gap_and_refuses_a_broken_config() {
+    if !netlab::privileged("sighup_adds_a_vip_without_a_gap_and_refuses_a_broken_config") {
+        return;
+    }
+    let mut rig = Rig::new(
+        "reload",
+        &[
+            ("lb1", &["198.51.100.21/24"]),
+            ("lb2", &["198.51.100.22/24"]),
+        ],
+    );
+    rig.start("lb1", &instance(100, &["198.51.100.250"]));
+    rig.start("lb2", &instance(90, &["198.51.100.250"]));
+    let lb1 = rig.lab.node("lb1").unwrap().clone();
+    lb1.wait_for_address(ip("198.51.100.250"), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no master: {e}\n{}", rig.log("lb1")));
+    // Both started together may both be MASTER for an advert: settle.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(rig.status("lb2")["vrrp"][0]["state"], "BACKUP");
+    let became = rig.status("lb2")["vrrp"][0]["became_master"].clone();
+    // lb2 hears every advert: a priority-0 one would be a flap.
+    let done = Arc::new(AtomicBool::new(false));
+    let sniff = count_adverts(rig.lab.node("lb2").unwrap(), done.clone());
+    // lb1's old VIP, sampled every millisecond or so across the reload.
+    let sampler = sample_vip(&lb1, done.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(
+        rig.conf("lb1"),
+        instance(100, &["198.51.100.250", "198.51.100.251"]),
+    )
+    .unwrap();
+    let t = Instant::now();
+    rig.hup("lb1");
+    let added = lb1.wait_for_address(ip("198.51.100.251"), Duration::from_secs(3));
+    eprintln!("reload: the added VIP is up {:?} after SIGHUP", t.elapsed());
+    std::thread::sleep(Duration::from_millis(500));
+    // A broken configuration: refused, with its file:line; all stays.
+    std::fs::write(
+        rig.conf("lb1"),
+        instance(100, &["198.51.100.250"]).replace("priority 100", "priority 300"),
+    )
+    .unwrap();
+    rig.hup("lb1");
+    let refused = rig.wait_log("lb1", "reload refused", Duration::from_secs(3));
+    // The same through the control socket: exit 1, the errors printed.
+    let via_control = Command::new(BIN)
+        .args(["reload", "--control"])
+        .arg(rig.dir.join("lb1.sock"))
+        .output()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::Relaxed);
+    let (samples, gaps) = sampler.join().unwrap().unwrap().unwrap();
+    let (adverts, zero) = sniff.join().unwrap().unwrap().unwrap();
+    let log = rig.log("lb1");
+    eprintln!(
+        "reload: {samples} samples of the old VIP, {gaps} missing; lb2 heard {adverts} adverts, {zero} of priority 0"
+    );
+    assert!(added.is_ok(), "the new VIP never came\n{log}");
+    assert!(samples > 300, "sampled {samples} times");
+    assert_eq!(gaps, 0, "the old VIP went away during the reload\n{log}");
+    assert!(adverts > 10, "lb2 heard {adverts} adverts");
+    assert_eq!(zero, 0, "a priority-0 advert went out\n{log}");
+    let s2 = rig.status("lb2");
+    assert_eq!(s2["vrrp"][0]["state"], "BACKUP", "{s2}");
+    assert_eq!(s2["vrrp"][0]["became_master"], became, "lb2 changed state");
+    assert!(
+        !rig.log("lb2").contains("Entering MASTER STATE")
+            || rig.log("lb2").matches("Entering MASTER STATE").count()
+                == usize::try_from(became.as_u64().unwrap_or(0)).unwrap_or(0),
+        "{}",
+        rig.log("lb2")
+    );
+    assert!(log.contains("(VI_1) reloaded in place"), "{log}");
+    assert!(refused, "{log}");
+    assert!(
+        log.contains("lb1.conf:6:") && log.contains("priority"),
+        "the error's file:line is logged\n{log}"
+    );
+    assert_eq!(
+        via_control.status.code(),
+        Some(1),
+        "reload over the control socket"
+    );
+    let said = String::from_utf8_lossy(&via_control.stdout);
+    assert!(
+        said.contains("refused") && said.contains("lb1.conf:6:"),
+        "{said}"
+    );
+    // Still MASTER with both VIPs after the refused reload.
+    let s1 = rig.status("lb1");
+    assert_eq!(s1["vrrp"][0]["state"], "MASTER", "{s1}");
+    assert!(lb1.has_address(ip("198.51.100.251")).unwrap());
+}
+
+/// wrk's count of failed requests: socket errors and non-2xx/3xx answers.
+fn wrk_failures(text: &str) -> (u64, u64) {
+    let mut failed = 0;
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(rest) = l.strip_prefix("Socket errors:") {
+            failed += rest
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        if let Some(rest) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            failed += rest.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    let total = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (total, failed)
+}
+
+fn proxied(weight1: u32) -> String {
+    format!(
+        "virtual_server 198.51.100.250 9527 {{\n delay_loop 1\n lb_algo wrr\n lb_dataplane proxy\n protocol TCP\n \
+         real_server 198.51.100.50 80 {{\n  weight {weight1}\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n }}\n \
+         real_server 198.51.100.51 80 {{\n  weight 1\n  TCP_CHECK {{\n   connect_timeout 1\n  }}\n }}\n}}\n"
+    )
+}
+
+#[test]
+fn twenty_reloads_under_proxy_load_fail_no_request() {
+    if !netlab::privileged("twenty_reloads_under_proxy_load_fail_no_request") {
+        return;
+    }
+    let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
+    if !have_wrk {
+        assert!(!netlab::in_ci(), "wrk is not installed; CI must install it");
+        eprintln!("SKIPPED twenty_reloads_under_proxy_load_fail_no_request: wrk is not installed");
+        return;
+    }
+    let mut rig = Rig::new(
+        "reloadload",
+        &[
+            ("client", &["198.51.100.100/24"]),
+            ("lb1", &["198.51.100.21/24", "198.51.100.250/24"]),
+            ("web1", &["198.51.100.50/24"]),
+            ("web2", &["198.51.100.51/24"]),
+        ],
+    );
+    let _w1 = netlab::http::WebServer::start(
+        rig.lab.node("web1").unwrap(),
+        SocketAddr::from(([198, 51, 100, 50], 80)),
+        "this is yy web!",
+    )
+    .unwrap();
+    let _w2 = netlab::http::WebServer::start(
+        rig.lab.node("web2").unwrap(),
+        SocketAddr::from(([198, 51, 100, 51], 80)),
+        "this is cc web!",
+    )
+    .unwrap();
+    rig.start("lb1", &proxied(1));
+    let start = Instant::now();
+    while netlab::http::get(
+        rig.lab.node("client").unwrap(),
+        SocketAddr::from(([198, 51, 100, 250], 9527)),
+        "/",
+        Duration::from_secs(1),
+    )
+    .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{}",
+            rig.log("lb1")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // wrk with a new connection per request, 6 s; 20 reloads meanwhile,
+    // alternating two weights.
+    let client = rig.lab.node("client").unwrap().clone();
+    let wrk = std::thread::spawn(move || {
+        let out = client
+            .exec(&[
+                "wrk",
+                "-t1",
+                "-c8",
+                "-d6s",
+                "-H",
+                "Connection: close",
+                "http://198.51.100.250:9527/",
+            ])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for k in 0..20u32 {
+        std::fs::write(rig.conf("lb1"), proxied(1 + k % 2 * 2)).unwrap();
+        rig.hup("lb1");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let text = wrk.join().unwrap();
+    let (total, failed) = wrk_failures(&text);
+    let reloads = rig.log("lb1").matches("reload: ").count();
+    eprintln!("reload under load: {total} requests, {failed} failed, over 20 SIGHUPs ({reloads} reload lines logged)");
+    assert!(total > 1000, "{text}");
+    assert_eq!(failed, 0, "{text}\n{}", rig.log("lb1"));
+    assert!(
+        rig.log("lb1").matches("health checkers,").count() >= 20,
+        "every reload applied\n{}",
+        rig.log("lb1")
+    );
+    assert!(!rig.log("lb1").contains("no longer listening"));
+}
