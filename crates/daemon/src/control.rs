@@ -44,6 +44,8 @@ pub struct InstanceStatus {
     pub adverts_received: u64,
     pub adverts_sent: u64,
     pub became_master: u64,
+    /// Priority-0 adverts received.
+    pub priority_zero_received: u64,
     /// The split-brain guard suspects a split brain: a dual-master
     /// episode now, or this node cut off (FAULT by the guard).
     pub split_brain_suspected: bool,

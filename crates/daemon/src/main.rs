@@ -9,6 +9,7 @@ mod ipvs;
 mod lab;
 mod lab_dr;
 mod logging;
+mod metrics;
 mod netlink;
 mod notify;
 mod proxy;
@@ -213,6 +214,11 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         Some(std::sync::Arc::new(move || r.reload())),
     )
     .map_err(|e| anyhow::anyhow!("control socket {}: {e}", cli.control.display()))?;
+    if let Some(ep) = loaded.config.globals().metrics_listen {
+        let addr = std::net::SocketAddr::new(ep.addr, ep.port.unwrap_or(9650));
+        metrics::serve(addr, status.clone())
+            .map_err(|e| anyhow::anyhow!("metrics_listen {addr}: {e}"))?;
+    }
     let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let config = std::sync::Arc::new(loaded.config);

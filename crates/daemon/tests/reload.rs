@@ -366,3 +366,90 @@ fn twenty_reloads_under_proxy_load_fail_no_request() {
     );
     assert!(!rig.log("lb1").contains("no longer listening"));
 }
+
+/// `GET path` on `addr` from inside `node`: the whole answer.
+fn http_get(node: &netlab::Node, addr: SocketAddr, path: &str) -> String {
+    let path = path.to_owned();
+    node.run(move || {
+        let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        c.set_read_timeout(Some(Duration::from_secs(2)))?;
+        std::io::Write::write_all(
+            &mut c,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )?;
+        let mut out = String::new();
+        c.read_to_string(&mut out)?;
+        Ok::<_, std::io::Error>(out)
+    })
+    .unwrap()
+    .unwrap_or_default()
+}
+
+/// The value of the sample line starting with `prefix` (name and labels).
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_follow_a_failover() {
+    if !netlab::privileged("metrics_follow_a_failover") {
+        return;
+    }
+    let mut rig = Rig::new(
+        "metrics",
+        &[
+            ("lb1", &["198.51.100.21/24"]),
+            ("lb2", &["198.51.100.22/24"]),
+        ],
+    );
+    let with_metrics = |me: &str, prio| {
+        format!(
+            "global_defs {{\n metrics_listen {me}:9650\n}}\n{}",
+            instance(prio, &["198.51.100.250"])
+        )
+    };
+    rig.start("lb1", &with_metrics("198.51.100.21", 100));
+    rig.start("lb2", &with_metrics("198.51.100.22", 90));
+    let lb2 = rig.lab.node("lb2").unwrap().clone();
+    rig.lab
+        .node("lb1")
+        .unwrap()
+        .wait_for_address(ip("198.51.100.250"), Duration::from_secs(5))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let at = SocketAddr::from(([198, 51, 100, 22], 9650));
+    let labels = r#"{iname="VI_1",intf="eth0",vrid="51"}"#;
+    let state = format!("keepalived_vrrp_state{labels}");
+    let received = format!("keepalived_vrrp_advertisements_received_total{labels}");
+    let became = format!("keepalived_vrrp_become_master_total{labels}");
+    let sent = format!("keepalived_vrrp_advertisements_sent_total{labels}");
+    let before = http_get(&lb2, at, "/metrics");
+    assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    assert!(before.contains("application/openmetrics-text"), "{before}");
+    assert_eq!(sample(&before, &state), Some(1.0), "BACKUP\n{before}");
+    std::thread::sleep(Duration::from_millis(1200));
+    let later = http_get(&lb2, at, "/metrics");
+    let (r0, r1) = (sample(&before, &received), sample(&later, &received));
+    assert!(r1 > r0, "adverts received move: {r0:?} → {r1:?}");
+    let became0 = sample(&later, &became).unwrap_or(-1.0);
+    // lb1 crashes: lb2 takes over, and its metrics say so.
+    let (_, p) = rig.daemons.iter().find(|(n, _)| n == "lb1").unwrap();
+    p.signal(Signal::SIGKILL).unwrap();
+    lb2.wait_for_address(ip("198.51.100.250"), Duration::from_secs(3))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let after = http_get(&lb2, at, "/metrics");
+    eprintln!(
+        "metrics on lb2: state {:?} → {:?}, adverts received {r0:?} → {r1:?}, become master {became0} → {:?}, sent {:?}",
+        sample(&before, &state),
+        sample(&after, &state),
+        sample(&after, &became),
+        sample(&after, &sent)
+    );
+    assert_eq!(sample(&after, &state), Some(2.0), "MASTER\n{after}");
+    assert_eq!(sample(&after, &became), Some(became0 + 1.0), "{after}");
+    assert!(sample(&after, &sent).unwrap_or(0.0) > 0.0, "{after}");
+    assert!(http_get(&lb2, at, "/nope").starts_with("HTTP/1.1 404"));
+}

@@ -105,6 +105,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
     (
         "/global_defs",
         &[
+            "metrics_listen",
             "split_brain_guard",
             "vrrp_version",
             "vrrp_garp_master_delay",

@@ -413,6 +413,7 @@ impl Driver {
                     adverts_received: c.received,
                     adverts_sent: c.sent,
                     became_master: c.became_master,
+                    priority_zero_received: c.priority_zero_received,
                     split_brain_suspected: i.router.split_brain_suspected(now),
                     dual_master_episodes: c.dual_master_episodes,
                     guard_faults: c.guard_faults,

@@ -1,0 +1,319 @@
+//! Prometheus metrics (`metrics_listen ADDR:PORT`, our extension): the
+//! daemon's status as OpenMetrics text at `GET /metrics`, built with the
+//! `prometheus-client` crate from the same snapshot `keepalived-rs status`
+//! shows. The names follow what keepalived users scrape from
+//! keepalived-exporter (`keepalived_vrrp_state`, `keepalived_…_total`
+//! counters per instance); the checkers' and data planes' are
+//! `keepalived_check_*` and `keepalived_lvs_*`. `tests/metrics_names.txt`
+//! pins them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::control::{Shared, Status};
+
+type Labels = Vec<(String, String)>;
+
+/// keepalived's numbers for its states (as keepalived-exporter reports
+/// them): INIT 0, BACKUP 1, MASTER 2, FAULT 3; STOP 4 is ours.
+pub fn state_code(state: &str) -> i64 {
+    match state {
+        "BACKUP" => 1,
+        "MASTER" => 2,
+        "FAULT" => 3,
+        "STOP" => 4,
+        _ => 0,
+    }
+}
+
+/// One family per metric, registered under its name and help.
+struct Families {
+    registry: Registry,
+}
+
+impl Families {
+    fn gauge(&mut self, name: &str, help: &str) -> Family<Labels, Gauge> {
+        let f = Family::<Labels, Gauge>::default();
+        self.registry.register(name, help, f.clone());
+        f
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> Family<Labels, Counter> {
+        let f = Family::<Labels, Counter>::default();
+        self.registry.register(name, help, f.clone());
+        f
+    }
+}
+
+fn labels(pairs: &[(&str, String)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+/// The metrics of `s`, as OpenMetrics text.
+#[allow(clippy::too_many_lines)] // one line per metric, in one place
+pub fn render(s: &Status) -> String {
+    let mut f = Families {
+        registry: Registry::default(),
+    };
+    let up = Gauge::<i64>::default();
+    up.set(1);
+    f.registry
+        .register("keepalived_up", "1 while keepalived-rs runs", up);
+    let state = f.gauge(
+        "keepalived_vrrp_state",
+        "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT, 4 STOP",
+    );
+    let prio = f.gauge("keepalived_vrrp_priority", "Configured priority");
+    let eff = f.gauge(
+        "keepalived_vrrp_effective_priority",
+        "Priority the adverts carry (with tracking)",
+    );
+    let rx = f.counter(
+        "keepalived_vrrp_advertisements_received",
+        "Valid adverts received",
+    );
+    let tx = f.counter("keepalived_vrrp_advertisements_sent", "Adverts sent");
+    let became = f.counter("keepalived_vrrp_become_master", "Times it became MASTER");
+    let zero = f.counter(
+        "keepalived_vrrp_priority_zero_received",
+        "Priority-0 adverts received (a master leaving)",
+    );
+    let invalid = f.counter(
+        "keepalived_vrrp_invalid_packets",
+        "Invalid adverts dropped, by reason",
+    );
+    let suspected = f.gauge(
+        "keepalived_vrrp_split_brain_suspected",
+        "1 while the split-brain guard suspects a split brain",
+    );
+    let episodes = f.counter(
+        "keepalived_vrrp_dual_master_episodes",
+        "Dual-master episodes seen by this master",
+    );
+    let guard = f.counter(
+        "keepalived_vrrp_guard_faults",
+        "Times the split-brain guard kept or took the node out of MASTER",
+    );
+    for i in &s.vrrp {
+        let l = labels(&[
+            ("iname", i.name.clone()),
+            ("intf", i.interface.clone()),
+            ("vrid", i.vrid.to_string()),
+        ]);
+        state.get_or_create(&l).set(state_code(&i.state));
+        prio.get_or_create(&l).set(i64::from(i.priority));
+        eff.get_or_create(&l).set(i64::from(i.effective_priority));
+        rx.get_or_create(&l).inc_by(i.adverts_received);
+        tx.get_or_create(&l).inc_by(i.adverts_sent);
+        became.get_or_create(&l).inc_by(i.became_master);
+        zero.get_or_create(&l).inc_by(i.priority_zero_received);
+        suspected
+            .get_or_create(&l)
+            .set(i64::from(i.split_brain_suspected));
+        episodes.get_or_create(&l).inc_by(i.dual_master_episodes);
+        guard.get_or_create(&l).inc_by(i.guard_faults);
+        for (reason, n) in &i.dropped {
+            let mut lr = l.clone();
+            lr.push(("reason".into(), reason.clone()));
+            invalid.get_or_create(&lr).inc_by(*n);
+        }
+    }
+    let rs_up = f.gauge(
+        "keepalived_check_real_server_up",
+        "1 while the real server's checkers call it healthy",
+    );
+    let rs_weight = f.gauge("keepalived_lvs_rs_weight", "Real server weight now");
+    let quorum = f.gauge(
+        "keepalived_lvs_vs_quorum_up",
+        "1 while the virtual server has its quorum",
+    );
+    let sorry = f.gauge(
+        "keepalived_lvs_vs_sorry_server_active",
+        "1 while the sorry server takes the traffic",
+    );
+    for v in &s.virtual_servers {
+        let vs = format!("{}:{}", v.address, v.port);
+        let lv = labels(&[("vs", vs.clone()), ("protocol", v.protocol.clone())]);
+        quorum.get_or_create(&lv).set(i64::from(v.quorum_up));
+        sorry
+            .get_or_create(&lv)
+            .set(i64::from(v.sorry_server_active));
+        for r in &v.real_servers {
+            let mut l = lv.clone();
+            l.push(("rs".into(), format!("{}:{}", r.address, r.port)));
+            rs_up.get_or_create(&l).set(i64::from(r.healthy));
+            rs_weight.get_or_create(&l).set(i64::from(r.weight));
+        }
+    }
+    let active = f.gauge(
+        "keepalived_lvs_rs_active_conn",
+        "Connections the proxy has open to the real server",
+    );
+    let bytes = f.counter(
+        "keepalived_lvs_rs_bytes",
+        "Bytes the proxy relayed to and from the real server",
+    );
+    for c in &s.proxy {
+        let l = labels(&[
+            ("vs", c.virtual_server.clone()),
+            ("rs", c.real_server.clone()),
+        ]);
+        active
+            .get_or_create(&l)
+            .set(i64::from(c.active_connections));
+        bytes.get_or_create(&l).inc_by(c.bytes);
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &f.registry);
+    out
+}
+
+/// Serves `GET /metrics` on `addr` on a thread of its own.
+pub fn serve(addr: SocketAddr, status: Shared) -> std::io::Result<()> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(64)?;
+    let listener: TcpListener = s.into();
+    tracing::info!("metrics: serving http://{addr}/metrics");
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = answer(conn, &status);
+            }
+        })?;
+    Ok(())
+}
+
+fn answer(mut conn: TcpStream, status: &Shared) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(std::io::Read::take(&conn, 8192));
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // The rest of the head, unread otherwise.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let mut words = request.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (code, kind, body) =
+        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+            let snapshot = status.lock().map(|s| s.clone()).unwrap_or_default();
+            (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                render(&snapshot),
+            )
+        } else {
+            ("404 Not Found", "text/plain", "try /metrics\n".to_owned())
+        };
+    write!(
+        conn,
+        "HTTP/1.1 {code}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{InstanceStatus, ProxyCounter, RealServerStatus, VirtualServerStatus};
+
+    fn sample() -> Status {
+        Status {
+            vrrp: vec![InstanceStatus {
+                name: "VI_1".into(),
+                vrid: 51,
+                interface: "eth0".into(),
+                state: "MASTER".into(),
+                priority: 100,
+                effective_priority: 100,
+                adverts_received: 3,
+                adverts_sent: 40,
+                became_master: 1,
+                priority_zero_received: 1,
+                dropped: [("ttl".to_owned(), 2u64)].into_iter().collect(),
+                ..InstanceStatus::default()
+            }],
+            virtual_servers: vec![VirtualServerStatus {
+                address: "198.51.100.250".into(),
+                port: 80,
+                protocol: "TCP".into(),
+                quorum_up: true,
+                real_servers: vec![RealServerStatus {
+                    address: "198.51.100.50".into(),
+                    port: 80,
+                    weight: 3,
+                    healthy: true,
+                }],
+                ..VirtualServerStatus::default()
+            }],
+            proxy: vec![ProxyCounter {
+                virtual_server: "198.51.100.250:80".into(),
+                real_server: "198.51.100.50:80".into(),
+                active_connections: 2,
+                bytes: 1234,
+            }],
+        }
+    }
+
+    /// The names users' dashboards and alerts depend on: changing one is
+    /// a breaking change, and this golden list says so.
+    #[test]
+    fn the_metric_names_are_pinned() {
+        let text = render(&sample());
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        let golden: Vec<&str> = include_str!("../tests/metrics_names.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+            .collect();
+        assert_eq!(names, golden, "\n{text}");
+    }
+
+    #[test]
+    fn values_and_labels_as_the_status_says() {
+        let text = render(&sample());
+        for want in [
+            "keepalived_up 1",
+            r#"keepalived_vrrp_state{iname="VI_1",intf="eth0",vrid="51"} 2"#,
+            r#"keepalived_vrrp_advertisements_sent_total{iname="VI_1",intf="eth0",vrid="51"} 40"#,
+            r#"keepalived_vrrp_become_master_total{iname="VI_1",intf="eth0",vrid="51"} 1"#,
+            r#"keepalived_vrrp_priority_zero_received_total{iname="VI_1",intf="eth0",vrid="51"} 1"#,
+            r#"keepalived_vrrp_invalid_packets_total{iname="VI_1",intf="eth0",vrid="51",reason="ttl"} 2"#,
+            r#"keepalived_check_real_server_up{vs="198.51.100.250:80",protocol="TCP",rs="198.51.100.50:80"} 1"#,
+            r#"keepalived_lvs_rs_weight{vs="198.51.100.250:80",protocol="TCP",rs="198.51.100.50:80"} 3"#,
+            r#"keepalived_lvs_rs_active_conn{vs="198.51.100.250:80",rs="198.51.100.50:80"} 2"#,
+            r#"keepalived_lvs_rs_bytes_total{vs="198.51.100.250:80",rs="198.51.100.50:80"} 1234"#,
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == want),
+                "missing `{want}` in\n{text}"
+            );
+        }
+        assert_eq!(state_code("BACKUP"), 1);
+        assert_eq!(state_code("FAULT"), 3);
+        assert_eq!(state_code("INIT"), 0);
+    }
+}
