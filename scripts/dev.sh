@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 # nftables (the nftables data plane), iputils-ping and procps (ping, sysctl in tests),
 # keepalived (2.2.7, the interop peer), tcpdump and tshark (captures and dissection of adverts),
 # openssl (a TLS server with a self-signed certificate for the SSL_GET test), wrk (load through
-# the proxy while it reloads).
-PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark openssl wrk"
+# the proxy while it reloads), man-db (the man pages render).
+PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark openssl wrk man-db"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

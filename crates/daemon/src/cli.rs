@@ -8,7 +8,7 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 /// The default configuration file, as keepalived's.
 pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 /// The default control socket.
-pub const DEFAULT_CONTROL: &str = "/run/keepalived-rs.sock";
+pub const DEFAULT_CONTROL: &str = "/run/keepalived-rs/control.sock";
 
 #[derive(Debug, Parser)]
 #[command(

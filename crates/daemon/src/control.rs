@@ -117,6 +117,9 @@ pub fn serve(path: &Path, status: Shared, reload: Option<ReloadFn>) -> std::io::
         }
         std::fs::remove_file(path)?;
     }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let listener = UnixListener::bind(path)?;
     std::thread::Builder::new()
         .name("control".into())

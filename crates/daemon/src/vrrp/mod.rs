@@ -47,10 +47,31 @@ const DATA_DUMP: &str = "/tmp/keepalived.data";
 const STATS_DUMP: &str = "/tmp/keepalived.stats";
 
 fn dump(path: &str, text: &str) {
-    match std::fs::write(path, text) {
+    match write_fresh(std::path::Path::new(path), text) {
         Ok(()) => tracing::info!("Wrote {path}"),
         Err(e) => tracing::warn!("cannot write {path}: {e}"),
     }
+}
+
+/// Writes `text` to a new file at `path` (in a world-writable /tmp): what
+/// was there is unlinked, never followed — a symlink planted there is
+/// removed, not written through (keepalived's CVE-2018-19044 class) — and
+/// the file is created exclusively, so one planted between the two steps
+/// makes the write fail instead.
+fn write_fresh(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 /// The `vrrp_script`s some instance tracks, each starting good (or failed
@@ -1329,5 +1350,29 @@ fn carry_out(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod dump_tests {
+    #[test]
+    fn dumps_never_write_through_a_planted_symlink() {
+        let dir = std::env::temp_dir().join(format!("krs-dump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("keepalived.data");
+        std::os::unix::fs::symlink(&victim, &path).unwrap_or_else(|e| panic!("{e}"));
+        super::write_fresh(&path, "the dump").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap_or_default(),
+            "precious"
+        );
+        assert!(!std::fs::symlink_metadata(&path).map_or(true, |m| m.file_type().is_symlink()));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            "the dump"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

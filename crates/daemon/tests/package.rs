@@ -1,0 +1,273 @@
+//! Packaging (#11): the .deb builds, installs (into an empty root with
+//! dpkg) side by side with keepalived, its man pages render, its unit says
+//! what the daemon needs; the daemon reaches systemd's READY (and
+//! RELOADING, STOPPING) over `$NOTIFY_SOCKET`, and runs as master with only
+//! the unit's three capabilities.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netlab::Lab;
+use nix::sys::signal::Signal;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("krs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn the_deb_installs_beside_keepalived_and_its_man_pages_render() {
+    if !have("dpkg-deb") || !have("man") {
+        assert!(!netlab::in_ci(), "dpkg-deb and man are needed under CI");
+        eprintln!("SKIPPED: dpkg-deb or man missing");
+        return;
+    }
+    let tmp = TempDir::new("deb");
+    let out = Command::new(repo().join("packaging/build-deb"))
+        .arg(BIN)
+        .arg(&tmp.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let listing = Command::new("dpkg-deb")
+        .arg("--contents")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let files: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|p| p.trim_start_matches('.').to_owned())
+        .filter(|p| !p.ends_with('/'))
+        .collect();
+    for want in [
+        "/usr/sbin/keepalived-rs",
+        "/lib/systemd/system/keepalived-rs.service",
+        "/usr/share/man/man8/keepalived-rs.8.gz",
+        "/usr/share/man/man5/keepalived-rs.conf.5.gz",
+        "/etc/keepalived-rs/keepalived.conf",
+    ] {
+        assert!(files.iter().any(|f| f == want), "{want} not in {files:?}");
+    }
+    // Side by side: none of its files is one of keepalived's.
+    if let Ok(o) = Command::new("dpkg").args(["-L", "keepalived"]).output() {
+        let theirs = String::from_utf8_lossy(&o.stdout);
+        let clash: Vec<&String> = files
+            .iter()
+            .filter(|f| theirs.lines().any(|t| t == *f))
+            .collect();
+        assert!(clash.is_empty(), "files keepalived owns: {clash:?}");
+    }
+    // Installed with dpkg into an empty root.
+    let root = tmp.0.join("root");
+    for d in ["var/lib/dpkg/updates", "var/lib/dpkg/info"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let inst = Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        .args([
+            "--force-script-chrootless",
+            "--force-depends",
+            "--log=/dev/null",
+            "-i",
+        ])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(
+        inst.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inst.stderr)
+    );
+    let installed = root.join("usr/sbin/keepalived-rs");
+    let check = Command::new(&installed)
+        .args(["-t", "-f"])
+        .arg(root.join("etc/keepalived-rs/keepalived.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the example configuration: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // The pages as packaged (dpkg may be told to skip /usr/share/man, as
+    // in Debian's container images; dpkg-deb -x never is).
+    let unpacked = tmp.0.join("unpacked");
+    let x = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(x.success());
+    man_pages_render(&unpacked);
+    unit_says_what_the_daemon_needs(&root);
+}
+
+/// The installed man pages render, with their key words.
+fn man_pages_render(root: &Path) {
+    for (page, words) in [
+        (
+            "usr/share/man/man8/keepalived-rs.8.gz",
+            ["SIGHUP", "SYNOPSIS", "reload"],
+        ),
+        (
+            "usr/share/man/man5/keepalived-rs.conf.5.gz",
+            ["split_brain_guard", "heartbeat_path", "proxy_protocol"],
+        ),
+    ] {
+        let r = Command::new("man")
+            .arg("-l")
+            .arg(root.join(page))
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&r.stdout);
+        for w in words {
+            assert!(text.contains(w), "{page} renders without `{w}`:\n{text}");
+        }
+    }
+}
+
+/// The unit: notify, reload by SIGHUP, the three capabilities, a read-only
+/// system, the packaged binary.
+fn unit_says_what_the_daemon_needs(root: &Path) {
+    let unit =
+        std::fs::read_to_string(root.join("lib/systemd/system/keepalived-rs.service")).unwrap();
+    for line in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/run/keepalived-rs",
+        "WatchdogSec=10s",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "unit lacks `{line}`");
+    }
+    assert!(
+        unit.contains("ExecStart=/usr/sbin/keepalived-rs "),
+        "{unit}"
+    );
+}
+
+/// Reads `NOTIFY_SOCKET` datagrams until one starting with `want` (or 10 s).
+fn wait_notify(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>) -> bool {
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.push(msg.clone());
+            if msg.starts_with(want) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn readiness_reload_and_stop_reach_systemd_and_three_capabilities_suffice() {
+    if !netlab::privileged("readiness_reload_and_stop_reach_systemd_and_three_capabilities_suffice")
+    {
+        return;
+    }
+    if !have("setpriv") {
+        assert!(!netlab::in_ci(), "setpriv (util-linux) is needed under CI");
+        eprintln!("SKIPPED: setpriv missing");
+        return;
+    }
+    let lab = Lab::star(&[("lb1", &["198.51.100.21/24"])]).unwrap();
+    let tmp = TempDir::new("notify");
+    let conf = tmp.0.join("k.conf");
+    std::fs::write(
+        &conf,
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n priority 100\n version 3\n advert_int 0.1\n virtual_ipaddress {\n  198.51.100.250/24\n }\n}\n",
+    )
+    .unwrap();
+    let sock_path = tmp.0.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // As the unit runs it: root with only these capabilities.
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--bounding-set=-all,+net_admin,+net_raw,+net_bind_service",
+        "--inh-caps=-all",
+        BIN,
+        "-n",
+        "-l",
+        "-f",
+    ])
+    .arg(&conf)
+    .arg("--control")
+    .arg(tmp.0.join("c.sock"))
+    .env("NOTIFY_SOCKET", &sock_path);
+    let log = std::fs::File::create(tmp.0.join("log")).unwrap();
+    let node = lab.node("lb1").unwrap();
+    let daemon = node.spawn_logged(&cmd, Some(log)).unwrap();
+    let logs = || std::fs::read_to_string(tmp.0.join("log")).unwrap_or_default();
+    let mut seen = Vec::new();
+    assert!(
+        wait_notify(&sock, "READY=1", &mut seen),
+        "{seen:?}\n{}",
+        logs()
+    );
+    node.wait_for_address("198.51.100.250".parse().unwrap(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("no VIP with three capabilities: {e}\n{}", logs()));
+    let caps = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let bnd = caps
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap_or_default()
+        .to_owned();
+    // NET_BIND_SERVICE (10), NET_ADMIN (12), NET_RAW (13).
+    assert!(bnd.ends_with("0000000000003400"), "{bnd}");
+    daemon.signal(Signal::SIGHUP).unwrap();
+    assert!(wait_notify(&sock, "RELOADING=1", &mut seen), "{seen:?}");
+    assert!(
+        seen.last().is_some_and(|m| m.contains("MONOTONIC_USEC=")),
+        "{seen:?}"
+    );
+    assert!(wait_notify(&sock, "READY=1", &mut seen), "{seen:?}");
+    daemon.signal(Signal::SIGTERM).unwrap();
+    assert!(wait_notify(&sock, "STOPPING=1", &mut seen), "{seen:?}");
+    eprintln!("sd_notify: {seen:?}; {bnd}");
+}
