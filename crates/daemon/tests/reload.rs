@@ -453,3 +453,73 @@ fn metrics_follow_a_failover() {
     assert!(sample(&after, &sent).unwrap_or(0.0) > 0.0, "{after}");
     assert!(http_get(&lb2, at, "/nope").starts_with("HTTP/1.1 404"));
 }
+
+fn instance_named(name: &str, vrid: u8, vip: &str) -> String {
+    instance(100, &[vip])
+        .replace("vrrp_instance VI_1", &format!("vrrp_instance {name}"))
+        .replace("virtual_router_id 51", &format!("virtual_router_id {vrid}"))
+}
+
+#[test]
+fn reload_starts_added_instances_and_stops_removed_ones() {
+    if !netlab::privileged("reload_starts_added_instances_and_stops_removed_ones") {
+        return;
+    }
+    let mut rig = Rig::new("reloadset", &[("lb1", &["198.51.100.21/24"])]);
+    let one = instance_named("VI_1", 51, "198.51.100.250");
+    let two = instance_named("VI_2", 52, "198.51.100.252");
+    rig.start("lb1", &one);
+    let lb1 = rig.lab.node("lb1").unwrap().clone();
+    lb1.wait_for_address(ip("198.51.100.250"), Duration::from_secs(5))
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = sample_vip(&lb1, done.clone());
+    std::fs::write(rig.conf("lb1"), format!("{one}{two}")).unwrap();
+    rig.hup("lb1");
+    let started = lb1.wait_for_address(ip("198.51.100.252"), Duration::from_secs(5));
+    done.store(true, Ordering::Relaxed);
+    let (samples, gaps) = sampler.join().unwrap().unwrap().unwrap();
+    let names = |s: &serde_json::Value| -> Vec<String> {
+        s["vrrp"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| i["name"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    let both = rig.status("lb1");
+    // VI_1 removed: it stops and releases its VIP; VI_2 runs on.
+    std::fs::write(rig.conf("lb1"), &two).unwrap();
+    rig.hup("lb1");
+    let released = lb1.wait_for_address_gone(ip("198.51.100.250"), Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(1100));
+    let after = rig.status("lb1");
+    let log = rig.log("lb1");
+    eprintln!(
+        "reload: VI_2 added → its VIP in {started:?} (VI_1's VIP {gaps} missing of {samples} samples); \
+         VI_1 removed → its VIP gone in {released:?}; instances {:?} → {:?}",
+        names(&both),
+        names(&after)
+    );
+    assert!(
+        started.is_ok(),
+        "the added instance never took its VIP\n{log}"
+    );
+    assert_eq!(gaps, 0, "the kept instance's VIP went away\n{log}");
+    assert_eq!(names(&both), ["VI_1", "VI_2"], "{both}");
+    assert!(released.is_ok(), "the removed instance kept its VIP\n{log}");
+    assert_eq!(names(&after), ["VI_2"], "{after}");
+    assert_eq!(after["vrrp"][0]["state"], "MASTER", "{after}");
+    assert!(lb1.has_address(ip("198.51.100.252")).unwrap());
+    assert!(
+        log.contains("(VI_1) reload: removed from the configuration; stopping"),
+        "{log}"
+    );
+    assert!(
+        log.contains("(VI_2) reload: new instance; starting"),
+        "{log}"
+    );
+}

@@ -267,6 +267,8 @@ struct Driver {
     /// instances.
     witness_events: Option<std::sync::mpsc::Receiver<crate::witness::Event>>,
     witness_sets: Vec<Vec<usize>>,
+    /// The witness sets the probing thread was started with.
+    witness_lists: Vec<Vec<crate::vrrp::spec::Witness>>,
     /// Where notify command lines go (the notifier thread).
     notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
     /// Sync groups: the instances of each.
@@ -380,6 +382,7 @@ impl Driver {
             trackers: trackers(config),
             witness_events: None,
             witness_sets: Vec::new(),
+            witness_lists: Vec::new(),
             notify: None,
             links,
             files: tracked_files(config),
@@ -775,10 +778,12 @@ impl Driver {
         changed
     }
 
-    /// A reload: each instance whose new configuration VRRP allows to take
-    /// in place gets it (its state, timers and VIPs stay; added VIPs are
-    /// added and announced, removed ones removed); any other change is
-    /// logged and not applied (restart keepalived-rs for it).
+    /// A reload: instances gone from the file stop (priority 0, their
+    /// VIPs released), new ones start, and each kept instance whose new
+    /// configuration VRRP allows to take in place gets it (its state,
+    /// timers and VIPs stay; added VIPs are added and announced, removed
+    /// ones removed); any other change is logged and not applied (restart
+    /// keepalived-rs for it).
     fn reload(&mut self, config: &kaconf::Config) {
         let specs = match spec::instances(config, &SystemInterfaces) {
             Ok(s) => s,
@@ -787,16 +792,6 @@ impl Driver {
                 return;
             }
         };
-        let names = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>();
-        let old_names = names(&mut self.instances.iter().map(|i| i.spec.name.clone()));
-        let new_names = names(&mut specs.iter().map(|s| s.name.clone()));
-        if old_names != new_names {
-            tracing::warn!(
-                "reload: vrrp_instances added, removed or reordered ({old_names:?} → {new_names:?}): \
-                 not applied; restart keepalived-rs for that"
-            );
-            return;
-        }
         if trackers(config) != self.trackers {
             tracing::warn!(
                 "reload: vrrp_script, track_file, vrrp_track_process or vrrp_sync_group changed: \
@@ -804,66 +799,190 @@ impl Driver {
             );
             return;
         }
-        let now = self.now();
-        for (i, new) in specs.into_iter().enumerate() {
-            let old = &self.instances[i].spec;
-            if *old == new {
-                continue;
-            }
-            let name = new.name.clone();
-            let fixed = [
-                (old.interface != new.interface, "interface"),
-                (old.vmac != new.vmac, "use_vmac"),
-                (old.track_scripts != new.track_scripts, "track_script"),
-                (old.track_files != new.track_files, "track_file"),
-                (old.track_processes != new.track_processes, "track_process"),
-                (
-                    old.track_interfaces != new.track_interfaces,
-                    "track_interface",
-                ),
-                (old.guard != new.guard, "split_brain_guard"),
-            ];
-            if let Some((_, what)) = fixed.iter().find(|(c, _)| *c) {
+        // Added instances need nothing the running daemon cannot give them.
+        let (mut added, mut kept) = (Vec::new(), Vec::new());
+        for new in specs {
+            if self.instances.iter().any(|i| i.spec.name == new.name) {
+                kept.push(new);
+            } else if let Some(why) = self.cannot_add(&new) {
                 tracing::warn!(
-                    "({name}) reload: {what} changed: not applied; restart keepalived-rs for that"
+                    "({}) reload: a new instance {why}: not started; restart keepalived-rs for it",
+                    new.name
                 );
-                continue;
+            } else {
+                added.push(new);
             }
-            let mut actions = std::mem::take(&mut self.actions);
-            actions.clear();
-            if let Err(what) =
-                self.instances[i]
-                    .router
-                    .reconfigure(now, new.engine.clone(), &mut actions)
-            {
-                tracing::warn!(
-                    "({name}) reload: {what} changed: not applied; restart keepalived-rs for that"
-                );
-                self.actions = actions;
-                continue;
-            }
-            // The engine names the VIPs that come and go; the driver puts
-            // the addresses (excluded ones too) on and off itself, leaving
-            // those that stay untouched.
-            actions.retain(|a| !matches!(a, Action::AddVips(_) | Action::RemoveVips(_)));
-            if self.instances[i].router.state() == vrrp::StateName::Master {
-                let old = &self.instances[i].spec.addresses;
-                for a in old.iter().filter(|a| !new.addresses.contains(a)) {
-                    if let Err(e) = self.addresses.remove(a) {
-                        tracing::error!("({name}) {e}");
-                    }
-                }
-                for a in new.addresses.iter().filter(|a| !old.contains(a)) {
-                    if let Err(e) = self.addresses.add(a) {
-                        tracing::error!("({name}) {e}");
-                    }
-                }
-            }
-            self.instances[i].spec = new;
-            self.after(i, &mut actions);
-            tracing::info!("({name}) reloaded in place");
         }
+        let now = self.now();
+        // Gone: stopped as on shutdown, then forgotten.
+        let gone: Vec<usize> = (0..self.instances.len())
+            .filter(|&i| !kept.iter().any(|k| k.name == self.instances[i].spec.name))
+            .collect();
+        for &i in &gone {
+            tracing::info!(
+                "({}) reload: removed from the configuration; stopping",
+                self.instances[i].spec.name
+            );
+            self.feed(i, Input::Stop);
+        }
+        self.flush();
+        for &i in gone.iter().rev() {
+            self.instances.remove(i);
+        }
+        for new in kept {
+            if let Some(i) = self.instances.iter().position(|x| x.spec.name == new.name) {
+                self.reload_in_place(i, now, new);
+            }
+        }
+        let first_new = self.instances.len();
+        for spec in added {
+            match self.add_instance(spec) {
+                Ok(()) => {}
+                Err(e) => tracing::error!("reload: {e:#}"),
+            }
+        }
+        // Every index-keyed table again.
+        self.by_vrid = vrid_index(&self.instances);
+        let (groups, group_of) = sync_groups(config, &self.instances);
+        self.groups = groups;
+        self.group_of = group_of;
+        self.deadlines = vrrp::Deadlines::new(self.instances.len());
+        for i in 0..self.instances.len() {
+            self.deadlines.set(i, self.instances[i].router.poll_at());
+        }
+        self.witness_sets = self
+            .witness_lists
+            .iter()
+            .map(|set| {
+                (0..self.instances.len())
+                    .filter(|&i| {
+                        self.instances[i]
+                            .spec
+                            .guard
+                            .as_ref()
+                            .is_some_and(|g| g.witnesses == *set)
+                    })
+                    .collect()
+            })
+            .collect();
+        self.apply_tracking();
+        for i in first_new..self.instances.len() {
+            tracing::info!(
+                "({}) reload: new instance; starting",
+                self.instances[i].spec.name
+            );
+            self.feed(i, Input::Start);
+        }
+        self.flush();
         self.dirty = true;
+    }
+
+    /// Why a new instance cannot start in the running daemon, if it cannot:
+    /// what it needs is set up only at start.
+    fn cannot_add(&self, new: &InstanceSpec) -> Option<&'static str> {
+        let witnesses = new
+            .guard
+            .as_ref()
+            .is_some_and(|g| !g.witnesses.is_empty() && !self.witness_lists.contains(&g.witnesses));
+        let script = new
+            .track_scripts
+            .iter()
+            .any(|(n, _)| !self.scripts.contains_key(n));
+        if new.vmac.is_some() {
+            Some("uses use_vmac")
+        } else if witnesses {
+            Some("names witnesses no running instance has")
+        } else if script {
+            Some("tracks a vrrp_script no running instance tracks")
+        } else if self.instances.iter().any(|i| {
+            i.spec.engine.vrid == new.engine.vrid
+                && i.spec.advert_interface() == new.advert_interface()
+        }) {
+            Some("has the VRID of another on its interface")
+        } else {
+            None
+        }
+    }
+
+    /// Opens what a new instance needs and adds it (stopped).
+    fn add_instance(&mut self, spec: InstanceSpec) -> Result<()> {
+        for a in &spec.addresses {
+            if let Err(e) = self.addresses.remove(a) {
+                tracing::warn!("({}) cleaning up {}: {e}", spec.name, a.addr);
+            }
+        }
+        let socket = socket_for(&mut self.sockets, &spec)?;
+        let heartbeat = heartbeat_sockets(&mut self.sockets, &spec)?;
+        open_announcer(&mut self.announcers, &spec);
+        self.hmac |= spec.engine.auth_hmac.is_some();
+        self.instances.push(Instance {
+            router: Router::new(spec.engine.clone()),
+            spec,
+            socket,
+            heartbeat,
+        });
+        self.set_wall_clock();
+        Ok(())
+    }
+
+    /// Instance `i` takes `new` in place, if VRRP allows.
+    fn reload_in_place(&mut self, i: usize, now: Instant, new: InstanceSpec) {
+        let old = &self.instances[i].spec;
+        if *old == new {
+            return;
+        }
+        let name = new.name.clone();
+        let fixed = [
+            (old.interface != new.interface, "interface"),
+            (old.vmac != new.vmac, "use_vmac"),
+            (old.track_scripts != new.track_scripts, "track_script"),
+            (old.track_files != new.track_files, "track_file"),
+            (old.track_processes != new.track_processes, "track_process"),
+            (
+                old.track_interfaces != new.track_interfaces,
+                "track_interface",
+            ),
+            (old.guard != new.guard, "split_brain_guard"),
+        ];
+        if let Some((_, what)) = fixed.iter().find(|(c, _)| *c) {
+            tracing::warn!(
+                "({name}) reload: {what} changed: not applied; restart keepalived-rs for that"
+            );
+            return;
+        }
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.clear();
+        if let Err(what) =
+            self.instances[i]
+                .router
+                .reconfigure(now, new.engine.clone(), &mut actions)
+        {
+            tracing::warn!(
+                "({name}) reload: {what} changed: not applied; restart keepalived-rs for that"
+            );
+            self.actions = actions;
+            return;
+        }
+        // The engine names the VIPs that come and go; the driver puts the
+        // addresses (excluded ones too) on and off itself, leaving those
+        // that stay untouched.
+        actions.retain(|a| !matches!(a, Action::AddVips(_) | Action::RemoveVips(_)));
+        if self.instances[i].router.state() == vrrp::StateName::Master {
+            let old = &self.instances[i].spec.addresses;
+            for a in old.iter().filter(|a| !new.addresses.contains(a)) {
+                if let Err(e) = self.addresses.remove(a) {
+                    tracing::error!("({name}) {e}");
+                }
+            }
+            for a in new.addresses.iter().filter(|a| !old.contains(a)) {
+                if let Err(e) = self.addresses.add(a) {
+                    tracing::error!("({name}) {e}");
+                }
+            }
+        }
+        self.instances[i].spec = new;
+        self.after(i, &mut actions);
+        tracing::info!("({name}) reloaded in place");
     }
 
     /// The guard's witnesses: each distinct set probed once (on a thread
@@ -891,6 +1010,7 @@ impl Driver {
         let (wtx, wrx) = std::sync::mpsc::channel();
         self.witness_events = Some(wrx);
         self.witness_sets = members;
+        self.witness_lists.clone_from(&sets);
         Ok(Some(crate::witness::spawn(sets, wtx, stop.clone())?))
     }
 
