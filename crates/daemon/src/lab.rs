@@ -107,7 +107,7 @@ pub fn run(scenario: Scenario, hold: Duration) -> Result<u8> {
         start: Instant::now(),
     };
     println!("keepalived-rs lab: scenario {scenario}");
-    let outcome = build(&timeline).and_then(|lab| {
+    let outcome = build(&timeline, scenario).and_then(|lab| {
         let prefix = lab.prefix().to_owned();
         let outcome = experiment(&lab, scenario, hold, &stop, &timeline);
         timeline.say("tearing down");
@@ -136,7 +136,7 @@ pub fn run(scenario: Scenario, hold: Duration) -> Result<u8> {
     }
 }
 
-fn build(timeline: &Timeline) -> Result<Lab> {
+fn build(timeline: &Timeline, scenario: Scenario) -> Result<Lab> {
     let mut lab = Lab::new()?;
     let switch = lab.add_switch("sw0")?;
     for host in HOSTS {
@@ -144,6 +144,10 @@ fn build(timeline: &Timeline) -> Result<Lab> {
         let a4 = format!("{}/24", v4(host.octet));
         let a6 = format!("{}/64", v6(host.octet));
         lab.connect(&node, &switch, "eth0", &[&a4, &a6])?;
+    }
+    if scenario == Scenario::SplitBrain {
+        crate::lab_sb::wire(&mut lab)?;
+        timeline.say("lb1 and lb2 also on a heartbeat switch sw1 (eth1, 203.0.113.22 and .40)");
     }
     timeline.say(&format!(
         "built {} hosts on switch sw0 (namespaces {}*)",
@@ -224,8 +228,13 @@ fn experiment(
     let mode = match scenario {
         Scenario::LvsDr => Some(crate::lab_dr::Mode::LvsDr),
         Scenario::Proxy => Some(crate::lab_dr::Mode::Proxy),
-        Scenario::SplitBrain => None,
+        Scenario::SplitBrain => None, // handled above
     };
+    if scenario == Scenario::SplitBrain {
+        crate::lab_sb::run(lab, stop, timeline)?;
+        timeline.say(&format!("{scenario}: every step behaved"));
+        return hold_for(lab, hold, stop, timeline);
+    }
     if let Some(mode) = mode {
         let web1 = servers.remove(0);
         crate::lab_dr::run(lab, stop, timeline, web1, mode)?;

@@ -8,6 +8,7 @@ mod exec;
 mod ipvs;
 mod lab;
 mod lab_dr;
+mod lab_sb;
 mod logging;
 mod metrics;
 mod netlink;

@@ -191,3 +191,26 @@ fn lab_proxy_runs_the_seeds_nginx_stream_experiment_with_our_proxy() {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }
 }
+
+#[test]
+fn lab_split_brain_keeps_one_master_where_keepalived_makes_two() {
+    if !netlab::privileged("lab_split_brain_keeps_one_master_where_keepalived_makes_two") {
+        return;
+    }
+    let out = Command::new(BIN)
+        .args(["lab", "split-brain"])
+        .output()
+        .expect("run keepalived-rs lab split-brain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "lab split-brain failed:\n{stdout}");
+    for line in [
+        "heartbeat switch sw1",
+        "3 s later the VIP is on lb1 (",
+        "lb1 reached no witness and gave the VIP up; lb2 alone holds it",
+        "one master again: lb1",
+        "split-brain: every step behaved",
+        "all namespaces removed",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
+    }
+}
