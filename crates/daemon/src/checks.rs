@@ -977,8 +977,8 @@ pub fn run(
     }
     // The data plane follows every change the checkers make, and every
     // reload (its listeners and tables outlive a change of checkers).
-    let mut carried = crate::dataplane::specs(config);
-    let (dp_tx, dp_handle) = crate::dataplane::start(carried.clone(), status.clone())?;
+    let carried = crate::dataplane::specs(config);
+    let (dp_tx, dp_handle) = crate::dataplane::start(carried, status.clone())?;
     let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
     loop {
         let specs = plan.specs.clone();
@@ -1006,15 +1006,17 @@ pub fn run(
                     }
                 }
             });
-            check::run::run(specs, &round_stop, |ev| {
+            let ran = check::run::run(specs, &round_stop, |ev| {
                 if plan.event(ev) {
                     if let Ok(mut s) = status.lock() {
                         s.virtual_servers.clone_from(&plan.status);
                     }
                     let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
                 }
-            })?;
+            });
+            // The watcher ends with the round, however the round ended.
             round_stop.store(true, Ordering::Relaxed);
+            ran?;
             Ok(pending.lock().ok().and_then(|mut p| p.take()))
         })?;
         let Some(new) = next.filter(|_| !stop.load(Ordering::Relaxed)) else {
@@ -1031,12 +1033,10 @@ pub fn run(
         if let Ok(mut s) = status.lock() {
             s.virtual_servers.clone_from(&plan.status);
         }
+        // The new services and the view of them in one message: applied
+        // together, never the new specs with the old view.
         let specs = crate::dataplane::specs(&new);
-        if specs != carried {
-            let _ = dp_tx.send(crate::dataplane::Msg::Specs(specs.clone()));
-            carried = specs;
-        }
-        let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
+        let _ = dp_tx.send(crate::dataplane::Msg::Reload(specs, plan.view()));
     }
     // Our tables go when the data plane's thread sees the channel close.
     drop(dp_tx);

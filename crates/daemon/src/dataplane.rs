@@ -447,8 +447,8 @@ pub fn desired(
 pub enum Msg {
     /// The checkers' view changed.
     View(Vec<ServiceView>),
-    /// A reload changed the virtual servers.
-    Specs(Vec<ServiceSpec>),
+    /// A reload: the virtual servers, and the checkers' view of them.
+    Reload(Vec<ServiceSpec>, Vec<ServiceView>),
 }
 
 pub fn start(
@@ -573,7 +573,10 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Msg>, status: &crate::control::Share
                 for msg in std::iter::once(first).chain(rx.try_iter()) {
                     match msg {
                         Msg::View(v) => view = Some(v),
-                        Msg::Specs(s) => arrange(&mut planes, &s),
+                        Msg::Reload(s, v) => {
+                            arrange(&mut planes, &s);
+                            view = Some(v);
+                        }
                     }
                 }
             }

@@ -96,11 +96,11 @@ fn supervise<T, U>(
     let watchdog = sdnotify::watchdog().map(|d| d / 2);
     let mut petted = std::time::Instant::now();
     loop {
-        let ended = match (vrrp_thread, checks) {
-            (Some(v), _) => v.is_finished(),
-            (None, Some(c)) => c.is_finished(),
-            (None, None) => true,
-        };
+        // Either part ending ends the daemon: a checker thread that died
+        // must not leave VRRP running while systemd's watchdog is petted.
+        let ended = (vrrp_thread.is_none() && checks.is_none())
+            || vrrp_thread.is_some_and(std::thread::JoinHandle::is_finished)
+            || checks.is_some_and(std::thread::JoinHandle::is_finished);
         if ended || stop.load(Relaxed) {
             return;
         }
@@ -124,21 +124,18 @@ fn finish(
     checks: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     stop: &std::sync::atomic::AtomicBool,
     pid_file: Option<&std::path::Path>,
-) -> anyhow::Result<u8> {
-    let mut result = if let Some(v) = vrrp_thread {
-        let r = v
-            .join()
-            .map_err(|_| anyhow::anyhow!("the VRRP thread panicked"))?;
-        // However VRRP ended, the checkers end with it.
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
-    } else {
-        Ok(())
-    };
+) -> u8 {
+    let mut result = vrrp_thread.map_or(Ok(()), |v| {
+        v.join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the VRRP thread panicked")))
+    });
+    // However VRRP ended, the checkers (and data planes) end with it and
+    // clean up before the pid file goes.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(t) = checks {
         let r = t
             .join()
-            .map_err(|_| anyhow::anyhow!("the checker thread panicked"))?;
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the checker thread panicked")));
         if result.is_ok() {
             result = r;
         }
@@ -149,11 +146,11 @@ fn finish(
     match result {
         Ok(()) => {
             tracing::info!("Stopped Keepalived-rs v{}", env!("CARGO_PKG_VERSION"));
-            Ok(0)
+            0
         }
         Err(e) => {
             tracing::error!("{e:#}");
-            Ok(1)
+            1
         }
     }
 }
@@ -256,5 +253,5 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         &reloader,
     );
     sdnotify::notify("STOPPING=1");
-    finish(vrrp_thread, checks, &stop, pid_file.as_deref())
+    Ok(finish(vrrp_thread, checks, &stop, pid_file.as_deref()))
 }

@@ -204,6 +204,9 @@ pub fn serve(addr: SocketAddr, status: Shared) -> std::io::Result<()> {
 fn answer(mut conn: TcpStream, status: &Shared) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     conn.set_write_timeout(Some(Duration::from_secs(2)))?;
+    // A whole request head within 2 s, however slowly it trickles in:
+    // one slow client does not hold the (single) serving thread long.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let mut reader = BufReader::new(std::io::Read::take(&conn, 8192));
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -211,6 +214,11 @@ fn answer(mut conn: TcpStream, status: &Shared) -> std::io::Result<()> {
     let mut line = String::new();
     while reader.read_line(&mut line)? > 2 {
         line.clear();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        conn.set_read_timeout(Some(left))?;
     }
     let mut words = request.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));

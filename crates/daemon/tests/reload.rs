@@ -522,4 +522,12 @@ fn reload_starts_added_instances_and_stops_removed_ones() {
         log.contains("(VI_2) reload: new instance; starting"),
         "{log}"
     );
+    // Renamed (same VRID): the old name stops, the new one starts on it.
+    std::fs::write(rig.conf("lb1"), two.replace("VI_2", "VI_9")).unwrap();
+    rig.hup("lb1");
+    std::thread::sleep(Duration::from_millis(1500));
+    let renamed = rig.status("lb1");
+    assert_eq!(names(&renamed), ["VI_9"], "{renamed}\n{}", rig.log("lb1"));
+    assert_eq!(renamed["vrrp"][0]["state"], "MASTER", "{renamed}");
+    assert!(lb1.has_address(ip("198.51.100.252")).unwrap());
 }

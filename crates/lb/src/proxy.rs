@@ -181,9 +181,12 @@ impl Pool {
         // its place in the round).
         let live = backends.iter().filter(|b| !b.draining);
         if live.clone().count() == servers.len()
-            && live
-                .zip(servers)
-                .all(|(b, s)| b.addr == s.0 && b.weight == s.1)
+            && live.zip(servers).all(|(b, s)| {
+                b.addr == s.0
+                    && b.weight == s.1
+                    && b.passive.max_fails == s.2
+                    && b.passive.fail_timeout == s.3
+            })
         {
             return;
         }
@@ -191,11 +194,16 @@ impl Pool {
             .iter()
             .map(|&(addr, weight, max_fails, fail_timeout)| {
                 match backends.iter().find(|b| b.addr == addr) {
-                    Some(b) => Backend {
-                        weight,
-                        draining: false,
-                        ..b.clone()
-                    },
+                    Some(b) => {
+                        let mut b = b.clone();
+                        b.weight = weight;
+                        b.draining = false;
+                        // A reload's max_fails / fail_timeout; the
+                        // failures seen so far stay.
+                        b.passive.max_fails = max_fails;
+                        b.passive.fail_timeout = fail_timeout;
+                        b
+                    }
                     None => Backend {
                         addr,
                         weight,
@@ -359,6 +367,17 @@ fn bound(
 /// A listening socket for `addr`, with `SO_REUSEPORT` (one per worker).
 pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let s = bound(addr, socket2::Type::STREAM, true)?;
+    // TCP keepalive, inherited by every accepted socket (no system call
+    // per connection): a client that vanishes without a FIN or RST (a dead
+    // host, a NAT that forgot the flow) is found within about ten minutes
+    // and the relay ends, freeing both of its sockets — otherwise they
+    // would be held for ever (nginx's `proxy_timeout` is 10 minutes).
+    s.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(300))
+            .with_interval(Duration::from_secs(30))
+            .with_retries(9),
+    )?;
     s.listen(4096)?;
     tokio::net::TcpListener::from_std(s.into())
 }

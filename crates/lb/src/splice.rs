@@ -75,8 +75,9 @@ fn flags() -> SpliceFFlags {
     SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
 }
 
-/// One read of `from` by `op` (at most `max` bytes). A short read emptied
-/// the socket's queue: its readiness is cleared then as well, as nginx
+/// One read(2) of `from` by `op` (at most `max` bytes). A short read
+/// emptied the socket's queue (TCP copies until the queue or the buffer
+/// ends): its readiness is cleared then as well, as nginx
 /// does, sparing the read that would only say EAGAIN (edge-triggered
 /// epoll reports bytes that come later anew).
 fn drain_read(
@@ -171,13 +172,13 @@ async fn one_way(
         from.readable().await?;
         let (n, left, pipe) = if bulk {
             let pipe = take()?;
-            let got = drain_read(
-                from,
-                |fd| {
-                    splice(fd, None, pipe.w.as_fd(), None, CHUNK, flags()).map_err(io::Error::from)
-                },
-                CHUNK,
-            );
+            // No short-read shortcut here: a splice also stops short when
+            // the pipe runs out of slots (one per segment), with bytes
+            // still queued — only EAGAIN says the socket is empty.
+            let got = from.try_io(Interest::READABLE, || {
+                splice(from.as_fd(), None, pipe.w.as_fd(), None, CHUNK, flags())
+                    .map_err(io::Error::from)
+            });
             match got {
                 Ok(0) => {
                     give(pipe);

@@ -510,11 +510,14 @@ impl Router {
             if !removed.is_empty() {
                 out.push(Action::RemoveVips(removed));
             }
+            // The addresses first: a new route may name one as its source.
+            if !added.is_empty() {
+                out.push(Action::AddVips(added.clone()));
+            }
             if routes_changed {
                 out.extend(self.routes(true));
             }
             if !added.is_empty() {
-                out.push(Action::AddVips(added.clone()));
                 out.push(Action::Announce {
                     addrs: added,
                     repeat: self.config.garp.master_repeat,
@@ -548,13 +551,21 @@ impl Router {
     }
 
     /// The guard takes this node out: FAULT, the VIPs released.
-    fn enter_guard_fault(&mut self, now: Instant, why: &str, out: &mut Vec<Action>) {
+    fn enter_guard_fault(&mut self, why: &str, out: &mut Vec<Action>) {
         out.push(Action::Log(format!(
             "({}) split-brain guard: no peer heard on any path and no witness reachable: \
              this node assumes it is the one cut off; {why} (FAULT)",
             self.config.name
         )));
-        self.release(now, out);
+        // The VIPs go without a priority-0 advert: cut off, nobody would
+        // hear it; and when it is the witnesses that failed, it would only
+        // hand the VIP to a peer that cannot reach them either (which then
+        // gives it up in turn: a flap). The peer's down timer decides.
+        if matches!(self.state, State::Master { .. }) {
+            out.push(Action::RemoveVips(self.config.vips.clone()));
+            out.extend(self.routes(false));
+        }
+        self.clear_garp();
         self.wants_master = false;
         self.guard_fault = true;
         self.counters.guard_faults += 1;
@@ -584,7 +595,7 @@ impl Router {
                 self.leave_guard_fault(now, "a witness answers again", out);
             }
         } else if matches!(self.state, State::Master { .. }) && self.isolated(now) {
-            self.enter_guard_fault(now, "giving up the VIP", out);
+            self.enter_guard_fault("giving up the VIP", out);
         }
     }
 
@@ -744,7 +755,15 @@ impl Router {
                 if self.guard_fault {
                     self.leave_guard_fault(now, &format!("heard {src}"), out);
                 }
-                self.receive(now, src, &advert, out);
+                // The RFC's address tie-break compares addresses of one
+                // link: over a heartbeat path, ours there.
+                let ours = self
+                    .config
+                    .guard
+                    .as_ref()
+                    .and_then(|g| g.path_of(src, dst))
+                    .map_or(self.config.primary, |h| h.local);
+                self.receive(now, src, ours, &advert, out);
             }
             Err(why) => *self.counters.dropped.entry(why).or_default() += 1,
         }
@@ -780,7 +799,7 @@ impl Router {
             State::Init { until } if until == at => self.begin(at, out),
             State::Backup { down_at } if down_at == at => {
                 if self.isolated(now) {
-                    self.enter_guard_fault(now, "not taking the VIP", out);
+                    self.enter_guard_fault("not taking the VIP", out);
                 } else if self.sync_held {
                     // The group decides; check again after another interval.
                     self.wants_master = true;
@@ -792,7 +811,7 @@ impl Router {
                 }
             }
             State::Master { advert_at } if advert_at == at && self.isolated(now) => {
-                self.enter_guard_fault(now, "giving up the VIP", out);
+                self.enter_guard_fault("giving up the VIP", out);
             }
             State::Master { advert_at } if advert_at == at => {
                 self.send(now, self.effective, out);
@@ -1124,7 +1143,13 @@ impl Router {
         let verdict = verify(
             h,
             &mut self.replay,
-            self.config.peers.len(),
+            // Each peer may also speak from its heartbeat addresses.
+            self.config.peers.len()
+                + self
+                    .config
+                    .guard
+                    .as_ref()
+                    .map_or(0, |g| g.heartbeat.iter().map(|h| h.peers.len()).sum()),
             self.config.version,
             self.config.vrid,
             src,
@@ -1167,7 +1192,14 @@ impl Router {
         }
     }
 
-    fn receive(&mut self, now: Instant, src: IpAddr, advert: &Advert, out: &mut Vec<Action>) {
+    fn receive(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        ours: IpAddr,
+        advert: &Advert,
+        out: &mut Vec<Action>,
+    ) {
         let mismatch = self.config.check_addrs && !same_addrs(&advert.addrs, &self.config.vips);
         if mismatch {
             self.counters.address_list_mismatch += 1;
@@ -1183,7 +1215,7 @@ impl Router {
         }
         match self.state {
             State::Backup { .. } => self.receive_as_backup(now, src, advert),
-            State::Master { .. } => self.receive_as_master(now, src, advert, out),
+            State::Master { .. } => self.receive_as_master(now, src, ours, advert, out),
             State::Init { .. } | State::Fault | State::Stop => {}
         }
     }
@@ -1227,6 +1259,7 @@ impl Router {
         &mut self,
         now: Instant,
         src: IpAddr,
+        ours: IpAddr,
         advert: &Advert,
         out: &mut Vec<Action>,
     ) {
@@ -1239,7 +1272,7 @@ impl Router {
             return;
         }
         let better = advert.priority > self.effective
-            || (advert.priority == self.effective && addr_greater(src, self.config.primary));
+            || (advert.priority == self.effective && addr_greater(src, ours));
         if better {
             if self.config.version == Version::V3 {
                 self.master_interval = Duration::from_millis(u64::from(advert.interval) * 10);

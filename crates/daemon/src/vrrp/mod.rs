@@ -267,8 +267,10 @@ struct Driver {
     /// instances.
     witness_events: Option<std::sync::mpsc::Receiver<crate::witness::Event>>,
     witness_sets: Vec<Vec<usize>>,
-    /// The witness sets the probing thread was started with.
+    /// The witness sets the probing thread was started with, and each
+    /// one's last verdict (reachable).
     witness_lists: Vec<Vec<crate::vrrp::spec::Witness>>,
+    witness_ok: Vec<bool>,
     /// Where notify command lines go (the notifier thread).
     notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
     /// Sync groups: the instances of each.
@@ -383,6 +385,7 @@ impl Driver {
             witness_events: None,
             witness_sets: Vec::new(),
             witness_lists: Vec::new(),
+            witness_ok: Vec::new(),
             notify: None,
             links,
             files: tracked_files(config),
@@ -799,12 +802,19 @@ impl Driver {
             );
             return;
         }
-        // Added instances need nothing the running daemon cannot give them.
+        // Added instances need nothing the running daemon cannot give them
+        // (checked against the instances that stay: a renamed one frees
+        // its VRID).
+        let staying: Vec<String> = specs
+            .iter()
+            .filter(|n| self.instances.iter().any(|i| i.spec.name == n.name))
+            .map(|n| n.name.clone())
+            .collect();
         let (mut added, mut kept) = (Vec::new(), Vec::new());
         for new in specs {
-            if self.instances.iter().any(|i| i.spec.name == new.name) {
+            if staying.contains(&new.name) {
                 kept.push(new);
-            } else if let Some(why) = self.cannot_add(&new) {
+            } else if let Some(why) = self.cannot_add(&new, &staying) {
                 tracing::warn!(
                     "({}) reload: a new instance {why}: not started; restart keepalived-rs for it",
                     new.name
@@ -871,6 +881,15 @@ impl Driver {
                 "({}) reload: new instance; starting",
                 self.instances[i].spec.name
             );
+            // What its witnesses say now (the probes report changes only).
+            let down = self
+                .witness_sets
+                .iter()
+                .zip(&self.witness_ok)
+                .any(|(members, ok)| members.contains(&i) && !ok);
+            if down {
+                self.feed(i, Input::Witness { reachable: false });
+            }
             self.feed(i, Input::Start);
         }
         self.flush();
@@ -879,7 +898,7 @@ impl Driver {
 
     /// Why a new instance cannot start in the running daemon, if it cannot:
     /// what it needs is set up only at start.
-    fn cannot_add(&self, new: &InstanceSpec) -> Option<&'static str> {
+    fn cannot_add(&self, new: &InstanceSpec, staying: &[String]) -> Option<&'static str> {
         let witnesses = new
             .guard
             .as_ref()
@@ -894,8 +913,15 @@ impl Driver {
             Some("names witnesses no running instance has")
         } else if script {
             Some("tracks a vrrp_script no running instance tracks")
+        } else if new
+            .track_interfaces
+            .iter()
+            .any(|(n, _)| !self.links.contains_key(n))
+        {
+            Some("tracks an interface no running instance tracks")
         } else if self.instances.iter().any(|i| {
-            i.spec.engine.vrid == new.engine.vrid
+            staying.contains(&i.spec.name)
+                && i.spec.engine.vrid == new.engine.vrid
                 && i.spec.advert_interface() == new.advert_interface()
         }) {
             Some("has the VRID of another on its interface")
@@ -1010,6 +1036,7 @@ impl Driver {
         let (wtx, wrx) = std::sync::mpsc::channel();
         self.witness_events = Some(wrx);
         self.witness_sets = members;
+        self.witness_ok = vec![true; sets.len()];
         self.witness_lists.clone_from(&sets);
         Ok(Some(crate::witness::spawn(sets, wtx, stop.clone())?))
     }
@@ -1022,6 +1049,9 @@ impl Driver {
         };
         let events: Vec<crate::witness::Event> = rx.try_iter().collect();
         for ev in events {
+            if let Some(ok) = self.witness_ok.get_mut(ev.set) {
+                *ok = ev.reachable;
+            }
             let members = self.witness_sets.get(ev.set).cloned().unwrap_or_default();
             for i in members {
                 self.feed(
