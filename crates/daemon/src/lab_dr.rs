@@ -143,16 +143,38 @@ pub fn run(
     }
     let dir = std::env::temp_dir().join(format!("{}lab", lab.prefix()));
     std::fs::create_dir_all(&dir)?;
-    let exe = std::env::current_exe().context("own executable")?;
-    let mut daemons = Vec::new();
+    let mut configs = Vec::new();
     for (node, id, state, prio) in [
         ("lb1", "LVS_01", "MASTER", 100),
         ("lb2", "LVS_02", "BACKUP", 90),
     ] {
-        let conf = dir.join(format!("{node}.conf"));
         let health = dir.join(format!("{node}.proxy-ok"));
         std::fs::write(&health, "")?;
-        std::fs::write(&conf, seed_config(id, state, prio, mode, &health))?;
+        configs.push((node, seed_config(id, state, prio, mode, &health)));
+    }
+    let daemons = start_directors(lab, &dir, &configs)?;
+    timeline.say("keepalived-rs started on lb1 (MASTER, priority 100) and lb2 (BACKUP, 90) with the seed's config");
+    // web1's server as restarted by the steps, kept up through the failover.
+    let outcome = steps(lab, stop, timeline, web1, vip).and_then(|_web1| match mode {
+        Mode::LvsDr => failover(lab, timeline, vip, None),
+        Mode::Proxy => failover(lab, timeline, vip, Some(&dir.join("lb1.proxy-ok"))),
+    });
+    stop_directors(daemons, &dir, outcome.is_err());
+    outcome
+}
+
+/// keepalived-rs on each `(node, configuration)`, its file, log and
+/// control socket in `dir`.
+pub(crate) fn start_directors(
+    lab: &Lab,
+    dir: &std::path::Path,
+    configs: &[(&str, String)],
+) -> Result<Vec<netlab::Process>> {
+    let exe = std::env::current_exe().context("own executable")?;
+    let mut daemons = Vec::new();
+    for (node, text) in configs {
+        let conf = dir.join(format!("{node}.conf"));
+        std::fs::write(&conf, text)?;
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["-n", "-l", "-f"])
             .arg(&conf)
@@ -161,24 +183,23 @@ pub fn run(
         let log = std::fs::File::create(dir.join(format!("{node}.log")))?;
         daemons.push(lab.node(node)?.spawn_logged(&cmd, Some(log))?);
     }
-    timeline.say("keepalived-rs started on lb1 (MASTER, priority 100) and lb2 (BACKUP, 90) with the seed's config");
-    // web1's server as restarted by the steps, kept up through the failover.
-    let outcome = steps(lab, stop, timeline, web1, vip).and_then(|_web1| match mode {
-        Mode::LvsDr => failover(lab, timeline, vip, None),
-        Mode::Proxy => failover(lab, timeline, vip, Some(&dir.join("lb1.proxy-ok"))),
-    });
+    Ok(daemons)
+}
+
+/// Stops the directors gracefully (printing their logs when the run
+/// `failed`) and removes `dir`.
+pub(crate) fn stop_directors(daemons: Vec<netlab::Process>, dir: &std::path::Path, failed: bool) {
     for d in &daemons {
         let _ = d.signal(nix::sys::signal::Signal::SIGTERM);
     }
-    if outcome.is_err() {
+    if failed {
         for node in ["lb1", "lb2"] {
             let log = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap_or_default();
             println!("--- {node}'s log ---\n{log}");
         }
     }
     drop(daemons);
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn steps(

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use netlab::Lab;
 
 use crate::lab::{check_interrupt, v4, Timeline, VIP_OCTET};
@@ -107,38 +107,20 @@ fn drop_vrrp_on_eth0(lab: &Lab, drop: bool) -> Result<()> {
 pub fn run(lab: &Lab, stop: &AtomicBool, timeline: &Timeline) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("{}lab", lab.prefix()));
     std::fs::create_dir_all(&dir)?;
-    let exe = std::env::current_exe().context("own executable")?;
-    let mut daemons = Vec::new();
-    for (node, router, prio, peer) in [
-        ("lb1", "LVS_01", 100, hb(40)),
-        ("lb2", "LVS_02", 90, hb(22)),
-    ] {
-        let conf = dir.join(format!("{node}.conf"));
-        std::fs::write(&conf, config(router, prio, peer))?;
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["-n", "-l", "-f"])
-            .arg(&conf)
-            .arg("--control")
-            .arg(dir.join(format!("{node}.sock")));
-        let log = std::fs::File::create(dir.join(format!("{node}.log")))?;
-        daemons.push(lab.node(node)?.spawn_logged(&cmd, Some(log))?);
-    }
+    let daemons = crate::lab_dr::start_directors(
+        lab,
+        &dir,
+        &[
+            ("lb1", config("LVS_01", 100, hb(40))),
+            ("lb2", config("LVS_02", 90, hb(22))),
+        ],
+    )?;
     timeline.say(
         "keepalived-rs on lb1 (priority 100) and lb2 (90), VRRPv3 every 200 ms, a heartbeat link \
          sw1 (203.0.113.0/24) and the gateway 198.51.100.1 as witness",
     );
     let outcome = steps(lab, stop, timeline);
-    for d in &daemons {
-        let _ = d.signal(nix::sys::signal::Signal::SIGTERM);
-    }
-    if outcome.is_err() {
-        for node in ["lb1", "lb2"] {
-            let log = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap_or_default();
-            println!("--- {node}'s log ---\n{log}");
-        }
-    }
-    drop(daemons);
-    let _ = std::fs::remove_dir_all(&dir);
+    crate::lab_dr::stop_directors(daemons, &dir, outcome.is_err());
     outcome
 }
 
