@@ -21,6 +21,12 @@ pub struct Flip {
 }
 
 impl Quorum {
+    /// The same settings in state `up` (a reload carries the state over:
+    /// only a real change of the live weight flips it).
+    #[must_use]
+    pub fn with_up(self, up: bool) -> Self {
+        Self { up, ..self }
+    }
     /// `quorum` (default 1) and `hysteresis` (default 0) as configured,
     /// clamped as keepalived clamps them at load: quorum to the total
     /// configured weight, hysteresis below quorum. Also what was clamped,
@@ -93,6 +99,19 @@ impl Quorum {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_carries_the_state_and_flips_only_on_a_real_crossing() {
+        // A new quorum object starts from the new servers' weights; the
+        // old state carried over decides what the next update says.
+        let (q, _) = Quorum::new(3, 0, 4, 4);
+        assert!(q.is_up());
+        let mut carried = q.with_up(false);
+        assert_eq!(carried.update(2), None, "still below: no notification");
+        assert_eq!(carried.update(4).map(|f| f.up), Some(true), "crossed");
+        let mut kept = q.with_up(true);
+        assert_eq!(kept.update(4), None, "up and still up: nothing to say");
+    }
 
     #[test]
     fn defaults_lose_quorum_with_the_last_server() {

@@ -821,19 +821,19 @@ impl Plan {
                 self.reweigh(vs, rs);
             }
             let v = &self.status[vs];
-            let same = old.status.iter().position(|o| {
-                o.address == v.address
-                    && o.port == v.port
-                    && o.protocol == v.protocol
-                    && o.real_servers == v.real_servers
+            let was = old.status.iter().position(|o| {
+                o.address == v.address && o.port == v.port && o.protocol == v.protocol
             });
-            if let Some(o) = same {
-                self.virtuals[vs].quorum = old.virtuals[o].quorum;
+            if let Some(o) = was {
+                // The old state carried over: a quorum notification only
+                // if the new set of servers really crosses the threshold.
+                self.virtuals[vs].quorum = self.virtuals[vs]
+                    .quorum
+                    .with_up(old.virtuals[o].quorum.is_up());
                 self.status[vs].quorum_up = old.status[o].quorum_up;
                 self.status[vs].sorry_server_active = old.status[o].sorry_server_active;
-            } else {
-                self.quorum(vs);
             }
+            self.quorum(vs);
         }
         kept
     }
