@@ -99,6 +99,10 @@ pub struct Spec {
     /// `SMTP_CHECK`'s counting: `retry` retries in every cycle
     /// ([`Checker::per_cycle`]).
     pub retry_each_cycle: bool,
+    /// A reload's checker that carries on its predecessor's verdict
+    /// (`alpha`: down): it counts retries as a checker that has run, where
+    /// a new one goes down at its first failure (keepalived's start).
+    pub resumed: bool,
 }
 
 /// A checker's verdict changed (or was confirmed on its first run), or a
@@ -393,6 +397,9 @@ async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
     } else {
         Checker::new(spec.timing, spec.alpha)
     };
+    if spec.resumed {
+        checker.resume();
+    }
     let mut last_weight = None;
     tokio::time::sleep(Duration::from_secs(1) + jitter(spec.id, spec.warmup)).await;
     loop {

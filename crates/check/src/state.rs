@@ -69,6 +69,16 @@ impl Checker {
         self.up
     }
 
+    /// Carries on from a predecessor in the same state (a reload): it has
+    /// run, so a failure of an up checker is retried `retry` times before
+    /// it goes down, and nothing is reported until the state changes.
+    pub fn resume(&mut self) {
+        self.has_run = true;
+        if !self.per_cycle {
+            self.retry_it = 0;
+        }
+    }
+
     /// Takes one check's result; what changed (if anything, or `Down` /
     /// `Up` once on the first run of a checker that stays as it started,
     /// so the caller can run its notifies) and when to check next.
@@ -108,6 +118,31 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_checker_retries_before_going_down_and_reports_only_changes() {
+        let timing = Timing {
+            delay_loop: Duration::from_secs(1),
+            retry: 2,
+            delay_before_retry: Duration::from_secs(1),
+        };
+        let mut fresh = Checker::new(timing, false);
+        assert_eq!(
+            fresh.result(false).0,
+            Some(Transition::Down),
+            "a new one: down at once"
+        );
+        let mut kept = Checker::new(timing, false);
+        kept.resume();
+        assert_eq!(kept.result(true).0, None, "up and up: nothing to report");
+        assert_eq!(kept.result(false).0, None, "retry 1");
+        assert_eq!(kept.result(false).0, None, "retry 2");
+        assert_eq!(kept.result(false).0, Some(Transition::Down));
+        let mut was_down = Checker::new(timing, true);
+        was_down.resume();
+        assert_eq!(was_down.result(false).0, None, "down and down");
+        assert_eq!(was_down.result(true).0, Some(Transition::Up));
+    }
 
     fn timing(retry: u32) -> Timing {
         Timing {

@@ -168,6 +168,7 @@ fn checker_specs(
         warmup,
         alpha,
         retry_each_cycle: matches!(checker, Checker::Smtp(_)),
+        resumed: false,
     };
     let (target, bind) = endpoints(conn, rs.addr, rport);
     let probe = match checker {
@@ -307,6 +308,7 @@ fn file_spec(f: &kaconf::model::FileCheck, id: usize, cx: &Context) -> Result<Sp
         warmup: Duration::ZERO,
         alpha: false,
         retry_each_cycle: false,
+        resumed: false,
     })
 }
 
@@ -392,6 +394,7 @@ fn misc_spec(
             dynamic: m.misc_dynamic,
         },
         retry_each_cycle: false,
+        resumed: false,
         timing,
         connect_timeout: m
             .misc_timeout
@@ -806,6 +809,12 @@ impl Plan {
         for (k, key) in self.keys().into_iter().enumerate() {
             if let Some(&j) = before.get(&key) {
                 self.down[k] = old.down[j];
+                // The checker starts in that verdict (as `alpha` starts one
+                // down): a server that was down at the reload is marked up
+                // by its first success, one that was up goes down only by
+                // failing again.
+                self.specs[k].alpha = old.down[j];
+                self.specs[k].resumed = true;
                 self.dynamic[k] = old.dynamic[j];
                 self.offset[k] = old.offset[j];
                 kept += 1;

@@ -531,3 +531,70 @@ fn reload_starts_added_instances_and_stops_removed_ones() {
     assert_eq!(renamed["vrrp"][0]["state"], "MASTER", "{renamed}");
     assert!(lb1.has_address(ip("198.51.100.252")).unwrap());
 }
+
+#[test]
+fn a_server_down_at_a_reload_comes_back_after_it() {
+    if !netlab::privileged("a_server_down_at_a_reload_comes_back_after_it") {
+        return;
+    }
+    let mut rig = Rig::new(
+        "reloadcheck",
+        &[
+            ("lb1", &["198.51.100.21/24", "198.51.100.250/24"]),
+            ("web1", &["198.51.100.50/24"]),
+            ("web2", &["198.51.100.51/24"]),
+        ],
+    );
+    rig.start("lb1", &proxied(1));
+    let web = |name: &str, last: u8, body: &str| {
+        netlab::http::WebServer::start(
+            rig.lab.node(name).unwrap(),
+            SocketAddr::from(([198, 51, 100, last], 80)),
+            body,
+        )
+        .unwrap()
+    };
+    let w1 = web("web1", 50, "this is yy web!");
+    let _w2 = web("web2", 51, "this is cc web!");
+    let healthy = |rig: &Rig| -> Option<bool> {
+        rig.status("lb1")["virtual_servers"][0]["real_servers"]
+            .as_array()?
+            .iter()
+            .find(|r| r["address"] == "198.51.100.50")?["healthy"]
+            .as_bool()
+    };
+    let wait = |rig: &Rig, want: bool, within: Duration| -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if healthy(rig) == Some(want) {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    };
+    assert!(
+        wait(&rig, true, Duration::from_secs(5)).is_some(),
+        "{}",
+        rig.log("lb1")
+    );
+    drop(w1);
+    assert!(
+        wait(&rig, false, Duration::from_secs(5)).is_some(),
+        "{}",
+        rig.log("lb1")
+    );
+    // Reloaded while web1 is down (the same file), then web1 comes back.
+    rig.hup("lb1");
+    assert!(rig.wait_log("lb1", "kept with their state", Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(healthy(&rig), Some(false), "still down after the reload");
+    let _w1 = web("web1", 50, "this is yy web!");
+    let back = wait(&rig, true, Duration::from_secs(5));
+    eprintln!("reload: web1, down at the reload, healthy again {back:?} after it came back");
+    assert!(
+        back.is_some(),
+        "web1 never came back after the reload\n{}",
+        rig.log("lb1")
+    );
+}
