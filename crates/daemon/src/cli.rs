@@ -8,7 +8,12 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 /// The default configuration file, as keepalived's.
 pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 /// The default control socket.
-pub const DEFAULT_CONTROL: &str = "/run/keepalived-rs/control.sock";
+pub const DEFAULT_CONTROL: &str = "/run/keepalived-rs.sock";
+
+/// Where the packaged systemd unit puts it (its runtime directory: the unit
+/// keeps the rest of /run read-only); `status` and `reload` look there when
+/// the default is absent.
+pub const UNIT_CONTROL: &str = "/run/keepalived-rs/control.sock";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -21,6 +21,16 @@ pub fn reload(control: &Path) -> Result<u8> {
 
 /// Sends `line`, prints the answer and returns it.
 fn request(control: &Path, line: &str) -> Result<String> {
+    // The default socket, else the packaged unit's.
+    let unit = Path::new(crate::cli::UNIT_CONTROL);
+    let control = if control == Path::new(crate::cli::DEFAULT_CONTROL)
+        && !control.exists()
+        && unit.exists()
+    {
+        unit
+    } else {
+        control
+    };
     let mut stream = UnixStream::connect(control).with_context(|| {
         format!(
             "cannot reach keepalived-rs at {} (is the daemon running? --control names another socket)",
