@@ -1,26 +1,8 @@
 //! `keepalived-rs`: the daemon binary and its subcommands.
 
-mod checks;
-mod cli;
-mod control;
-mod dataplane;
-mod exec;
-mod ipvs;
-mod lab;
-mod lab_dr;
-mod lab_sb;
-mod logging;
-mod metrics;
-mod netlink;
-mod notify;
-mod proxy;
-mod reload;
-mod sdnotify;
-mod status;
-mod track;
-mod vrrp;
-mod witness;
-
+use keepalived_rs::{
+    checks, cli, control, lab, log_diagnostics, logging, metrics, reload, sdnotify, status, vrrp,
+};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -151,17 +133,6 @@ fn finish(
         Err(e) => {
             tracing::error!("{e:#}");
             1
-        }
-    }
-}
-
-/// Logs what loading the configuration found, each with its file:line.
-fn log_diagnostics(loaded: &kaconf::Loaded) {
-    for d in &loaded.diagnostics {
-        let line = d.render(&loaded.sources);
-        match d.severity {
-            kaconf::Severity::Error => tracing::error!("{line}"),
-            kaconf::Severity::Warning => tracing::warn!("{line}"),
         }
     }
 }

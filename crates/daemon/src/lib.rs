@@ -1,0 +1,35 @@
+//! `keepalived-rs` as a library: the daemon's parts, so that the binary
+//! (`src/main.rs`), the fuzz targets and the tests share one conversion of
+//! a configuration into what runs.
+
+pub mod checks;
+pub mod cli;
+pub mod control;
+pub mod dataplane;
+pub mod exec;
+mod ipvs;
+pub mod lab;
+mod lab_dr;
+mod lab_sb;
+pub mod logging;
+pub mod metrics;
+mod netlink;
+pub mod notify;
+mod proxy;
+pub mod reload;
+pub mod sdnotify;
+pub mod status;
+mod track;
+pub mod vrrp;
+mod witness;
+
+/// Logs what loading the configuration found, each with its file:line.
+pub fn log_diagnostics(loaded: &kaconf::Loaded) {
+    for d in &loaded.diagnostics {
+        let line = d.render(&loaded.sources);
+        match d.severity {
+            kaconf::Severity::Error => tracing::error!("{line}"),
+            kaconf::Severity::Warning => tracing::warn!("{line}"),
+        }
+    }
+}
