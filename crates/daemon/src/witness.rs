@@ -1,6 +1,7 @@
 //! The split-brain guard's witness probes: a thread that asks every
 //! witness of each set, twice a second, whether it is reachable (an ICMP
-//! echo, or a TCP connect), and tells the VRRP loop when a set's verdict
+//! echo — `check::ping`: only a reply from the witness itself that echoes
+//! our random id and nonce counts — or a TCP connect), and tells the VRRP loop when a set's verdict
 //! changes. A set is reachable while any of its witnesses answers; it
 //! becomes unreachable after two rounds in a row without an answer (one
 //! lost echo does not make a node give up its VIP).
