@@ -1,12 +1,25 @@
 //! The control socket: `keepalived-rs status [--json]` asks here. The VRRP
 //! thread publishes a [`Status`] snapshot after every change; this thread only
 //! reads it, so a slow client can never delay an advert.
+//!
+//! Who may ask: the socket is mode 0600 (0660 and group-owned with
+//! `control_socket_group NAME` in `global_defs`, our extension), and every
+//! connection's `SO_PEERCRED` must be root, the daemon's own user or (with
+//! that keyword) a member of the group; anyone else gets one `refused:`
+//! line. Each request has one total deadline ([`deadline::REQUEST`]) for
+//! reading it and writing the answer, so a client trickling bytes cannot
+//! hold the (single) serving thread.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::Instant;
+
+use nix::unistd::{Gid, Uid};
+
+use crate::deadline::{self, Bounded};
 
 use serde::Serialize;
 
@@ -99,11 +112,155 @@ pub struct RealServerStatus {
 /// The snapshot the daemon's threads share.
 pub type Shared = Arc<Mutex<Status>>;
 
-/// Serves `path` on a thread of its own until the process ends.
 /// What a `reload` request calls.
 pub type ReloadFn = std::sync::Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
-pub fn serve(path: &Path, status: Shared, reload: Option<ReloadFn>) -> std::io::Result<Server> {
+/// Who may use the control socket besides root and the daemon's own user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// `control_socket_group`: its name and id.
+    pub group: Option<(String, Gid)>,
+}
+
+impl Access {
+    /// From `control_socket_group NAME`; a group that does not exist is
+    /// logged and leaves the socket to root (fails closed).
+    pub fn from_config(group: Option<&str>) -> Self {
+        let Some(name) = group else {
+            return Self::default();
+        };
+        match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => Self {
+                group: Some((name.to_owned(), g.gid)),
+            },
+            Ok(None) => {
+                tracing::error!(
+                    "control_socket_group {name}: no such group; the control socket is root's only"
+                );
+                Self::default()
+            }
+            Err(e) => {
+                tracing::error!(
+                    "control_socket_group {name}: cannot look the group up ({e}); the control socket is root's only"
+                );
+                Self::default()
+            }
+        }
+    }
+
+    /// Whether a peer with these credentials (and supplementary `groups`)
+    /// may use the socket.
+    pub fn admits(&self, uid: Uid, gid: Gid, groups: &[Gid]) -> bool {
+        uid.is_root()
+            || uid == Uid::effective()
+            || self
+                .group
+                .as_ref()
+                .is_some_and(|(_, g)| gid == *g || groups.contains(g))
+    }
+
+    /// The socket file's mode: 0600, or 0660 with a group.
+    fn mode(&self) -> u32 {
+        if self.group.is_some() {
+            0o660
+        } else {
+            0o600
+        }
+    }
+}
+
+/// Checks the peer of `conn` (`SO_PEERCRED`) against `access`.
+fn admit(conn: &UnixStream, access: &Access) -> Result<(), String> {
+    let cred = nix::sys::socket::getsockopt(conn, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    let (uid, gid) = (Uid::from_raw(cred.uid()), Gid::from_raw(cred.gid()));
+    let groups = if access.group.is_some() {
+        supplementary_groups(cred.pid())
+    } else {
+        Vec::new()
+    };
+    if access.admits(uid, gid, &groups) {
+        return Ok(());
+    }
+    Err(match &access.group {
+        Some((name, _)) => format!(
+            "uid {uid} (pid {}) is not root and not in group {name}",
+            cred.pid()
+        ),
+        None => format!(
+            "uid {uid} (pid {}) is not root (control_socket_group names a group that may ask)",
+            cred.pid()
+        ),
+    })
+}
+
+/// A process's supplementary groups, from `/proc/PID/status`.
+fn supplementary_groups(pid: i32) -> Vec<Gid> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .map(Gid::from_raw)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The longest request line read (longer ones are cut there).
+pub const MAX_REQUEST: usize = 4096;
+
+/// A request on the control socket: one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    StatusJson,
+    Reload,
+    /// Anything else, as text (lossy UTF-8, at most 64 characters).
+    Unknown(String),
+}
+
+impl Request {
+    /// The line a client sends for it.
+    pub fn line(&self) -> &str {
+        match self {
+            Self::Status => "status",
+            Self::StatusJson => "status json",
+            Self::Reload => "reload",
+            Self::Unknown(s) => s,
+        }
+    }
+}
+
+/// Reads one request line: up to and including a newline, at most
+/// [`MAX_REQUEST`] bytes.
+pub fn read_request(r: impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    r.take(MAX_REQUEST as u64).read_until(b'\n', &mut line)?;
+    Ok(line)
+}
+
+/// What a request line asks.
+pub fn parse_request(line: &[u8]) -> Request {
+    let text = String::from_utf8_lossy(line);
+    match text.trim() {
+        "status json" => Request::StatusJson,
+        "status" => Request::Status,
+        "reload" => Request::Reload,
+        other => Request::Unknown(other.chars().take(64).collect()),
+    }
+}
+
+/// Serves `path` on a thread of its own; `access` says who may ask.
+pub fn serve(
+    path: &Path,
+    status: Shared,
+    reload: Option<ReloadFn>,
+    access: Access,
+) -> std::io::Result<Server> {
     if path.exists() {
         // A socket nobody answers on is a leftover of a crashed run.
         if UnixStream::connect(path).is_ok() {
@@ -121,11 +278,42 @@ pub fn serve(path: &Path, status: Shared, reload: Option<ReloadFn>) -> std::io::
         std::fs::create_dir_all(dir)?;
     }
     let listener = UnixListener::bind(path)?;
+    // Before anyone can connect through the file's mode (a peer that
+    // connected in between still meets the SO_PEERCRED check).
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let mut access = access;
+    if let Some((name, gid)) = access.group.clone() {
+        // Without CAP_CHOWN (a unit's bounding set) the group cannot own
+        // the socket: then it stays root's only.
+        match nix::unistd::chown(path, None, Some(gid)) {
+            Ok(()) => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode()))?;
+            }
+            Err(e) => {
+                tracing::error!(
+                    "control_socket_group {name}: cannot give {} to the group ({e}); the control socket is root's only",
+                    path.display()
+                );
+                access.group = None;
+            }
+        }
+    }
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let _ = answer(&conn, &status, reload.as_ref());
+                if let Err(why) = admit(&conn, &access) {
+                    tracing::warn!("control socket: refused a client: {why}");
+                    // Its request is read (not looked at), so that the
+                    // client, writing it, hears why rather than EPIPE.
+                    let until = Instant::now() + deadline::REQUEST;
+                    let _ = read_request(BufReader::new(Bounded::new(&conn, until)));
+                    let _ = writeln!(Bounded::new(&conn, until), "refused: {why}");
+                    continue;
+                }
+                if let Err(e) = answer(&conn, &status, reload.as_ref()) {
+                    tracing::debug!("control socket: a request failed: {e}");
+                }
             }
         })?;
     Ok(Server {
@@ -146,28 +334,33 @@ impl Drop for Server {
 }
 
 fn answer(conn: &UnixStream, status: &Shared, reload: Option<&ReloadFn>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(conn).take(4096).read_line(&mut line)?;
+    // One deadline for reading the request and writing the answer; a
+    // reload's own work (ours, not the client's) restarts it.
+    let mut until = Instant::now() + deadline::REQUEST;
+    let line = read_request(BufReader::new(Bounded::new(conn, until)))?;
+    let request = parse_request(&line);
     let snapshot = status.lock().map(|s| s.clone()).unwrap_or_default();
-    let mut out = conn;
-    match line.trim() {
-        "status json" => {
+    let text = match request {
+        Request::StatusJson => {
             let text = serde_json::to_string(&snapshot).map_err(std::io::Error::other)?;
-            writeln!(out, "{text}")
+            format!("{text}\n")
         }
-        "status" => write!(out, "{}", render(&snapshot)),
-        "reload" => match reload.map(|r| r()) {
-            Some(Ok(said)) => writeln!(out, "{said}"),
-            Some(Err(errors)) => writeln!(out, "refused: the configuration has errors\n{errors}"),
-            None => writeln!(out, "refused: this daemon cannot reload"),
-        },
-        other => writeln!(
-            out,
-            "unknown request `{other}` (try `status`, `status json` or `reload`)"
+        Request::Status => render(&snapshot),
+        Request::Reload => {
+            let said = match reload.map(|r| r()) {
+                Some(Ok(said)) => format!("{said}\n"),
+                Some(Err(errors)) => format!("refused: the configuration has errors\n{errors}\n"),
+                None => "refused: this daemon cannot reload\n".to_owned(),
+            };
+            until = Instant::now() + deadline::REQUEST;
+            said
+        }
+        Request::Unknown(other) => format!(
+            "unknown request `{}` (try `status`, `status json` or `reload`)\n",
+            other.escape_debug()
         ),
-    }
+    };
+    Bounded::new(conn, until).write_all(text.as_bytes())
 }
 
 /// The text form of `status`.
@@ -219,11 +412,43 @@ pub fn render(s: &Status) -> String {
     out
 }
 
-use std::io::Read as _;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_and_who_may_ask() {
+        assert_eq!(parse_request(b"status\n"), Request::Status);
+        assert_eq!(parse_request(b" status json\r\n"), Request::StatusJson);
+        assert_eq!(parse_request(b"reload"), Request::Reload);
+        let long = parse_request(&[b'x'; 500]);
+        assert!(matches!(long, Request::Unknown(t) if t.len() == 64));
+        let mut r = std::io::Cursor::new(b"status\nreload\n".to_vec());
+        assert_eq!(read_request(&mut r).unwrap(), b"status\n");
+        assert_eq!(
+            read_request(std::io::Cursor::new(vec![b'a'; 9000]))
+                .unwrap()
+                .len(),
+            MAX_REQUEST
+        );
+        let (nobody, nogroup, staff) = (
+            Uid::from_raw(65534),
+            Gid::from_raw(65534),
+            Gid::from_raw(50),
+        );
+        let root_only = Access::default();
+        assert!(root_only.admits(Uid::from_raw(0), nogroup, &[]));
+        assert!(!root_only.admits(nobody, nogroup, &[staff]));
+        let group = Access {
+            group: Some(("staff".into(), staff)),
+        };
+        assert!(group.admits(nobody, staff, &[]), "primary group");
+        assert!(
+            group.admits(nobody, nogroup, &[staff]),
+            "supplementary group"
+        );
+        assert!(!group.admits(nobody, nogroup, &[Gid::from_raw(51)]));
+    }
 
     #[test]
     fn json_has_the_contracted_shape() {

@@ -6,6 +6,7 @@
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
 /// A generic netlink socket bound to the IPVS family.
+#[derive(Debug)]
 pub struct Ipvs {
     socket: Socket,
     family: u16,
@@ -65,30 +66,36 @@ impl Ipvs {
             self.socket
                 .recv(&mut self.buf, 0)
                 .map_err(|e| format!("IPVS: {e}"))?;
-            if lb::ipvs::seq_of(&self.buf) == self.seq {
-                break;
+            if let Some(answer) = ack(&self.buf, self.seq) {
+                return answer.map_err(|e| format!("IPVS refused command {cmd}: {e}"));
             }
-        }
-        // NLMSG_ERROR with 0 is the acknowledgement.
-        match self.buf.get(16..20) {
-            Some(b) if self.buf.get(4..6) == Some(&2u16.to_ne_bytes()) => {
-                let e = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-                if e == 0 {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "IPVS refused command {cmd}: {}",
-                        std::io::Error::from_raw_os_error(-e)
-                    ))
-                }
-            }
-            _ => Err("IPVS: no acknowledgement".into()),
         }
     }
 }
 
+/// What the kernel said to request `seq` in `buf`: `None` if `buf`
+/// answers another request; `Ok` for the acknowledgement (NLMSG_ERROR with
+/// 0); else the error it carries, or that it is no acknowledgement.
+pub fn ack(buf: &[u8], seq: u32) -> Option<Result<(), String>> {
+    if lb::ipvs::seq_of(buf) != seq {
+        return None;
+    }
+    Some(match buf.get(16..20) {
+        Some(b) if buf.get(4..6) == Some(&2u16.to_ne_bytes()) => {
+            let e = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            if e == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::from_raw_os_error(e.saturating_neg()).to_string())
+            }
+        }
+        _ => Err("no acknowledgement".into()),
+    })
+}
+
 /// The IPVS data plane: the kernel's IPVS table, changed by the diff of
 /// what we last applied and what is wanted.
+#[derive(Debug)]
 pub struct Plane {
     socket: Ipvs,
     applied: Option<Vec<lb::ipvs::Service>>,

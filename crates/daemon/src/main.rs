@@ -168,7 +168,8 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     }
     let pid_file = cli.pid_file.clone();
     if let Some(p) = &pid_file {
-        std::fs::write(p, format!("{}\n", std::process::id()))
+        // Never through a symlink planted at the path (O_NOFOLLOW).
+        keepalived_rs::pidfile::write(p)
             .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
     }
     let status = control::Shared::default();
@@ -181,6 +182,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         &cli.control,
         status.clone(),
         Some(std::sync::Arc::new(move || r.reload())),
+        control::Access::from_config(loaded.config.globals().control_socket_group.as_deref()),
     )
     .map_err(|e| anyhow::anyhow!("control socket {}: {e}", cli.control.display()))?;
     if let Some(ep) = loaded.config.globals().metrics_listen {

@@ -9,7 +9,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::control::{Shared, Status};
+use crate::deadline::{self, Bounded};
 
 type Labels = Vec<(String, String)>;
 
@@ -179,8 +179,9 @@ pub fn render(s: &Status) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `addr` on a thread of its own.
-pub fn serve(addr: SocketAddr, status: Shared) -> std::io::Result<()> {
+/// Serves `GET /metrics` on `addr` on a thread of its own; returns the
+/// address it listens on (port 0 picks one).
+pub fn serve(addr: SocketAddr, status: Shared) -> std::io::Result<SocketAddr> {
     let s = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -190,35 +191,32 @@ pub fn serve(addr: SocketAddr, status: Shared) -> std::io::Result<()> {
     s.bind(&addr.into())?;
     s.listen(64)?;
     let listener: TcpListener = s.into();
+    let addr = listener.local_addr()?;
     tracing::info!("metrics: serving http://{addr}/metrics");
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let _ = answer(conn, &status);
+                if let Err(e) = answer(&conn, &status) {
+                    tracing::debug!("metrics: a request failed: {e}");
+                }
             }
         })?;
-    Ok(())
+    Ok(addr)
 }
 
-fn answer(mut conn: TcpStream, status: &Shared) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(2)))?;
-    // A whole request head within 2 s, however slowly it trickles in:
-    // one slow client does not hold the (single) serving thread long.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    let mut reader = BufReader::new(std::io::Read::take(&conn, 8192));
+fn answer(conn: &TcpStream, status: &Shared) -> std::io::Result<()> {
+    // One deadline for the whole request, reading its head and writing the
+    // answer, however slowly it trickles: one slow client does not hold
+    // the (single) serving thread long.
+    let until = std::time::Instant::now() + deadline::REQUEST;
+    let mut reader = BufReader::new(std::io::Read::take(Bounded::new(conn, until), 8192));
     let mut request = String::new();
     reader.read_line(&mut request)?;
     // The rest of the head, unread otherwise.
     let mut line = String::new();
     while reader.read_line(&mut line)? > 2 {
         line.clear();
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Ok(());
-        }
-        conn.set_read_timeout(Some(left))?;
     }
     let mut words = request.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
@@ -234,7 +232,7 @@ fn answer(mut conn: TcpStream, status: &Shared) -> std::io::Result<()> {
             ("404 Not Found", "text/plain", "try /metrics\n".to_owned())
         };
     write!(
-        conn,
+        Bounded::new(conn, until),
         "HTTP/1.1 {code}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )

@@ -318,38 +318,62 @@ impl Rtnl {
         loop {
             self.buf.clear();
             self.socket.recv(&mut self.buf, 0)?;
-            let mut rest = &self.buf[..];
-            while !rest.is_empty() {
-                let len = rest
-                    .get(..4)
-                    .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize);
-                if len < 16 || len > rest.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "truncated netlink message",
-                    ));
-                }
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                rest = &rest[align4(len).min(rest.len())..];
-                if m.header.sequence_number != self.seq {
-                    continue;
-                }
-                match m.payload {
-                    NetlinkPayload::Error(e) => {
-                        return if e.code.is_some() {
-                            Err(e.to_io())
-                        } else {
-                            Ok(())
-                        };
-                    }
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::InnerMessage(inner) => each(inner),
-                    _ => {}
-                }
+            if read_answer(&self.buf, self.seq, each)? == Answer::Done {
+                return Ok(());
             }
         }
     }
+}
+
+/// Whether the answer to a request is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// More datagrams follow (a dump in progress).
+    More,
+    /// The acknowledgement or the end of the dump came.
+    Done,
+}
+
+/// Reads one datagram of the kernel's answer to request `seq`: each of its
+/// messages of a dump goes to `each`; messages of other requests are
+/// skipped; an error from the kernel is returned as the errno it carries,
+/// a message that does not fit the datagram as `InvalidData`.
+pub fn read_answer(
+    buf: &[u8],
+    seq: u32,
+    each: &mut dyn FnMut(RouteNetlinkMessage),
+) -> io::Result<Answer> {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let len = rest
+            .get(..4)
+            .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        if len < 16 || len > rest.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "truncated netlink message",
+            ));
+        }
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        rest = &rest[align4(len).min(rest.len())..];
+        if m.header.sequence_number != seq {
+            continue;
+        }
+        match m.payload {
+            NetlinkPayload::Error(e) => {
+                return if e.code.is_some() {
+                    Err(e.to_io())
+                } else {
+                    Ok(Answer::Done)
+                };
+            }
+            NetlinkPayload::Done(_) => return Ok(Answer::Done),
+            NetlinkPayload::InnerMessage(inner) => each(inner),
+            _ => {}
+        }
+    }
+    Ok(Answer::More)
 }
 
 fn align4(n: usize) -> usize {
@@ -505,7 +529,8 @@ fn rule_message(r: &Rule) -> RuleMessage {
     m
 }
 
-fn present(a: &AddressMessage) -> Option<Present> {
+/// An address the kernel reported, if it names one.
+pub fn present(a: &AddressMessage) -> Option<Present> {
     let addr = a.attributes.iter().find_map(|at| match at {
         AddressAttribute::Local(ip) => Some(*ip),
         _ => None,
@@ -528,7 +553,8 @@ fn present(a: &AddressMessage) -> Option<Present> {
     })
 }
 
-fn link(l: &LinkMessage) -> Option<Link> {
+/// A link the kernel reported, if it has a name.
+pub fn link(l: &LinkMessage) -> Option<Link> {
     let name = l.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfName(n) => Some(n.clone()),
         _ => None,
@@ -539,6 +565,33 @@ fn link(l: &LinkMessage) -> Option<Link> {
         name,
         up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running),
     })
+}
+
+/// The links one datagram of `RTNLGRP_LINK` events reports (a deleted
+/// link as down); messages that do not parse are skipped, a length that
+/// does not fit ends the datagram.
+pub fn link_events(buf: &[u8]) -> Vec<Link> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while rest.len() >= 16 {
+        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len < 16 || len > rest.len() {
+            break;
+        }
+        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len]) {
+            match m.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                    out.extend(link(&l));
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                    out.extend(link(&l).map(|l| Link { up: false, ..l }));
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[align4(len).min(rest.len())..];
+    }
+    out
 }
 
 /// Link change events (`RTNLGRP_LINK`), read without blocking.
@@ -572,25 +625,7 @@ impl LinkEvents {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
                 Err(e) => return Err(e),
             }
-            let mut rest = &self.buf[..];
-            while rest.len() >= 16 {
-                let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                if len < 16 || len > rest.len() {
-                    break;
-                }
-                if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len]) {
-                    match m.payload {
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
-                            out.extend(link(&l));
-                        }
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                            out.extend(link(&l).map(|l| Link { up: false, ..l }));
-                        }
-                        _ => {}
-                    }
-                }
-                rest = &rest[align4(len).min(rest.len())..];
-            }
+            out.extend(link_events(&self.buf));
         }
     }
 

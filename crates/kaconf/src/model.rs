@@ -543,6 +543,9 @@ section! {
         "lb_dataplane" => lb_dataplane: Option<Dataplane>,
         /// Extension: where Prometheus metrics are served (`ADDR:PORT`).
         "metrics_listen" => metrics_listen: Option<Endpoint>,
+        /// Extension: a group whose members may use the control socket
+        /// (besides root); the socket is then 0660 and owned by it.
+        "control_socket_group" => control_socket_group: Option<String>,
         /// Extension: the default split-brain guard of every instance.
         "split_brain_guard" => split_brain_guard: Option<Sub<SplitBrainGuard>>,
     }

@@ -106,6 +106,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
         "/global_defs",
         &[
             "metrics_listen",
+            "control_socket_group",
             "split_brain_guard",
             "vrrp_version",
             "vrrp_garp_master_delay",
