@@ -52,15 +52,60 @@ pub fn parse_value(bytes: &[u8]) -> Option<i64> {
 }
 
 /// The number in the file at `path` (0 when it is missing, empty or not a
-/// number, as keepalived); `None` when out of range (keep the last value).
-pub fn read_value(path: &std::path::Path) -> Option<i64> {
+/// number, as keepalived); `Ok(None)` when out of range (keep the last
+/// value). `Err` when the path is not a regular file (a FIFO, a device, a
+/// symlink): it is refused, never opened for reading, so that nothing
+/// planted there can block the thread that reads it (keep the last value).
+pub fn read_value(path: &std::path::Path) -> Result<Option<i64>, Refused> {
     use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let mut buf = [0u8; 127];
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Some(0);
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+    // O_NOFOLLOW: a symlink is refused (ELOOP) rather than followed.
+    let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOFOLLOW;
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(Refused("a symbolic link".into()))
+        }
+        Err(_) => return Ok(Some(0)),
     };
+    match f.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => return Err(Refused(kind_of(m.file_type()).into())),
+        Err(e) => return Err(Refused(format!("not inspectable: {e}"))),
+    }
     let n = f.read(&mut buf).unwrap_or(0);
-    parse_value(&buf[..n])
+    Ok(parse_value(&buf[..n]))
+}
+
+/// Why a tracked path is not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a regular file ({}): not read", self.0)
+    }
+}
+
+fn kind_of(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// What a `FILE_CHECK` with `weight` (`reverse`) makes of value `value`:
@@ -114,5 +159,28 @@ mod tests {
         assert_eq!(effect(-2_147_483_648, 1, false), None);
         assert_eq!(effect(2_147_483_648, -1, false), None);
         assert_eq!(effect(2_147_483_648, 1, false), Some(2_147_483_647));
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("krs-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("value");
+        std::fs::write(&file, "7\n").unwrap();
+        assert_eq!(read_value(&file), Ok(Some(7)));
+        assert_eq!(read_value(&dir.join("missing")), Ok(Some(0)));
+        // A FIFO with no writer: refused at once (opening it blocking
+        // would wait for a writer for ever).
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        let r = read_value(&fifo);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(r, Err(Refused("a FIFO".into())));
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read_value(&link), Err(Refused("a symbolic link".into())));
+        assert!(read_value(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

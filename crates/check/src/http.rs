@@ -378,14 +378,25 @@ pub const MAX_BODY: u64 = 64 * 1024 * 1024;
 
 /// `digest` as written: 32 hex digits.
 pub fn parse_digest(text: &str) -> Result<[u8; 16], String> {
-    let t = text.trim();
+    let bad = || format!("digest `{text}`: 32 hex digits");
+    let t = text.trim().as_bytes();
     if t.len() != 32 {
-        return Err(format!("digest `{text}`: 32 hex digits"));
+        return Err(bad());
     }
+    // Byte by byte: a string of 32 bytes may hold multi-byte characters,
+    // and `u8::from_str_radix` would take a leading `+`.
+    let nibble = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&t[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("digest `{text}`: 32 hex digits"))?;
+    for (o, pair) in out.iter_mut().zip(t.chunks_exact(2)) {
+        let (hi, lo) = (
+            nibble(pair[0]).ok_or_else(bad)?,
+            nibble(pair[1]).ok_or_else(bad)?,
+        );
+        *o = hi << 4 | lo;
     }
     Ok(out)
 }
@@ -634,5 +645,15 @@ mod get_tests {
         assert!(ask(b"HTTP/1.1 200 OK\r\nContent-", &u)
             .unwrap_err()
             .contains("closed"));
+    }
+
+    #[test]
+    fn a_digest_of_multibyte_characters_is_an_error_not_a_panic() {
+        // 32 bytes, 17 characters: byte offsets 2, 4, … fall inside them.
+        let text = format!("a{}b", "é".repeat(15));
+        assert_eq!(text.len(), 32);
+        assert!(parse_digest(&text).is_err());
+        assert!(parse_digest("+1234567890abcdef1234567890abcde").is_err());
+        assert!(parse_digest(" 0123456789abcdef0123456789ABCDEF ").is_ok());
     }
 }

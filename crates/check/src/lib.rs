@@ -5,6 +5,7 @@
 //! only I/O, run by `run`.
 
 pub mod dns;
+pub mod fault;
 pub mod file;
 pub mod http;
 pub mod ping;

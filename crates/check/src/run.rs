@@ -354,9 +354,19 @@ async fn file(
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
 ) {
     let mut last: Option<Option<i64>> = None;
+    let mut refused = None;
     loop {
-        // Out of range: keepalived ignores the new value.
-        if let Some(value) = crate::file::read_value(path) {
+        let read = crate::file::read_value(path);
+        match &read {
+            Err(why) if refused.as_ref() != Some(why) => {
+                tracing::error!("FILE_CHECK {}: {why}", path.display());
+                refused = Some(why.clone());
+            }
+            Err(_) => {}
+            Ok(_) => refused = None,
+        }
+        // Out of range (or refused): keepalived ignores the new value.
+        if let Ok(Some(value)) = read {
             let effect = crate::file::effect(value, weight, reverse);
             if last != Some(effect) {
                 let was_up = last.map(|e| e.is_some());
@@ -421,6 +431,7 @@ async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
                 return;
             }
         }
+        crate::fault::at("check-task");
         let (change, next) = checker.result(result.is_ok());
         if let Some(transition) = change {
             if tx
@@ -449,7 +460,7 @@ pub fn run(
         .build()?;
     rt.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let tasks: Vec<_> = specs
+        let mut tasks: Vec<_> = specs
             .into_iter()
             .map(|s| tokio::spawn(one(s, tx.clone())))
             .collect();
@@ -458,20 +469,41 @@ pub fn run(
         // Until `stop`, also with no checker at all (a virtual server whose
         // real servers have none still has to be served).
         let mut open = true;
+        let mut died = None;
         while !stop.load(Ordering::Relaxed) {
             tokio::select! {
                 ev = rx.recv(), if open => match ev {
                     Some(ev) => on_event(ev),
                     None => open = false,
                 },
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    // A checker runs until it is aborted: one that ended
+                    // panicked, and its server's verdict would stay as it
+                    // is for ever. That ends the round, with an error.
+                    died = tasks.iter().position(tokio::task::JoinHandle::is_finished);
+                    if died.is_some() {
+                        break;
+                    }
+                }
             }
         }
-        for t in tasks {
+        for t in &tasks {
             t.abort();
         }
-    });
-    Ok(())
+        match died {
+            Some(i) => {
+                let why = match tasks.swap_remove(i).await {
+                    Err(e) if e.is_panic() => "it panicked".to_owned(),
+                    Err(e) => e.to_string(),
+                    Ok(()) => "it ended".to_owned(),
+                };
+                Err(std::io::Error::other(format!(
+                    "health checker {i} stopped ({why}); the checkers cannot go on"
+                )))
+            }
+            None => Ok(()),
+        }
+    })
 }
 
 #[cfg(test)]

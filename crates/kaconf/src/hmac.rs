@@ -100,8 +100,16 @@ fn key_bytes(value: &str, warn: &mut dyn FnMut(String)) -> Result<Zeroizing<Vec<
         return decode(value.as_bytes());
     };
     let path = Path::new(path);
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    // O_NONBLOCK: a FIFO at the path must not hang the daemon (or `-t`)
+    // until a writer comes; it is refused below as not a regular file.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)
+            .map_err(|e| format!("key file {}: {e}", path.display()))?
+    };
     let meta = file
         .metadata()
         .map_err(|e| format!("key file {}: {e}", path.display()))?;
