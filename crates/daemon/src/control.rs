@@ -59,6 +59,10 @@ pub struct InstanceStatus {
     pub became_master: u64,
     /// Priority-0 adverts received.
     pub priority_zero_received: u64,
+    /// Lower-priority adverts heard as MASTER, and those of them (and of
+    /// priority-0 adverts) left unanswered by the answer rate limit.
+    pub lower_prio_received: u64,
+    pub lower_prio_unanswered: u64,
     /// The split-brain guard suspects a split brain: a dual-master
     /// episode now, or this node cut off (FAULT by the guard).
     pub split_brain_suspected: bool,

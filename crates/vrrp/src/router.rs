@@ -97,6 +97,9 @@ pub struct Config {
     pub check_addrs: bool,
     /// Accept VRRPv3 IPv4 checksums computed without the pseudo-header.
     pub v3_checksum_as_v2: bool,
+    /// A master does not answer a lower-priority advert with an advert of
+    /// its own, only with the GARP burst (`lower_prio_no_advert`).
+    pub lower_prio_no_advert: bool,
     /// keepalived 2.4's `auth_hmac` (keys are never serialised).
     #[serde(skip)]
     pub auth_hmac: Option<crate::auth_hmac::Config>,
@@ -127,6 +130,7 @@ impl Default for Config {
             down_timer_adverts: 3,
             check_addrs: true,
             v3_checksum_as_v2: false,
+            lower_prio_no_advert: false,
             auth_hmac: None,
             guard: None,
         }
@@ -364,6 +368,39 @@ pub struct Counters {
     pub dual_master_episodes: u64,
     /// Times the split-brain guard kept or took this node out of MASTER.
     pub guard_faults: u64,
+    /// Lower-priority adverts a master heard (each may call for an answer).
+    pub lower_prio_received: u64,
+    /// Lower-priority or priority-0 adverts a master left unanswered: more
+    /// came than [`ANSWER_BURST`] at once or one per advert interval.
+    pub lower_prio_unanswered: u64,
+}
+
+/// Answers (an advert, a GARP burst) a master gives to lower-priority or
+/// priority-0 adverts back to back; after that one per advert interval.
+/// A flood of forged adverts then costs at most the double of the
+/// periodic adverts, while a real lower-priority master (a split brain
+/// healing) is still answered at once.
+pub const ANSWER_BURST: u32 = 2;
+
+/// The answer budget of [`ANSWER_BURST`] (a GCRA on virtual time: `tat` is
+/// when the budget is full again).
+#[derive(Debug, Clone, Copy, Default)]
+struct AnswerLimit {
+    tat: Option<Instant>,
+}
+
+impl AnswerLimit {
+    /// Whether an answer may go at `now`; if so, it is spent.
+    fn allow(&mut self, now: Instant, interval: Duration) -> bool {
+        let interval = interval.max(Duration::from_millis(10));
+        let tolerance = interval * (ANSWER_BURST - 1);
+        let tat = self.tat.map_or(now, |t| t.max(now));
+        if tat.saturating_sub(tolerance) > now {
+            return false;
+        }
+        self.tat = Some(tat + interval);
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,6 +432,10 @@ pub struct Router {
     garp_refresh: Option<Instant>,
     /// The second GARP burst after a lower-priority advert.
     lower_garp_second: Option<Instant>,
+    /// When the last first GARP burst for a lower-priority advert went.
+    lower_garp_at: Option<Instant>,
+    /// The budget of answers to lower-priority and priority-0 adverts.
+    answers: AnswerLimit,
     /// A sync group holds this member in BACKUP until every member wants MASTER.
     sync_held: bool,
     /// Held in BACKUP, its down timer has expired: it would be MASTER.
@@ -432,6 +473,8 @@ impl Router {
             garp_second: None,
             garp_refresh: None,
             lower_garp_second: None,
+            lower_garp_at: None,
+            answers: AnswerLimit::default(),
             sync_held: false,
             wants_master: false,
             counters: Counters::default(),
@@ -921,6 +964,7 @@ impl Router {
         self.garp_second = None;
         self.garp_refresh = None;
         self.lower_garp_second = None;
+        self.lower_garp_at = None;
     }
 
     fn transition(&self, to: StateName, out: &mut Vec<Action>) {
@@ -1264,11 +1308,16 @@ impl Router {
         out: &mut Vec<Action>,
     ) {
         if advert.priority == 0 {
-            // Someone left; make sure the backups hear a master now.
-            self.send(now, self.effective, out);
-            self.state = State::Master {
-                advert_at: now + self.config.advert_interval,
-            };
+            // Someone left; make sure the backups hear a master now (within
+            // the answer budget: the periodic advert is never far off).
+            if self.answers.allow(now, self.config.advert_interval) {
+                self.send(now, self.effective, out);
+                self.state = State::Master {
+                    advert_at: now + self.config.advert_interval,
+                };
+            } else {
+                self.counters.lower_prio_unanswered += 1;
+            }
             return;
         }
         let better = advert.priority > self.effective
@@ -1295,17 +1344,33 @@ impl Router {
                     priority: advert.priority,
                 });
             }
-            // A lower-priority master exists: force a new election at once (as
-            // keepalived does) and remind the LAN who owns the VIPs, with a
-            // second burst after `garp_lower_prio_delay`.
+            self.counters.lower_prio_received += 1;
+            self.answer_lower(now, out);
+        }
+    }
+
+    /// A lower-priority master exists: force a new election at once (as
+    /// keepalived does, unless `lower_prio_no_advert`) and remind the LAN
+    /// who owns the VIPs, with a second burst after `garp_lower_prio_delay`.
+    /// Within the answer budget only, and a GARP burst at most once per
+    /// `garp_lower_prio_delay` (a flood of forged adverts must not amplify).
+    fn answer_lower(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.answers.allow(now, self.config.advert_interval) {
+            self.counters.lower_prio_unanswered += 1;
+            return;
+        }
+        if !self.config.lower_prio_no_advert {
             self.send(now, self.effective, out);
-            let g = &self.config.garp;
-            if g.lower_prio_repeat > 0 {
-                let (repeat, delay) = (g.lower_prio_repeat, g.lower_prio_delay);
-                out.push(self.announce(repeat));
-                if !delay.is_zero() {
-                    self.lower_garp_second = Some(now + delay);
-                }
+        }
+        let g = &self.config.garp;
+        let (repeat, delay) = (g.lower_prio_repeat, g.lower_prio_delay);
+        let burst_due = self.lower_garp_second.is_none()
+            && self.lower_garp_at.is_none_or(|at| now.since(at) >= delay);
+        if repeat > 0 && burst_due {
+            out.push(self.announce(repeat));
+            self.lower_garp_at = Some(now);
+            if !delay.is_zero() {
+                self.lower_garp_second = Some(now + delay);
             }
         }
     }

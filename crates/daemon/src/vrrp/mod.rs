@@ -38,6 +38,9 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 const RX_COALESCE: Duration = Duration::from_millis(1);
 /// Packets handled per socket per step before timers get their turn.
 const RECV_PER_STEP: usize = 512;
+/// Packets for VRIDs not configured here are counted, and said at most
+/// this often (a flood must not become a flood of log lines).
+const UNKNOWN_VRID_LOG: Duration = Duration::from_secs(10);
 /// How often tracked files are read.
 const FILE_POLL: Duration = Duration::from_millis(100);
 
@@ -307,6 +310,8 @@ struct Driver {
     due: Vec<(Instant, usize)>,
     /// When packets were last read (see [`RX_COALESCE`]).
     last_rx: Instant,
+    /// Packets for VRIDs no instance here has (see [`UNKNOWN_VRID_LOG`]).
+    unknown_vrid: UnknownVrid,
     /// Some instance uses `auth_hmac` (and needs the wall clock).
     hmac: bool,
     /// Scratch list of one instance's actions (no allocation per advert).
@@ -399,6 +404,7 @@ impl Driver {
             actions: Vec::new(),
             due: Vec::new(),
             last_rx: Instant::ZERO,
+            unknown_vrid: UnknownVrid::default(),
             hmac: false,
             wake: None,
             router_id: String::new(),
@@ -441,6 +447,8 @@ impl Driver {
                     adverts_sent: c.sent,
                     became_master: c.became_master,
                     priority_zero_received: c.priority_zero_received,
+                    lower_prio_received: c.lower_prio_received,
+                    lower_prio_unanswered: c.lower_prio_unanswered,
                     split_brain_suspected: i.router.split_brain_suspected(now),
                     dual_master_episodes: c.dual_master_episodes,
                     guard_faults: c.guard_faults,
@@ -1169,7 +1177,8 @@ impl Driver {
             let bytes = self.sockets[si].payload(&packet);
             let vrid = bytes.get(1).copied().unwrap_or(0);
             let Some(&i) = self.by_vrid.get(&(si, vrid)) else {
-                tracing::debug!("advert for unknown VRID {vrid} from {}", packet.src);
+                let now = self.now();
+                self.unknown_vrid.count(now, vrid, packet.src);
                 continue;
             };
             if self.group_of[i].is_some() {
@@ -1197,6 +1206,35 @@ impl Driver {
             );
             self.after(i, &mut actions);
         }
+    }
+}
+
+/// Packets for VRIDs no instance here has: counted, and logged (debug) at
+/// most once per [`UNKNOWN_VRID_LOG`] with the number since the last line.
+#[derive(Debug, Default)]
+struct UnknownVrid {
+    total: u64,
+    since_logged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl UnknownVrid {
+    fn count(&mut self, now: Instant, vrid: u8, src: std::net::IpAddr) {
+        self.total += 1;
+        self.since_logged += 1;
+        if self
+            .logged_at
+            .is_some_and(|at| now.since(at) < UNKNOWN_VRID_LOG)
+        {
+            return;
+        }
+        tracing::debug!(
+            "{} advert(s) for VRIDs not configured here (last: VRID {vrid} from {src}; {} in all)",
+            self.since_logged,
+            self.total
+        );
+        self.since_logged = 0;
+        self.logged_at = Some(now);
     }
 }
 

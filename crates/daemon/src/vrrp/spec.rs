@@ -301,6 +301,7 @@ fn instance(
         check_addrs: !b.skip_check_adv_addr.is_some_and(|s| s.0)
             && !g.vrrp_skip_check_adv_addr.is_some_and(|s| s.0),
         v3_checksum_as_v2: b.v3_checksum_as_v2 || g.v3_checksum_as_v2,
+        lower_prio_no_advert: lower_prio_no_advert(b, &g),
         auth_hmac: auth_hmac(b, inst.origin.0, advert_interval).map_err(err)?,
         guard: guard.as_ref().map(GuardSpec::engine),
     };
@@ -573,6 +574,16 @@ fn interval(version: Version, configured: Option<Duration>) -> Duration {
     }
 }
 
+/// `lower_prio_no_advert`: the instance's, else `global_defs`'
+/// `vrrp_lower_prio_no_advert`, else off; `vrrp_strict` forces it on (as
+/// keepalived does).
+fn lower_prio_no_advert(b: &VrrpInstance, g: &kaconf::model::GlobalDefs) -> bool {
+    g.vrrp_strict
+        || b.lower_prio_no_advert
+            .or(g.vrrp_lower_prio_no_advert)
+            .is_some_and(|s| s.0)
+}
+
 /// The GARP/NA schedule: the instance's keywords, else `global_defs`'
 /// `vrrp_garp_*`, else keepalived's defaults (lower-priority bursts default
 /// to the master ones).
@@ -660,6 +671,28 @@ mod tests {
             (e.garp.lower_prio_delay, e.garp.lower_prio_repeat),
             (Duration::from_secs(2), 3)
         );
+    }
+
+    #[test]
+    fn lower_prio_no_advert_from_the_instance_the_globals_or_vrrp_strict() {
+        let inst = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n";
+        let no_advert = |top: &str, body: &str| {
+            specs(&format!("{top}{inst}{body}}}\n")).unwrap()[0]
+                .engine
+                .lower_prio_no_advert
+        };
+        assert!(!no_advert("", ""));
+        assert!(no_advert("", " lower_prio_no_advert\n"));
+        assert!(!no_advert("", " lower_prio_no_advert false\n"));
+        assert!(no_advert(
+            "global_defs {\n vrrp_lower_prio_no_advert\n}\n",
+            ""
+        ));
+        assert!(!no_advert(
+            "global_defs {\n vrrp_lower_prio_no_advert\n}\n",
+            " lower_prio_no_advert false\n"
+        ));
+        assert!(no_advert("global_defs {\n vrrp_strict\n}\n", ""));
     }
 
     #[test]
