@@ -113,31 +113,63 @@ fn resolve_timing(
 
 /// The specs of checker `checker` of real server `rs` (port `rport`) in
 /// virtual server `vs` (an `SMTP_CHECK` has one per `host`), numbered from
-/// `id`; empty if it cannot run (said in the log).
+/// `id`. What keeps it from running is an error at the real server's line
+/// (`-t` reports it, and the daemon does not start on it); what only
+/// disables it is a warning there.
 fn checker_specs(
     checker: &Checker,
     rs: &kaconf::model::RealServer,
     rport: u16,
     vs: &kaconf::model::VirtualServerBody,
     id: usize,
-    cx: &Context,
+    cx: &mut Context,
 ) -> Vec<Spec> {
+    let what = format!("real_server {}:{rport}: {}", rs.addr, checker.keyword());
+    match specs_of(checker, rs, rport, vs, id, cx) {
+        Ok(specs) => specs,
+        Err(Problem::Error(e)) => {
+            cx.problems.error(rs.origin.0, format!("{what}: {e}"));
+            Vec::new()
+        }
+        Err(Problem::Disabled(why)) => {
+            cx.problems.warn(rs.origin.0, format!("{what}: {why}"));
+            Vec::new()
+        }
+    }
+}
+
+/// Why a checker gets no spec.
+enum Problem {
+    /// It cannot run as written.
+    Error(String),
+    /// It is not run, as keepalived would not run it either.
+    Disabled(String),
+}
+
+impl From<String> for Problem {
+    fn from(e: String) -> Self {
+        Problem::Error(e)
+    }
+}
+
+/// [`checker_specs`]'s work.
+fn specs_of(
+    checker: &Checker,
+    rs: &kaconf::model::RealServer,
+    rport: u16,
+    vs: &kaconf::model::VirtualServerBody,
+    id: usize,
+    cx: &Context,
+) -> Result<Vec<Spec>, Problem> {
     let r = &rs.body;
-    let fail = |e: String| {
-        tracing::error!(
-            "real_server {}:{rport}: {}: {e}; not checked",
-            rs.addr,
-            checker.keyword()
-        );
-        Vec::new()
-    };
     let conn = match checker {
         Checker::Misc(m) => {
-            return misc_spec(m, rs, rport, vs, id, cx.policy)
-                .into_iter()
-                .collect()
+            return match misc_spec(m, rs, vs, id, cx.policy)? {
+                Ok(spec) => Ok(vec![spec]),
+                Err(why) => Err(Problem::Disabled(format!("{why}; not run"))),
+            }
         }
-        Checker::File(f) => return file_spec(f, id, cx).map_or_else(fail, |s| vec![s]),
+        Checker::File(f) => return Ok(vec![file_spec(f, id, cx)?]),
         Checker::Tcp(t) => &t.conn,
         Checker::HttpGet(h) | Checker::SslGet(h) => &h.conn,
         Checker::Udp(u) => &u.conn,
@@ -145,11 +177,9 @@ fn checker_specs(
         Checker::Dns(d) => &d.conn,
         Checker::Smtp(s) => &s.conn,
         Checker::Bfd(_) => {
-            tracing::warn!(
-                "real_server {}:{rport}: BFD_CHECK is not run by keepalived-rs (no BFD)",
-                rs.addr
-            );
-            return Vec::new();
+            return Err(Problem::Disabled(
+                "not run by keepalived-rs (no BFD yet)".into(),
+            ));
         }
     };
     let (retry_default, dbr_default) = match checker {
@@ -179,18 +209,18 @@ fn checker_specs(
                 urls,
                 tls: matches!(checker, Checker::SslGet(_)).then_some(Tls { sni: h.enable_sni }),
             },
-            Err(e) => return fail(e),
+            Err(e) => return Err(e.into()),
         },
         Checker::Udp(u) => match udp_probe(u, target, bind) {
             Ok(p) => p,
-            Err(e) => return fail(e),
+            Err(e) => return Err(e.into()),
         },
         Checker::Ping(_) => Probe::Ping {
             target: target.ip(),
         },
         Checker::Dns(d) => match dns_probe(d, target, bind) {
             Ok(p) => p,
-            Err(e) => return fail(e),
+            Err(e) => return Err(e.into()),
         },
         Checker::Smtp(s) => {
             let helo = s
@@ -200,7 +230,7 @@ fn checker_specs(
             // Each `host { }` is a checker of its own (keepalived); its
             // connection keywords, else the checker's.
             if !s.host.is_empty() {
-                return s
+                return Ok(s
                     .host
                     .iter()
                     .enumerate()
@@ -218,13 +248,13 @@ fn checker_specs(
                             .map_or(sp.connect_timeout, Seconds::duration);
                         sp
                     })
-                    .collect();
+                    .collect());
             }
             Probe::Smtp { target, bind, helo }
         }
         _ => Probe::Tcp { target, bind },
     };
-    vec![spec(id, conn, probe)]
+    Ok(vec![spec(id, conn, probe)])
 }
 
 /// A `DNS_CHECK`'s query: `type` (default SOA) and `name` (default the root).
@@ -312,10 +342,12 @@ fn file_spec(f: &kaconf::model::FileCheck, id: usize, cx: &Context) -> Result<Sp
     })
 }
 
-/// What every checker's spec may need from the rest of the configuration.
+/// What every checker's spec may need from the rest of the configuration,
+/// and where the problems found go.
 struct Context<'a> {
     policy: &'a crate::exec::Policy,
     track_files: &'a [kaconf::section::Named<kaconf::model::TrackFile>],
+    problems: &'a mut kaconf::diag::Diagnostics,
 }
 
 /// A `UDP_CHECK`'s exchange: `payload` and `require_reply` in hex (as
@@ -348,45 +380,29 @@ fn udp_probe(
 }
 
 /// MISC_CHECK's defaults: `retry` 0; the script's timeout is
-/// `misc_timeout`, else the virtual server's `delay_loop`.
+/// `misc_timeout`, else the virtual server's `delay_loop`. `Err`: it
+/// cannot run (an error); `Ok(Err(why))`: script security refuses it (a
+/// warning, as keepalived disables such a script and goes on).
 fn misc_spec(
     m: &kaconf::model::MiscCheck,
     rs: &kaconf::model::RealServer,
-    rport: u16,
     vs: &kaconf::model::VirtualServerBody,
     id: usize,
     policy: &crate::exec::Policy,
-) -> Option<Spec> {
+) -> Result<Result<Spec, String>, String> {
     let r = &rs.body;
     let Some(argv) = m.misc_path.as_ref().map(|c| c.0.to_vec()) else {
-        tracing::error!(
-            "real_server {}:{rport}: MISC_CHECK without misc_path; not checked",
-            rs.addr
-        );
-        return None;
+        return Err("no misc_path".into());
     };
     let run_as = match &m.user {
-        Some(w) => match crate::exec::user(&w.0) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                tracing::error!(
-                    "real_server {}:{rport}: MISC_CHECK user: {e}; not checked",
-                    rs.addr
-                );
-                return None;
-            }
-        },
-        None => policy.default_user().cloned(),
+        Some(w) => Some(crate::exec::user(&w.0).map_err(|e| format!("user: {e}"))?),
+        None => policy.default_user()?.cloned(),
     };
     if let Some(why) = policy.refuses(&argv, run_as.as_ref()) {
-        tracing::warn!(
-            "real_server {}:{rport}: MISC_CHECK {argv:?} is insecure ({why}); not run",
-            rs.addr
-        );
-        return None;
+        return Ok(Err(format!("{argv:?} is insecure ({why})")));
     }
     let (timing, warmup, alpha) = resolve_timing(&m.timing, r, vs, 0, Some(TCP_DELAY_BEFORE_RETRY));
-    Some(Spec {
+    Ok(Ok(Spec {
         id,
         probe: Probe::Misc {
             argv,
@@ -403,12 +419,12 @@ fn misc_spec(
             .unwrap_or(DELAY_LOOP),
         warmup,
         alpha,
-    })
+    }))
 }
 
-/// A command line from the configuration.
-fn argv(c: Option<&kaconf::value::Command>) -> Option<Vec<String>> {
-    c.map(|c| c.0.to_vec())
+/// A notify script from the configuration.
+fn argv(c: Option<&kaconf::value::Script>) -> Option<crate::exec::Script> {
+    c.map(crate::exec::Script::from_config)
 }
 
 /// keepalived's name for a service: `[ip]:tcp:port`.
@@ -423,8 +439,8 @@ struct Real {
     checkers: Vec<usize>,
     /// The configured weight.
     weight: u32,
-    notify_up: Option<Vec<String>>,
-    notify_down: Option<Vec<String>>,
+    notify_up: Option<crate::exec::Script>,
+    notify_down: Option<crate::exec::Script>,
     smtp_alert: bool,
     /// `inhibit_on_failure`: a failed server stays in the pool at weight 0
     /// (the data plane's business; the log says "Disabling").
@@ -496,8 +512,8 @@ struct Virtual {
     real: Vec<Real>,
     proto: &'static str,
     quorum: check::quorum::Quorum,
-    quorum_up: Option<Vec<String>>,
-    quorum_down: Option<Vec<String>>,
+    quorum_up: Option<crate::exec::Script>,
+    quorum_down: Option<crate::exec::Script>,
     smtp_alert: bool,
     /// `omega`: at shutdown, run the down notifications of live servers
     /// and of the quorum.
@@ -525,13 +541,30 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The checkers of `config`'s virtual servers.
+    /// The checkers of `config`'s virtual servers; what keeps one from
+    /// running is logged (the daemon refuses to start on such errors
+    /// before it gets here: see [`crate::preflight`]).
     pub fn new(config: &kaconf::Config) -> Self {
+        let mut problems = kaconf::diag::Diagnostics::default();
+        let plan = Self::build(config, &mut problems);
+        for d in problems.into_vec() {
+            match d.severity {
+                kaconf::Severity::Error => tracing::error!("{}; not checked", d.message),
+                kaconf::Severity::Warning => tracing::warn!("{}", d.message),
+            }
+        }
+        plan
+    }
+
+    /// The checkers of `config`'s virtual servers, and every problem in
+    /// turning the configuration into them, each at its line.
+    pub fn build(config: &kaconf::Config, problems: &mut kaconf::diag::Diagnostics) -> Self {
         let globals = config.globals();
         let policy = crate::exec::Policy::from_globals(&globals);
-        let cx = Context {
+        let mut cx = Context {
             policy: &policy,
             track_files: &config.track_files,
+            problems,
         };
         let mut plan = Plan {
             router_id: globals
@@ -576,7 +609,7 @@ impl Plan {
                 let mut entry = Real::new(r, v, vs_weight, vs_alert);
                 let mut alpha_down = false;
                 for c in &r.checkers {
-                    for spec in checker_specs(c, rs, rport, v, plan.specs.len(), &cx) {
+                    for spec in checker_specs(c, rs, rport, v, plan.specs.len(), &mut cx) {
                         alpha_down |= spec.alpha;
                         entry.checkers.push(spec.id);
                         plan.down.push(spec.alpha);
@@ -666,8 +699,8 @@ impl Plan {
         } else {
             &real.notify_down
         };
-        if let Some(argv) = script {
-            self.send(crate::notify::Job::Run(argv.clone()));
+        if let Some(script) = script {
+            self.send(crate::notify::Job::Run(script.clone()));
         }
         let state = if healthy { "UP" } else { "DOWN" };
         self.send(crate::notify::Job::Fifo(format!(
@@ -949,6 +982,15 @@ impl Plan {
 /// Runs every checker until `stop`, keeping `status.virtual_servers`
 /// current; `notify_fifo`'s reader script is started here only when VRRP
 /// does not run (`vrrp`: it does, and starts it).
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 pub fn run(
     config: &kaconf::Config,
     stop: &Arc<AtomicBool>,
@@ -971,12 +1013,7 @@ pub fn run(
         ),
     ]
     .into_iter()
-    .filter_map(|(fifo, script)| {
-        Some(crate::notify::Fifo {
-            path: std::path::PathBuf::from(fifo.as_ref()?.0.first()?),
-            script: script.map(|c| c.0.to_vec()),
-        })
-    })
+    .filter_map(|(fifo, script)| crate::notify::Fifo::from_config(fifo.as_ref(), script))
     .collect();
     let policy = crate::exec::Policy::from_globals(&globals);
     let (tx, notifier) = crate::notify::start(fifos, crate::vrrp::spec::smtp(&globals), policy)?;
@@ -987,7 +1024,10 @@ pub fn run(
     // The data plane follows every change the checkers make, and every
     // reload (its listeners and tables outlive a change of checkers).
     let carried = crate::dataplane::specs(config);
-    let (dp_tx, dp_handle) = crate::dataplane::start(carried, status.clone())?;
+    // Also if this thread panics, the data plane's thread is told to end
+    // and waited for, so that our tables are gone before the process is.
+    let dataplane = crate::dataplane::start(carried, status.clone())?;
+    let dp_tx = dataplane.sender();
     let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
     loop {
         let specs = plan.specs.clone();
@@ -995,10 +1035,20 @@ pub fn run(
         // The checkers run until a stop, or until a reload arrives.
         let round_stop = Arc::new(AtomicBool::new(false));
         let pending: Arc<std::sync::Mutex<Option<Arc<kaconf::Config>>>> = Arc::default();
+        let dataplane_died = AtomicBool::new(false);
         let next = std::thread::scope(|scope| -> anyhow::Result<Option<Arc<kaconf::Config>>> {
             let (round_stop2, pending2) = (round_stop.clone(), pending.clone());
+            let (died, plane) = (&dataplane_died, &dataplane);
             scope.spawn(move || {
+                // However the watcher ends (a panic too), the round ends
+                // with it, and the scope passes the panic on.
+                let _ends_round = SetOnDrop(&round_stop2);
                 while !round_stop2.load(Ordering::Relaxed) {
+                    check::fault::at("check");
+                    if plane.died() {
+                        died.store(true, Ordering::Relaxed);
+                        break;
+                    }
                     if stop.load(Ordering::Relaxed) {
                         round_stop2.store(true, Ordering::Relaxed);
                         break;
@@ -1026,6 +1076,9 @@ pub fn run(
             // The watcher ends with the round, however the round ended.
             round_stop.store(true, Ordering::Relaxed);
             ran?;
+            if dataplane_died.load(Ordering::Relaxed) {
+                anyhow::bail!("the data plane thread ended; the checkers stop with it");
+            }
             Ok(pending.lock().ok().and_then(|mut p| p.take()))
         })?;
         let Some(new) = next.filter(|_| !stop.load(Ordering::Relaxed)) else {
@@ -1049,7 +1102,7 @@ pub fn run(
     }
     // Our tables go when the data plane's thread sees the channel close.
     drop(dp_tx);
-    let _ = dp_handle.join();
+    drop(dataplane);
     plan.shutdown();
     plan.notify = None;
     drop(tx);

@@ -53,6 +53,10 @@ pub struct ServiceSpec {
     pub connect_timeout: Duration,
     /// Proxy: `proxy_protocol`.
     pub proxy_protocol: Option<lb::proxy_protocol::Version>,
+    /// Proxy: `max_conns` (0: none) and `proxy_timeout` (`None`: the
+    /// default).
+    pub max_conns: u32,
+    pub proxy_timeout: Option<Duration>,
     /// `lb_snat` (NAT on nftables).
     pub snat: bool,
 }
@@ -163,6 +167,10 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
                     kaconf::model::ProxyProtocol::V1 => lb::proxy_protocol::Version::V1,
                     kaconf::model::ProxyProtocol::V2 => lb::proxy_protocol::Version::V2,
                 }),
+                max_conns: v
+                    .max_conns
+                    .map_or(0, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+                proxy_timeout: v.proxy_timeout.map(kaconf::value::Seconds::duration),
             });
         }
     }
@@ -451,15 +459,54 @@ pub enum Msg {
     Reload(Vec<ServiceSpec>, Vec<ServiceView>),
 }
 
-pub fn start(
-    specs: Vec<ServiceSpec>,
-    status: crate::control::Shared,
-) -> std::io::Result<(Sender<Msg>, std::thread::JoinHandle<()>)> {
+pub fn start(specs: Vec<ServiceSpec>, status: crate::control::Shared) -> std::io::Result<Thread> {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("dataplane".into())
         .spawn(move || run(&specs, &rx, &status))?;
-    Ok((tx, handle))
+    Ok(Thread {
+        tx: Some(tx),
+        handle: Some(handle),
+    })
+}
+
+/// The data plane's thread: dropped (also while its owner unwinds from a
+/// panic), it closes the thread's channel and waits until the thread has
+/// removed our tables and listeners.
+#[derive(Debug)]
+pub struct Thread {
+    tx: Option<Sender<Msg>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Thread {
+    /// Whether the thread has ended while it should be running (it
+    /// panicked: it ends otherwise only when told to).
+    pub fn died(&self) -> bool {
+        self.handle
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
+    /// Where to send changes. The thread ends when every sender, this
+    /// one's included, is gone.
+    pub fn sender(&self) -> Sender<Msg> {
+        match &self.tx {
+            Some(tx) => tx.clone(),
+            None => std::sync::mpsc::channel().0,
+        }
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            if h.join().is_err() {
+                tracing::error!("the data plane thread panicked");
+            }
+        }
+    }
 }
 
 /// Publishes what the planes count (the proxy) in `status`.
@@ -477,10 +524,64 @@ fn publish(
             bytes,
         })
         .collect();
+    let limits = planes
+        .iter()
+        .find_map(|(_, p, _)| p.admission())
+        .map(proxy_limits);
     if let Ok(mut s) = status.lock() {
         if s.proxy != counters {
             s.proxy = counters;
         }
+        if s.proxy_limits != limits {
+            s.proxy_limits = limits;
+        }
+    }
+}
+
+/// The proxy's admission in `status`, with the descriptors the daemon has
+/// open (counted at most once a second: /proc/self/fd lists every one).
+fn proxy_limits(a: lb::proxy::Admission) -> crate::control::ProxyLimits {
+    thread_local! {
+        static OPEN: std::cell::Cell<Option<(std::time::Instant, u64)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let fds_open = OPEN.with(|c| match c.get() {
+        Some((at, n)) if at.elapsed() < Duration::from_secs(1) => n,
+        last => {
+            // Out of descriptors, the directory cannot be opened: the
+            // last count stands.
+            let n = std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.count().saturating_sub(1) as u64)
+                .unwrap_or_else(|_| last.map_or(0, |l| l.1));
+            c.set(Some((std::time::Instant::now(), n)));
+            n
+        }
+    });
+    crate::control::ProxyLimits {
+        fd_limit: a.fd_limit,
+        fd_reserve: a.fd_reserve,
+        fds_open,
+        proxy_fds: a.fds_held,
+        max_connections: a.max_conns,
+        accept_errors: a.accept_errors,
+        virtual_servers: a
+            .services
+            .iter()
+            .map(|(vs, udp, p)| crate::control::ProxyServiceLimits {
+                virtual_server: vs.to_string(),
+                protocol: if *udp { "UDP" } else { "TCP" }.into(),
+                connections: p.connections,
+                max_conns: p.max_conns,
+                proxy_timeout: p.idle.map_or(0, |d| d.as_secs()),
+                refused: [
+                    ("max_conns".to_owned(), p.refused_max_conns),
+                    ("descriptors".to_owned(), p.refused_descriptors),
+                ]
+                .into_iter()
+                .collect(),
+                idle_timeouts: p.idle_timeouts,
+            })
+            .collect(),
     }
 }
 
@@ -495,6 +596,8 @@ fn proxy_settings(specs: &[ServiceSpec]) -> crate::proxy::Settings {
                     passive: s.passive.clone(),
                     connect_timeout: s.connect_timeout,
                     proxy_protocol: s.proxy_protocol,
+                    max_conns: s.max_conns,
+                    proxy_timeout: s.proxy_timeout,
                 },
             )
         })
@@ -560,9 +663,33 @@ fn arrange(
     }
 }
 
+type Planes = Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)>;
+
+/// The data plane's thread: follows the messages until its channel closes;
+/// then, or after a panic, removes what the planes carry (a panic then
+/// ends the thread, which the checkers' thread sees: the daemon stops).
 fn run(specs: &[ServiceSpec], rx: &Receiver<Msg>, status: &crate::control::Shared) {
-    let mut planes: Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)> = Vec::new();
-    arrange(&mut planes, specs);
+    let mut planes: Planes = Vec::new();
+    let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        follow(&mut planes, specs, rx, status);
+    }));
+    if followed.is_err() {
+        tracing::error!("the data plane thread panicked; removing what it carried");
+    }
+    for (_, plane, _) in &mut planes {
+        if let Err(e) = plane.clear() {
+            tracing::warn!("removing what {} carried: {e}", plane.name());
+        }
+    }
+}
+
+fn follow(
+    planes: &mut Planes,
+    specs: &[ServiceSpec],
+    rx: &Receiver<Msg>,
+    status: &crate::control::Shared,
+) {
+    arrange(planes, specs);
     let mut view: Option<Vec<ServiceView>> = None;
     let mut last_error: Option<String> = None;
     loop {
@@ -574,7 +701,7 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Msg>, status: &crate::control::Share
                     match msg {
                         Msg::View(v) => view = Some(v),
                         Msg::Reload(s, v) => {
-                            arrange(&mut planes, &s);
+                            arrange(planes, &s);
                             view = Some(v);
                         }
                     }
@@ -586,12 +713,13 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Msg>, status: &crate::control::Share
         if disconnected {
             break;
         }
-        publish(&planes, status);
+        publish(planes, status);
+        check::fault::at("dataplane");
         let Some(v) = &view else {
             continue;
         };
         let arp = arp_table();
-        for (_, plane, specs) in &mut planes {
+        for (_, plane, specs) in planes.iter_mut() {
             let (d, missing) = desired(specs, v, &arp);
             if plane.name() == "nftables" {
                 for ip in &missing {
@@ -619,11 +747,6 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Msg>, status: &crate::control::Share
                     last_error = Some(e);
                 }
             }
-        }
-    }
-    for (_, plane, _) in &mut planes {
-        if let Err(e) = plane.clear() {
-            tracing::warn!("removing what {} carried: {e}", plane.name());
         }
     }
 }
@@ -693,6 +816,8 @@ mod tests {
             passive: Vec::new(),
             connect_timeout: Duration::from_secs(5),
             proxy_protocol: None,
+            max_conns: 0,
+            proxy_timeout: None,
         }
     }
 

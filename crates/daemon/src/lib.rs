@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod notify;
 pub mod pidfile;
+pub mod preflight;
 mod proxy;
 pub mod reload;
 pub mod sdnotify;

@@ -42,11 +42,7 @@ fn config_test(cli: &Cli) -> anyhow::Result<u8> {
 
 /// Reads the configuration named on the command line.
 fn load_config(cli: &Cli) -> kaconf::Loaded {
-    let opts = kaconf::Options {
-        config_id: cli.config_id.clone().or_else(kaconf::default_config_id),
-        check_interfaces: true,
-    };
-    kaconf::load(&cli.config, &opts)
+    keepalived_rs::preflight::load(&cli.config, cli.config_id.clone())
 }
 
 /// Lifts the soft limit on open files to the hard one: a proxied
@@ -64,9 +60,9 @@ fn raise_file_limit() {
     }
 }
 
-/// The main thread after start: reloads on SIGHUP and pets systemd's
-/// watchdog until a stop, or until the VRRP thread (or, without it, the
-/// checkers) ends.
+/// The main thread after start: reloads on SIGHUP (and, when VRRP does
+/// not run, pets systemd's watchdog) until a stop, or until the VRRP
+/// thread or the checkers end.
 fn supervise<T, U>(
     vrrp_thread: Option<&std::thread::JoinHandle<T>>,
     checks: Option<&std::thread::JoinHandle<U>>,
@@ -89,7 +85,9 @@ fn supervise<T, U>(
         if hup.swap(false, Relaxed) {
             let _ = reloader.reload();
         }
-        if let Some(every) = watchdog {
+        // With VRRP running, its own loop pets the watchdog (it is what
+        // the watchdog vouches for); without it, the checkers being alive.
+        if let Some(every) = watchdog.filter(|_| vrrp_thread.is_none()) {
             if petted.elapsed() >= every {
                 sdnotify::notify("WATCHDOG=1");
                 petted = std::time::Instant::now();
@@ -107,13 +105,14 @@ fn finish(
     stop: &std::sync::atomic::AtomicBool,
     pid_file: Option<&std::path::Path>,
 ) -> u8 {
+    // Whichever part ended (a stop, or a thread that died), every part
+    // stops now: VRRP sends priority 0 and removes its VIPs, the checkers
+    // end and the data planes remove their tables, before the pid file goes.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut result = vrrp_thread.map_or(Ok(()), |v| {
         v.join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the VRRP thread panicked")))
     });
-    // However VRRP ended, the checkers (and data planes) end with it and
-    // clean up before the pid file goes.
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(t) = checks {
         let r = t
             .join()

@@ -47,11 +47,7 @@ impl Reloader {
 
     fn load_and_send(&self) -> Result<String, String> {
         tracing::info!("Reloading the configuration from {}", self.path.display());
-        let opts = kaconf::Options {
-            config_id: self.config_id.clone().or_else(kaconf::default_config_id),
-            check_interfaces: true,
-        };
-        let loaded = kaconf::load(&self.path, &opts);
+        let loaded = crate::preflight::load(&self.path, self.config_id.clone());
         crate::log_diagnostics(&loaded);
         let errors: Vec<String> = loaded
             .diagnostics

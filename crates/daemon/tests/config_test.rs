@@ -6,10 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+const BUILT: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+
+/// The binary under test (`KEEPALIVED_RS_BIN` runs these tests against
+/// another build, e.g. an older one, to see a test fail there).
+fn bin() -> String {
+    std::env::var("KEEPALIVED_RS_BIN").unwrap_or_else(|_| BUILT.into())
+}
 
 fn check(path: &Path) -> (i32, String) {
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .arg("-t")
         .arg("-f")
         .arg(path)
@@ -109,7 +115,7 @@ fn config_id_selects_conditional_lines() {
     )
     .unwrap();
     let run = |id: &str| {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(["-t", "-i", id, "-f"])
             .arg(&file)
             .output()
@@ -119,4 +125,99 @@ fn config_id_selects_conditional_lines() {
     assert_eq!(run("lb1"), Some(0));
     assert_eq!(run("lb2"), Some(1));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A scratch folder removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("krs-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A virtual server whose one real server has `checker`.
+fn with_checker(checker: &str) -> String {
+    format!(
+        "virtual_server 198.51.100.250 80 {{\n  lb_algo rr\n  real_server 198.51.100.50 80 {{\n{checker}\n  }}\n}}\n"
+    )
+}
+
+/// What the daemon converts later is checked by `-t` with its line: a
+/// value that passes `-t` cannot fail (or panic) when the daemon starts.
+/// (Before: `-t` passed this digest, and the checker thread panicked on
+/// it at start.)
+#[test]
+fn values_the_daemon_converts_are_checked_by_dash_t() {
+    let dir = Scratch::new("convert");
+    let bad = [
+        // 32 bytes of multi-byte characters: a panic at a char boundary.
+        (
+            format!("    HTTP_GET {{\n      url {{\n        path /\n        digest a{}b\n      }}\n    }}", "é".repeat(15)),
+            "digest",
+        ),
+        (
+            "    HTTP_GET {\n      url {\n        path /\n        digest +1234567890abcdef1234567890abcde\n      }\n    }".to_owned(),
+            "digest",
+        ),
+        (
+            "    HTTP_GET {\n      url {\n        path /\n        status_code 200-abc\n      }\n    }".to_owned(),
+            "status_code",
+        ),
+        (
+            "    HTTP_GET {\n      url {\n        path /\n        regex \"(unclosed\"\n      }\n    }".to_owned(),
+            "regex",
+        ),
+        (
+            "    DNS_CHECK {\n      type NOTATYPE\n    }".to_owned(),
+            "DNS_CHECK",
+        ),
+        (
+            "    UDP_CHECK {\n      payload zz\n    }".to_owned(),
+            "UDP_CHECK",
+        ),
+        ("    MISC_CHECK {\n      misc_timeout 3\n    }".to_owned(), "misc_path"),
+    ];
+    for (checker, word) in bad {
+        let file = dir.0.join("k.conf");
+        std::fs::write(&file, with_checker(&checker)).unwrap();
+        let (code, stderr) = check(&file);
+        assert_eq!(code, 1, "{checker}\n{stderr}");
+        // The real server's line, with the keyword that is wrong.
+        assert!(
+            stderr.contains("k.conf:3:3: error: real_server 198.51.100.50:80: ")
+                && stderr.contains(word),
+            "{checker}\n{stderr}"
+        );
+        // The daemon refuses the same file at once, and does not panic.
+        let out = Command::new(bin())
+            .args(["-n", "-l", "-C", "--control"])
+            .arg(dir.0.join("c.sock"))
+            .arg("-f")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(log.contains("configuration has errors"), "{log}");
+    }
+    // A good digest still passes.
+    let file = dir.0.join("k.conf");
+    std::fs::write(
+        &file,
+        with_checker("    HTTP_GET {\n      url {\n        path /\n        digest 0123456789abcdef0123456789ABCDEF\n      }\n    }"),
+    )
+    .unwrap();
+    let (code, stderr) = check(&file);
+    assert_eq!(code, 0, "{stderr}");
 }

@@ -41,6 +41,8 @@ const RECV_PER_STEP: usize = 512;
 /// Packets for VRIDs not configured here are counted, and said at most
 /// this often (a flood must not become a flood of log lines).
 const UNKNOWN_VRID_LOG: Duration = Duration::from_secs(10);
+/// How long `on_dual_master` may run before it is killed.
+const DUAL_MASTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often tracked files are read.
 const FILE_POLL: Duration = Duration::from_millis(100);
 
@@ -99,15 +101,12 @@ fn tracked_scripts(
         let Some(mut spec) = crate::track::script_spec(s) else {
             continue;
         };
-        spec.run_as = match &s.body.user {
-            Some(w) => match crate::exec::user(&w.0) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    tracing::warn!("Disabling track script {}: {e}", s.name);
-                    continue;
-                }
-            },
-            None => policy.default_user().cloned(),
+        spec.run_as = match policy.run_as(s.body.user.as_ref().map(|w| w.0.as_slice())) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!("Disabling track script {}: {e}", s.name);
+                continue;
+            }
         };
         if let Some(why) = policy.refuses(&spec.argv, spec.run_as.as_ref()) {
             tracing::warn!(
@@ -144,7 +143,7 @@ fn tracked_files(config: &kaconf::Config) -> HashMap<String, (std::path::PathBuf
         .filter_map(|t| {
             let path = std::path::PathBuf::from(t.body.file.as_ref()?);
             let (w, rev) = t.body.weight.map_or((1, false), |w| (w.weight, w.reverse));
-            let value = check::file::read_value(&path).unwrap_or(0);
+            let value = check::file::read_value(&path).ok().flatten().unwrap_or(0);
             Some((t.name.clone(), (path, w, rev, value)))
         })
         .collect()
@@ -182,12 +181,7 @@ pub fn run(
         (&globals.vrrp_notify_fifo, &globals.vrrp_notify_fifo_script),
     ]
     .into_iter()
-    .filter_map(|(fifo, script)| {
-        Some(crate::notify::Fifo {
-            path: std::path::PathBuf::from(fifo.as_ref()?.0.first()?),
-            script: script.as_ref().map(|c| c.0.to_vec()),
-        })
-    })
+    .filter_map(|(fifo, script)| crate::notify::Fifo::from_config(fifo.as_ref(), script.as_ref()))
     .collect();
     let policy = crate::exec::Policy::from_globals(&globals);
     let (notify_tx, notifier) = crate::notify::start(fifos, spec::smtp(&globals), policy)?;
@@ -218,8 +212,37 @@ pub fn run(
     }
     driver.wake = Some(wake_rx);
     let mut published = Instant::ZERO;
+    let mut failed = None;
+    // systemd's watchdog vouches for this loop: it is petted here, after
+    // each step, so a VRRP thread that stops advancing (blocked, spinning
+    // in one step) is restarted by systemd.
+    let watchdog = crate::sdnotify::watchdog().map(|d| d / 2);
+    let mut petted = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        driver.step()?;
+        if let Some(every) = watchdog {
+            if petted.elapsed() >= every {
+                crate::sdnotify::notify("WATCHDOG=1");
+                petted = std::time::Instant::now();
+            }
+        }
+        // An error or a panic in a step still ends with priority 0 and the
+        // VIPs removed below: a thread that dies must not leave a MASTER's
+        // addresses behind with nobody advertising them.
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check::fault::at("vrrp");
+            driver.step()
+        }));
+        match stepped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            Err(_) => {
+                failed = Some(anyhow::anyhow!("the VRRP thread panicked"));
+                break;
+            }
+        }
         while let Ok(new) = reloads.try_recv() {
             driver.reload(&new);
         }
@@ -242,6 +265,11 @@ pub fn run(
             driver.dirty = false;
         }
     }
+    if let Some(e) = &failed {
+        tracing::error!("VRRP: {e:#}; stopping every part of the daemon");
+        // The tracking threads, and the rest of the daemon, stop with us.
+        stop.store(true, Ordering::Relaxed);
+    }
     tracing::info!("Stopping");
     driver.stop();
     if let Ok(mut s) = status.lock() {
@@ -253,7 +281,7 @@ pub fn run(
     // The notifier finishes what is queued (the STOP notifications) and ends.
     driver.notify = None;
     let _ = notifier.join();
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// The sockets, the instances and the clock.
@@ -300,6 +328,8 @@ struct Driver {
     link_events: Option<crate::netlink::LinkEvents>,
     /// When the tracked files were last read.
     files_checked: Instant,
+    /// Tracked paths refused (not regular files), logged once each.
+    refused_files: std::collections::HashSet<std::path::PathBuf>,
     /// The VIPs' way into the kernel.
     addresses: addrs::Addresses,
     /// The VMAC interfaces we created, removed on stop.
@@ -397,6 +427,7 @@ impl Driver {
             processes: tracked_processes(config),
             processes_checked: Instant::ZERO,
             files_checked: Instant::ZERO,
+            refused_files: std::collections::HashSet::new(),
             link_events,
             addresses,
             vmacs: std::mem::take(&mut vmacs.0),
@@ -541,6 +572,26 @@ impl Driver {
         if let Some(tx) = &self.notify {
             let inst = &self.instances[i];
             for a in actions {
+                if let Action::DualMaster { peer, priority } = a {
+                    if let Some(script) = inst
+                        .spec
+                        .guard
+                        .as_ref()
+                        .and_then(|g| g.on_dual_master.as_ref())
+                    {
+                        // At most one run at a time per instance: a new
+                        // episode while the last run goes on starts none.
+                        let _ = tx.send(crate::notify::Job::Once {
+                            key: format!("on_dual_master {}", inst.spec.name),
+                            script: script.with_args([
+                                inst.spec.name.clone(),
+                                peer.to_string(),
+                                priority.to_string(),
+                            ]),
+                            timeout: DUAL_MASTER_TIMEOUT,
+                        });
+                    }
+                }
                 if let Action::State { to, .. } = a {
                     for argv in
                         inst.spec
@@ -679,9 +730,20 @@ impl Driver {
         self.files_checked = now;
         let mut changed = first;
         for (path, _, _, value) in self.files.values_mut() {
-            // Out of keepalived's range: ignored, the last value stays.
-            let Some(now_value) = check::file::read_value(path) else {
-                continue;
+            // Out of keepalived's range, or not a regular file: ignored,
+            // the last value stays (a refusal is logged once).
+            let now_value = match check::file::read_value(path) {
+                Ok(Some(v)) => {
+                    self.refused_files.remove(path.as_path());
+                    v
+                }
+                Ok(None) => continue,
+                Err(why) => {
+                    if self.refused_files.insert(path.clone()) {
+                        tracing::error!("track_file {}: {why}", path.display());
+                    }
+                    continue;
+                }
             };
             if *value != now_value {
                 tracing::info!("Tracked file {} now {now_value}", path.display());
@@ -1493,25 +1555,7 @@ fn carry_out(
                 tracing::warn!(
                     "({name}) split brain suspected: {peer} (priority {priority}) was MASTER as well"
                 );
-                if let Some(argv) = inst
-                    .spec
-                    .guard
-                    .as_ref()
-                    .and_then(|g| g.on_dual_master.clone())
-                {
-                    let mut argv = argv;
-                    argv.extend([name.clone(), peer.to_string(), priority.to_string()]);
-                    // Off the VRRP thread: the script may take its time.
-                    let _ = std::thread::Builder::new()
-                        .name("on_dual_master".into())
-                        .spawn(move || {
-                            if let crate::exec::Exit::NotStarted(e) =
-                                crate::exec::run(&argv, Duration::from_secs(30), None)
-                            {
-                                tracing::warn!("on_dual_master cannot run: {e}");
-                            }
-                        });
-                }
+                // `on_dual_master` is run by the notifier (see `execute`).
             }
             Action::Priority { priority } => {
                 tracing::info!("({name}) Changing effective priority to {priority}");

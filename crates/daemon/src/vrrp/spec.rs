@@ -55,7 +55,7 @@ pub struct GuardSpec {
     /// Each heartbeat path: its interface, our address there, the peers.
     pub heartbeat: Vec<(String, IpAddr, Vec<IpAddr>)>,
     pub witnesses: Vec<Witness>,
-    pub on_dual_master: Option<Vec<String>>,
+    pub on_dual_master: Option<crate::exec::Script>,
 }
 
 /// A witness the guard probes.
@@ -158,7 +158,10 @@ fn guard(
     Ok(GuardSpec {
         heartbeat,
         witnesses,
-        on_dual_master: block.on_dual_master.as_ref().map(|c| c.0.to_vec()),
+        on_dual_master: block
+            .on_dual_master
+            .as_ref()
+            .map(crate::exec::Script::from_config),
     })
 }
 
@@ -223,7 +226,8 @@ pub fn instances(config: &Config, ifs: &dyn Interfaces) -> Result<Vec<InstanceSp
         .collect()
 }
 
-fn instance(
+/// One instance's engine configuration.
+pub fn instance(
     config: &Config,
     inst: &Named<VrrpInstance>,
     ifs: &dyn Interfaces,
@@ -532,7 +536,7 @@ fn tracked_interfaces(b: &VrrpInstance, interface: &str) -> Vec<(String, Option<
 
 /// The instance's notify commands.
 fn notify_scripts(b: &VrrpInstance) -> crate::notify::Scripts {
-    let cmd = |c: &Option<kaconf::value::Command>| c.as_ref().map(|c| c.0.to_vec());
+    let cmd = |c: &Option<kaconf::value::Script>| c.as_ref().map(crate::exec::Script::from_config);
     crate::notify::Scripts {
         master: cmd(&b.notify_master),
         backup: cmd(&b.notify_backup),
