@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 pub const DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 
 /// The longest reply line read (keepalived's SMTP_BUFF_MAX).
-const MAX_LINE: usize = 512;
+pub const MAX_LINE: usize = 512;
 
 /// A reply line's status as keepalived reads it: exactly three digits,
 /// then the end or a space (a `220-` continuation line is not a status).

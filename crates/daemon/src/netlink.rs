@@ -362,10 +362,14 @@ pub fn read_answer(
         }
         match m.payload {
             NetlinkPayload::Error(e) => {
-                return if e.code.is_some() {
-                    Err(e.to_io())
-                } else {
-                    Ok(Answer::Done)
+                // The errno ourselves: netlink-packet-core's `to_io`
+                // negates the code and overflows on i32::MIN (found by
+                // fuzz/netlink_reply).
+                return match e.code {
+                    Some(code) => Err(io::Error::from_raw_os_error(
+                        i32::try_from(code.get().unsigned_abs()).unwrap_or(i32::MAX),
+                    )),
+                    None => Ok(Answer::Done),
                 };
             }
             NetlinkPayload::Done(_) => return Ok(Answer::Done),
@@ -690,6 +694,28 @@ mod tests {
             .attributes
             .iter()
             .any(|x| matches!(x, AddressAttribute::Address(_))));
+    }
+
+    /// fuzz/netlink_reply's first find: an NLMSG_ERROR with errno
+    /// i32::MIN panicked (negation overflow) in the kernel-answer reader.
+    #[test]
+    fn an_error_code_of_i32_min_is_an_error_not_a_panic() {
+        let mut m = vec![0u8; 36];
+        m[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        m[4..6].copy_from_slice(&2u16.to_ne_bytes());
+        m[8..12].copy_from_slice(&7u32.to_ne_bytes());
+        m[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        let r = read_answer(&m, 7, &mut |_| {});
+        assert!(r.is_err(), "{r:?}");
+        m[16..20].copy_from_slice(&(-17i32).to_ne_bytes());
+        let r = read_answer(&m, 7, &mut |_| {});
+        assert_eq!(r.map_err(|e| e.raw_os_error()), Err(Some(17)), "EEXIST");
+        m[16..20].copy_from_slice(&0i32.to_ne_bytes());
+        assert_eq!(
+            read_answer(&m, 7, &mut |_| {}).ok(),
+            Some(Answer::Done),
+            "an ack"
+        );
     }
 
     #[test]
