@@ -38,6 +38,35 @@ pub fn user(words: &[String]) -> Result<RunAs, String> {
     })
 }
 
+/// A configured script: its command line and the `USER [GROUP]` it names,
+/// if any (notify keywords: `notify_master SCRIPT [USER [GROUP]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Script {
+    pub argv: Vec<String>,
+    pub user: Option<Vec<String>>,
+}
+
+impl Script {
+    /// A notify keyword's value.
+    pub fn from_config(s: &kaconf::value::Script) -> Self {
+        Self {
+            argv: s.command.0.to_vec(),
+            user: s
+                .user
+                .as_ref()
+                .map(|u| std::iter::once(u.clone()).chain(s.group.clone()).collect()),
+        }
+    }
+
+    /// The same script with `args` appended (keepalived's extra arguments).
+    #[must_use]
+    pub fn with_args(&self, args: impl IntoIterator<Item = String>) -> Self {
+        let mut s = self.clone();
+        s.argv.extend(args);
+        s
+    }
+}
+
 /// Who runs scripts that name no user, and whether root may run insecure
 /// ones: from `global_defs`.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +76,7 @@ pub struct Policy {
     /// The user that resolves to, looked up on first use: the lookup goes
     /// through NSS, which loads shared libraries (about 1 MiB of RSS) that a
     /// configuration without scripts never needs.
-    resolved: std::sync::OnceLock<Option<RunAs>>,
+    resolved: std::sync::OnceLock<Result<Option<RunAs>, String>>,
     /// `enable_script_security`.
     pub security: bool,
 }
@@ -62,20 +91,36 @@ impl Policy {
     }
 
     /// `script_user`, else `keepalived_script` if that user exists, else
-    /// root (`None`).
-    pub fn default_user(&self) -> Option<&RunAs> {
+    /// root (`Ok(None)`). A `script_user` that does not exist is an error
+    /// (`-t` reports it): scripts then do not run at all, rather than as
+    /// root.
+    pub fn default_user(&self) -> Result<Option<&RunAs>, String> {
         self.resolved
             .get_or_init(|| match &self.script_user {
-                Some(w) => match user(w) {
-                    Ok(u) => Some(u),
-                    Err(e) => {
-                        tracing::warn!("script_user: {e}; scripts run as root");
-                        None
-                    }
-                },
-                None => user(&["keepalived_script".to_owned()]).ok(),
+                Some(w) => user(w).map(Some).map_err(|e| format!("script_user: {e}")),
+                None => Ok(user(&["keepalived_script".to_owned()]).ok()),
             })
             .as_ref()
+            .map(Option::as_ref)
+            .map_err(Clone::clone)
+    }
+
+    /// Who runs a script that names `words` (`USER [GROUP]`) or none.
+    pub fn run_as(&self, words: Option<&[String]>) -> Result<Option<RunAs>, String> {
+        match words {
+            Some(w) => user(w).map(Some),
+            None => self.default_user().map(Option::<&RunAs>::cloned),
+        }
+    }
+
+    /// The one gate every script passes: who runs it, and whether
+    /// `enable_script_security` lets it run. `Err`: why it may not run.
+    pub fn admit(&self, script: &Script) -> Result<Option<RunAs>, String> {
+        let run_as = self.run_as(script.user.as_deref())?;
+        if let Some(why) = self.refuses(&script.argv, run_as.as_ref()) {
+            return Err(format!("it is insecure: {why}"));
+        }
+        Ok(run_as)
     }
 
     /// Whether `argv` may run as `run_as`: with `enable_script_security`, a
@@ -217,13 +262,18 @@ pub fn run(argv: &[String], timeout: Duration, run_as: Option<&RunAs>) -> Exit {
     }
 }
 
-/// Kills `child`'s process group (it leads one) and reaps the child.
+/// Kills `child`'s process group (it leads one) and reaps the child. A
+/// script run as another user can only be killed with `CAP_KILL`; without
+/// it the kill fails, loudly, and the wait lasts as long as the script.
 fn kill_group(child: &mut std::process::Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::killpg(
+        let killed = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+        if let Err(e @ nix::errno::Errno::EPERM) = killed {
+            tracing::error!("cannot kill script process group {pid}: {e} (is CAP_KILL missing?)");
+        }
     }
     let _ = child.kill();
     let _ = child.wait();

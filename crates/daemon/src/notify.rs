@@ -3,10 +3,14 @@
 //! the name, the state and the priority). They run in order on a thread of
 //! their own, each with a timeout, so the VRRP thread never waits for one.
 
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use vrrp::StateName;
+
+use crate::exec::{Policy, RunAs, Script};
 
 /// How long a notify script may run before it is killed.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -14,17 +18,17 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// The commands an instance notifies with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scripts {
-    pub master: Option<Vec<String>>,
-    pub backup: Option<Vec<String>>,
-    pub fault: Option<Vec<String>>,
-    pub stop: Option<Vec<String>>,
+    pub master: Option<Script>,
+    pub backup: Option<Script>,
+    pub fault: Option<Script>,
+    pub stop: Option<Script>,
     /// `notify`: called for every state with `INSTANCE NAME STATE PRIORITY`.
-    pub any: Option<Vec<String>>,
+    pub any: Option<Script>,
 }
 
 impl Scripts {
     /// The command lines to run when instance `name` enters `state`.
-    pub fn for_state(&self, name: &str, state: StateName, priority: u8) -> Vec<Vec<String>> {
+    pub fn for_state(&self, name: &str, state: StateName, priority: u8) -> Vec<Script> {
         let specific = match state {
             StateName::Master => &self.master,
             StateName::Backup => &self.backup,
@@ -32,16 +36,14 @@ impl Scripts {
             StateName::Stop => &self.stop,
             StateName::Init => &None,
         };
-        let mut out: Vec<Vec<String>> = specific.iter().cloned().collect();
+        let mut out: Vec<Script> = specific.iter().cloned().collect();
         if let Some(any) = &self.any {
-            let mut argv = any.clone();
-            argv.extend([
+            out.push(any.with_args([
                 "INSTANCE".to_owned(),
                 name.to_owned(),
                 state.to_string(),
                 priority.to_string(),
-            ]);
-            out.push(argv);
+            ]));
         }
         out
     }
@@ -50,8 +52,15 @@ impl Scripts {
 /// Work for the notifier thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
-    /// Run this command line.
-    Run(Vec<String>),
+    /// Run this script (as its user, if the policy admits it).
+    Run(Script),
+    /// Run this script off the notifier's queue (it may take `timeout`),
+    /// unless the last one with the same `key` is still running.
+    Once {
+        key: String,
+        script: Script,
+        timeout: Duration,
+    },
     /// Write this line to the notify FIFO(s).
     Fifo(String),
     /// Send this alert by e-mail.
@@ -135,24 +144,160 @@ pub fn fifo_line(name: &str, state: StateName, priority: u8) -> String {
     format!("INSTANCE \"{name}\" {state} {priority}\n")
 }
 
-/// A notify FIFO (`notify_fifo`, `vrrp_notify_fifo`) and the script that
-/// reads it (`notify_fifo_script`, `vrrp_notify_fifo_script`).
+/// A notify FIFO (`notify_fifo`, `vrrp_notify_fifo`, `lvs_notify_fifo`)
+/// and the script that reads it (`notify_fifo_script`…).
 #[derive(Debug, Clone)]
 pub struct Fifo {
-    pub path: std::path::PathBuf,
-    pub script: Option<Vec<String>>,
+    pub path: PathBuf,
+    /// `notify_fifo PATH [USER [GROUP]]`: the FIFO's user, who may own it.
+    pub user: Option<Vec<String>>,
+    pub script: Option<Script>,
+}
+
+impl Fifo {
+    /// `notify_fifo PATH [USER [GROUP]]` with its script, if a FIFO is set.
+    pub fn from_config(
+        fifo: Option<&kaconf::value::At<kaconf::value::Words>>,
+        script: Option<&kaconf::value::Script>,
+    ) -> Option<Self> {
+        let words = &fifo?.0;
+        Some(Self {
+            path: PathBuf::from(words.first()?),
+            user: (words.len() > 1).then(|| words[1..].to_vec()),
+            script: script.map(Script::from_config),
+        })
+    }
+}
+
+/// Why a FIFO cannot be used.
+#[derive(Debug)]
+pub enum FifoError {
+    Create(nix::errno::Errno),
+    Open(std::io::Error),
+    Symlink,
+    NotFifo(&'static str),
+    Owner(u32),
+}
+
+impl std::fmt::Display for FifoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Create(e) => write!(f, "cannot create it: {e}"),
+            Self::Open(e) => write!(f, "cannot open it: {e}"),
+            Self::Symlink => write!(f, "it is a symbolic link, which is not followed"),
+            Self::NotFifo(kind) => write!(f, "it is a {kind}, not a FIFO"),
+            Self::Owner(uid) => write!(
+                f,
+                "it is owned by uid {uid}, neither us nor the FIFO's user"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FifoError {}
+
+fn kind(t: std::fs::FileType) -> &'static str {
+    if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_file() {
+        "regular file"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
+/// Opens notify FIFO `path` read-write and non-blocking (writing never
+/// waits for a reader), creating it (0644, as keepalived) if missing. It
+/// is never reached through a symbolic link, and anything but a FIFO
+/// owned by us or by `owner` (the FIFO's user) is refused unopened, so a
+/// planted file, device or link is neither written nor opened.
+pub fn open_fifo(path: &Path, owner: Option<u32>) -> Result<std::fs::File, FifoError> {
+    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(FifoError::Create(e)),
+    }
+    let check = |m: &std::fs::Metadata| {
+        let t = m.file_type();
+        if t.is_symlink() {
+            return Err(FifoError::Symlink);
+        }
+        if !t.is_fifo() {
+            return Err(FifoError::NotFifo(kind(t)));
+        }
+        let us = nix::unistd::geteuid().as_raw();
+        if m.uid() != us && Some(m.uid()) != owner {
+            return Err(FifoError::Owner(m.uid()));
+        }
+        Ok(())
+    };
+    // Looked at before it is opened (opening a device can act), and again
+    // through the descriptor (the path may have changed in between).
+    check(&std::fs::symlink_metadata(path).map_err(FifoError::Open)?)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOFOLLOW).bits())
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                FifoError::Symlink
+            } else {
+                FifoError::Open(e)
+            }
+        })?;
+    check(&f.metadata().map_err(FifoError::Open)?)?;
+    Ok(f)
+}
+
+/// Whether `run_as` (else root) can open `meta`'s file for reading by its
+/// mode bits. Scripts run with no supplementary groups (the standard
+/// library drops them when it switches user), so the primary group is
+/// the only one that counts.
+pub fn readable_by(meta: &std::fs::Metadata, run_as: Option<&RunAs>) -> bool {
+    let (uid, gid) = run_as.map_or((0, 0), |u| (u.uid, u.gid));
+    let bit = if meta.uid() == uid {
+        0o400
+    } else if meta.gid() == gid {
+        0o040
+    } else {
+        0o004
+    };
+    meta.mode() & bit != 0
 }
 
 /// Starts a FIFO's reader script as keepalived does: `SCRIPT FIFO`, running
-/// until we stop.
+/// until we stop, as its user, if the policy admits it and that user can
+/// read the FIFO.
 fn start_reader(
-    argv: &[String],
-    fifo: &std::path::Path,
-    policy: &crate::exec::Policy,
+    script: &Script,
+    fifo: &Path,
+    meta: &std::fs::Metadata,
+    policy: &Policy,
 ) -> Option<std::process::Child> {
-    let run_as = policy.default_user();
-    if let Some(why) = policy.refuses(argv, run_as) {
-        tracing::warn!("Not running notify FIFO script {argv:?} since it is insecure: {why}");
+    let argv = &script.argv;
+    let run_as = match policy.admit(script) {
+        Ok(u) => u,
+        Err(why) => {
+            tracing::error!("Not running notify FIFO script {argv:?}: {why}");
+            return None;
+        }
+    };
+    if !readable_by(meta, run_as.as_ref()) {
+        tracing::error!(
+            "Not running notify FIFO script {argv:?}: it runs as {} and cannot read {} \
+             (mode {:o}, owner {}:{})",
+            run_as.as_ref().map_or("root", |u| u.name.as_str()),
+            fifo.display(),
+            meta.mode() & 0o7777,
+            meta.uid(),
+            meta.gid()
+        );
         return None;
     }
     let (program, args) = argv.split_first()?;
@@ -162,43 +307,45 @@ fn start_reader(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    if let Some(u) = run_as {
+    if let Some(u) = &run_as {
         std::os::unix::process::CommandExt::uid(&mut cmd, u.uid);
         std::os::unix::process::CommandExt::gid(&mut cmd, u.gid);
     }
     match cmd.spawn() {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!("cannot start notify FIFO script {argv:?}: {e}");
+            tracing::error!("Cannot start notify FIFO script {argv:?}: {e}");
             None
         }
     }
 }
 
 /// Starts the notifier thread, writing FIFO lines to each of `fifos`
-/// (created if missing) and running their reader scripts.
+/// (created if missing) and running their reader scripts. A FIFO that
+/// cannot be used is logged and left out; the rest still work.
 pub fn start(
     fifos: Vec<Fifo>,
     smtp: Option<Smtp>,
-    policy: crate::exec::Policy,
+    policy: Policy,
 ) -> std::io::Result<(Sender<Job>, std::thread::JoinHandle<()>)> {
     let mut opened = Vec::new();
     let mut readers = Vec::new();
-    for Fifo { path, script } in fifos {
-        if !path.exists() {
-            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-                .map_err(std::io::Error::from)?;
+    for Fifo { path, user, script } in fifos {
+        let owner = match &user {
+            Some(w) => crate::exec::user(w).ok().map(|u| u.uid),
+            None => policy.default_user().ok().flatten().map(|u| u.uid),
+        };
+        let f = match open_fifo(&path, owner) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!("notify FIFO {}: {e}; not using it", path.display());
+                continue;
+            }
+        };
+        if let (Some(script), Ok(meta)) = (script, f.metadata()) {
+            readers.extend(start_reader(&script, &path, &meta, &policy));
         }
-        // Read-write and non-blocking: writing never waits for a reader.
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(&path)?;
         opened.push(f);
-        if let Some(argv) = script {
-            readers.extend(start_reader(&argv, &path, &policy));
-        }
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
@@ -216,7 +363,49 @@ pub fn start(
     Ok((tx, handle))
 }
 
-use std::os::unix::fs::OpenOptionsExt as _;
+/// Runs `script` on a thread of its own unless a run under `key` is still
+/// going (then logs that it is not started again).
+#[allow(clippy::needless_pass_by_value)]
+fn once(
+    running: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    key: String,
+    script: Script,
+    timeout: Duration,
+    policy: &Policy,
+) {
+    let argv = script.argv.clone();
+    let run_as = match policy.admit(&script) {
+        Ok(u) => u,
+        Err(why) => {
+            tracing::error!("Not running {key} script {argv:?}: {why}");
+            return;
+        }
+    };
+    let fresh = running.lock().is_ok_and(|mut r| r.insert(key.clone()));
+    if !fresh {
+        tracing::warn!("{key}: the last run of {argv:?} has not ended; not starting another");
+        return;
+    }
+    let running = running.clone();
+    let name = key.split(' ').next().unwrap_or("script").to_owned();
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        match crate::exec::run(&argv, timeout, run_as.as_ref()) {
+            crate::exec::Exit::Success | crate::exec::Exit::Failure => {}
+            crate::exec::Exit::TimedOut => {
+                tracing::warn!("{key} script {argv:?} still running after {timeout:?}; killed");
+            }
+            crate::exec::Exit::NotStarted(e) => {
+                tracing::error!("Cannot start {key} script {argv:?}: {e}");
+            }
+        }
+        if let Ok(mut r) = running.lock() {
+            r.remove(&key);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a thread for a script: {e}");
+    }
+}
 
 fn run_all(
     rx: &Receiver<Job>,
@@ -224,9 +413,19 @@ fn run_all(
     smtp: Option<&Smtp>,
     policy: &crate::exec::Policy,
 ) {
+    let running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::Arc::default();
     while let Ok(job) = rx.recv() {
-        let argv = match job {
-            Job::Run(argv) => argv,
+        let script = match job {
+            Job::Run(script) => script,
+            Job::Once {
+                key,
+                script,
+                timeout,
+            } => {
+                once(&running, key, script, timeout, policy);
+                continue;
+            }
             Job::Mail(alert) => {
                 if let Some(smtp) = smtp {
                     mail(smtp, &alert);
@@ -242,18 +441,21 @@ fn run_all(
                 continue;
             }
         };
-        let run_as = policy.default_user();
-        if let Some(why) = policy.refuses(&argv, run_as) {
-            tracing::warn!("Not running notify script {argv:?} since it is insecure: {why}");
-            continue;
-        }
-        match crate::exec::run(&argv, TIMEOUT, run_as) {
+        let argv = &script.argv;
+        let run_as = match policy.admit(&script) {
+            Ok(u) => u,
+            Err(why) => {
+                tracing::error!("Not running notify script {argv:?}: {why}");
+                continue;
+            }
+        };
+        match crate::exec::run(argv, TIMEOUT, run_as.as_ref()) {
             crate::exec::Exit::Success | crate::exec::Exit::Failure => {}
             crate::exec::Exit::TimedOut => {
                 tracing::warn!("notify script {argv:?} still running after {TIMEOUT:?}; killed");
             }
             crate::exec::Exit::NotStarted(e) => {
-                tracing::warn!("cannot run notify script {argv:?}: {e}");
+                tracing::error!("Cannot start notify script {argv:?}: {e}");
             }
         }
     }
@@ -273,25 +475,27 @@ mod tests {
 
     #[test]
     fn notify_gets_keepalived_s_four_arguments() {
+        let script = |argv: &[&str]| Script {
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            user: None,
+        };
         let s = Scripts {
-            master: Some(vec!["/etc/keepalived/master.sh".into()]),
-            any: Some(vec!["/etc/keepalived/notify.sh".into(), "extra".into()]),
+            master: Some(script(&["/etc/keepalived/master.sh"])),
+            any: Some(script(&["/etc/keepalived/notify.sh", "extra"])),
             ..Scripts::default()
         };
         assert_eq!(
             s.for_state("VI_1", StateName::Master, 100),
             vec![
-                vec!["/etc/keepalived/master.sh".to_owned()],
-                [
+                script(&["/etc/keepalived/master.sh"]),
+                script(&[
                     "/etc/keepalived/notify.sh",
                     "extra",
                     "INSTANCE",
                     "VI_1",
                     "MASTER",
                     "100"
-                ]
-                .map(str::to_owned)
-                .to_vec(),
+                ]),
             ]
         );
         assert_eq!(s.for_state("VI_1", StateName::Backup, 90).len(), 1);

@@ -139,10 +139,11 @@ pub fn spawn(
         .name(format!("script-{}", spec.name))
         .spawn(move || {
             let mut verdict = Debounce::new(!spec.init_fail, spec.rise, spec.fall);
+            let mut unstartable = false;
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let ok = run_once(&spec);
-                if let Some(good) = verdict.record(ok) {
+                let ran = run_once(&spec, &mut unstartable);
+                if let Some(good) = ran.and_then(|ok| verdict.record(ok)) {
                     tracing::info!(
                         "Script `{}` now returning {}",
                         spec.name,
@@ -173,20 +174,35 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
     }
 }
 
-/// One run: exit status 0 within the timeout is success.
-fn run_once(spec: &ScriptSpec) -> bool {
-    match crate::exec::run(&spec.argv, spec.timeout, spec.run_as.as_ref()) {
+/// One run: exit status 0 within the timeout is success. `None`: it
+/// could not be started at all (no such program, no permission, a user we
+/// may not switch to). That says nothing about what the script checks, so
+/// it is no verdict: a mistake of ours or of the packaging must not fail a
+/// check on every node at once. It is an error in the log, said when it
+/// begins (`unstartable` remembers) and again when it ends.
+fn run_once(spec: &ScriptSpec, unstartable: &mut bool) -> Option<bool> {
+    let exit = crate::exec::run(&spec.argv, spec.timeout, spec.run_as.as_ref());
+    if let crate::exec::Exit::NotStarted(e) = &exit {
+        if !*unstartable {
+            tracing::error!(
+                "Script `{}` cannot be started ({e}); its verdict stays as it was until it can",
+                spec.name
+            );
+        }
+        *unstartable = true;
+        return None;
+    }
+    if std::mem::take(unstartable) {
+        tracing::info!("Script `{}` can be started again", spec.name);
+    }
+    Some(match exit {
         crate::exec::Exit::Success => true,
-        crate::exec::Exit::Failure => false,
+        crate::exec::Exit::Failure | crate::exec::Exit::NotStarted(_) => false,
         crate::exec::Exit::TimedOut => {
             tracing::warn!("Script `{}` timed out after {:?}", spec.name, spec.timeout);
             false
         }
-        crate::exec::Exit::NotStarted(e) => {
-            tracing::warn!("Script `{}` cannot run: {e}", spec.name);
-            false
-        }
-    }
+    })
 }
 
 /// A `vrrp_track_process`: how many processes match, and how many are enough.
@@ -520,11 +536,21 @@ mod tests {
             init_fail: false,
             run_as: None,
         };
-        assert!(run_once(&spec(&["true"], 1000)));
-        assert!(!run_once(&spec(&["false"], 1000)));
-        assert!(!run_once(&spec(&["/nonexistent/script"], 1000)));
+        let mut unstartable = false;
+        let mut once = |s: &ScriptSpec| run_once(s, &mut unstartable);
+        assert_eq!(once(&spec(&["true"], 1000)), Some(true));
+        assert_eq!(once(&spec(&["false"], 1000)), Some(false));
         let t = Instant::now();
-        assert!(!run_once(&spec(&["sleep", "5"], 100)));
+        assert_eq!(once(&spec(&["sleep", "5"], 100)), Some(false));
         assert!(t.elapsed() < Duration::from_secs(2));
+        // A script that cannot be started is no verdict, and said once.
+        assert_eq!(once(&spec(&["/nonexistent/script"], 1000)), None);
+        assert_eq!(once(&spec(&["/nonexistent/script"], 1000)), None);
+        assert!(unstartable);
+        assert_eq!(
+            run_once(&spec(&["true"], 1000), &mut unstartable),
+            Some(true)
+        );
+        assert!(!unstartable, "started again");
     }
 }

@@ -2,7 +2,8 @@
 //! dpkg) side by side with keepalived, its man pages render, its unit says
 //! what the daemon needs; the daemon reaches systemd's READY (and
 //! RELOADING, STOPPING) over `$NOTIFY_SOCKET`, and runs as master with only
-//! the unit's three capabilities.
+//! the unit's capabilities (read from the unit file), with which scripts
+//! also run as their `script_user` and are killed at their timeout.
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,6 +37,62 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The packaged unit's `CapabilityBoundingSet` (`CAP_NET_ADMIN`…).
+fn unit_capabilities() -> Vec<String> {
+    let unit = std::fs::read_to_string(repo().join("packaging/keepalived-rs.service")).unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit sets CapabilityBoundingSet");
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Whether the packaged unit sets `NoNewPrivileges=yes`.
+fn unit_no_new_privileges() -> bool {
+    std::fs::read_to_string(repo().join("packaging/keepalived-rs.service"))
+        .unwrap()
+        .lines()
+        .any(|l| l == "NoNewPrivileges=yes")
+}
+
+/// `setpriv` arguments that run a command as the unit runs the daemon:
+/// root with only the unit's capabilities (and no new privileges if the
+/// unit says so).
+fn as_the_unit() -> Vec<String> {
+    let caps: Vec<String> = unit_capabilities()
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let mut args = vec![
+        format!("--bounding-set=-all,{}", caps.join(",")),
+        "--inh-caps=-all".to_owned(),
+    ];
+    if unit_no_new_privileges() {
+        args.push("--no-new-privs".to_owned());
+    }
+    args
+}
+
+/// The unit's capabilities as `/proc/PID/status`'s `CapBnd` mask.
+fn unit_capability_mask() -> u64 {
+    unit_capabilities()
+        .iter()
+        .map(|c| {
+            // linux/capability.h
+            let bit = match c.as_str() {
+                "CAP_KILL" => 5,
+                "CAP_SETGID" => 6,
+                "CAP_SETUID" => 7,
+                "CAP_NET_BIND_SERVICE" => 10,
+                "CAP_NET_ADMIN" => 12,
+                "CAP_NET_RAW" => 13,
+                other => panic!("add {other}'s number to unit_capability_mask"),
+            };
+            1u64 << bit
+        })
+        .sum()
 }
 
 fn have(tool: &str) -> bool {
@@ -166,15 +223,26 @@ fn man_pages_render(root: &Path) {
     }
 }
 
-/// The unit: notify, reload by SIGHUP, the three capabilities, a read-only
-/// system, the packaged binary.
+/// The unit: notify, reload by SIGHUP, the capabilities (those the tests
+/// run the daemon with), a read-only system, the packaged binary.
 fn unit_says_what_the_daemon_needs(root: &Path) {
     let unit =
         std::fs::read_to_string(root.join("lib/systemd/system/keepalived-rs.service")).unwrap();
+    let caps = format!("CapabilityBoundingSet={}", unit_capabilities().join(" "));
+    for cap in [
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_SETUID",
+        "CAP_SETGID",
+        "CAP_KILL",
+    ] {
+        assert!(caps.contains(cap), "the unit lacks {cap}: {caps}");
+    }
     for line in [
         "Type=notify",
         "ExecReload=/bin/kill -HUP $MAINPID",
-        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE",
+        caps.as_str(),
+        "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ReadWritePaths=/run/keepalived-rs",
         "WatchdogSec=10s",
@@ -204,9 +272,10 @@ fn wait_notify(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>) -> bool 
 }
 
 #[test]
-fn readiness_reload_and_stop_reach_systemd_and_three_capabilities_suffice() {
-    if !netlab::privileged("readiness_reload_and_stop_reach_systemd_and_three_capabilities_suffice")
-    {
+fn readiness_reload_and_stop_reach_systemd_and_the_unit_s_capabilities_suffice() {
+    if !netlab::privileged(
+        "readiness_reload_and_stop_reach_systemd_and_the_unit_s_capabilities_suffice",
+    ) {
         return;
     }
     if !have("setpriv") {
@@ -226,20 +295,14 @@ fn readiness_reload_and_stop_reach_systemd_and_three_capabilities_suffice() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    // As the unit runs it: root with only these capabilities.
+    // As the unit runs it: root with only its capabilities.
     let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--bounding-set=-all,+net_admin,+net_raw,+net_bind_service",
-        "--inh-caps=-all",
-        BIN,
-        "-n",
-        "-l",
-        "-f",
-    ])
-    .arg(&conf)
-    .arg("--control")
-    .arg(tmp.0.join("c.sock"))
-    .env("NOTIFY_SOCKET", &sock_path);
+    cmd.args(as_the_unit())
+        .args([BIN, "-n", "-l", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(tmp.0.join("c.sock"))
+        .env("NOTIFY_SOCKET", &sock_path);
     let log = std::fs::File::create(tmp.0.join("log")).unwrap();
     let node = lab.node("lb1").unwrap();
     let daemon = node.spawn_logged(&cmd, Some(log)).unwrap();
@@ -251,15 +314,15 @@ fn readiness_reload_and_stop_reach_systemd_and_three_capabilities_suffice() {
         logs()
     );
     node.wait_for_address("198.51.100.250".parse().unwrap(), Duration::from_secs(3))
-        .unwrap_or_else(|e| panic!("no VIP with three capabilities: {e}\n{}", logs()));
+        .unwrap_or_else(|e| panic!("no VIP with the unit's capabilities: {e}\n{}", logs()));
     let caps = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
     let bnd = caps
         .lines()
         .find(|l| l.starts_with("CapBnd:"))
         .unwrap_or_default()
         .to_owned();
-    // NET_BIND_SERVICE (10), NET_ADMIN (12), NET_RAW (13).
-    assert!(bnd.ends_with("0000000000003400"), "{bnd}");
+    let want = format!("{:016x}", unit_capability_mask());
+    assert!(bnd.ends_with(&want), "{bnd}, want {want}");
     daemon.signal(Signal::SIGHUP).unwrap();
     assert!(wait_notify(&sock, "RELOADING=1", &mut seen), "{seen:?}");
     assert!(
@@ -270,4 +333,111 @@ fn readiness_reload_and_stop_reach_systemd_and_three_capabilities_suffice() {
     daemon.signal(Signal::SIGTERM).unwrap();
     assert!(wait_notify(&sock, "STOPPING=1", &mut seen), "{seen:?}");
     eprintln!("sd_notify: {seen:?}; {bnd}");
+}
+
+/// Whether process `pid` is gone (or a zombie nobody has reaped yet).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn scripts_run_as_script_user_and_are_killed_at_their_timeout_with_the_unit_s_capabilities() {
+    let name =
+        "scripts_run_as_script_user_and_are_killed_at_their_timeout_with_the_unit_s_capabilities";
+    if !netlab::privileged(name) {
+        return;
+    }
+    if !have("setpriv") {
+        assert!(!netlab::in_ci(), "setpriv (util-linux) is needed under CI");
+        eprintln!("SKIPPED: setpriv missing");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let lab = Lab::star(&[("lb1", &["198.51.100.21/24"])]).unwrap();
+    let tmp = TempDir::new("scriptuser");
+    // The scripts are root's (enable_script_security is satisfied); what
+    // they write goes to a directory `nobody` may write.
+    let out = tmp.0.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let script = |file: &str, body: &str| {
+        let p = tmp.0.join(file);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        p
+    };
+    let o = out.display();
+    let whoami = script(
+        "whoami.sh",
+        &format!("id -u > {o}/uid.new && mv {o}/uid.new {o}/uid"),
+    );
+    let slow = script("slow.sh", &format!("echo $$ > {o}/slow.pid\nexec sleep 30"));
+    let conf = tmp.0.join("k.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n script_user nobody\n enable_script_security\n}}\n\
+             vrrp_script whoami {{\n script {}\n interval 1\n timeout 2\n}}\n\
+             vrrp_script slow {{\n script {}\n interval 5\n timeout 1\n weight -10\n}}\n\
+             vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n priority 100\n \
+             version 3\n advert_int 0.1\n track_script {{\n  whoami\n  slow\n }}\n \
+             virtual_ipaddress {{\n  198.51.100.250/24\n }}\n}}\n",
+            whoami.display(),
+            slow.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(as_the_unit())
+        .args([BIN, "-n", "-l", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(tmp.0.join("c.sock"));
+    let log = std::fs::File::create(tmp.0.join("log")).unwrap();
+    let node = lab.node("lb1").unwrap();
+    let daemon = node.spawn_logged(&cmd, Some(log)).unwrap();
+    let logs = || std::fs::read_to_string(tmp.0.join("log")).unwrap_or_default();
+    let wait_for = |path: &Path| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(s) = std::fs::read_to_string(path) {
+                if !s.trim().is_empty() {
+                    return s.trim().to_owned();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} never written\n{}", path.display(), logs());
+    };
+    let uid = wait_for(&out.join("uid"));
+    assert_eq!(
+        uid,
+        nobody.uid.to_string(),
+        "the tracked script's uid\n{}",
+        logs()
+    );
+    let pid: i32 = wait_for(&out.join("slow.pid")).parse().unwrap();
+    let started = Instant::now();
+    while !gone(pid) && started.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let alive = !gone(pid);
+    if alive {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(
+        !alive,
+        "the timed-out script (pid {pid}, running as nobody) was not killed\n{}",
+        logs()
+    );
+    let killed_after = started.elapsed();
+    let log_text = logs();
+    assert!(log_text.contains("Script `slow` timed out"), "{log_text}");
+    assert!(!log_text.contains("cannot be started"), "{log_text}");
+    daemon.signal(Signal::SIGTERM).unwrap();
+    eprintln!("uid {uid}; timed-out script gone {killed_after:?} after its pid was written");
 }

@@ -873,6 +873,43 @@ pub fn split_words(text: &str, base_col: u32) -> (Vec<Word>, Option<u32>) {
     (words, None)
 }
 
+/// keepalived's `alloc_strvec_quoted()`, its first pass over a notify
+/// keyword's line: words split on white space, `"…"` and `'…'` group (the
+/// quotes go), a backslash and the character after it are kept as written
+/// (for [`split_quoted_escaped`] to decode in the second pass) and that
+/// character neither opens nor closes a quote.
+pub fn split_quoted(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(words);
+        }
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        while let Some(&c) = chars.peek() {
+            chars.next();
+            match (quote, c) {
+                (None, ' ' | '\t') => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (_, '\\') => {
+                    word.push('\\');
+                    word.push(chars.next().ok_or("a `\\` ends the line")?);
+                }
+                (_, c) => word.push(c),
+            }
+        }
+        if let Some(q) = quote {
+            return Err(format!("missing terminating {q}"));
+        }
+        words.push(word);
+    }
+}
+
 /// keepalived's `alloc_strvec_quoted_escaped()`, used by keywords such as
 /// `script` and `notify`: words split on white space, `"…"` and `'…'` group,
 /// backslash escapes (`\n`, `\t`, `\x41`, `\101`, `\"`…) are decoded.

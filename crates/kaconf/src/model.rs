@@ -8,7 +8,8 @@ use crate::section::{emit_block, section, Named, Origin, Section, Sub};
 use crate::tree::Stmt;
 use crate::value::{
     keyword_enum, no_block, one_arg, parse_ip, At, Command, Count, Cx, Emitter, Flag, Int,
-    LineValue, Lines, Port, Prefix, Priority, RawLine, Seconds, Slot, Switch, Value, Vrid, Words,
+    LineValue, Lines, Port, Prefix, Priority, RawLine, Script, Seconds, Slot, Switch, Value, Vrid,
+    Words,
 };
 
 keyword_enum!(
@@ -494,9 +495,9 @@ section! {
         "smtp_alert_vrrp" => smtp_alert_vrrp: Option<Switch>,
         "smtp_alert_checker" => smtp_alert_checker: Option<Switch>,
         "no_email_faults" => no_email_faults: bool,
-        "startup_script" => startup_script: Option<Command>,
+        "startup_script" => startup_script: Option<Script>,
         "startup_script_timeout" => startup_script_timeout: Option<Seconds>,
-        "shutdown_script" => shutdown_script: Option<Command>,
+        "shutdown_script" => shutdown_script: Option<Script>,
         "shutdown_script_timeout" => shutdown_script_timeout: Option<Seconds>,
         "checker_log_all_failures" => checker_log_all_failures: Option<Switch>,
         "dynamic_interfaces" => dynamic_interfaces: Option<Words>,
@@ -522,14 +523,14 @@ section! {
         "vrrp_startup_delay" => vrrp_startup_delay: Option<Seconds>,
         "vrrp_owner_ignore_adverts" => vrrp_owner_ignore_adverts: bool,
         "v3_checksum_as_v2" => v3_checksum_as_v2: bool,
-        "notify_fifo" => notify_fifo: Option<Words>,
-        "notify_fifo_script" => notify_fifo_script: Option<Command>,
-        "vrrp_notify_fifo" => vrrp_notify_fifo: Option<Words>,
-        "vrrp_notify_fifo_script" => vrrp_notify_fifo_script: Option<Command>,
+        "notify_fifo" => notify_fifo: Option<At<Words>>,
+        "notify_fifo_script" => notify_fifo_script: Option<Script>,
+        "vrrp_notify_fifo" => vrrp_notify_fifo: Option<At<Words>>,
+        "vrrp_notify_fifo_script" => vrrp_notify_fifo_script: Option<Script>,
         "vrrp_notify_priority_changes" => vrrp_notify_priority_changes: Option<Switch>,
-        "lvs_notify_fifo" => lvs_notify_fifo: Option<Words>,
-        "lvs_notify_fifo_script" => lvs_notify_fifo_script: Option<Command>,
-        "script_user" => script_user: Option<Words>,
+        "lvs_notify_fifo" => lvs_notify_fifo: Option<At<Words>>,
+        "lvs_notify_fifo_script" => lvs_notify_fifo_script: Option<Script>,
+        "script_user" => script_user: Option<At<Words>>,
         "enable_script_security" => enable_script_security: bool,
         "lvs_timeouts" => lvs_timeouts: Option<Words>,
         "lvs_flush" => lvs_flush: bool,
@@ -589,7 +590,7 @@ section! {
         "heartbeat_path" => heartbeat_path: Vec<Words>,
         /// `witness [icmp|tcp] ADDR[:PORT]`.
         "witness" => witness: Vec<Words>,
-        "on_dual_master" => on_dual_master: Option<Command>,
+        "on_dual_master" => on_dual_master: Option<Script>,
     }
     aliases {}
     unsupported []
@@ -604,7 +605,7 @@ section! {
         "weight" => weight: Option<TrackWeight>,
         "rise" => rise: Option<Int<1, { i32::MAX as i64 }>>,
         "fall" => fall: Option<Int<1, { i32::MAX as i64 }>>,
-        "user" => user: Option<Words>,
+        "user" => user: Option<At<Words>>,
         "init_fail" => init_fail: bool,
     }
     aliases {}
@@ -647,11 +648,11 @@ section! {
         "track_script" => track_script: Option<Lines<TrackRef>>,
         "track_file" => track_file: Option<Lines<TrackRef>>,
         "track_process" => track_process: Option<Lines<TrackRef>>,
-        "notify_backup" => notify_backup: Option<Command>,
-        "notify_master" => notify_master: Option<Command>,
-        "notify_fault" => notify_fault: Option<Command>,
-        "notify_stop" => notify_stop: Option<Command>,
-        "notify" => notify: Option<Command>,
+        "notify_backup" => notify_backup: Option<Script>,
+        "notify_master" => notify_master: Option<Script>,
+        "notify_fault" => notify_fault: Option<Script>,
+        "notify_stop" => notify_stop: Option<Script>,
+        "notify" => notify: Option<Script>,
         "smtp_alert" => smtp_alert: Option<Switch>,
         "global_tracking" => global_tracking: bool,
         "sync_group_tracking_weight" => sync_group_tracking_weight: bool,
@@ -730,13 +731,13 @@ section! {
         "nopreempt" => nopreempt: Option<At<Flag>>,
         "preempt_delay" => preempt_delay: Option<Seconds>,
         "debug" => debug: Option<Words>,
-        "notify_backup" => notify_backup: Option<Command>,
-        "notify_master" => notify_master: Option<Command>,
-        "notify_fault" => notify_fault: Option<Command>,
-        "notify_stop" => notify_stop: Option<Command>,
-        "notify_deleted" => notify_deleted: Option<Command>,
-        "notify" => notify: Option<Command>,
-        "notify_master_rx_lower_pri" => notify_master_rx_lower_pri: Option<Command>,
+        "notify_backup" => notify_backup: Option<Script>,
+        "notify_master" => notify_master: Option<Script>,
+        "notify_fault" => notify_fault: Option<Script>,
+        "notify_stop" => notify_stop: Option<Script>,
+        "notify_deleted" => notify_deleted: Option<Script>,
+        "notify" => notify: Option<Script>,
+        "notify_master_rx_lower_pri" => notify_master_rx_lower_pri: Option<Script>,
         "smtp_alert" => smtp_alert: Option<Switch>,
         "notify_priority_changes" => notify_priority_changes: Option<Switch>,
         "lvs_sync_daemon_interface" => lvs_sync_daemon_interface: Option<String>,
@@ -946,8 +947,8 @@ section! {
         "virtualhost" => virtualhost: Option<String>,
         "alpha" => alpha: bool,
         "omega" => omega: bool,
-        "quorum_up" => quorum_up: Option<Command>,
-        "quorum_down" => quorum_down: Option<Command>,
+        "quorum_up" => quorum_up: Option<Script>,
+        "quorum_down" => quorum_down: Option<Script>,
         "quorum" => quorum: Option<Count>,
         "hysteresis" => hysteresis: Option<Count>,
         "weight" => weight: Option<Int<0, 65535>>,
@@ -963,6 +964,12 @@ section! {
         /// Extension: the proxy sends each real server a PROXY protocol
         /// header (v1 or v2) first.
         "proxy_protocol" => proxy_protocol: Option<ProxyProtocol>,
+        /// Extension: the most connections (UDP: sessions) the proxy
+        /// relays to this virtual server at once (nginx's `max_conns`).
+        "max_conns" => max_conns: Option<Count>,
+        /// Extension: the proxy ends a connection that moved no byte
+        /// either way for this long (nginx's `proxy_timeout`; 0: never).
+        "proxy_timeout" => proxy_timeout: Option<Seconds>,
     }
     aliases {
         "lvs_sched" => "lb_algo": "another name of `lb_algo`",
@@ -1014,8 +1021,8 @@ section! {
         "uthreshold" => uthreshold: Option<Count>,
         "lthreshold" => lthreshold: Option<Count>,
         "inhibit_on_failure" => inhibit_on_failure: Option<Switch>,
-        "notify_up" => notify_up: Option<Command>,
-        "notify_down" => notify_down: Option<Command>,
+        "notify_up" => notify_up: Option<Script>,
+        "notify_down" => notify_down: Option<Script>,
         "alpha" => alpha: bool,
         "retry" => retry: Option<Count>,
         "delay_before_retry" => delay_before_retry: Option<Seconds>,
@@ -1228,7 +1235,7 @@ section! {
         "misc_path" => misc_path: Option<Command>,
         "misc_timeout" => misc_timeout: Option<Seconds>,
         "misc_dynamic" => misc_dynamic: bool,
-        "user" => user: Option<Words>,
+        "user" => user: Option<At<Words>>,
     }
     aliases {}
     unsupported []

@@ -9,9 +9,13 @@ use crate::model::{Config, InitialState, ServiceAddr, VrrpInstance};
 use crate::section::Named;
 use crate::value::Cx;
 
-/// Runs every check. `check_interfaces`: warn about interfaces this machine
-/// does not have (off for tests that must not depend on the machine).
+/// Runs every check. `check_interfaces`: check against this machine, its
+/// interfaces and its users (off for tests that must not depend on the
+/// machine).
 pub fn validate(config: &Config, sources: &Sources, check_interfaces: bool, cx: &mut Cx) {
+    if check_interfaces {
+        scripts(config, cx);
+    }
     let globals = config.globals();
     duplicates("vrrp_instance", &config.instances, sources, cx);
     duplicates("vrrp_script", &config.vrrp_scripts, sources, cx);
@@ -300,4 +304,249 @@ fn interface_exists(name: &str) -> bool {
     !name.is_empty()
         && !name.contains('/')
         && std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Users and groups as this machine knows them (NSS), each name looked
+/// up once however many scripts name it.
+#[derive(Default)]
+struct Users {
+    users: HashMap<String, Option<(u32, u32)>>,
+    groups: HashMap<String, Option<u32>>,
+}
+
+impl Users {
+    /// `USER [GROUP]` as uid and gid (the user's own group by default).
+    fn resolve(&mut self, user: &str, group: Option<&str>) -> Result<(u32, u32), String> {
+        let (uid, gid) = *self
+            .users
+            .entry(user.to_owned())
+            .or_insert_with(|| {
+                nix::unistd::User::from_name(user)
+                    .ok()
+                    .flatten()
+                    .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
+            })
+            .as_ref()
+            .ok_or(format!("no user `{user}`"))?;
+        let Some(group) = group else {
+            return Ok((uid, gid));
+        };
+        let gid = self
+            .groups
+            .entry(group.to_owned())
+            .or_insert_with(|| {
+                nix::unistd::Group::from_name(group)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.gid.as_raw())
+            })
+            .ok_or(format!("no group `{group}`"))?;
+        Ok((uid, gid))
+    }
+}
+
+/// One script of the configuration, for [`scripts`].
+struct ScriptUse<'a> {
+    what: String,
+    at: Loc,
+    program: &'a str,
+    user: Option<(&'a str, Option<&'a str>)>,
+    /// A notify keyword: its user is the word after the script.
+    notify: bool,
+}
+
+/// Checks against this machine's users: every user and group a script or
+/// FIFO names must exist (keepalived drops such a script and runs the rest
+/// as root; we refuse the configuration, as a typo must not turn into
+/// scripts that never run or run as someone else), and, as keepalived
+/// does, warns when scripts run as root without `enable_script_security`.
+#[allow(clippy::too_many_lines, clippy::items_after_statements)]
+pub fn scripts(config: &Config, cx: &mut Cx) {
+    use crate::model::Checker;
+    use crate::value::Script;
+    let globals = config.globals();
+    let mut uses: Vec<ScriptUse<'_>> = Vec::new();
+    fn add<'a>(uses: &mut Vec<ScriptUse<'a>>, what: String, s: Option<&'a Script>) {
+        if let Some(s) = s {
+            uses.push(ScriptUse {
+                what,
+                at: s.origin.0,
+                program: s.command.0.first().map_or("", String::as_str),
+                user: s.user.as_deref().map(|u| (u, s.group.as_deref())),
+                notify: true,
+            });
+        }
+    }
+    for (kw, s) in [
+        ("notify_fifo_script", &globals.notify_fifo_script),
+        ("vrrp_notify_fifo_script", &globals.vrrp_notify_fifo_script),
+        ("lvs_notify_fifo_script", &globals.lvs_notify_fifo_script),
+        ("startup_script", &globals.startup_script),
+        ("shutdown_script", &globals.shutdown_script),
+    ] {
+        add(&mut uses, kw.to_owned(), s.as_ref());
+    }
+    if let Some(g) = &globals.split_brain_guard {
+        add(
+            &mut uses,
+            "on_dual_master".into(),
+            g.on_dual_master.as_ref(),
+        );
+    }
+    for inst in &config.instances {
+        let b = &inst.body;
+        for (kw, s) in [
+            ("notify_master", &b.notify_master),
+            ("notify_backup", &b.notify_backup),
+            ("notify_fault", &b.notify_fault),
+            ("notify_stop", &b.notify_stop),
+            ("notify_deleted", &b.notify_deleted),
+            ("notify", &b.notify),
+            ("notify_master_rx_lower_pri", &b.notify_master_rx_lower_pri),
+        ] {
+            add(
+                &mut uses,
+                format!("vrrp_instance {}: {kw}", inst.name),
+                s.as_ref(),
+            );
+        }
+        if let Some(g) = &b.split_brain_guard {
+            add(
+                &mut uses,
+                format!("vrrp_instance {}: on_dual_master", inst.name),
+                g.on_dual_master.as_ref(),
+            );
+        }
+    }
+    for group in &config.sync_groups {
+        let b = &group.body;
+        for (kw, s) in [
+            ("notify_master", &b.notify_master),
+            ("notify_backup", &b.notify_backup),
+            ("notify_fault", &b.notify_fault),
+            ("notify_stop", &b.notify_stop),
+            ("notify", &b.notify),
+        ] {
+            add(
+                &mut uses,
+                format!("vrrp_sync_group {}: {kw}", group.name),
+                s.as_ref(),
+            );
+        }
+    }
+    for s in &config.vrrp_scripts {
+        if let Some(c) = &s.body.script {
+            uses.push(ScriptUse {
+                what: format!("vrrp_script {}", s.name),
+                at: s.body.user.as_ref().map_or(s.origin.0, |u| u.origin.0),
+                program: c.0.first().map_or("", String::as_str),
+                user: s.body.user.as_ref().and_then(|u| {
+                    u.0.first()
+                        .map(|n| (n.as_str(), u.0.get(1).map(String::as_str)))
+                }),
+                notify: false,
+            });
+        }
+    }
+    for vs in &config.virtual_servers {
+        let b = &vs.body;
+        add(&mut uses, "quorum_up".into(), b.quorum_up.as_ref());
+        add(&mut uses, "quorum_down".into(), b.quorum_down.as_ref());
+        for rs in &b.real_servers {
+            add(&mut uses, "notify_up".into(), rs.body.notify_up.as_ref());
+            add(
+                &mut uses,
+                "notify_down".into(),
+                rs.body.notify_down.as_ref(),
+            );
+            for c in &rs.body.checkers {
+                let Checker::Misc(m) = c else { continue };
+                let Some(path) = &m.misc_path else { continue };
+                uses.push(ScriptUse {
+                    what: "MISC_CHECK".into(),
+                    at: m.user.as_ref().map_or(rs.origin.0, |u| u.origin.0),
+                    program: path.0.first().map_or("", String::as_str),
+                    user: m.user.as_ref().and_then(|u| {
+                        u.0.first()
+                            .map(|n| (n.as_str(), u.0.get(1).map(String::as_str)))
+                    }),
+                    notify: false,
+                });
+            }
+        }
+    }
+
+    let mut users = Users::default();
+    // The default: `script_user` must exist; else `keepalived_script`.
+    let default = match &globals.script_user {
+        Some(w) => match w.0.first() {
+            Some(name) => match users.resolve(name, w.0.get(1).map(String::as_str)) {
+                Ok(ids) => Some(ids),
+                Err(e) => {
+                    cx.error(
+                        w.origin.0,
+                        format!("script_user: {e} (scripts would otherwise run as root)"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        },
+        None => users.resolve("keepalived_script", None).ok(),
+    };
+    for (kw, fifo) in [
+        ("notify_fifo", &globals.notify_fifo),
+        ("vrrp_notify_fifo", &globals.vrrp_notify_fifo),
+        ("lvs_notify_fifo", &globals.lvs_notify_fifo),
+    ] {
+        let Some(w) = fifo else { continue };
+        if let Some(user) = w.0.get(1) {
+            if let Err(e) = users.resolve(user, w.0.get(2).map(String::as_str)) {
+                cx.error(
+                    w.origin.0,
+                    format!("{kw} {}: {e}", w.0.first().map_or("", String::as_str)),
+                );
+            }
+        }
+    }
+    let mut as_root: Vec<&ScriptUse<'_>> = Vec::new();
+    for u in &uses {
+        let ids = match u.user {
+            Some((user, group)) => match users.resolve(user, group) {
+                Ok(ids) => Some(ids),
+                Err(e) => {
+                    let hint = if u.notify {
+                        format!(
+                            " (the words after the script are its user and group; to pass \
+                             `{user}` to the script, quote them together: \"{} {user}\")",
+                            u.program
+                        )
+                    } else {
+                        String::new()
+                    };
+                    cx.error(u.at, format!("{}: {e}{hint}", u.what));
+                    continue;
+                }
+            },
+            None => default,
+        };
+        if ids.is_none_or(|(uid, gid)| uid == 0 || gid == 0) {
+            as_root.push(u);
+        }
+    }
+    if !globals.enable_script_security {
+        if let Some(first) = as_root.first() {
+            cx.warn(
+                first.at,
+                format!(
+                    "SECURITY VIOLATION - scripts are being executed but script_security not \
+                     enabled: {} script(s) run as root, the first {} ({}); set \
+                     enable_script_security, and script_user or a user for each",
+                    as_root.len(),
+                    first.what,
+                    first.program
+                ),
+            );
+        }
+    }
 }

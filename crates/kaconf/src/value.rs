@@ -398,7 +398,13 @@ impl Value for Command {
         }
     }
     fn emit(&self, keyword: &str, out: &mut Emitter) {
-        // One quoted string, with the words inside quoted as needed.
+        out.line(&[keyword.to_owned(), self.quoted()]);
+    }
+}
+
+impl Command {
+    /// The command as one string, with the words inside quoted as needed.
+    fn quoted(&self) -> String {
         let inner: Vec<String> = self
             .0
             .iter()
@@ -410,7 +416,80 @@ impl Value for Command {
                 }
             })
             .collect();
-        out.line(&[keyword.to_owned(), inner.join(" ")]);
+        inner.join(" ")
+    }
+}
+
+/// A script that names who runs it, as keepalived's notify keywords do
+/// (`notify_master SCRIPT [USERNAME [GROUPNAME]]`, `notify_up`,
+/// `quorum_up`, `notify_fifo_script`…). keepalived reads the line twice:
+/// first split with quotes only, where the first word is the script and
+/// the next two are the user and group; then the script alone, with quotes
+/// and escapes, into the program and its arguments. So arguments need
+/// quotes: `notify_master "/bin/notify.sh master"`, while
+/// `notify_master /bin/notify.sh master` runs `/bin/notify.sh` as the user
+/// `master`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Script {
+    pub command: Command,
+    /// Who runs it (else `script_user`, else `keepalived_script`, else root).
+    pub user: Option<String>,
+    /// Its group (else the user's).
+    pub group: Option<String>,
+    /// Where the line's first argument was written.
+    pub origin: crate::section::Origin,
+}
+
+impl Value for Script {
+    fn parse(stmt: &Stmt, cx: &mut Cx) -> Option<Self> {
+        if !no_block(stmt, cx) {
+            return None;
+        }
+        let kw = stmt.keyword();
+        let words = match crate::lexer::split_quoted(stmt.raw_args()) {
+            Ok(w) => w,
+            Err(e) => {
+                cx.error(stmt.arg_loc(0), format!("{kw}: {e}"));
+                return None;
+            }
+        };
+        let Some(first) = words.first() else {
+            cx.error(stmt.arg_loc(0), format!("`{kw}` needs a command"));
+            return None;
+        };
+        let argv = match split_quoted_escaped(first) {
+            Ok(argv) if !argv.is_empty() => argv,
+            Ok(_) => {
+                cx.error(stmt.arg_loc(0), format!("`{kw}` needs a command"));
+                return None;
+            }
+            Err(e) => {
+                cx.error(stmt.arg_loc(0), format!("{kw}: {e}"));
+                return None;
+            }
+        };
+        if words.len() > 3 {
+            cx.warn(
+                stmt.arg_loc(3),
+                format!(
+                    "`{kw}` takes SCRIPT [USERNAME [GROUPNAME]]; `{}` is ignored (to pass \
+                     arguments, quote the script and them together: {kw} \"{}\")",
+                    words[3..].join(" "),
+                    words.join(" ")
+                ),
+            );
+        }
+        Some(Self {
+            command: Command(argv.into_boxed_slice()),
+            user: words.get(1).cloned(),
+            group: words.get(2).cloned(),
+            origin: crate::section::Origin(stmt.arg_loc(0)),
+        })
+    }
+    fn emit(&self, keyword: &str, out: &mut Emitter) {
+        let mut words = vec![keyword.to_owned(), self.command.quoted()];
+        words.extend(self.user.iter().chain(&self.group).cloned());
+        out.line(&words);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kaconf::model::*;
 use kaconf::section::{Named, Origin, Sub};
-use kaconf::value::{At, Command, Flag, Int, Lines, Prefix, Seconds, Switch, Words};
+use kaconf::value::{At, Command, Flag, Int, Lines, Prefix, Script, Seconds, Switch, Words};
 use proptest::prelude::*;
 
 fn opts() -> kaconf::Options {
@@ -45,6 +45,20 @@ fn ip() -> impl Strategy<Value = IpAddr> {
 fn command() -> impl Strategy<Value = Command> {
     prop::collection::vec(prop_oneof![word(), "[a-z]{1,4} [a-z]{1,4}"], 1..4)
         .prop_map(|v| Command(v.into_boxed_slice()))
+}
+
+/// A notify script: a command, maybe with a user and a group.
+fn notify_script() -> impl Strategy<Value = Script> {
+    (
+        command(),
+        prop::option::of(("[a-z]{1,8}", prop::option::of("[a-z]{1,8}"))),
+    )
+        .prop_map(|(command, user)| Script {
+            command,
+            user: user.as_ref().map(|(u, _)| u.clone()),
+            group: user.and_then(|(_, g)| g),
+            origin: Origin::default(),
+        })
 }
 
 fn switch() -> impl Strategy<Value = Switch> {
@@ -138,7 +152,7 @@ fn instance() -> impl Strategy<Value = VrrpInstance> {
         (
             any::<bool>(),
             prop::option::of(secs()),
-            prop::option::of(command()),
+            prop::option::of(notify_script()),
             prop::option::of(switch()),
             prop::option::of(prop::collection::vec(ipv4(), 1..3)),
             prop::option::of(("[A-Za-z0-9]{1,8}", any::<bool>())),
