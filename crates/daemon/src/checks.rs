@@ -211,17 +211,11 @@ fn specs_of(
             },
             Err(e) => return Err(e.into()),
         },
-        Checker::Udp(u) => match udp_probe(u, target, bind) {
-            Ok(p) => p,
-            Err(e) => return Err(e.into()),
-        },
+        Checker::Udp(u) => udp_probe(u, target, bind)?,
         Checker::Ping(_) => Probe::Ping {
             target: target.ip(),
         },
-        Checker::Dns(d) => match dns_probe(d, target, bind) {
-            Ok(p) => p,
-            Err(e) => return Err(e.into()),
-        },
+        Checker::Dns(d) => dns_probe(d, target, bind)?,
         Checker::Smtp(s) => {
             let helo = s
                 .helo_name

@@ -31,6 +31,45 @@ pub struct Status {
     /// The proxy's connections and bytes per real server.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proxy: Vec<ProxyCounter>,
+    /// The proxy's connection caps, what it refused, and the descriptors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_limits: Option<ProxyLimits>,
+}
+
+/// The proxy's admission control (docs/dataplanes.md, "Limits").
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ProxyLimits {
+    /// The daemon's open-file limit, and the part the proxy leaves alone.
+    pub fd_limit: u64,
+    pub fd_reserve: u64,
+    /// Descriptors the daemon has open (counted at most once a second).
+    pub fds_open: u64,
+    /// Descriptors the proxy's connections and sessions hold.
+    pub proxy_fds: u64,
+    /// The most TCP connections at once, all virtual servers together.
+    pub max_connections: u64,
+    /// accept(2) failures (EMFILE: something else used the reserve).
+    pub accept_errors: u64,
+    pub virtual_servers: Vec<ProxyServiceLimits>,
+}
+
+/// One proxied virtual server's connections and refusals.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ProxyServiceLimits {
+    pub virtual_server: String,
+    /// TCP or UDP.
+    pub protocol: String,
+    /// Open now (UDP: sessions).
+    pub connections: u32,
+    /// `max_conns`; 0: none of its own.
+    pub max_conns: u32,
+    /// `proxy_timeout` in seconds; 0: none.
+    pub proxy_timeout: u64,
+    /// New connections (UDP: datagrams of new clients) refused, by
+    /// reason: `max_conns`, `descriptors`.
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// Connections ended by `proxy_timeout`.
+    pub idle_timeouts: u64,
 }
 
 /// One real server of a proxied virtual server, as the proxy counts it.
@@ -458,6 +497,7 @@ mod tests {
     fn json_has_the_contracted_shape() {
         let s = Status {
             proxy: Vec::new(),
+            proxy_limits: None,
             vrrp: vec![InstanceStatus {
                 name: "VI_1".into(),
                 vrid: 51,

@@ -540,6 +540,7 @@ fn publish(
 
 /// The proxy's admission in `status`, with the descriptors the daemon has
 /// open (counted at most once a second: /proc/self/fd lists every one).
+#[allow(clippy::needless_pass_by_value)]
 fn proxy_limits(a: lb::proxy::Admission) -> crate::control::ProxyLimits {
     thread_local! {
         static OPEN: std::cell::Cell<Option<(std::time::Instant, u64)>> =
@@ -550,9 +551,10 @@ fn proxy_limits(a: lb::proxy::Admission) -> crate::control::ProxyLimits {
         last => {
             // Out of descriptors, the directory cannot be opened: the
             // last count stands.
-            let n = std::fs::read_dir("/proc/self/fd")
-                .map(|d| d.count().saturating_sub(1) as u64)
-                .unwrap_or_else(|_| last.map_or(0, |l| l.1));
+            let n = std::fs::read_dir("/proc/self/fd").map_or_else(
+                |_| last.map_or(0, |l| l.1),
+                |d| d.count().saturating_sub(1) as u64,
+            );
             c.set(Some((std::time::Instant::now(), n)));
             n
         }

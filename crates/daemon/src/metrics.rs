@@ -173,10 +173,53 @@ pub fn render(s: &Status) -> String {
             .set(i64::from(c.active_connections));
         bytes.get_or_create(&l).inc_by(c.bytes);
     }
+    proxy_limits(&mut f, s.proxy_limits.as_ref());
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &f.registry);
     out
+}
+
+/// The proxy's caps: connections and refusals per virtual server, and
+/// the daemon's descriptors against its limit.
+fn proxy_limits(f: &mut Families, p: Option<&crate::control::ProxyLimits>) {
+    let conns = f.gauge(
+        "keepalived_proxy_vs_connections",
+        "Connections (UDP: sessions) the proxy relays to the virtual server now",
+    );
+    let refused = f.counter(
+        "keepalived_proxy_vs_refused",
+        "New connections the proxy refused, by reason (max_conns, descriptors)",
+    );
+    let idle = f.counter(
+        "keepalived_proxy_vs_idle_timeouts",
+        "Connections the proxy ended after proxy_timeout without traffic",
+    );
+    let open = f.gauge(
+        "keepalived_process_open_fds",
+        "File descriptors the daemon has open",
+    );
+    let max = f.gauge("keepalived_process_max_fds", "The daemon's open-file limit");
+    let Some(p) = p else {
+        return;
+    };
+    open.get_or_create(&Vec::new())
+        .set(i64::try_from(p.fds_open).unwrap_or(i64::MAX));
+    max.get_or_create(&Vec::new())
+        .set(i64::try_from(p.fd_limit).unwrap_or(i64::MAX));
+    for v in &p.virtual_servers {
+        let l = labels(&[
+            ("vs", v.virtual_server.clone()),
+            ("protocol", v.protocol.clone()),
+        ]);
+        conns.get_or_create(&l).set(i64::from(v.connections));
+        idle.get_or_create(&l).inc_by(v.idle_timeouts);
+        for (reason, n) in &v.refused {
+            let mut lr = l.clone();
+            lr.push(("reason".into(), reason.clone()));
+            refused.get_or_create(&lr).inc_by(*n);
+        }
+    }
 }
 
 /// Serves `GET /metrics` on `addr` on a thread of its own; returns the
@@ -278,6 +321,24 @@ mod tests {
                 active_connections: 2,
                 bytes: 1234,
             }],
+            proxy_limits: Some(crate::control::ProxyLimits {
+                fd_limit: 20_000,
+                fds_open: 18_100,
+                virtual_servers: vec![crate::control::ProxyServiceLimits {
+                    virtual_server: "198.51.100.250:80".into(),
+                    protocol: "TCP".into(),
+                    connections: 9_000,
+                    refused: [
+                        ("max_conns".to_owned(), 0u64),
+                        ("descriptors".to_owned(), 3_000),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    idle_timeouts: 4,
+                    ..crate::control::ProxyServiceLimits::default()
+                }],
+                ..crate::control::ProxyLimits::default()
+            }),
         }
     }
 
@@ -311,6 +372,11 @@ mod tests {
             r#"keepalived_lvs_rs_weight{vs="198.51.100.250:80",protocol="TCP",rs="198.51.100.50:80"} 3"#,
             r#"keepalived_lvs_rs_active_conn{vs="198.51.100.250:80",rs="198.51.100.50:80"} 2"#,
             r#"keepalived_lvs_rs_bytes_total{vs="198.51.100.250:80",rs="198.51.100.50:80"} 1234"#,
+            r#"keepalived_proxy_vs_connections{vs="198.51.100.250:80",protocol="TCP"} 9000"#,
+            r#"keepalived_proxy_vs_refused_total{vs="198.51.100.250:80",protocol="TCP",reason="descriptors"} 3000"#,
+            r#"keepalived_proxy_vs_idle_timeouts_total{vs="198.51.100.250:80",protocol="TCP"} 4"#,
+            "keepalived_process_open_fds 18100",
+            "keepalived_process_max_fds 20000",
             "# EOF",
         ] {
             assert!(

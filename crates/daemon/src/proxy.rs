@@ -20,12 +20,17 @@ pub struct Service {
     pub passive: Vec<(SocketAddr, u32, Duration)>,
     pub connect_timeout: Duration,
     pub proxy_protocol: Option<lb::proxy_protocol::Version>,
+    /// `max_conns` (0: no cap but the proxy's descriptor budget).
+    pub max_conns: u32,
+    /// `proxy_timeout` (`None`: the default, 10 min for TCP, 30 s for a
+    /// UDP session; zero: none).
+    pub proxy_timeout: Option<Duration>,
 }
 
 /// Per virtual server (address and port, UDP or not).
 pub type Settings = HashMap<(SocketAddr, bool), Service>;
 
-/// How long a UDP session without traffic lasts.
+/// How long a UDP session without traffic lasts (unless `proxy_timeout`).
 const UDP_IDLE: Duration = Duration::from_secs(30);
 
 /// One worker: its runtime's handle, and the sender that stops it.
@@ -43,6 +48,8 @@ pub struct Plane {
     /// Each service's pool and its listeners' tasks.
     pools: HashMap<(SocketAddr, bool), (Arc<Pool>, Listeners)>,
     settings: Settings,
+    /// The descriptors its connections may hold, all services together.
+    budget: Arc<lb::proxy::Budget>,
 }
 
 impl Plane {
@@ -85,6 +92,7 @@ impl Plane {
             workers,
             pools: HashMap::new(),
             settings,
+            budget: Arc::new(budget()),
         })
     }
 
@@ -94,6 +102,22 @@ impl Plane {
     }
 }
 
+/// The proxy's share of the open-file limit (raised to the hard limit at
+/// start), the rest kept for everything else the daemon does.
+fn budget() -> lb::proxy::Budget {
+    use nix::sys::resource::{getrlimit, Resource};
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    let b = lb::proxy::Budget::new(limit);
+    tracing::info!(
+        "proxy: at most {} connections at once ({} of {} file descriptors; {} kept for the rest of the daemon)",
+        b.max_conns(),
+        b.max_fds(),
+        b.limit,
+        b.reserve
+    );
+    b
+}
+
 /// Starts serving `vs` for `pool`: on every worker a `SO_REUSEPORT`
 /// listener of its own for TCP; one socket, on the first worker, for UDP.
 fn listen(
@@ -101,6 +125,7 @@ fn listen(
     vs: SocketAddr,
     udp: bool,
     pool: &Arc<Pool>,
+    budget: &Arc<lb::proxy::Budget>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let mut tasks = Vec::new();
     if udp {
@@ -112,7 +137,7 @@ fn listen(
         };
         tasks.push(
             w.handle
-                .spawn(lb::proxy::serve_udp(sock, pool.clone(), UDP_IDLE)),
+                .spawn(lb::proxy::serve_udp(sock, pool.clone(), budget.clone())),
         );
     } else {
         // Every worker's listener first: none serves unless all could.
@@ -125,7 +150,10 @@ fn listen(
             );
         }
         for (w, l) in workers.iter().zip(listeners) {
-            tasks.push(w.handle.spawn(lb::proxy::serve_tcp(l, pool.clone())));
+            tasks.push(
+                w.handle
+                    .spawn(lb::proxy::serve_tcp(l, pool.clone(), budget.clone())),
+            );
         }
     }
     tracing::info!(
@@ -158,17 +186,26 @@ impl lb::DataPlane for Plane {
                 passive: Vec::new(),
                 connect_timeout: Duration::from_secs(5),
                 proxy_protocol: None,
+                max_conns: 0,
+                proxy_timeout: None,
+            });
+            let idle = settings.proxy_timeout.unwrap_or(if udp {
+                UDP_IDLE
+            } else {
+                lb::proxy::DEFAULT_IDLE
             });
             let passive = settings.passive;
             let pool = if let Some((p, _)) = self.pools.get(&key) {
                 // Its listeners stay (a reload refuses no connection).
                 p.configure(s.algo, settings.connect_timeout, settings.proxy_protocol);
+                p.set_limits(settings.max_conns, idle);
                 p.clone()
             } else {
                 let pool = Pool::new(s.algo, settings.connect_timeout, settings.proxy_protocol);
+                pool.set_limits(settings.max_conns, idle);
                 // One service that cannot listen does not stop the others
                 // (it is tried again at the next apply).
-                match listen(&self.workers, vs, udp, &pool) {
+                match listen(&self.workers, vs, udp, &pool, &self.budget) {
                     Ok(tasks) => {
                         self.pools.insert(key, (pool.clone(), tasks));
                     }
@@ -235,6 +272,23 @@ impl lb::DataPlane for Plane {
             .collect();
         out.sort_unstable();
         out
+    }
+
+    fn admission(&self) -> Option<lb::proxy::Admission> {
+        let mut services: Vec<(SocketAddr, bool, lb::proxy::PoolAdmission)> = self
+            .pools
+            .iter()
+            .map(|((vs, udp), (p, _))| (*vs, *udp, p.admission()))
+            .collect();
+        services.sort_unstable_by_key(|s| (s.0, s.1));
+        Some(lb::proxy::Admission {
+            fd_limit: self.budget.limit,
+            fd_reserve: self.budget.reserve,
+            fds_held: self.budget.held(),
+            max_conns: self.budget.max_conns(),
+            accept_errors: self.budget.accept_errors(),
+            services,
+        })
     }
 
     fn clear(&mut self) -> Result<(), String> {

@@ -334,9 +334,11 @@ fn raise_file_limit() -> u64 {
 
 /// The idle-connection test's client, run as a child process (its sockets
 /// do not count against this process's file limit): `KRS_IDLE_CLIENT=N`
-/// opens N connections to the VIP, says `connected K`, waits for a line
-/// on stdin, then sends a byte on each and says `echoed M` (the answers
-/// that came back).
+/// opens N connections to the VIP (port `KRS_IDLE_PORT`, else 9600), says
+/// `connected K`, waits for a line on stdin, then sends a byte on each,
+/// all at once, and says `echoed M` (the answers that came back),
+/// `refused R` (reset or closed: the proxy refused them) and `silent S`
+/// (no answer within 5 s).
 #[test]
 #[ignore = "a helper: run by ten_thousand_idle_connections_with_bounded_memory"]
 fn idle_client_helper() {
@@ -353,7 +355,11 @@ fn idle_client_helper() {
         .unwrap();
     rt.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let vip = SocketAddr::from(([198, 51, 100, 250], 9600));
+        let port = std::env::var("KRS_IDLE_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(9600);
+        let vip = SocketAddr::from(([198, 51, 100, 250], port));
         let mut conns = Vec::with_capacity(n);
         // In batches: the listen queue is 4,096 deep.
         for _ in 0..n.div_ceil(500) {
@@ -369,19 +375,26 @@ fn idle_client_helper() {
         println!("connected {}", conns.len());
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
-        let mut echoed = 0;
-        for c in &mut conns {
+        let (mut echoed, mut refused, mut silent) = (0, 0, 0);
+        let tries = conns.into_iter().map(|mut c| async move {
             let mut b = [0u8; 1];
             let ok = async {
                 c.write_all(b"x").await?;
                 c.read_exact(&mut b).await?;
                 Ok::<_, std::io::Error>(b == *b"x")
             };
-            if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(5), ok).await {
-                echoed += 1;
+            tokio::time::timeout(Duration::from_secs(5), ok).await
+        });
+        for r in futures_join_all(tries).await {
+            match r {
+                Ok(Ok(true)) => echoed += 1,
+                Ok(_) => refused += 1,
+                Err(_) => silent += 1,
             }
         }
         println!("echoed {echoed}");
+        println!("refused {refused}");
+        println!("silent {silent}");
     });
 }
 
@@ -483,15 +496,18 @@ fn ten_thousand_idle_connections_with_bounded_memory() {
         return;
     }
     // Each relayed connection holds two of the proxy's files: as many as
-    // its hard limit allows, up to 10,000 (20,000 files here: 9,900).
+    // its cap allows (the open-file limit less the reserve kept for the
+    // rest of the daemon), up to 10,000 (20,000 files here: 9,000).
     let hard = raise_file_limit();
-    let n = usize::try_from(hard.saturating_sub(200) / 2)
-        .unwrap_or(10_000)
-        .min(10_000);
     let s = setup(&vs(9600, "rr", &[("198.51.100.50", 9600, "")]));
     echo_backend(&s.lab, 9600);
     let pid = s.daemon.pid();
     wait_echo(&s, 9600);
+    let cap = status(&s)["proxy_limits"]["max_connections"]
+        .as_u64()
+        .unwrap_or(0);
+    let n = usize::try_from(cap).unwrap_or(10_000).min(10_000);
+    assert!(n > 0, "no proxy cap in status\n{}", s.log());
     std::thread::sleep(Duration::from_millis(300));
     let before = netlab::procstat::rss_kib(&[pid]);
     let exe = std::env::current_exe().unwrap();
@@ -566,6 +582,325 @@ fn ten_thousand_idle_connections_with_bounded_memory() {
         per_conn < 4096,
         "{per_conn} bytes of the proxy's memory per idle connection"
     );
+}
+
+/// The descriptors `pid` has open now.
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+/// Lines of the daemon's log that say it ran out of descriptors.
+fn emfile_lines(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("Too many open files") || l.contains("too many open files"))
+        .count()
+}
+
+/// Issue 26, item 6: 12,000 idle clients, more than the proxy may hold.
+/// The proxy holds its cap (the open-file limit less the reserve, two
+/// descriptors a connection) and resets the others at once; the daemon
+/// never runs out of descriptors, VRRP keeps advertising every 100 ms,
+/// the checkers keep their verdicts (web1 up, web2 down) and the control
+/// socket answers throughout.
+#[test]
+fn filling_the_proxy_past_its_cap_spares_vrrp_checkers_and_control() {
+    if !netlab::privileged("filling_the_proxy_past_its_cap_spares_vrrp_checkers_and_control") {
+        return;
+    }
+    let hard = raise_file_limit();
+    // The client's own limit is the same: 12,000 where it allows.
+    let n: usize = usize::try_from(hard.saturating_sub(1000))
+        .unwrap_or(12_000)
+        .min(12_000);
+    let check = " TCP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n";
+    let conf = format!(
+        "vrrp_instance VI_1 {{\n state MASTER\n interface eth0\n virtual_router_id 51\n version 3\n priority 200\n advert_int 0.1\n virtual_ipaddress {{\n 198.51.100.251/24\n }}\n}}\n{}",
+        vs(
+            9601,
+            "rr",
+            &[("198.51.100.50", 9601, check), ("198.51.100.51", 9601, check)]
+        )
+    );
+    let s = setup(&conf);
+    echo_backend(&s.lab, 9601);
+    let pid = s.daemon.pid();
+    wait_echo(&s, 9601);
+    // web1 up, web2 (nothing listens) down, and an advert going out.
+    let verdicts = |v: &serde_json::Value| -> Option<(bool, bool)> {
+        let rs = v["virtual_servers"][0]["real_servers"].as_array()?;
+        let of = |last: &str| {
+            rs.iter()
+                .find(|r| r["address"] == format!("198.51.100.{last}"))
+                .and_then(|r| r["healthy"].as_bool())
+        };
+        Some((of("50")?, of("51")?))
+    };
+    let t0 = Instant::now();
+    loop {
+        let v = status(&s);
+        if verdicts(&v) == Some((true, false)) && v["vrrp"][0]["state"] == "MASTER" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no steady state before the fill: {v}\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cap = status(&s)["proxy_limits"]["max_connections"]
+        .as_u64()
+        // Without a cap in status (the code before it), what it would be.
+        .unwrap_or((hard - (hard / 10).max(256)) / 2);
+    // A sampler: status every 250 ms (adverts, verdicts, answered or not)
+    // and the daemon's open descriptors.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, sock) = (stop.clone(), s.dir.join("c.sock"));
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new(BIN)
+                    .args(["status", "--json", "--control"])
+                    .arg(&sock)
+                    .output();
+                let v: serde_json::Value = out
+                    .ok()
+                    .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+                    .unwrap_or_default();
+                samples.push((Instant::now(), v, open_fds(pid)));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            samples
+        })
+    };
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Child(
+        Command::new("ip")
+            .args(["netns", "exec", s.lab.node("client").unwrap().ns()])
+            .arg(exe)
+            .args([
+                "--ignored",
+                "--exact",
+                "idle_client_helper",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("KRS_IDLE_CLIENT", n.to_string())
+            .env("KRS_IDLE_PORT", "9601")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let said = |prefix: &str| -> u64 {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(90))
+                .unwrap_or_else(|e| panic!("the client said no `{prefix}`: {e}"));
+            if let Some((_, k)) = line.trim().split_once(prefix) {
+                return k.trim().parse().unwrap();
+            }
+        }
+    };
+    let connected = said("connected");
+    // Held past the fill for a while (checkers run, adverts go out).
+    std::thread::sleep(Duration::from_secs(3));
+    writeln!(child.0.stdin.as_mut().unwrap(), "go").unwrap();
+    let echoed = said("echoed");
+    let refused = said("refused");
+    let silent = said("silent");
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.join().unwrap();
+    drop(child);
+    let log = s.log();
+    let last = samples.last().map(|x| x.1.clone()).unwrap_or_default();
+    let (first_t, last_t) = (samples[0].0, samples[samples.len() - 1].0);
+    let adverts = |v: &serde_json::Value| v["vrrp"][0]["adverts_sent"].as_u64();
+    let answered = samples.iter().filter(|x| adverts(&x.1).is_some()).count();
+    let sent =
+        adverts(&last).unwrap_or(0) - samples.iter().find_map(|x| adverts(&x.1)).unwrap_or(0);
+    let expected = (last_t - first_t).as_millis() as u64 / 100;
+    let max_fds = samples.iter().map(|x| x.2).max().unwrap_or(0);
+    let changed: Vec<_> = samples
+        .iter()
+        .filter_map(|x| verdicts(&x.1))
+        .filter(|v| *v != (true, false))
+        .collect();
+    let counted = last["proxy_limits"]["virtual_servers"][0]["refused"]["descriptors"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!(
+        "proxy cap: {connected} of {n} clients connected, {echoed} held and echoed (cap {cap}), \
+         {refused} refused after connecting, {silent} silent; status counted {counted} refused; \
+         daemon descriptors at most {max_fds} of {hard}; \
+         {sent} adverts sent in {:.1} s (expected {expected}); \
+         {answered} of {} status requests answered; verdict changes {changed:?}; \
+         {} 'too many open files' lines",
+        (last_t - first_t).as_secs_f64(),
+        samples.len(),
+        emfile_lines(&log)
+    );
+    assert_eq!(
+        emfile_lines(&log),
+        0,
+        "the daemon ran out of descriptors\n{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+    assert!(
+        max_fds + (hard / 10).max(256) / 2 <= hard,
+        "{max_fds} of {hard} descriptors in use: less than half the reserve left"
+    );
+    assert!(changed.is_empty(), "checker verdicts changed: {changed:?}");
+    assert_eq!(answered, samples.len(), "status requests went unanswered");
+    assert!(
+        sent * 10 >= expected * 9,
+        "{sent} adverts in {expected} intervals"
+    );
+    assert_eq!(echoed, cap, "the proxy holds its cap");
+    // A reset that comes before the client's connect returns fails the
+    // connect itself: refused all the same.
+    assert_eq!(
+        refused + (n as u64 - connected),
+        n as u64 - cap,
+        "the rest refused"
+    );
+    assert_eq!(silent, 0, "none left waiting");
+    assert_eq!(counted, n as u64 - cap, "{last}");
+}
+
+/// `max_conns`: past it new clients are reset at once (counted in
+/// status), a place that frees admits the next; `proxy_timeout`: idle
+/// connections are closed after it, not before.
+#[test]
+fn max_conns_refuses_and_proxy_timeout_closes_idle_connections() {
+    if !netlab::privileged("max_conns_refuses_and_proxy_timeout_closes_idle_connections") {
+        return;
+    }
+    let mut conf = vs(9700, "rr", &[("198.51.100.50", 9700, "")]);
+    conf = conf.replace(
+        " lb_algo rr\n",
+        " lb_algo rr\n max_conns 20\n proxy_timeout 1.5\n",
+    );
+    let s = setup(&conf);
+    echo_backend(&s.lab, 9700);
+    wait_echo(&s, 9700);
+    std::thread::sleep(Duration::from_millis(200));
+    let client = s.lab.node("client").unwrap();
+    let vip = SocketAddr::from(([198, 51, 100, 250], 9700));
+    // A reset that comes before the connect returns fails the connect.
+    let open = |k: usize| -> Vec<std::io::Result<TcpStream>> {
+        client
+            .run(move || {
+                (0..k)
+                    .map(|_| TcpStream::connect_timeout(&vip, Duration::from_secs(1)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+    };
+    // One byte there and back: Ok(true) echoed, Ok(false) reset or
+    // closed, Err timed out.
+    let echo = |c: &mut TcpStream| -> Result<bool, ()> {
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let _ = c.write_all(b"x");
+        let mut b = [0u8; 1];
+        match c.read(&mut b) {
+            Ok(1) => Ok(true),
+            Ok(_) => Ok(false),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                Err(())
+            }
+            Err(_) => Ok(false),
+        }
+    };
+    let mut held: Vec<TcpStream> = open(20).into_iter().map(Result::unwrap).collect();
+    let t_active = Instant::now();
+    assert!(held.iter_mut().all(|c| echo(c) == Ok(true)), "{}", s.log());
+    let mut extra = open(5);
+    let t = Instant::now();
+    let got: Vec<_> = extra
+        .iter_mut()
+        .map(|c| c.as_mut().map_or(Ok(false), |c| echo(c)))
+        .collect();
+    let took = t.elapsed();
+    assert!(
+        got.iter().all(|r| *r == Ok(false)),
+        "past max_conns 20: {got:?}\n{}",
+        s.log()
+    );
+    assert!(took < Duration::from_millis(500), "refused in {took:?}");
+    // status is published every 250 ms.
+    let settled = |want: &dyn Fn(&serde_json::Value) -> bool| {
+        let t = Instant::now();
+        loop {
+            let v = status(&s);
+            if want(&v["proxy_limits"]["virtual_servers"][0])
+                || t.elapsed() > Duration::from_secs(2)
+            {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let v = settled(&|l| l["refused"]["max_conns"] == 5);
+    let vs_limits = &v["proxy_limits"]["virtual_servers"][0];
+    assert_eq!(vs_limits["refused"]["max_conns"], 5, "{v}");
+    assert_eq!(vs_limits["connections"], 20, "{v}");
+    assert_eq!(vs_limits["max_conns"], 20, "{v}");
+    // A place that frees admits the next client.
+    drop(held.pop());
+    let t = Instant::now();
+    loop {
+        if let Some(Ok(mut c)) = open(1).pop() {
+            if echo(&mut c) == Ok(true) {
+                held.push(c);
+                break;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "no place came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The 19 idle since t_active, the last one since now: each closed by
+    // the proxy after 1.5 s without a byte, not before.
+    let closed_at: Vec<Option<Duration>> = held
+        .iter_mut()
+        .map(|c| {
+            c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+            let mut b = [0u8; 1];
+            match c.read(&mut b) {
+                Ok(0) | Err(_) => Some(t_active.elapsed()),
+                Ok(_) => None,
+            }
+        })
+        .collect();
+    let first = closed_at[0].unwrap_or_default();
+    eprintln!("proxy_timeout 1.5: the first idle connection closed {first:?} after its last byte");
+    assert!(closed_at.iter().all(Option::is_some), "{closed_at:?}");
+    assert!(
+        first >= Duration::from_millis(1400) && first < Duration::from_secs(4),
+        "closed {first:?} after its last byte"
+    );
+    let v = settled(&|l| l["connections"] == 0);
+    let vs_limits = &v["proxy_limits"]["virtual_servers"][0];
+    assert!(
+        vs_limits["idle_timeouts"].as_u64().unwrap_or(0) >= 20,
+        "{v}"
+    );
+    assert_eq!(vs_limits["connections"], 0, "{v}");
 }
 
 /// `proxy_protocol v1` and `v2`: the real server reads the client's

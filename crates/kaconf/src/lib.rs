@@ -36,7 +36,8 @@ use section::Section;
 pub struct Options {
     /// `-i/--config-id`, for `@ID` lines.
     pub config_id: Option<String>,
-    /// Warn about interfaces this machine does not have.
+    /// Check against this machine: warn about interfaces it does not have,
+    /// and check the users and groups scripts run as (NSS lookups).
     pub check_interfaces: bool,
 }
 

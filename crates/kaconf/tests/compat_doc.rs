@@ -167,6 +167,8 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "lb_dataplane",
             "lb_snat",
             "proxy_protocol",
+            "max_conns",
+            "proxy_timeout",
             "inhibit_on_failure",
         ],
     ),

@@ -25,6 +25,11 @@ pub trait DataPlane {
     fn counters(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr, u32, u64)> {
         Vec::new()
     }
+    /// The proxy's connection caps and refusals; `None` for the kernel's
+    /// planes.
+    fn admission(&self) -> Option<proxy::Admission> {
+        None
+    }
     /// The plane itself, for a driver that owns it to reach settings of
     /// its own type (a reload); `None` where there are none.
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {

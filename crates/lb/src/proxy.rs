@@ -6,6 +6,8 @@
 //! on the next server before the client notices.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,6 +101,18 @@ pub struct Pool {
     /// servers first (0 none, 1 v1, 2 v2): changed by a reload.
     connect_timeout_ms: std::sync::atomic::AtomicU64,
     proxy_protocol: std::sync::atomic::AtomicU8,
+    /// `max_conns` (0: no cap of its own) and `proxy_timeout` in ms (0:
+    /// none), changed by a reload; the connections (UDP: sessions) open
+    /// now and what was refused or timed out.
+    max_conns: AtomicU32,
+    idle_ms: AtomicU64,
+    conns: AtomicU32,
+    refused_max_conns: AtomicU64,
+    refused_descriptors: AtomicU64,
+    idle_timeouts: AtomicU64,
+    /// When a refusal was last logged (one line per episode, not per
+    /// client).
+    warned: Mutex<Option<Instant>>,
 }
 
 impl Pool {
@@ -112,6 +126,13 @@ impl Pool {
             scratch: Mutex::new((Vec::new(),)),
             connect_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             proxy_protocol: std::sync::atomic::AtomicU8::new(0),
+            max_conns: AtomicU32::new(0),
+            idle_ms: AtomicU64::new(u64::try_from(DEFAULT_IDLE.as_millis()).unwrap_or(0)),
+            conns: AtomicU32::new(0),
+            refused_max_conns: AtomicU64::new(0),
+            refused_descriptors: AtomicU64::new(0),
+            idle_timeouts: AtomicU64::new(0),
+            warned: Mutex::new(None),
         });
         pool.configure(algo, connect_timeout, proxy_protocol);
         pool
@@ -165,6 +186,80 @@ impl Pool {
             1 => Some(crate::proxy_protocol::Version::V1),
             2 => Some(crate::proxy_protocol::Version::V2),
             _ => None,
+        }
+    }
+
+    /// A reload's `max_conns` (0: no cap but the proxy's own) and
+    /// `proxy_timeout` (zero: none).
+    pub fn set_limits(&self, max_conns: u32, idle: Duration) {
+        self.max_conns.store(max_conns, Ordering::Relaxed);
+        self.idle_ms.store(
+            u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// `proxy_timeout`: how long a connection (a UDP session) may move no
+    /// byte; `None`: for ever.
+    pub fn idle(&self) -> Option<Duration> {
+        match self.idle_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// A place for one more connection (UDP: session) holding `fds`
+    /// descriptors, the newest of them `fd`: refused at `max_conns`, or
+    /// when the proxy's share of descriptors is used up (`budget`).
+    pub fn admit(
+        self: &Arc<Self>,
+        budget: &Arc<Budget>,
+        fds: u64,
+        fd: Option<RawFd>,
+    ) -> Result<Slot, Refused> {
+        let max = self.max_conns.load(Ordering::Relaxed);
+        let mine = self
+            .conns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (max == 0 || c < max).then_some(c.saturating_add(1))
+            });
+        if mine.is_err() {
+            self.refused_max_conns.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::MaxConns(max));
+        }
+        if !budget.take(fds, fd) {
+            self.conns.fetch_sub(1, Ordering::Relaxed);
+            self.refused_descriptors.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::Descriptors);
+        }
+        Ok(Slot {
+            pool: self.clone(),
+            budget: budget.clone(),
+            fds,
+        })
+    }
+
+    /// True at most once every 10 s: a refusal worth a log line.
+    fn warn_now(&self, now: Instant) -> bool {
+        let Ok(mut w) = self.warned.lock() else {
+            return false;
+        };
+        if w.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            return false;
+        }
+        *w = Some(now);
+        true
+    }
+
+    /// What it admitted and refused.
+    pub fn admission(&self) -> PoolAdmission {
+        PoolAdmission {
+            connections: self.conns.load(Ordering::Relaxed),
+            max_conns: self.max_conns.load(Ordering::Relaxed),
+            idle: self.idle(),
+            refused_max_conns: self.refused_max_conns.load(Ordering::Relaxed),
+            refused_descriptors: self.refused_descriptors.load(Ordering::Relaxed),
+            idle_timeouts: self.idle_timeouts.load(Ordering::Relaxed),
         }
     }
 
@@ -329,6 +424,171 @@ impl Pool {
     }
 }
 
+/// nginx's `proxy_timeout` default: 10 minutes without a byte either way
+/// end a TCP connection.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
+/// How often one virtual server logs that it refuses connections.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The virtual server's `max_conns`.
+    MaxConns(u32),
+    /// The proxy's share of the descriptors is used up (or fewer than
+    /// half the reserve are left to the rest of the daemon).
+    Descriptors,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MaxConns(n) => write!(f, "max_conns {n} reached"),
+            Self::Descriptors => f.write_str(
+                "the proxy's share of file descriptors is used up (the rest is kept for checkers, scripts, nft and the control socket)",
+            ),
+        }
+    }
+}
+
+/// The proxy's share of the process's file descriptors: the open-file
+/// limit less a reserve kept for everything else (checkers, scripts,
+/// `nft`, the control socket, metrics), so that no number of clients can
+/// starve the rest of the daemon. Shared by every virtual server.
+#[derive(Debug)]
+pub struct Budget {
+    /// The open-file limit (`RLIMIT_NOFILE`, soft) the proxy counts on.
+    pub limit: u64,
+    /// Descriptors the proxy leaves to the rest of the daemon.
+    pub reserve: u64,
+    /// Descriptors its connections and sessions hold now.
+    held: AtomicU64,
+    /// accept(2) failures (EMFILE when something else took the reserve).
+    accept_errors: AtomicU64,
+}
+
+impl Budget {
+    /// The budget under `limit` descriptors, with [`Budget::reserve_for`].
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            reserve: Self::reserve_for(limit),
+            held: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// The descriptors kept for the rest of the daemon: a tenth of the
+    /// limit, at least 256 (but never more than half of it).
+    pub fn reserve_for(limit: u64) -> u64 {
+        (limit / 10).max(256).min(limit / 2)
+    }
+
+    /// The most descriptors the proxy's connections may hold.
+    pub fn max_fds(&self) -> u64 {
+        self.limit.saturating_sub(self.reserve)
+    }
+
+    /// The most TCP connections the proxy relays at once (two
+    /// descriptors each), all virtual servers together.
+    pub fn max_conns(&self) -> u64 {
+        self.max_fds() / 2
+    }
+
+    /// Descriptors its connections and sessions hold now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::Relaxed)
+    }
+
+    /// Takes `fds` descriptors, `fd` the newest one the kernel gave (it
+    /// hands out the lowest free number: every one below it is open). No
+    /// when the proxy's share is used up, or when `fd` says fewer than
+    /// half the reserve are left, whoever holds the rest.
+    fn take(&self, fds: u64, fd: Option<RawFd>) -> bool {
+        if fd.is_some_and(|f| !self.room_at(f, fds)) {
+            return false;
+        }
+        let max = self.max_fds();
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                (h.saturating_add(fds) <= max).then_some(h.saturating_add(fds))
+            })
+            .is_ok()
+    }
+
+    /// True unless `fd`, the newest descriptor, and `more` after it leave
+    /// fewer than half the reserve free.
+    fn room_at(&self, fd: RawFd, more: u64) -> bool {
+        let floor = self.limit.saturating_sub(self.reserve / 2);
+        u64::try_from(fd).map_or(true, |f| f.saturating_add(more) < floor)
+    }
+
+    fn give(&self, fds: u64) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                Some(h.saturating_sub(fds))
+            });
+    }
+}
+
+/// One admitted connection (or UDP session): gives its place and its
+/// descriptors back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    pool: Arc<Pool>,
+    budget: Arc<Budget>,
+    fds: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let _ = self
+            .pool
+            .conns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_sub(1))
+            });
+        self.budget.give(self.fds);
+    }
+}
+
+/// What one virtual server admitted and refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolAdmission {
+    /// Connections (UDP: sessions) open now.
+    pub connections: u32,
+    /// `max_conns` (0: none of its own).
+    pub max_conns: u32,
+    /// `proxy_timeout`.
+    pub idle: Option<Duration>,
+    pub refused_max_conns: u64,
+    pub refused_descriptors: u64,
+    /// Connections ended by `proxy_timeout`.
+    pub idle_timeouts: u64,
+}
+
+/// What the proxy admitted and refused, for `status` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Admission {
+    /// The open-file limit and the descriptors kept from the proxy.
+    pub fd_limit: u64,
+    pub fd_reserve: u64,
+    /// Descriptors its connections and sessions hold.
+    pub fds_held: u64,
+    /// The most TCP connections at once, all virtual servers together.
+    pub max_conns: u64,
+    /// accept(2) failures.
+    pub accept_errors: u64,
+    /// Per virtual server (address, UDP or not).
+    pub services: Vec<(SocketAddr, bool, PoolAdmission)>,
+}
+
 fn id(a: SocketAddr) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let ip = match a.ip() {
@@ -391,8 +651,10 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
 /// tried in turn (each bounded by the pool's connect timeout) until one
 /// succeeds, then both directions copied until both ends have closed
 /// (a half-close is passed on).
-pub async fn relay(pool: Arc<Pool>, client: tokio::net::TcpStream, from: SocketAddr) {
+pub async fn relay(pool: Arc<Pool>, client: tokio::net::TcpStream, from: SocketAddr, slot: Slot) {
     use tokio::io::AsyncWriteExt;
+    // Its place and descriptors, given back however the relay ends.
+    let _slot = slot;
     let _ = client.set_nodelay(true);
     // The servers tried, on the stack: a connection allocates nothing
     // beyond its task and sockets (and a pipe while bytes are in flight).
@@ -422,7 +684,11 @@ pub async fn relay(pool: Arc<Pool>, client: tokio::net::TcpStream, from: SocketA
                     None => true,
                 };
                 if header_sent {
-                    moved = crate::splice::relay(&client, &server).await;
+                    let idled;
+                    (moved, idled) = crate::splice::relay_idle(&client, &server, pool.idle()).await;
+                    if idled {
+                        pool.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 pool.closed(addr, moved);
                 return;
@@ -442,16 +708,57 @@ pub async fn relay(pool: Arc<Pool>, client: tokio::net::TcpStream, from: SocketA
 /// goes on until every server was tried; a pool is rarely larger).
 pub const MAX_TRIES: usize = 16;
 
-/// Accepts on `listener` for ever, relaying each connection.
-pub async fn serve_tcp(listener: tokio::net::TcpListener, pool: Arc<Pool>) {
+/// How long accepting pauses after accept(2) failed (EMFILE: the
+/// process is out of descriptors): no busy loop, the clients wait in the
+/// listen queue meanwhile.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Accepts on `listener` for ever, relaying each connection the pool and
+/// the budget admit; the others are reset at once (so a client knows
+/// straight away, and the descriptor is back within the same call).
+pub async fn serve_tcp(listener: tokio::net::TcpListener, pool: Arc<Pool>, budget: Arc<Budget>) {
+    let vs = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    // accept(2) failures in a row: logged when they start and end.
+    let mut failing: u64 = 0;
     loop {
         match listener.accept().await {
             Ok((c, from)) => {
-                tokio::spawn(relay(pool.clone(), c, from));
+                if failing > 0 {
+                    tracing::info!("proxy: {vs}: accepting again after {failing} failed accepts");
+                    failing = 0;
+                }
+                match pool.admit(&budget, 2, Some(c.as_raw_fd())) {
+                    Ok(slot) => {
+                        tokio::spawn(relay(pool.clone(), c, from, slot));
+                    }
+                    Err(why) => {
+                        // RST, not FIN: the client sees a refusal, and no
+                        // TIME_WAIT is left behind.
+                        let _ = socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO));
+                        drop(c);
+                        if pool.warn_now(Instant::now()) {
+                            tracing::warn!(
+                                "proxy: {vs}: refusing new connections: {why} ({} connections open, the proxy holds {} of {} descriptors it may use)",
+                                pool.conns.load(Ordering::Relaxed),
+                                budget.held(),
+                                budget.max_fds(),
+                            );
+                        }
+                    }
+                }
             }
             Err(e) => {
-                tracing::warn!("proxy: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                budget.accept_errors.fetch_add(1, Ordering::Relaxed);
+                if failing == 0 {
+                    tracing::warn!(
+                        "proxy: {vs}: accept: {e}; trying again every {} ms",
+                        ACCEPT_PAUSE.as_millis()
+                    );
+                }
+                failing += 1;
+                tokio::time::sleep(ACCEPT_PAUSE).await;
             }
         }
     }
@@ -467,10 +774,10 @@ type Sessions = Arc<Mutex<std::collections::HashMap<SocketAddr, Arc<tokio::net::
 /// for it, and a task sending its answers back until it is idle.
 async fn session(
     socket: &Arc<tokio::net::UdpSocket>,
-    pool: &Pool,
+    pool: &Arc<Pool>,
+    budget: &Arc<Budget>,
     sessions: &Sessions,
     from: SocketAddr,
-    idle: Duration,
 ) -> Option<Arc<tokio::net::UdpSocket>> {
     if sessions
         .lock()
@@ -478,8 +785,25 @@ async fn session(
     {
         // Full (or a lock lost to a panic): the datagram is dropped rather
         // than a socket opened for every address a flood claims to be.
+        pool.refused_max_conns.fetch_add(1, Ordering::Relaxed);
         return None;
     }
+    // Its place first (`max_conns`, the descriptors): a flood of new
+    // addresses past the cap costs no socket per datagram.
+    let slot = match pool.admit(budget, 1, None) {
+        Ok(slot) => slot,
+        Err(why) => {
+            if pool.warn_now(Instant::now()) {
+                tracing::warn!(
+                    "proxy: udp {}: dropping datagrams of new clients: {why}",
+                    socket
+                        .local_addr()
+                        .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+                );
+            }
+            return None;
+        }
+    };
     let addr = pool.pick(from, &[], Instant::now())?;
     let local: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
@@ -487,16 +811,35 @@ async fn session(
         ([0u16; 8], 0).into()
     };
     let u = tokio::net::UdpSocket::bind(local).await.ok()?;
+    if !budget.room_at(u.as_raw_fd(), 0) {
+        pool.refused_descriptors.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
     u.connect(addr).await.ok()?;
     let u = Arc::new(u);
     if let Ok(mut s) = sessions.lock() {
         s.insert(from, u.clone());
     }
     let (u2, back, sessions) = (u.clone(), socket.clone(), sessions.clone());
+    let (idle, pool) = (pool.idle(), pool.clone());
     tokio::spawn(async move {
+        let _slot = slot;
         let mut b = vec![0u8; 16 * 1024];
-        while let Ok(Ok(m)) = tokio::time::timeout(idle, u2.recv(&mut b)).await {
-            let _ = back.send_to(&b[..m], from).await;
+        loop {
+            let got = match idle {
+                Some(idle) => tokio::time::timeout(idle, u2.recv(&mut b)).await,
+                None => Ok(u2.recv(&mut b).await),
+            };
+            match got {
+                Ok(Ok(m)) => {
+                    let _ = back.send_to(&b[..m], from).await;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    pool.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
         }
         if let Ok(mut s) = sessions.lock() {
             s.remove(&from);
@@ -506,9 +849,10 @@ async fn session(
 }
 
 /// UDP: each client address gets a socket of its own towards the server
-/// picked for it; answers go back to the client; a session idle for
-/// `idle` ends.
-pub async fn serve_udp(socket: tokio::net::UdpSocket, pool: Arc<Pool>, idle: Duration) {
+/// picked for it (within `max_conns` and the budget); answers go back to
+/// the client; a session without an answer for the pool's `proxy_timeout`
+/// ends.
+pub async fn serve_udp(socket: tokio::net::UdpSocket, pool: Arc<Pool>, budget: Arc<Budget>) {
     let socket = Arc::new(socket);
     let sessions: Sessions = Arc::default();
     let mut buf = vec![0u8; 65_536];
@@ -519,7 +863,7 @@ pub async fn serve_udp(socket: tokio::net::UdpSocket, pool: Arc<Pool>, idle: Dur
         let existing = sessions.lock().ok().and_then(|s| s.get(&from).cloned());
         let upstream = if let Some(u) = existing {
             u
-        } else if let Some(u) = session(&socket, &pool, &sessions, from, idle).await {
+        } else if let Some(u) = session(&socket, &pool, &budget, &sessions, from).await {
             u
         } else {
             continue;
@@ -555,6 +899,60 @@ mod tests {
         let mut p = Passive::new(0, s(10));
         assert!(!p.failure(t0));
         assert!(p.available(t0));
+    }
+
+    #[test]
+    fn admission_counts_max_conns_and_the_descriptor_budget() {
+        // 20,000 descriptors: 2,000 kept for the daemon, 9,000 relays.
+        let budget = Arc::new(Budget::new(20_000));
+        assert_eq!((budget.reserve, budget.max_conns()), (2_000, 9_000));
+        assert_eq!(Budget::reserve_for(1024), 256);
+        assert_eq!(Budget::reserve_for(300), 150, "never more than half");
+        assert_eq!(Budget::reserve_for(1_048_576), 104_857);
+        let a = Pool::new(Algo::Rr, Duration::from_secs(1), None);
+        let b = Pool::new(Algo::Rr, Duration::from_secs(1), None);
+        a.set_limits(3, Duration::from_secs(1));
+        let held: Vec<Slot> = (0..3)
+            .map(|_| {
+                a.admit(&budget, 2, Some(10))
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        assert_eq!(
+            a.admit(&budget, 2, Some(10)).err(),
+            Some(Refused::MaxConns(3))
+        );
+        assert_eq!(budget.held(), 6);
+        drop(held);
+        assert_eq!((a.admission().connections, budget.held()), (0, 0));
+        // No cap of its own: the budget's, shared by every pool.
+        let mut all = Vec::new();
+        while let Ok(s) = b.admit(&budget, 2, Some(10)) {
+            all.push(s);
+        }
+        assert_eq!(all.len(), 9_000);
+        assert_eq!(
+            a.admit(&budget, 2, Some(10)).err(),
+            Some(Refused::Descriptors)
+        );
+        all.pop();
+        assert!(a.admit(&budget, 2, Some(10)).is_ok(), "a place came back");
+        drop(all);
+        // The kernel's newest descriptor says others hold the reserve.
+        assert_eq!(
+            b.admit(&budget, 2, Some(18_999)).err(),
+            Some(Refused::Descriptors)
+        );
+        assert!(b.admit(&budget, 2, Some(18_000)).is_ok());
+        let (sa, sb) = (a.admission(), b.admission());
+        assert_eq!((sa.refused_max_conns, sa.refused_descriptors), (1, 1));
+        // The loop that filled the budget ended on a refusal of its own.
+        assert_eq!((sb.refused_max_conns, sb.refused_descriptors), (0, 2));
+        assert_eq!((sb.connections, budget.held()), (0, 0));
+        assert_eq!(sa.idle, Some(Duration::from_secs(1)));
+        a.set_limits(0, Duration::ZERO);
+        assert_eq!(a.idle(), None, "proxy_timeout 0: none");
+        assert_eq!(b.idle(), Some(DEFAULT_IDLE));
     }
 
     #[test]

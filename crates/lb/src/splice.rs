@@ -166,6 +166,7 @@ async fn one_way(
     to: &TcpStream,
     total: &AtomicU64,
     ended: &std::sync::atomic::AtomicBool,
+    seen: &Seen,
 ) -> io::Result<()> {
     let mut bulk = false;
     loop {
@@ -205,6 +206,7 @@ async fn one_way(
                 Copied::All { n, full } => {
                     bulk = full;
                     total.fetch_add(n as u64, Ordering::Relaxed);
+                    seen.touch();
                     continue;
                 }
                 Copied::Some { n, left, pipe } => (n, left, pipe),
@@ -218,13 +220,17 @@ async fn one_way(
                 splice(pipe.r.as_fd(), None, to.as_fd(), None, left, flags())
                     .map_err(io::Error::from)
             }) {
-                Ok(m) => left -= m,
+                Ok(m) => {
+                    left -= m;
+                    seen.touch();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
         give(pipe);
         total.fetch_add(n as u64, Ordering::Relaxed);
+        seen.touch();
     }
 }
 
@@ -237,20 +243,130 @@ fn end(to: &TcpStream, ended: &std::sync::atomic::AtomicBool) {
     }
 }
 
+/// When a relay last moved bytes (either way), for its idle timeout.
+struct Seen {
+    start: tokio::time::Instant,
+    /// Milliseconds after `start`.
+    last_ms: AtomicU64,
+}
+
+impl Seen {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Returns once no byte has moved for `idle` (one timer per
+    /// connection, re-armed only when it fires: traffic costs a store).
+    async fn idle_for(&self, idle: std::time::Duration) {
+        loop {
+            let last = std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = self.start + last + idle;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
 /// Relays `a` ⇄ `b` until both directions have ended, or either fails
 /// (then both sockets are left to be closed); the bytes moved in all.
 pub async fn relay(a: &TcpStream, b: &TcpStream) -> u64 {
+    relay_idle(a, b, None).await.0
+}
+
+/// [`relay`], ended early when no byte has moved either way for `idle`
+/// (nginx's `proxy_timeout`); the bytes moved, and whether it idled out.
+pub async fn relay_idle(
+    a: &TcpStream,
+    b: &TcpStream,
+    idle: Option<std::time::Duration>,
+) -> (u64, bool) {
     // Each direction's count, kept when the other one fails.
     let (ab, ba) = (AtomicU64::new(0), AtomicU64::new(0));
     let ended = std::sync::atomic::AtomicBool::new(false);
-    let _ = tokio::try_join!(one_way(a, b, &ab, &ended), one_way(b, a, &ba, &ended));
-    ab.into_inner() + ba.into_inner()
+    let seen = Seen {
+        start: tokio::time::Instant::now(),
+        last_ms: AtomicU64::new(0),
+    };
+    let both = async {
+        let _ = tokio::try_join!(
+            one_way(a, b, &ab, &ended, &seen),
+            one_way(b, a, &ba, &ended, &seen)
+        );
+    };
+    let idled = match idle {
+        None => {
+            both.await;
+            false
+        }
+        Some(idle) => tokio::select! {
+            () = both => false,
+            () = seen.idle_for(idle) => true,
+        },
+    };
+    (ab.into_inner() + ba.into_inner(), idled)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// `proxy_timeout`: a relay that moves no byte for its idle time ends
+    /// (and says so); traffic keeps it going past that time.
+    #[test]
+    fn an_idle_relay_ends_after_its_timeout() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("bind: {e}"));
+            let addr = l.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+            let pair = || async {
+                let (c, s) = tokio::join!(TcpStream::connect(addr), l.accept());
+                (
+                    c.unwrap_or_else(|e| panic!("connect: {e}")),
+                    s.unwrap_or_else(|e| panic!("accept: {e}")).0,
+                )
+            };
+            let (mut client, front) = pair().await;
+            let (back, mut server) = pair().await;
+            let idle = std::time::Duration::from_millis(300);
+            let t0 = tokio::time::Instant::now();
+            let relay = tokio::spawn(async move { relay_idle(&front, &back, Some(idle)).await });
+            // A byte every 100 ms for 600 ms: twice the idle time, alive.
+            for _ in 0..6 {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                client
+                    .write_all(b"x")
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let mut b = [0u8; 1];
+                server
+                    .read_exact(&mut b)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            let active = t0.elapsed();
+            let (moved, idled) = relay.await.unwrap_or_else(|e| panic!("{e}"));
+            let ended = t0.elapsed();
+            assert!(idled, "ended by the idle timeout");
+            assert_eq!(moved, 6);
+            assert!(
+                ended >= active + idle && ended < active + idle * 3,
+                "ended {ended:?} after {active:?} of traffic"
+            );
+            // Both sockets are closed: each end reads the end of stream.
+            let mut rest = Vec::new();
+            let n = client.read_to_end(&mut rest).await.unwrap_or(0);
+            assert_eq!(n, 0);
+        });
+    }
 
     /// A relay between two loopback pairs carries a megabyte each way and
     /// passes the half-close on.

@@ -159,6 +159,7 @@ struct Instance {
 }
 
 /// Runs every `vrrp_instance` until `stop` is set; then stops them gracefully.
+#[allow(clippy::too_many_lines)]
 pub fn run(
     config: &kaconf::Config,
     stop: &Arc<AtomicBool>,
