@@ -221,3 +221,44 @@ fn values_the_daemon_converts_are_checked_by_dash_t() {
     let (code, stderr) = check(&file);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// `notify_* SCRIPT [USER [GROUP]]` is read as keepalived reads it: the
+/// words after the script name a user, and an unknown user (or an unknown
+/// `script_user`) is an error at `-t`, never a silent run as root.
+/// (Before: both passed `-t`, the user became an argument and the script
+/// ran as root.)
+#[test]
+fn scripts_name_their_user_and_an_unknown_one_is_an_error() {
+    let dir = Scratch::new("users");
+    let file = dir.0.join("k.conf");
+    let instance = |notify: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n interface lo\n virtual_router_id 51\n{notify}\n virtual_ipaddress {{\n  198.51.100.250\n }}\n}}\n"
+        )
+    };
+    let cases = [
+        (
+            instance(" notify_master /bin/true krs-no-such-user"),
+            1,
+            "krs-no-such-user",
+        ),
+        (
+            "global_defs {\n script_user krs-no-such-user\n}\n".to_owned() + &instance(""),
+            1,
+            "krs-no-such-user",
+        ),
+        (instance(" notify_master /bin/true nobody"), 0, ""),
+        (instance(" notify_master \"/bin/true krs-arg\""), 0, ""),
+    ];
+    for (text, want, word) in cases {
+        std::fs::write(&file, &text).unwrap();
+        let (code, stderr) = check(&file);
+        assert_eq!(code, want, "{text}\n{stderr}");
+        if want == 1 {
+            assert!(
+                stderr.contains("k.conf:") && stderr.contains(": error: ") && stderr.contains(word),
+                "{text}\n{stderr}"
+            );
+        }
+    }
+}
