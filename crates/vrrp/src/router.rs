@@ -749,7 +749,11 @@ impl Router {
 
     /// [`Router::handle`], appending to `out` (a driver reuses one vector).
     pub fn handle_into(&mut self, now: Instant, input: Input, out: &mut Vec<Action>) {
-        self.run_timers(now, out);
+        if matches!(input, Input::Packet { .. }) {
+            self.run_timers_before_packet(now, out);
+        } else {
+            self.run_timers(now, out);
+        }
         match input {
             Input::Timer => {}
             Input::Start => self.start(now, out),
@@ -759,7 +763,10 @@ impl Router {
                 dst,
                 ttl,
                 bytes,
-            } => self.packet(now, src, dst, ttl, &bytes, out),
+            } => {
+                self.packet(now, src, dst, ttl, &bytes, out);
+                self.run_timers(now, out);
+            }
             Input::Track { weight, fault } => self.track(now, weight, fault, out),
             Input::Force(to) => self.force(now, to, out),
             Input::Witness { reachable } => self.witness(now, reachable, out),
@@ -777,8 +784,9 @@ impl Router {
         bytes: &[u8],
         out: &mut Vec<Action>,
     ) {
-        self.run_timers(now, out);
+        self.run_timers_before_packet(now, out);
         self.packet(now, src, dst, ttl, bytes, out);
+        self.run_timers(now, out);
     }
 
     fn packet(
@@ -811,6 +819,21 @@ impl Router {
             Err(why) => *self.counters.dropped.entry(why).or_default() += 1,
         }
         self.rx = Some(advert);
+    }
+
+    /// [`Router::run_timers`] before a packet read at `now`, but for a
+    /// backup's down timer: the packet arrived before the driver got to it
+    /// (a process not scheduled for a while), so it goes first and the timer
+    /// fires after it only if it is still due. A master whose advert waited
+    /// in the socket keeps us BACKUP; keepalived also reads the socket
+    /// before it handles the read timeout.
+    fn run_timers_before_packet(&mut self, now: Instant, out: &mut Vec<Action>) {
+        while let Some(at) = self.poll_at().filter(|at| *at <= now) {
+            if matches!(self.state, State::Backup { down_at } if down_at == at) {
+                return;
+            }
+            self.fire(at, now, out);
+        }
     }
 
     fn run_timers(&mut self, now: Instant, out: &mut Vec<Action>) {
