@@ -375,8 +375,8 @@ mod tests {
             r#"keepalived_proxy_vs_connections{vs="198.51.100.250:80",protocol="TCP"} 9000"#,
             r#"keepalived_proxy_vs_refused_total{vs="198.51.100.250:80",protocol="TCP",reason="descriptors"} 3000"#,
             r#"keepalived_proxy_vs_idle_timeouts_total{vs="198.51.100.250:80",protocol="TCP"} 4"#,
-            "keepalived_process_open_fds 18100",
-            "keepalived_process_max_fds 20000",
+            "keepalived_process_open_fds{} 18100",
+            "keepalived_process_max_fds{} 20000",
             "# EOF",
         ] {
             assert!(
