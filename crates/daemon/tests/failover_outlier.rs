@@ -25,7 +25,10 @@
     clippy::unwrap_used,
     clippy::cast_precision_loss,
     clippy::cast_possible_wrap,
-    clippy::too_many_lines
+    clippy::too_many_lines,
+    clippy::many_single_char_names,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
 )] // a harness: small integers to f64 ms
 
 use std::fmt::Write as _;

@@ -4,7 +4,13 @@
 //! `max_fails` / `fail_timeout` without an active checker, a half-close
 //! passed on, and a UDP round trip.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    clippy::cast_possible_truncation,
+    clippy::match_same_arms,
+    clippy::redundant_closure
+)]
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, Read as _, Write as _};
