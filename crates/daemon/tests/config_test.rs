@@ -262,3 +262,48 @@ fn scripts_name_their_user_and_an_unknown_one_is_an_error() {
         }
     }
 }
+
+/// A notify FIFO path that is a symlink (here to a file someone cares
+/// about) is refused, never written through. (Before: the daemon opened it
+/// following the link and wrote its notify lines over the file.)
+#[test]
+fn a_symlink_at_the_notify_fifo_path_is_not_written_through() {
+    let dir = Scratch::new("fifolink");
+    let victim = dir.0.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let fifo = dir.0.join("notify.fifo");
+    std::os::unix::fs::symlink(&victim, &fifo).unwrap();
+    let conf = dir.0.join("k.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n notify_fifo {}\n}}\nvirtual_server 127.0.0.2 40001 {{\n delay_loop 1\n lb_dataplane proxy\n real_server 127.0.0.1 1 {{\n  TCP_CHECK {{\n   connect_timeout 1\n   retry 0\n  }}\n }}\n}}\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.0.join("log")).unwrap();
+    let mut child = Command::new(bin())
+        .args(["-n", "-l", "-C", "--control"])
+        .arg(dir.0.join("c.sock"))
+        .arg("-f")
+        .arg(&conf)
+        .stderr(log)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Long enough for the real server to be found down and notified.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.0.join("log")).unwrap_or_default();
+    assert!(
+        log.contains("Removing service"),
+        "no notification was due\n{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "written through the symlink\n{log}"
+    );
+}
