@@ -30,12 +30,23 @@ pub fn write_pid(path: &Path, pid: u32) -> std::io::Result<()> {
         o.open(path)
     };
     let mut file = match open(false) {
-        // A plain file of ours (one link, regular): reuse it.
-        Ok(f) if f.metadata().is_ok_and(|m| m.is_file() && m.nlink() == 1) => f,
+        // A plain file of ours (one link, regular, owned by us and written
+        // by nobody else): reuse it. Someone else's file is replaced, so
+        // that nobody who created it first can write another pid in it.
+        Ok(f)
+            if f.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && m.nlink() == 1
+                    && m.uid() == nix::unistd::geteuid().as_raw()
+                    && m.mode() & 0o022 == 0
+            }) =>
+        {
+            f
+        }
         // A symlink (ELOOP), or something that is not our file.
         Ok(_) | Err(_) if std::fs::symlink_metadata(path).is_ok() => {
             tracing::warn!(
-                "pid file {}: not a plain file (a symlink, a link or a special file); replacing it",
+                "pid file {}: not a plain file of ours (a symlink, a link, a special file, or owned or writable by another user); replacing it",
                 path.display()
             );
             std::fs::remove_file(path)?;
@@ -100,6 +111,24 @@ mod tests {
         std::fs::write(&pid, "1234567\n").unwrap();
         write_pid(&pid, 5).unwrap();
         assert_eq!(std::fs::read_to_string(&pid).unwrap(), "5\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_file_another_user_owns_or_can_write_is_replaced() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let d = scratch("foreign");
+        let pid = d.join("keepalived.pid");
+        // Planted first and kept open by its owner, who could write into
+        // it after us if we reused it.
+        std::fs::write(&pid, "1\n").unwrap();
+        std::fs::set_permissions(&pid, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let planted = std::fs::metadata(&pid).unwrap().ino();
+        write_pid(&pid, 42).unwrap();
+        let m = std::fs::metadata(&pid).unwrap();
+        assert_ne!(m.ino(), planted, "the planted file was reused");
+        assert_eq!(m.mode() & 0o022, 0);
+        assert_eq!(std::fs::read_to_string(&pid).unwrap(), "42\n");
         let _ = std::fs::remove_dir_all(&d);
     }
 }
