@@ -465,6 +465,63 @@ fn run_all(
 mod tests {
     use super::*;
 
+    /// `on_dual_master` (a `Job::Once`): while one run is going, a second
+    /// episode starts nothing; it goes through the script policy (an
+    /// unknown user runs nothing, never as root).
+    #[test]
+    fn a_once_script_runs_one_at_a_time_and_through_the_policy() {
+        let dir = std::env::temp_dir().join(format!("krs-once-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("runs");
+        let script = Script {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo run >> {}; sleep 1", out.display()),
+            ],
+            user: None,
+        };
+        let policy = Policy::from_globals(&kaconf::model::GlobalDefs::default());
+        let running = std::sync::Arc::default();
+        let timeout = Duration::from_secs(5);
+        once(
+            &running,
+            "VI_1 dual".into(),
+            script.clone(),
+            timeout,
+            &policy,
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        once(
+            &running,
+            "VI_1 dual".into(),
+            script.clone(),
+            timeout,
+            &policy,
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\n");
+        // Ended: the next episode runs it again.
+        once(
+            &running,
+            "VI_1 dual".into(),
+            script.clone(),
+            timeout,
+            &policy,
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\nrun\n");
+        std::thread::sleep(Duration::from_millis(1000));
+        let stranger = Script {
+            user: Some(vec!["krs-no-such-user".into()]),
+            ..script
+        };
+        once(&running, "VI_1 dual".into(), stranger, timeout, &policy);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\nrun\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn fifo_lines_are_keepalived_s() {
         assert_eq!(
