@@ -511,7 +511,7 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\nrun\n");
-        std::thread::sleep(Duration::from_millis(1000));
+        std::thread::sleep(Duration::from_secs(1));
         let stranger = Script {
             user: Some(vec!["krs-no-such-user".into()]),
             ..script
