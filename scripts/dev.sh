@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 # openssl (a TLS server with a self-signed certificate for the SSL_GET test), wrk (load through
 # the proxy while it reloads), man-db (the man pages render).
 PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark openssl wrk man-db"
+# The tests that need IPVS boot Debian's kernel under qemu (crates/netlab/src/vm.rs):
+# linux-image-amd64 (the kernel and its IPVS modules), qemu-system-x86, ipvsadm (what
+# the tests read the kernel's table with), python3-pip (for virtme-ng, from PyPI).
+VM_PACKAGES="linux-image-amd64 qemu-system-x86 ipvsadm python3-pip"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -50,6 +54,17 @@ ensure_packages() {
   fi
 }
 
+# virtme-ng (`vng`), which boots the kernel for the IPVS tests.
+ensure_vng() {
+  if ! command -v vng >/dev/null 2>&1; then
+    say "installing virtme-ng (PyPI)"
+    python3 -m pip install --quiet virtme-ng 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages virtme-ng
+    hash -r
+  fi
+  command -v vng >/dev/null 2>&1 || { say "virtme-ng did not install"; exit 1; }
+}
+
 ensure_toolchain() {
   if ! command -v cargo >/dev/null 2>&1; then
     say "cargo not found: install the Rust toolchain (rustup) first"
@@ -67,7 +82,7 @@ case "$cmd" in
     exec target/release/keepalived-rs lab "$@"
     ;;
   test)
-    ensure_root; ensure_packages; ensure_toolchain
+    ensure_root; PACKAGES="$PACKAGES $VM_PACKAGES" ensure_packages; ensure_toolchain; ensure_vng
     # keepalived 2.4.3 (auth_hmac) as a second interop peer, built once from
     # the tarball in ../shared (the tests find it at /opt/keepalived-2.4.3).
     if [ -x ../shared/tools/build-keepalived ]; then

@@ -64,6 +64,27 @@ pub fn validate(config: &Config, sources: &Sources, check_interfaces: bool, cx: 
                 cx.error(vs.origin.0, format!("no virtual_server_group called `{g}`"));
             }
         }
+        let by_address = match &vs.service {
+            ServiceAddr::Ip { .. } => true,
+            ServiceAddr::Fwmark(_) => false,
+            ServiceAddr::Group(g) => config
+                .virtual_server_groups
+                .iter()
+                .find(|x| &x.name == g)
+                .is_some_and(|x| {
+                    x.entries
+                        .iter()
+                        .any(|l| l.0.first().is_some_and(|w| w != "fwmark"))
+                }),
+        };
+        let proxied =
+            vs.body.lb_dataplane.or(globals.lb_dataplane) == Some(crate::model::Dataplane::Proxy);
+        if by_address && vs.body.protocol.is_none() && !proxied {
+            cx.warn(
+                vs.origin.0,
+                "virtual_server without `protocol`: TCP is used (keepalived uses UDP here, and reports it as a config error); write `protocol TCP` or `protocol UDP`",
+            );
+        }
     }
 }
 

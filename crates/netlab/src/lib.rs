@@ -19,6 +19,7 @@ pub mod http;
 mod privilege;
 pub mod procstat;
 pub mod smtp;
+pub mod vm;
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};

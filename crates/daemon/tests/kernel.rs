@@ -1,0 +1,519 @@
+//! Tests that need a kernel with IPVS, which this machine's kernel lacks:
+//! `in_a_vm` boots Debian's kernel once under qemu (netlab::vm) and runs
+//! every `#[ignore]`d test of this file inside it, where `modprobe ip_vs`
+//! works. Run alone on a kernel that has IPVS, they work as they are
+//! (`cargo test --test kernel -- --ignored`).
+
+#![allow(clippy::unwrap_used, clippy::format_push_string)]
+
+use std::time::{Duration, Instant};
+
+/// The IPVS modules the tests use: the core and every scheduler.
+const MODULES: &[&str] = &[
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_lc",
+    "ip_vs_wlc",
+    "ip_vs_lblc",
+    "ip_vs_lblcr",
+    "ip_vs_dh",
+    "ip_vs_sh",
+    "ip_vs_sed",
+    "ip_vs_nq",
+    "ip_vs_fo",
+    "ip_vs_ovf",
+    "ip_vs_mh",
+    "ipip",
+];
+
+/// Boots one VM and runs every test below inside it.
+#[test]
+fn in_a_vm() {
+    netlab::vm::run_ignored_here("in_a_vm", MODULES, &[], Duration::from_secs(15 * 60));
+}
+
+/// A test below: it needs IPVS (inside the VM, or on a kernel with it).
+fn needs_ipvs(name: &str) -> bool {
+    assert!(
+        std::path::Path::new("/proc/net/ip_vs").exists(),
+        "{name}: this kernel has no IPVS; run it through `in_a_vm`"
+    );
+    netlab::privileged(name)
+}
+
+#[test]
+#[ignore = "needs IPVS: runs inside the VM that `in_a_vm` boots"]
+fn ipvs_carries_a_virtual_server_over_generic_netlink() {
+    if !needs_ipvs("ipvs_carries_a_virtual_server_over_generic_netlink") {
+        return;
+    }
+    let lab = netlab::Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+    ])
+    .unwrap();
+    let _web = netlab::http::WebServer::start(
+        lab.node("web1").unwrap(),
+        "198.51.100.50:80".parse().unwrap(),
+        "this is yy web!",
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}ipvs", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("ipvs.conf");
+    std::fs::write(
+        &conf,
+        "virtual_server 198.51.100.250 80 {\n delay_loop 1\n lb_algo rr\n lb_kind DR\n lb_dataplane ipvs\n real_server 198.51.100.50 80 {\n TCP_CHECK {\n connect_timeout 1\n }\n }\n}\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keepalived-rs"));
+    cmd.args(["-n", "-l", "-C", "-f"])
+        .arg(&conf)
+        .arg("--control")
+        .arg(dir.join("c.sock"));
+    let mut daemon = lab.node("lb1").unwrap().spawn_logged(&cmd, None).unwrap();
+    let table = || {
+        let out = lab
+            .node("lb1")
+            .unwrap()
+            .exec(&["cat", "/proc/net/ip_vs"])
+            .unwrap();
+        // Columns padded with runs of spaces: one space each.
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // 198.51.100.250:80 is C63364FA:0050; 198.51.100.50:80 is C6336432:0050.
+    let start = Instant::now();
+    while !(table().contains("C63364FA:0050 rr") && table().contains("C6336432:0050 Route")) {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", table());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(daemon
+        .wait_timeout(Duration::from_secs(5))
+        .unwrap()
+        .success());
+    assert!(!table().contains("C63364FA"), "{}", table());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Who runs a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Daemon {
+    Keepalived,
+    Ours,
+}
+
+/// A director namespace with real servers beside it, for comparing what
+/// keepalived and we write into IPVS from the same config.
+struct Bench {
+    lab: netlab::Lab,
+    dir: std::path::PathBuf,
+}
+
+/// What a daemon left in IPVS: while it ran (once settled) and after it
+/// stopped, each as `ipvsadm -Sn` prints it, and its log.
+struct Tables {
+    running: String,
+    stopped: String,
+    log: String,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let lab = netlab::Lab::star(&[
+            ("lb1", &["198.51.100.22/24", "2001:db8:100::22/64"]),
+            ("web1", &["198.51.100.50/24"]),
+            ("web2", &["198.51.100.51/24"]),
+            ("web3", &["198.51.100.53/24"]),
+        ])
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("{}kernel", lab.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { lab, dir }
+    }
+
+    fn lb(&self) -> &netlab::Node {
+        self.lab.node("lb1").unwrap()
+    }
+
+    fn ipvsadm(&self, args: &[&str]) -> String {
+        let mut a = vec!["ipvsadm"];
+        a.extend_from_slice(args);
+        let out = self.lb().exec(&a).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn table(&self) -> String {
+        self.ipvsadm(&["-Sn"])
+    }
+
+    /// Starts `who` on `conf` (written to a file of its own).
+    fn start(
+        &self,
+        who: Daemon,
+        conf: &str,
+    ) -> (netlab::Process, std::path::PathBuf, std::path::PathBuf) {
+        let tag = match who {
+            Daemon::Keepalived => "ka",
+            Daemon::Ours => "rs",
+        };
+        let path = self.dir.join(format!("{tag}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let log = self.dir.join(format!("{tag}.log"));
+        let mut cmd = match who {
+            Daemon::Keepalived => {
+                let mut c = std::process::Command::new("keepalived");
+                c.args(["-n", "-l", "-D", "-C", "-f"]).arg(&path);
+                for (flag, f) in [("-p", "ka.pid"), ("-c", "ka-c.pid"), ("-r", "ka-r.pid")] {
+                    c.arg(flag).arg(self.dir.join(f));
+                }
+                c
+            }
+            Daemon::Ours => {
+                let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_keepalived-rs"));
+                c.args(["-n", "-l", "-C", "-f"])
+                    .arg(&path)
+                    .arg("--control")
+                    .arg(self.dir.join("c.sock"))
+                    .arg("-p")
+                    .arg(self.dir.join("rs.pid"));
+                c
+            }
+        };
+        cmd.stdout(std::process::Stdio::null());
+        let p = self
+            .lb()
+            .spawn_logged(&cmd, Some(std::fs::File::create(&log).unwrap()))
+            .unwrap();
+        (p, path, log)
+    }
+
+    /// The table once it has not changed for `quiet` (at most 30 s).
+    fn settled(&self, quiet: Duration) -> String {
+        let start = Instant::now();
+        let mut last = self.table();
+        let mut since = Instant::now();
+        while since.elapsed() < quiet && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = self.table();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            }
+        }
+        last
+    }
+
+    /// Runs `who` on `conf` (then on `reload`, by SIGHUP, when given),
+    /// and stops it.
+    fn run(&self, who: Daemon, conf: &str, reload: Option<&str>) -> Tables {
+        let (mut p, path, log) = self.start(who, conf);
+        let quiet = Duration::from_secs(4);
+        let mut running = self.settled(quiet);
+        if let Some(next) = reload {
+            std::fs::write(&path, next).unwrap();
+            p.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            running = self.settled(quiet);
+        }
+        p.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+        let _ = p.wait_timeout(Duration::from_secs(15));
+        drop(p);
+        let stopped = self.table();
+        Tables {
+            running,
+            stopped,
+            log: std::fs::read_to_string(&log).unwrap_or_default(),
+        }
+    }
+
+    /// `before` (ipvsadm arguments, one command each) run first, then
+    /// keepalived and we each on `conf`: the differences, if any.
+    fn compare(
+        &self,
+        case: &str,
+        before: &[&[&str]],
+        conf: &str,
+        reload: Option<&str>,
+    ) -> Option<String> {
+        let mut runs = Vec::new();
+        for who in [Daemon::Keepalived, Daemon::Ours] {
+            self.ipvsadm(&["-C"]);
+            for args in before {
+                self.ipvsadm(args);
+            }
+            let t0 = Instant::now();
+            let t = self.run(who, conf, reload);
+            eprintln!("{case}: {who:?} ran in {:.1} s", t0.elapsed().as_secs_f64());
+            runs.push(t);
+        }
+        self.ipvsadm(&["-C"]);
+        let (ka, rs) = (&runs[0], &runs[1]);
+        let mut out = String::new();
+        for (what, a, b) in [
+            ("while running", &ka.running, &rs.running),
+            ("after stopping", &ka.stopped, &rs.stopped),
+        ] {
+            if a != b {
+                out.push_str(&format!(
+                    "{case}: `ipvsadm -Sn` {what} differs\n{}",
+                    diff(a, b)
+                ));
+            }
+        }
+        if ka.running.trim().is_empty() && reload.is_none() {
+            out.push_str(&format!("{case}: keepalived wrote nothing:\n{}\n", ka.log));
+        }
+        if out.is_empty() {
+            eprintln!("{case}: identical ({} lines)", ka.running.lines().count());
+            None
+        } else {
+            out.push_str(&format!("--- our log ---\n{}\n", rs.log));
+            Some(out)
+        }
+    }
+}
+
+/// A line diff: `-` keepalived only, `+` ours only, in keepalived's order
+/// then ours.
+fn diff(ka: &str, rs: &str) -> String {
+    let a: Vec<&str> = ka.lines().collect();
+    let b: Vec<&str> = rs.lines().collect();
+    let mut out = String::new();
+    for l in &a {
+        if !b.contains(l) {
+            out.push_str(&format!("- {l}   (keepalived)\n"));
+        }
+    }
+    for l in &b {
+        if !a.contains(l) {
+            out.push_str(&format!("+ {l}   (ours)\n"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(same lines, another order)\n");
+        out.push_str(&format!("keepalived:\n{ka}\nours:\n{rs}\n"));
+    }
+    out
+}
+
+/// One real server without a checker (always up).
+fn rs(addr: &str, port: u16, extra: &str) -> String {
+    format!(" real_server {addr} {port} {{\n weight 1\n{extra} }}\n")
+}
+
+/// A virtual server; `protocol TCP` unless `body` names one or it is a
+/// fwmark (keepalived defaults to UDP, and says so as a config error).
+fn vs(head: &str, body: &str, reals: &str) -> String {
+    let proto = if body.contains("protocol") || head.starts_with("fwmark") {
+        ""
+    } else {
+        " protocol TCP\n"
+    };
+    format!("virtual_server {head} {{\n delay_loop 1\n{proto}{body}{reals}}}\n")
+}
+
+/// Every scheduler this kernel's IPVS has, with weights, and the
+/// schedulers' flags.
+fn schedulers_config() -> String {
+    let mut c = String::new();
+    let algos = [
+        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
+    ];
+    for (i, a) in algos.iter().enumerate() {
+        let reals = rs("198.51.100.50", 80, "") + &rs("198.51.100.51", 80, " weight 3\n");
+        c.push_str(&vs(
+            &format!("198.51.100.{} 80", 200 + i),
+            &format!(" lb_algo {a}\n lb_kind DR\n"),
+            &reals,
+        ));
+    }
+    let reals = rs("198.51.100.50", 80, "") + &rs("198.51.100.51", 80, "");
+    c.push_str(&vs(
+        "198.51.100.213 80",
+        " lb_algo sh\n lb_kind DR\n sh-port\n sh-fallback\n",
+        &reals,
+    ));
+    c.push_str(&vs(
+        "198.51.100.214 80",
+        " lb_algo mh\n lb_kind DR\n mh-port\n mh-fallback\n",
+        &reals,
+    ));
+    c.push_str(&vs(
+        "198.51.100.215 53",
+        " lb_algo rr\n lb_kind DR\n protocol UDP\n ops\n",
+        &rs("198.51.100.50", 53, ""),
+    ));
+    c
+}
+
+/// Every forwarding method, persistence, UDP, fwmark, groups, IPv6.
+fn kinds_config() -> String {
+    let reals = |port: u16| rs("198.51.100.50", port, "") + &rs("198.51.100.51", port, "");
+    let mut c = String::new();
+    c.push_str(&vs(
+        "198.51.100.220 80",
+        " lb_algo rr\n lb_kind NAT\n",
+        &reals(8080),
+    ));
+    c.push_str(&vs(
+        "198.51.100.221 80",
+        " lb_algo rr\n lb_kind TUN\n",
+        &reals(80),
+    ));
+    c.push_str(&vs(
+        "198.51.100.222 80",
+        " lb_algo rr\n lb_kind TUN\n tunnel_type ipip\n",
+        &reals(80),
+    ));
+    c.push_str(&vs(
+        "198.51.100.223 80",
+        " lb_algo wrr\n lb_kind TUN\n",
+        &(rs("198.51.100.50", 80, " tunnel_type gue\n tunnel_port 6080\n")
+            + &rs("198.51.100.51", 80, " tunnel_type gre\n")),
+    ));
+    c.push_str(&vs(
+        "198.51.100.224 80",
+        " lb_algo rr\n lb_kind DR\n persistence_timeout 300\n persistence_granularity 255.255.255.0\n",
+        &reals(80),
+    ));
+    c.push_str(&vs(
+        "198.51.100.225 80",
+        " lb_algo rr\n lb_kind DR\n persistence_timeout 60\n",
+        &reals(80),
+    ));
+    c.push_str(&vs(
+        "198.51.100.226 53",
+        " lb_algo rr\n lb_kind NAT\n protocol UDP\n",
+        &reals(5353),
+    ));
+    c.push_str(&vs("fwmark 1", " lb_algo rr\n lb_kind DR\n", &reals(80)));
+    c.push_str(&vs("fwmark 2", " lb_algo rr\n lb_kind NAT\n", &reals(8080)));
+    c.push_str(
+        "virtual_server_group G {\n 198.51.100.230-232 80\n 203.0.113.230 443\n fwmark 3\n}\n",
+    );
+    c.push_str(&vs("group G", " lb_algo wlc\n lb_kind DR\n", &reals(80)));
+    c.push_str(&vs(
+        "2001:db8:100::250 80",
+        " lb_algo rr\n lb_kind DR\n",
+        &(rs("2001:db8:100::50", 80, "") + &rs("2001:db8:100::51", 80, "")),
+    ));
+    c
+}
+
+/// Health: quorum and the sorry server, inhibit_on_failure, thresholds.
+fn health_config() -> String {
+    let tcp = " TCP_CHECK {\n connect_timeout 1\n retry 1\n delay_before_retry 1\n }\n";
+    let mut c = String::new();
+    // Quorum 3 of weight 2: lost from the start, the sorry server serves.
+    c.push_str(&vs(
+        "198.51.100.240 80",
+        " lb_algo rr\n lb_kind DR\n quorum 3\n hysteresis 0\n sorry_server 198.51.100.60 80\n",
+        &(rs("198.51.100.50", 80, "") + &rs("198.51.100.51", 80, "")),
+    ));
+    // A server that fails its check (nothing listens on web3): kept at
+    // weight 0 with inhibit_on_failure, gone without.
+    c.push_str(&vs(
+        "198.51.100.241 80",
+        " lb_algo rr\n lb_kind DR\n",
+        &(rs("198.51.100.50", 80, "")
+            + &rs("198.51.100.53", 80, &format!(" inhibit_on_failure\n{tcp}"))),
+    ));
+    c.push_str(&vs(
+        "198.51.100.242 80",
+        " lb_algo rr\n lb_kind DR\n",
+        &(rs("198.51.100.50", 80, "") + &rs("198.51.100.53", 80, tcp)),
+    ));
+    // Thresholds.
+    c.push_str(&vs(
+        "198.51.100.243 80",
+        " lb_algo wlc\n lb_kind NAT\n",
+        &(rs("198.51.100.50", 80, " uthreshold 100\n lthreshold 10\n")
+            + &rs("198.51.100.51", 80, " weight 5\n")),
+    ));
+    // Quorum kept: no sorry server.
+    c.push_str(&vs(
+        "198.51.100.244 80",
+        " lb_algo rr\n lb_kind NAT\n quorum 1\n sorry_server 198.51.100.60 8080\n",
+        &rs("198.51.100.50", 80, ""),
+    ));
+    c
+}
+
+/// A reload: weights changed, a service added, one removed, a real
+/// server added and one removed.
+fn reload_configs() -> (String, String) {
+    let a = vs(
+        "198.51.100.200 80",
+        " lb_algo wrr\n lb_kind DR\n",
+        &(rs("198.51.100.50", 80, "") + &rs("198.51.100.51", 80, "")),
+    ) + &vs(
+        "198.51.100.201 80",
+        " lb_algo rr\n lb_kind DR\n",
+        &rs("198.51.100.50", 80, ""),
+    );
+    let b = vs(
+        "198.51.100.200 80",
+        " lb_algo wrr\n lb_kind DR\n",
+        &(rs("198.51.100.50", 80, " weight 7\n") + &rs("198.51.100.52", 80, "")),
+    ) + &vs(
+        "198.51.100.202 80",
+        " lb_algo rr\n lb_kind NAT\n",
+        &rs("198.51.100.50", 8080, ""),
+    );
+    (a, b)
+}
+
+#[test]
+#[ignore = "needs IPVS: runs inside the VM that `in_a_vm` boots"]
+fn ipvsadm_tables_match_keepalived() {
+    if !needs_ipvs("ipvsadm_tables_match_keepalived") {
+        return;
+    }
+    let bench = Bench::new();
+    let foreign: &[&[&str]] = &[
+        &["-A", "-t", "198.51.100.99:80", "-s", "rr"],
+        &[
+            "-a",
+            "-t",
+            "198.51.100.99:80",
+            "-r",
+            "198.51.100.50:80",
+            "-g",
+        ],
+    ];
+    let (a, b) = reload_configs();
+    let flush = format!("global_defs {{\n lvs_flush\n}}\n{}", reload_configs().0);
+    let flush_on_stop = format!(
+        "global_defs {{\n lvs_flush_on_stop\n}}\n{}",
+        reload_configs().0
+    );
+    let flush_vs_on_stop = format!(
+        "global_defs {{\n lvs_flush_on_stop VS\n}}\n{}",
+        reload_configs().0
+    );
+    let cases: Vec<(&str, &[&[&str]], String, Option<String>)> = vec![
+        ("schedulers", foreign, schedulers_config(), None),
+        ("kinds", &[], kinds_config(), None),
+        ("health", &[], health_config(), None),
+        ("reload", foreign, a, Some(b)),
+        ("lvs_flush", foreign, flush, None),
+        ("lvs_flush_on_stop", foreign, flush_on_stop, None),
+        ("lvs_flush_on_stop VS", foreign, flush_vs_on_stop, None),
+    ];
+    let mut failures = Vec::new();
+    for (case, before, conf, reload) in &cases {
+        if let Some(d) = bench.compare(case, before, conf, reload.as_deref()) {
+            eprintln!("{d}");
+            failures.push(*case);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "ours differs from keepalived's in: {failures:?}"
+    );
+}
