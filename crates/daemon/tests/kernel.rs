@@ -468,6 +468,9 @@ fn reload_configs() -> (String, String) {
     (a, b)
 }
 
+/// ipvsadm commands run before a daemon starts.
+type Before<'a> = &'a [&'a [&'a str]];
+
 #[test]
 #[ignore = "needs IPVS: runs inside the VM that `in_a_vm` boots"]
 fn ipvsadm_tables_match_keepalived() {
@@ -496,7 +499,7 @@ fn ipvsadm_tables_match_keepalived() {
         "global_defs {{\n lvs_flush_on_stop VS\n}}\n{}",
         reload_configs().0
     );
-    let cases: Vec<(&str, &[&[&str]], String, Option<String>)> = vec![
+    let cases: Vec<(&str, Before, String, Option<String>)> = vec![
         ("schedulers", foreign, schedulers_config(), None),
         ("kinds", &[], kinds_config(), None),
         ("health", &[], health_config(), None),
@@ -516,4 +519,232 @@ fn ipvsadm_tables_match_keepalived() {
         failures.is_empty(),
         "ours differs from keepalived's in: {failures:?}"
     );
+}
+
+/// A UDP server in `node` on `addr` answering every datagram with `name`.
+fn udp_echo(
+    node: &netlab::Node,
+    addr: &str,
+    name: &'static str,
+) -> std::thread::JoinHandle<Result<(), netlab::Error>> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let socket = node
+        .run(move || std::net::UdpSocket::bind(addr))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        // Ends with the namespace (the socket's errors then).
+        while let Ok((_, from)) = socket.recv_from(&mut buf) {
+            if socket.send_to(name.as_bytes(), from).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "needs IPVS: runs inside the VM that `in_a_vm` boots"]
+#[allow(clippy::too_many_lines)]
+fn traffic_flows_through_every_forwarding_method() {
+    if !needs_ipvs("traffic_flows_through_every_forwarding_method") {
+        return;
+    }
+    // client (gw): 198.51.100.1 and 203.0.113.1; the director: .22 on
+    // both; the real servers on 198.51.100.0/24 only, routing the outside
+    // net through the director (NAT's way back).
+    let lab = netlab::Lab::star(&[
+        ("client", &["198.51.100.1/24", "203.0.113.1/24"]),
+        ("lb1", &["198.51.100.22/24", "203.0.113.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+        ("web2", &["198.51.100.51/24"]),
+    ])
+    .unwrap();
+    let lb = lab.node("lb1").unwrap();
+    lb.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    let (dr, tun, dr_mark, udp) = (
+        "198.51.100.250",
+        "198.51.100.251",
+        "198.51.100.252",
+        "198.51.100.253",
+    );
+    let (nat, nat_mark) = ("203.0.113.240", "203.0.113.241");
+    for vip in [dr, tun, dr_mark, udp, nat, nat_mark] {
+        lb.add_address("eth0", &format!("{vip}/32")).unwrap();
+    }
+    // fwmark 1: DR to .252:80; fwmark 2: NAT to 203.0.113.241:80.
+    let rules = format!(
+        "table ip test_marks {{\n chain pre {{\n type filter hook prerouting priority mangle;\n ip daddr {dr_mark} tcp dport 80 meta mark set 1\n ip daddr {nat_mark} tcp dport 80 meta mark set 2\n }}\n}}\n"
+    );
+    let rules_file = std::env::temp_dir().join(format!("{}marks.nft", lab.prefix()));
+    std::fs::write(&rules_file, rules).unwrap();
+    lb.exec(&["nft", "-f", &rules_file.to_string_lossy()])
+        .unwrap();
+    let mut servers = Vec::new();
+    let mut echoes = Vec::new();
+    for (name, body) in [("web1", "this is yy web!"), ("web2", "this is cc web!")] {
+        let n = lab.node(name).unwrap();
+        for vip in [dr, dr_mark, udp] {
+            n.dr_real_server(vip.parse().unwrap()).unwrap();
+        }
+        // TUN: the VIP on the IP-in-IP device, which decapsulates.
+        n.exec(&["ip", "link", "set", "tunl0", "up"]).unwrap();
+        n.add_address("tunl0", &format!("{tun}/32")).unwrap();
+        for k in ["all", "tunl0", "eth0"] {
+            n.sysctl(&format!("net.ipv4.conf.{k}.rp_filter"), "0")
+                .unwrap();
+        }
+        n.exec(&[
+            "ip",
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "via",
+            "198.51.100.22",
+        ])
+        .unwrap();
+        servers
+            .push(netlab::http::WebServer::start(n, "0.0.0.0:80".parse().unwrap(), body).unwrap());
+        // Port 8080 answers otherwise: a fwmark service must not send there.
+        servers.push(
+            netlab::http::WebServer::start(
+                n,
+                "0.0.0.0:8080".parse().unwrap(),
+                &format!("{body} (8080)"),
+            )
+            .unwrap(),
+        );
+        echoes.push(udp_echo(
+            n,
+            "0.0.0.0:53",
+            if name == "web1" { "yy" } else { "cc" },
+        ));
+    }
+    let reals = |port: u16, extra: &str| {
+        rs("198.51.100.50", port, extra) + &rs("198.51.100.51", port, extra)
+    };
+    let conf = [
+        vs(
+            &format!("{dr} 80"),
+            " lb_algo rr\n lb_kind DR\n",
+            &reals(80, ""),
+        ),
+        vs(
+            &format!("{tun} 80"),
+            " lb_algo rr\n lb_kind TUN\n tunnel_type ipip\n",
+            &reals(80, ""),
+        ),
+        vs("fwmark 1", " lb_algo rr\n lb_kind DR\n", &reals(80, "")),
+        vs(
+            &format!("{udp} 53"),
+            " lb_algo rr\n lb_kind DR\n protocol UDP\n",
+            &reals(53, ""),
+        ),
+        vs(
+            &format!("{nat} 80"),
+            " lb_algo rr\n lb_kind NAT\n",
+            &reals(8080, ""),
+        ),
+        vs("fwmark 2", " lb_algo rr\n lb_kind NAT\n", &reals(8080, "")),
+    ]
+    .concat();
+    let dir = std::env::temp_dir().join(format!("{}traffic", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("k.conf");
+    std::fs::write(&path, &conf).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keepalived-rs"));
+    cmd.args(["-n", "-l", "-C", "-f"])
+        .arg(&path)
+        .arg("--control")
+        .arg(dir.join("c.sock"))
+        .arg("-p")
+        .arg(dir.join("k.pid"));
+    let log = dir.join("k.log");
+    let _daemon = lb
+        .spawn_logged(&cmd, Some(std::fs::File::create(&log).unwrap()))
+        .unwrap();
+    let client = lab.node("client").unwrap();
+    let get = |vip: &str| {
+        netlab::http::get(
+            client,
+            format!("{vip}:80").parse().unwrap(),
+            "/",
+            Duration::from_secs(2),
+        )
+        .map(|r| r.body.trim_end().to_owned())
+    };
+    // Each service: four answers, both servers among them, and (for the
+    // fwmark NAT service) never from the port in the config.
+    let mut report = Vec::new();
+    let start = Instant::now();
+    let mut pending: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("DR", dr, vec!["this is yy web!", "this is cc web!"]),
+        (
+            "TUN (ipip)",
+            tun,
+            vec!["this is yy web!", "this is cc web!"],
+        ),
+        (
+            "fwmark DR",
+            dr_mark,
+            vec!["this is yy web!", "this is cc web!"],
+        ),
+        (
+            "NAT",
+            nat,
+            vec!["this is yy web! (8080)", "this is cc web! (8080)"],
+        ),
+        (
+            "fwmark NAT",
+            nat_mark,
+            vec!["this is yy web!", "this is cc web!"],
+        ),
+    ];
+    while !pending.is_empty() {
+        report.clear();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not carried after 60 s: {:?}; last seen: {report:?}\nlog:\n{}\n{}",
+            pending.iter().map(|p| p.0).collect::<Vec<_>>(),
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            String::from_utf8_lossy(&lb.exec(&["ipvsadm", "-Ln"]).unwrap().stdout)
+        );
+        pending.retain(|(what, vip, want)| {
+            let got: Vec<String> = (0..4).filter_map(|_| get(vip).ok()).collect();
+            let ok = got.len() == 4
+                && want.iter().all(|w| got.iter().any(|g| g == w))
+                && got.iter().all(|g| want.contains(&g.as_str()));
+            report.push(format!("{what}: {got:?}"));
+            if ok {
+                eprintln!("{what} via {vip}: {got:?}");
+            }
+            !ok
+        });
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    // UDP: a new source port per query, so rr alternates.
+    let got: Vec<String> = (0..4)
+        .filter_map(|_| {
+            client
+                .run(move || {
+                    let s = std::net::UdpSocket::bind("198.51.100.1:0").ok()?;
+                    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                    s.send_to(b"?", (udp, 53)).ok()?;
+                    let mut b = [0u8; 16];
+                    let n = s.recv(&mut b).ok()?;
+                    Some(String::from_utf8_lossy(&b[..n]).into_owned())
+                })
+                .ok()
+                .flatten()
+        })
+        .collect();
+    eprintln!("UDP via {udp}: {got:?}");
+    assert!(
+        got.len() == 4 && got.contains(&"yy".to_owned()) && got.contains(&"cc".to_owned()),
+        "UDP: {got:?}"
+    );
+    drop(servers);
 }
