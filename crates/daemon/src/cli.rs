@@ -99,7 +99,39 @@ pub enum Command {
         /// (`ip netns exec krs-…-client …`); Ctrl-C ends it early
         #[arg(long, value_name = "SECONDS", default_value_t = 0)]
         hold: u64,
+        /// `lvs-dr`'s data plane: `nftables` (the default where the kernel
+        /// has no IPVS) or `ipvs` — on a kernel without IPVS, the run boots
+        /// Debian's kernel in a VM (virtme-ng, qemu) and runs there
+        #[arg(long, value_enum, value_name = "PLANE")]
+        dataplane: Option<LabPlane>,
+        /// `lvs-dr` on IPVS: run keepalived (the distribution's) on this
+        /// director instead of keepalived-rs, to pair the two
+        #[arg(long, value_enum, value_name = "DIRECTOR")]
+        keepalived: Option<Director>,
     },
+}
+
+/// The data plane of `lab lvs-dr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabPlane {
+    Nftables,
+    Ipvs,
+}
+
+/// One of the lab's two directors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Director {
+    Lb1,
+    Lb2,
+}
+
+impl std::fmt::Display for Director {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Director::Lb1 => "lb1",
+            Director::Lb2 => "lb2",
+        })
+    }
 }
 
 /// The lab's experiments (DESIGN.md "Address plan and the lab").
@@ -185,7 +217,9 @@ mod tests {
             cli.command,
             Some(Command::Lab {
                 scenario: Scenario::LvsDr,
-                hold: 0
+                hold: 0,
+                dataplane: None,
+                keepalived: None,
             })
         ));
         let cli =
@@ -194,7 +228,26 @@ mod tests {
             cli.command,
             Some(Command::Lab {
                 scenario: Scenario::SplitBrain,
-                hold: 5
+                hold: 5,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from([
+            "keepalived-rs",
+            "lab",
+            "lvs-dr",
+            "--dataplane",
+            "ipvs",
+            "--keepalived",
+            "lb2",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Lab {
+                dataplane: Some(LabPlane::Ipvs),
+                keepalived: Some(Director::Lb2),
+                ..
             })
         ));
         assert!(Cli::try_parse_from(["keepalived-rs", "lab", "nonsense"]).is_err());

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use netlab::{http, Lab};
 
-use crate::cli::Scenario;
+use crate::cli::{Director, LabPlane, Scenario};
 
 /// One host of the seed's lab.
 struct Host {
@@ -94,8 +94,78 @@ impl Timeline {
     }
 }
 
+/// How `lab lvs-dr` runs: its data plane and who directs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `None`: the daemon's default (IPVS where the kernel has it).
+    pub dataplane: Option<LabPlane>,
+    /// The director that runs keepalived instead of keepalived-rs.
+    pub keepalived: Option<Director>,
+}
+
+/// The modules `lab lvs-dr --dataplane ipvs` loads in its VM.
+const VM_MODULES: &[&str] = &["ip_vs", "ip_vs_rr"];
+
+/// Whether this kernel carries IPVS (loading its module if it can).
+fn kernel_has_ipvs() -> bool {
+    let proc = std::path::Path::new("/proc/net/ip_vs");
+    if !proc.exists() {
+        let _ = std::process::Command::new("modprobe")
+            .arg("ip_vs")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    proc.exists()
+}
+
+fn check_options(scenario: Scenario, opts: Options) -> Result<()> {
+    if scenario != Scenario::LvsDr && (opts.dataplane.is_some() || opts.keepalived.is_some()) {
+        bail!("--dataplane and --keepalived apply to `lab lvs-dr` only");
+    }
+    if opts.keepalived.is_some() && opts.dataplane != Some(LabPlane::Ipvs) {
+        bail!("--keepalived needs --dataplane ipvs: keepalived has no nftables data plane");
+    }
+    Ok(())
+}
+
+/// Runs this same command in a VM with Debian's kernel (it has IPVS),
+/// printing what it prints; its exit code.
+fn in_vm(stop: &AtomicBool) -> Result<u8> {
+    let kernel = netlab::vm::kernel().map_err(|why| {
+        anyhow::anyhow!("this kernel has no IPVS and a VM cannot boot: {why}")
+    })?;
+    let exe = std::env::current_exe().context("own executable")?;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut script = quote(&exe.to_string_lossy());
+    for arg in std::env::args().skip(1) {
+        script.push(' ');
+        script.push_str(&quote(&arg));
+    }
+    println!(
+        "keepalived-rs lab: this kernel has no IPVS; booting {} under qemu (TCG, ~30 s) and running there",
+        kernel.version
+    );
+    let vm = netlab::vm::Vm::boot(&kernel, VM_MODULES, &[], &script)
+        .with_context(|| format!("booting {}", kernel.image.display()))?;
+    let done = vm
+        .follow(Duration::from_secs(20 * 60), stop, &mut std::io::stdout())
+        .context("the VM did not finish")?;
+    match done.status {
+        Some(code) => {
+            println!("keepalived-rs lab: the VM ran for {:.0} s", done.took.as_secs_f64());
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+        None => {
+            println!("keepalived-rs lab: the VM died; its console:\n{}", done.console);
+            Ok(1)
+        }
+    }
+}
+
 /// Runs one scenario; returns the process exit code (0 ok, 1 failed, 130 interrupted).
-pub fn run(scenario: Scenario, hold: Duration) -> Result<u8> {
+pub fn run(scenario: Scenario, hold: Duration, opts: Options) -> Result<u8> {
+    check_options(scenario, opts)?;
     if let Some(why) = netlab::missing() {
         bail!("the lab builds network namespaces, and {why}");
     }
@@ -103,13 +173,22 @@ pub fn run(scenario: Scenario, hold: Duration) -> Result<u8> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("install signal handler")?;
     }
+    if opts.dataplane == Some(LabPlane::Ipvs) && !kernel_has_ipvs() {
+        if netlab::vm::inside() {
+            bail!("the VM's kernel has no IPVS (modprobe ip_vs failed)");
+        }
+        return in_vm(&stop);
+    }
+    if opts.keepalived.is_some() && !crate::lab_dr::keepalived_installed() {
+        bail!("--keepalived runs the distribution's keepalived, which is not installed (apt install keepalived)");
+    }
     let timeline = Timeline {
         start: Instant::now(),
     };
     println!("keepalived-rs lab: scenario {scenario}");
     let outcome = build(&timeline, scenario).and_then(|lab| {
         let prefix = lab.prefix().to_owned();
-        let outcome = experiment(&lab, scenario, hold, &stop, &timeline);
+        let outcome = experiment(&lab, scenario, hold, opts, &stop, &timeline);
         timeline.say("tearing down");
         drop(lab);
         let left = netlab::cmd::list_namespaces()?
@@ -179,6 +258,7 @@ fn experiment(
     lab: &Lab,
     scenario: Scenario,
     hold: Duration,
+    opts: Options,
     stop: &AtomicBool,
     timeline: &Timeline,
 ) -> Result<()> {
@@ -237,7 +317,7 @@ fn experiment(
     }
     if let Some(mode) = mode {
         let web1 = servers.remove(0);
-        crate::lab_dr::run(lab, stop, timeline, web1, mode)?;
+        crate::lab_dr::run(lab, stop, timeline, web1, mode, opts)?;
         timeline.say(&format!("{scenario}: every step behaved"));
         hold_for(lab, hold, stop, timeline)?;
         return Ok(());

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use netlab::{http, Lab};
 
-use crate::lab::{check_interrupt, v4, Timeline, VIP_OCTET};
+use crate::cli::{Director, LabPlane};
+use crate::lab::{check_interrupt, v4, Options, Timeline, VIP_OCTET};
 
 /// The seed's keepalived.conf for a director, addresses moved to the plan.
 /// Its timers are shortened (delay_loop 6 → 1, nb_get_retry 3 → 1,
@@ -28,8 +29,15 @@ fn seed_config(
     priority: u8,
     mode: Mode,
     health: &std::path::Path,
+    plane: Option<LabPlane>,
 ) -> String {
     let vip = v4(VIP_OCTET);
+    // Without a choice the daemon takes IPVS where the kernel has it, as
+    // keepalived does; nftables on such a kernel must be asked for.
+    let plane = match plane {
+        Some(LabPlane::Nftables) => " lb_dataplane nftables\n",
+        Some(LabPlane::Ipvs) | None => "",
+    };
     // The proxy setup also takes the seed's nginx upstream settings
     // (max_fails=2 fail_timeout=30s; the timeout shortened to 3 s).
     let passive = if mode == Mode::Proxy {
@@ -57,7 +65,7 @@ fn seed_config(
         ),
     };
     let service = match mode {
-        Mode::LvsDr => format!("virtual_server {vip} 80 {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n persistence_timeout 0\n protocol TCP\n"),
+        Mode::LvsDr => format!("virtual_server {vip} 80 {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n persistence_timeout 0\n protocol TCP\n{plane}"),
         Mode::Proxy => format!("virtual_server {vip} 9527 {{\n delay_loop 1\n lb_algo rr\n lb_dataplane proxy\n protocol TCP\n"),
     };
     format!(
@@ -130,6 +138,7 @@ pub fn run(
     timeline: &Timeline,
     web1: http::WebServer,
     mode: Mode,
+    opts: Options,
 ) -> Result<()> {
     let port = if mode == Mode::Proxy { 9527 } else { 80 };
     let vip = SocketAddr::new(v4(VIP_OCTET), port);
@@ -150,17 +159,64 @@ pub fn run(
     ] {
         let health = dir.join(format!("{node}.proxy-ok"));
         std::fs::write(&health, "")?;
-        configs.push((node, seed_config(id, state, prio, mode, &health)));
+        configs.push((
+            node,
+            seed_config(id, state, prio, mode, &health, opts.dataplane),
+        ));
     }
-    let daemons = start_directors(lab, &dir, &configs)?;
-    timeline.say("keepalived-rs started on lb1 (MASTER, priority 100) and lb2 (BACKUP, 90) with the seed's config");
+    let daemons = start_directors_with(lab, &dir, &configs, opts.keepalived)?;
+    let who = |d: Director| {
+        if opts.keepalived == Some(d) {
+            "keepalived"
+        } else {
+            "keepalived-rs"
+        }
+    };
+    timeline.say(&format!(
+        "{} started on lb1 (MASTER, priority 100), {} on lb2 (BACKUP, 90), with the seed's config",
+        who(Director::Lb1),
+        who(Director::Lb2)
+    ));
     // web1's server as restarted by the steps, kept up through the failover.
-    let outcome = steps(lab, stop, timeline, web1, vip).and_then(|_web1| match mode {
-        Mode::LvsDr => failover(lab, timeline, vip, None),
-        Mode::Proxy => failover(lab, timeline, vip, Some(&dir.join("lb1.proxy-ok"))),
-    });
+    let outcome = steps(lab, stop, timeline, web1, vip)
+        .and_then(|web1| {
+            if mode == Mode::LvsDr && std::path::Path::new("/proc/net/ip_vs").exists() {
+                show_ipvs(lab, timeline)?;
+            }
+            Ok(web1)
+        })
+        .and_then(|_web1| match mode {
+            Mode::LvsDr => failover(lab, timeline, vip, None),
+            Mode::Proxy => failover(lab, timeline, vip, Some(&dir.join("lb1.proxy-ok"))),
+        });
     stop_directors(daemons, &dir, outcome.is_err());
     outcome
+}
+
+/// Prints the kernel's IPVS table on each director (`ipvsadm -Ln`).
+fn show_ipvs(lab: &Lab, timeline: &Timeline) -> Result<()> {
+    for node in ["lb1", "lb2"] {
+        match lab.node(node)?.exec(&["ipvsadm", "-Ln"]) {
+            Ok(out) => {
+                timeline.say(&format!("{node}: ipvsadm -Ln"));
+                for line in String::from_utf8_lossy(&out.stdout).lines().skip(2) {
+                    println!("    {line}");
+                }
+            }
+            Err(e) => timeline.say(&format!("{node}: ipvsadm -Ln failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the distribution's keepalived can be run.
+pub(crate) fn keepalived_installed() -> bool {
+    std::process::Command::new("keepalived")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
 }
 
 /// keepalived-rs on each `(node, configuration)`, its file, log and
@@ -170,16 +226,41 @@ pub(crate) fn start_directors(
     dir: &std::path::Path,
     configs: &[(&str, String)],
 ) -> Result<Vec<netlab::Process>> {
+    start_directors_with(lab, dir, configs, None)
+}
+
+/// [`start_directors`], with keepalived (foreground, logging to the
+/// console, its pid files in `dir`) on `keepalived`'s director.
+fn start_directors_with(
+    lab: &Lab,
+    dir: &std::path::Path,
+    configs: &[(&str, String)],
+    keepalived: Option<Director>,
+) -> Result<Vec<netlab::Process>> {
     let exe = std::env::current_exe().context("own executable")?;
     let mut daemons = Vec::new();
     for (node, text) in configs {
         let conf = dir.join(format!("{node}.conf"));
         std::fs::write(&conf, text)?;
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["-n", "-l", "-f"])
-            .arg(&conf)
-            .arg("--control")
-            .arg(dir.join(format!("{node}.sock")));
+        let theirs = keepalived.is_some_and(|d| d.to_string() == *node);
+        let mut cmd;
+        if theirs {
+            cmd = std::process::Command::new("keepalived");
+            cmd.args(["-n", "-l", "-D", "-f"])
+                .arg(&conf)
+                .arg("-p")
+                .arg(dir.join(format!("{node}.pid")))
+                .arg("-c")
+                .arg(dir.join(format!("{node}.checkers.pid")))
+                .arg("-r")
+                .arg(dir.join(format!("{node}.vrrp.pid")));
+        } else {
+            cmd = std::process::Command::new(&exe);
+            cmd.args(["-n", "-l", "-f"])
+                .arg(&conf)
+                .arg("--control")
+                .arg(dir.join(format!("{node}.sock")));
+        }
         let log = std::fs::File::create(dir.join(format!("{node}.log")))?;
         daemons.push(lab.node(node)?.spawn_logged(&cmd, Some(log))?);
     }

@@ -17,7 +17,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Status { json, ref control }) => status::run(control, json).map(|()| 0),
         Some(Command::Reload { ref control }) => status::reload(control),
-        Some(Command::Lab { scenario, hold }) => lab::run(scenario, Duration::from_secs(hold)),
+        Some(Command::Lab {
+            scenario,
+            hold,
+            dataplane,
+            keepalived,
+        }) => lab::run(
+            scenario,
+            Duration::from_secs(hold),
+            lab::Options {
+                dataplane,
+                keepalived,
+            },
+        ),
         None if cli.config_test => config_test(&cli),
         None => daemon(&cli),
     };

@@ -229,6 +229,57 @@ impl Vm {
         })
     }
 
+    /// [`Vm::wait`], writing the command's output to `sink` as it
+    /// comes (whole lines); ends early, killing the guest, once `stop`
+    /// is set.
+    pub fn follow(
+        mut self,
+        timeout: Duration,
+        stop: &std::sync::atomic::AtomicBool,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<Finished, Error> {
+        let path = self.out.join("output");
+        let mut shown = 0usize;
+        let mut flush = |all: bool| {
+            let Ok(bytes) = std::fs::read(&path) else {
+                return;
+            };
+            let upto = if all {
+                bytes.len()
+            } else {
+                bytes
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1)
+            };
+            if upto > shown {
+                let _ = sink.write_all(bytes.get(shown..upto).unwrap_or_default());
+                let _ = sink.flush();
+                shown = upto;
+            }
+        };
+        loop {
+            let Some(child) = self.child.as_mut() else {
+                return Err(Error::Timeout(Duration::ZERO));
+            };
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            flush(false);
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                self.kill();
+                return Err(Error::Timeout(self.started.elapsed()));
+            }
+            if self.started.elapsed() >= timeout {
+                self.kill();
+                return Err(Error::Timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        flush(true);
+        self.wait(timeout)
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Ok(pid) = i32::try_from(child.id()) {
