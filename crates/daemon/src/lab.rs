@@ -132,9 +132,8 @@ fn check_options(scenario: Scenario, opts: Options) -> Result<()> {
 /// Runs this same command in a VM with Debian's kernel (it has IPVS),
 /// printing what it prints; its exit code.
 fn in_vm(stop: &AtomicBool) -> Result<u8> {
-    let kernel = netlab::vm::kernel().map_err(|why| {
-        anyhow::anyhow!("this kernel has no IPVS and a VM cannot boot: {why}")
-    })?;
+    let kernel = netlab::vm::kernel()
+        .map_err(|why| anyhow::anyhow!("this kernel has no IPVS and a VM cannot boot: {why}"))?;
     let exe = std::env::current_exe().context("own executable")?;
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut script = quote(&exe.to_string_lossy());
@@ -153,11 +152,17 @@ fn in_vm(stop: &AtomicBool) -> Result<u8> {
         .context("the VM did not finish")?;
     match done.status {
         Some(code) => {
-            println!("keepalived-rs lab: the VM ran for {:.0} s", done.took.as_secs_f64());
+            println!(
+                "keepalived-rs lab: the VM ran for {:.0} s",
+                done.took.as_secs_f64()
+            );
             Ok(u8::try_from(code).unwrap_or(1))
         }
         None => {
-            println!("keepalived-rs lab: the VM died; its console:\n{}", done.console);
+            println!(
+                "keepalived-rs lab: the VM died; its console:\n{}",
+                done.console
+            );
             Ok(1)
         }
     }

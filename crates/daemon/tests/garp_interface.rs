@@ -26,7 +26,8 @@ use netlab::{Lab, Node, Process};
 
 /// The daemon under test (`KEEPALIVED_RS_BIN` runs another build).
 fn bin() -> String {
-    std::env::var("KEEPALIVED_RS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keepalived-rs").into())
+    std::env::var("KEEPALIVED_RS_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_keepalived-rs").into())
 }
 
 /// What a captured announcement said.
@@ -93,10 +94,7 @@ fn parse(f: &[u8], at: Instant) -> Option<Frame> {
 
 /// Captures every announcement reaching `node` until `stop`; the socket is
 /// open when this returns.
-fn capture(
-    node: &Node,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Vec<Frame>> {
+fn capture(node: &Node, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Frame>> {
     const ETH_P_ALL: u16 = 0x0003;
     let s = node
         .run(|| {
@@ -136,14 +134,34 @@ impl Rig {
         let lb = lab.add_node("lb").unwrap();
         let c0 = lab.add_node("c0").unwrap();
         let c1 = lab.add_node("c1").unwrap();
-        lab.connect(&lb, &sw0, "eth0", &["198.51.100.22/24", "2001:db8:100::22/64"])
-            .unwrap();
-        lab.connect(&lb, &sw1, "eth1", &["203.0.113.22/24", "2001:db8:203::22/64"])
-            .unwrap();
-        lab.connect(&c0, &sw0, "eth0", &["198.51.100.99/24", "2001:db8:100::99/64"])
-            .unwrap();
-        lab.connect(&c1, &sw1, "eth0", &["203.0.113.99/24", "2001:db8:203::99/64"])
-            .unwrap();
+        lab.connect(
+            &lb,
+            &sw0,
+            "eth0",
+            &["198.51.100.22/24", "2001:db8:100::22/64"],
+        )
+        .unwrap();
+        lab.connect(
+            &lb,
+            &sw1,
+            "eth1",
+            &["203.0.113.22/24", "2001:db8:203::22/64"],
+        )
+        .unwrap();
+        lab.connect(
+            &c0,
+            &sw0,
+            "eth0",
+            &["198.51.100.99/24", "2001:db8:100::99/64"],
+        )
+        .unwrap();
+        lab.connect(
+            &c1,
+            &sw1,
+            "eth0",
+            &["203.0.113.99/24", "2001:db8:203::99/64"],
+        )
+        .unwrap();
         let dir = std::env::temp_dir().join(format!("{}{tag}", lab.prefix()));
         std::fs::create_dir_all(&dir).unwrap();
         Self {
@@ -159,7 +177,10 @@ impl Rig {
 
     /// `ifname`'s MAC in `node`.
     fn mac(&self, node: &str, ifname: &str) -> [u8; 6] {
-        let out = self.node(node).exec(&["ip", "-o", "link", "show", ifname]).unwrap();
+        let out = self
+            .node(node)
+            .exec(&["ip", "-o", "link", "show", ifname])
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let word = text
             .split_whitespace()
@@ -286,7 +307,9 @@ fn not_announced(lan: &str, frames: &[Frame], addr: &str) {
         seen.is_empty(),
         "{addr} announced on {lan}'s LAN ({} frame(s), from {:?}), where it does not live",
         seen.len(),
-        seen.iter().map(|f| show(f.eth_src)).collect::<std::collections::BTreeSet<_>>()
+        seen.iter()
+            .map(|f| show(f.eth_src))
+            .collect::<std::collections::BTreeSet<_>>()
     );
 }
 
@@ -323,10 +346,19 @@ fn each_vip_is_announced_on_its_own_interface_from_its_mac() {
     let (lan0, lan1) = (lan0.join().unwrap(), lan1.join().unwrap());
     rig.stop();
     let log = rig.log();
-    let ctx = format!("eth0 {} eth1 {}\n--- lb's log\n{log}", show(mac0), show(mac1));
+    let ctx = format!(
+        "eth0 {} eth1 {}\n--- lb's log\n{log}",
+        show(mac0),
+        show(mac1)
+    );
     let check = std::panic::catch_unwind(|| {
         // Where each address lives, and nowhere else.
-        for a in ["203.0.113.250", "203.0.113.251", "2001:db8:203::250", "2001:db8:203::251"] {
+        for a in [
+            "203.0.113.250",
+            "203.0.113.251",
+            "2001:db8:203::250",
+            "2001:db8:203::251",
+        ] {
             not_announced("eth0", &lan0, a);
         }
         for a in ["198.51.100.250", "2001:db8:100::250"] {

@@ -247,10 +247,7 @@ impl Vm {
             let upto = if all {
                 bytes.len()
             } else {
-                bytes
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map_or(0, |i| i + 1)
+                bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
             };
             if upto > shown {
                 let _ = sink.write_all(bytes.get(shown..upto).unwrap_or_default());

@@ -79,6 +79,9 @@ pub struct Config {
     pub primary: IpAddr,
     /// The virtual addresses.
     pub vips: Vec<IpAddr>,
+    /// `virtual_ipaddress_excluded`: announced with the VIPs, never named in
+    /// adverts.
+    pub excluded: Vec<IpAddr>,
     /// `virtual_routes`: installed while MASTER (opaque to the engine; the
     /// driver knows their syntax).
     pub routes: Vec<String>,
@@ -121,6 +124,7 @@ impl Default for Config {
             accept: false,
             primary: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             vips: Vec::new(),
+            excluded: Vec::new(),
             routes: Vec::new(),
             rules: Vec::new(),
             peers: Vec::new(),
@@ -1012,7 +1016,13 @@ impl Router {
 
     fn announce(&self, repeat: u32) -> Action {
         Action::Announce {
-            addrs: self.config.vips.clone(),
+            addrs: self
+                .config
+                .vips
+                .iter()
+                .chain(&self.config.excluded)
+                .copied()
+                .collect(),
             repeat,
         }
     }

@@ -1301,19 +1301,22 @@ impl UnknownVrid {
     }
 }
 
-/// Opens the gratuitous ARP / NA sender of `spec`'s VIP interface, if it is
-/// the first instance there. Without one the instance still runs (and says so).
+/// Opens the gratuitous ARP / NA sender of each interface `spec`'s
+/// addresses live on, where it is the first instance there. Without one the
+/// instance still runs (and says so).
 fn open_announcer(announcers: &mut HashMap<String, announce::Announcer>, spec: &InstanceSpec) {
-    let ifname = spec.vip_interface();
-    if let std::collections::hash_map::Entry::Vacant(slot) = announcers.entry(ifname.to_owned()) {
-        match announce::Announcer::open(ifname) {
-            Ok(a) => {
-                slot.insert(a);
+    for ifname in spec.address_interfaces() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = announcers.entry(ifname.to_owned())
+        {
+            match announce::Announcer::open(ifname) {
+                Ok(a) => {
+                    slot.insert(a);
+                }
+                Err(e) => tracing::warn!(
+                    "({}) no gratuitous ARP / unsolicited NA on {ifname}: {e}",
+                    spec.name,
+                ),
             }
-            Err(e) => tracing::warn!(
-                "({}) no gratuitous ARP / unsolicited NA on {ifname}: {e}",
-                spec.name,
-            ),
         }
     }
 }
@@ -1562,12 +1565,34 @@ fn carry_out(
                 tracing::info!("({name}) Changing effective priority to {priority}");
             }
             Action::Announce { addrs, repeat } => {
-                let Some(a) = announcers.get_mut(inst.spec.vip_interface()) else {
-                    continue;
-                };
-                match a.announce(addrs, *repeat) {
-                    Ok(()) => tracing::debug!("({name}) sent {repeat} announcements for {addrs:?}"),
-                    Err(e) => tracing::warn!("({name}) gratuitous ARP / NA: {e}"),
+                // Each address on its own interface, from that interface's MAC.
+                for ifname in inst.spec.address_interfaces() {
+                    let here: Vec<std::net::IpAddr> = addrs
+                        .iter()
+                        .copied()
+                        .filter(|a| inst.spec.interface_of(*a) == ifname)
+                        .collect();
+                    if here.is_empty() {
+                        continue;
+                    }
+                    let Some(a) = announcers.get_mut(ifname) else {
+                        continue;
+                    };
+                    match a.announce(&here, *repeat) {
+                        Ok(()) => {
+                            for addr in &here {
+                                let what = if addr.is_ipv4() {
+                                    "gratuitous ARP"
+                                } else {
+                                    "unsolicited Neighbour Advert"
+                                };
+                                tracing::debug!(
+                                    "({name}) Sending {what} on {ifname} for {addr} (x{repeat})"
+                                );
+                            }
+                        }
+                        Err(e) => tracing::warn!("({name}) gratuitous ARP / NA on {ifname}: {e}"),
+                    }
                 }
             }
             Action::AddRoutes { .. } => {

@@ -185,9 +185,29 @@ impl InstanceSpec {
         }
     }
 
-    /// The interface VIPs live on and gratuitous ARPs / NAs leave from.
+    /// The interface VIPs without `dev` live on.
     pub fn vip_interface(&self) -> &str {
         self.vmac.as_ref().map_or(&self.interface, |v| &v.name)
+    }
+
+    /// The interface `addr` lives on, and its gratuitous ARPs / NAs leave
+    /// from: its `dev`, else [`Self::vip_interface`].
+    pub fn interface_of(&self, addr: IpAddr) -> &str {
+        self.addresses
+            .iter()
+            .find(|a| a.addr == addr)
+            .map_or_else(|| self.vip_interface(), |a| a.dev.as_str())
+    }
+
+    /// Every interface this instance's addresses live on, each once.
+    pub fn address_interfaces(&self) -> Vec<&str> {
+        let mut out = vec![self.vip_interface()];
+        for a in &self.addresses {
+            if !out.contains(&a.dev.as_str()) {
+                out.push(&a.dev);
+            }
+        }
+        out
     }
 }
 
@@ -293,6 +313,7 @@ pub fn instance(
         accept: b.accept || (g.vrrp_strict && !b.no_accept),
         primary,
         vips,
+        excluded: b.excluded_vips().map(|v| v.addr.addr).collect(),
         routes,
         rules,
         peers,
@@ -321,7 +342,8 @@ pub fn instance(
         guard,
         notify: notify_scripts(b),
         name: inst.name.clone(),
-        addresses: addresses(b, vmac.as_ref().map_or(&interface, |v| &v.name)).map_err(err)?,
+        addresses: addresses(b, &interface, vmac.as_ref().map_or(&interface, |v| &v.name))
+            .map_err(err)?,
         vmac,
         routes: b.virtual_routes.iter().flat_map(|l| l.0.clone()).collect(),
         rules: b.virtual_rules.iter().flat_map(|l| l.0.clone()).collect(),
@@ -425,8 +447,10 @@ fn route_texts(b: &VrrpInstance) -> (Vec<String>, Vec<String>) {
     )
 }
 
-/// How each VIP goes on the interface.
-fn addresses(b: &VrrpInstance, interface: &str) -> Result<Vec<AddressSpec>, String> {
+/// How each VIP goes on its interface: `dev` or the instance's, which is
+/// the VMAC (`interface`) with `use_vmac` — also for a `dev` naming the
+/// instance's own interface (`base`), as keepalived does.
+fn addresses(b: &VrrpInstance, base: &str, interface: &str) -> Result<Vec<AddressSpec>, String> {
     b.vips()
         .chain(b.excluded_vips())
         .map(|v| {
@@ -435,7 +459,10 @@ fn addresses(b: &VrrpInstance, interface: &str) -> Result<Vec<AddressSpec>, Stri
             Ok(AddressSpec {
                 addr,
                 prefix_len,
-                dev: v.dev.clone().unwrap_or_else(|| interface.to_owned()),
+                dev: match &v.dev {
+                    Some(d) if d != base => d.clone(),
+                    _ => interface.to_owned(),
+                },
                 label: v.label.clone(),
                 scope: v.scope.as_deref().map(scope_number).transpose()?,
                 brd: v
