@@ -1020,7 +1020,8 @@ pub fn run(
     let carried = crate::dataplane::specs(config);
     // Also if this thread panics, the data plane's thread is told to end
     // and waited for, so that our tables are gone before the process is.
-    let dataplane = crate::dataplane::start(carried, status.clone())?;
+    let dataplane =
+        crate::dataplane::start(carried, crate::ipvs::Flush::of(config), status.clone())?;
     let dp_tx = dataplane.sender();
     let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
     loop {
@@ -1092,7 +1093,8 @@ pub fn run(
         // The new services and the view of them in one message: applied
         // together, never the new specs with the old view.
         let specs = crate::dataplane::specs(&new);
-        let _ = dp_tx.send(crate::dataplane::Msg::Reload(specs, plan.view()));
+        let flush = crate::ipvs::Flush::of(&new);
+        let _ = dp_tx.send(crate::dataplane::Msg::Reload(specs, plan.view(), flush));
     }
     // Our tables go when the data plane's thread sees the channel close.
     drop(dp_tx);

@@ -59,6 +59,9 @@ pub struct ServiceSpec {
     pub proxy_timeout: Option<Duration>,
     /// `lb_snat` (NAT on nftables).
     pub snat: bool,
+    /// What only IPVS acts on (service flags, per-server methods and
+    /// thresholds).
+    pub ipvs: lb::nft::IpvsOptions,
 }
 
 /// The data plane of a virtual server.
@@ -91,17 +94,16 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
             }
         };
         let carrier = carrier(plane, ipvs, &name);
-        let kind = match v.lb_kind {
+        let kind = match v.lb_kind.map(|f| f.kind) {
             // The proxy carries connections, not packets: no MACs.
             _ if carrier == Carrier::Proxy => Kind::Nat,
-            Some(LbKind::Dr) => Kind::Dr,
-            None | Some(LbKind::Nat) => Kind::Nat,
-            Some(LbKind::Tun) => {
+            Some(LbKind::Tun) if carrier == Carrier::Nftables => {
                 tracing::warn!(
-                    "{name}: lb_kind TUN is not supported by the nftables data plane; not carried"
+                    "{name}: lb_kind TUN is not carried by the nftables data plane: nftables has no encapsulating action (IP-in-IP, GUE or GRE); IPVS carries it (modprobe ip_vs)"
                 );
                 continue;
             }
+            Some(_) | None => v.lb_kind.map_or(Kind::Nat, kind_of),
         };
         let proto = match v.protocol {
             Some(kaconf::model::Protocol::Udp) => Proto::Udp,
@@ -119,6 +121,7 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
         if v.lb_algo.is_some_and(|a| Algo::parse(a.as_str()).is_none()) {
             tracing::warn!("{name}: scheduler twos is not supported; using wlc");
         }
+        let ipvs_options = ipvs_options(v, &name, proto, algo, carrier);
         for entry in entries {
             let (vip, fwmark, port) = match entry {
                 Entry::Ip(addr, port) => (addr, None, port),
@@ -171,10 +174,114 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
                     .max_conns
                     .map_or(0, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
                 proxy_timeout: v.proxy_timeout.map(kaconf::value::Seconds::duration),
+                ipvs: ipvs_options.clone(),
             });
         }
     }
     out
+}
+
+/// `lb_kind` / `lvs_method` as the data plane's kind.
+fn kind_of(f: kaconf::model::Forwarding) -> Kind {
+    use kaconf::model::{LbKind, TunnelCsum, TunnelType};
+    use lb::ipvs::{Tunnel, TunnelCsum as Csum, TunnelKind};
+    match f.kind {
+        LbKind::Nat => Kind::Nat,
+        LbKind::Dr => Kind::Dr,
+        LbKind::Tun => Kind::Tun(Tunnel {
+            kind: match f.tunnel {
+                TunnelType::Ipip => TunnelKind::Ipip,
+                TunnelType::Gue => TunnelKind::Gue,
+                TunnelType::Gre => TunnelKind::Gre,
+            },
+            port: f.tunnel_port,
+            csum: match f.csum {
+                TunnelCsum::NoCsum => Csum::NoCsum,
+                TunnelCsum::Csum => Csum::Csum,
+                TunnelCsum::RemCsum => Csum::RemCsum,
+            },
+        }),
+    }
+}
+
+/// What only IPVS acts on: `ops` (UDP only, as keepalived), the
+/// scheduler flags (`sh-*` for sh, `mh-*` for mh, `flag-N` for any), each
+/// real server's `lvs_method` and `uthreshold` / `lthreshold`, the sorry
+/// server's `sorry_server_lvs_method`. Said in the log where it is
+/// ignored.
+fn ipvs_options(
+    v: &kaconf::model::VirtualServerBody,
+    name: &str,
+    proto: Proto,
+    algo: Algo,
+    carrier: Carrier,
+) -> lb::nft::IpvsOptions {
+    use lb::ipvs::{SVC_F_ONEPACKET, SVC_F_SCHED1, SVC_F_SCHED2, SVC_F_SCHED3};
+    let mut flags = 0;
+    if v.ops {
+        if proto == Proto::Udp {
+            flags |= SVC_F_ONEPACKET;
+        } else {
+            tracing::warn!("{name}: `ops` applies to UDP only; ignored");
+        }
+    }
+    for (set, bit) in [
+        (v.flag_1, SVC_F_SCHED1),
+        (v.flag_2, SVC_F_SCHED2),
+        (v.flag_3, SVC_F_SCHED3),
+    ] {
+        if set {
+            flags |= bit;
+        }
+    }
+    for (set, word, sched, bit) in [
+        (v.sh_fallback, "sh-fallback", Algo::Sh, SVC_F_SCHED1),
+        (v.sh_port, "sh-port", Algo::Sh, SVC_F_SCHED2),
+        (v.mh_fallback, "mh-fallback", Algo::Mh, SVC_F_SCHED1),
+        (v.mh_port, "mh-port", Algo::Mh, SVC_F_SCHED2),
+    ] {
+        if !set {
+            continue;
+        }
+        if algo == sched {
+            flags |= bit;
+        } else {
+            tracing::warn!(
+                "{name}: `{word}` applies to the {} scheduler only; ignored",
+                sched.name()
+            );
+        }
+    }
+    let count =
+        |c: Option<kaconf::value::Count>| c.map_or(0, |n| u32::try_from(n.get()).unwrap_or(0));
+    let mut reals = Vec::new();
+    for r in &v.real_servers {
+        let kind = r.body.lvs_method.map(kind_of);
+        let (upper, lower) = (count(r.body.uthreshold), count(r.body.lthreshold));
+        if carrier == Carrier::Nftables && (kind.is_some() || upper > 0 || lower > 0) {
+            tracing::warn!(
+                "{name}: real_server {}: `lvs_method`, `uthreshold` and `lthreshold` are IPVS's; the nftables data plane ignores them",
+                r.addr
+            );
+        }
+        reals.push(lb::nft::RealOptions {
+            addr: r.addr,
+            port: r.port.unwrap_or(0),
+            kind,
+            upper,
+            lower,
+        });
+    }
+    if let (Some(sorry), Some(method)) = (v.sorry_server, v.sorry_server_lvs_method) {
+        reals.push(lb::nft::RealOptions {
+            addr: sorry.addr,
+            port: sorry.port.unwrap_or(0),
+            kind: Some(kind_of(method)),
+            upper: 0,
+            lower: 0,
+        });
+    }
+    lb::nft::IpvsOptions { flags, reals }
 }
 
 /// What carries a virtual server (said in the log where it is not what
@@ -443,6 +550,7 @@ pub fn desired(
             persistence: spec.persistence,
             sorry: !v.quorum_up && spec.sorry.is_some(),
             snat: spec.snat,
+            ipvs: spec.ipvs.clone(),
         });
     }
     (Desired { services }, missing)
@@ -455,15 +563,20 @@ pub fn desired(
 pub enum Msg {
     /// The checkers' view changed.
     View(Vec<ServiceView>),
-    /// A reload: the virtual servers, and the checkers' view of them.
-    Reload(Vec<ServiceSpec>, Vec<ServiceView>),
+    /// A reload: the virtual servers, the checkers' view of them, and
+    /// `lvs_flush_on_stop`.
+    Reload(Vec<ServiceSpec>, Vec<ServiceView>, crate::ipvs::Flush),
 }
 
-pub fn start(specs: Vec<ServiceSpec>, status: crate::control::Shared) -> std::io::Result<Thread> {
+pub fn start(
+    specs: Vec<ServiceSpec>,
+    flush: crate::ipvs::Flush,
+    status: crate::control::Shared,
+) -> std::io::Result<Thread> {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("dataplane".into())
-        .spawn(move || run(&specs, &rx, &status))?;
+        .spawn(move || run(&specs, flush, &rx, &status))?;
     Ok(Thread {
         tx: Some(tx),
         handle: Some(handle),
@@ -607,7 +720,11 @@ fn proxy_settings(specs: &[ServiceSpec]) -> crate::proxy::Settings {
 }
 
 /// Opens the data plane `carrier` names.
-fn open_plane(carrier: Carrier, specs: &[ServiceSpec]) -> Option<Box<dyn lb::DataPlane>> {
+fn open_plane(
+    carrier: Carrier,
+    specs: &[ServiceSpec],
+    flush: crate::ipvs::Flush,
+) -> Option<Box<dyn lb::DataPlane>> {
     match carrier {
         Carrier::Proxy => match crate::proxy::Plane::new(proxy_settings(specs)) {
             Ok(p) => Some(Box::new(p)),
@@ -616,7 +733,7 @@ fn open_plane(carrier: Carrier, specs: &[ServiceSpec]) -> Option<Box<dyn lb::Dat
                 None
             }
         },
-        Carrier::Ipvs => match crate::ipvs::Plane::open() {
+        Carrier::Ipvs => match crate::ipvs::Plane::open(flush) {
             Ok(p) => Some(Box::new(p)),
             Err(e) => {
                 tracing::error!("IPVS: {e}; its virtual servers are not carried");
@@ -633,6 +750,7 @@ fn open_plane(carrier: Carrier, specs: &[ServiceSpec]) -> Option<Box<dyn lb::Dat
 fn arrange(
     planes: &mut Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)>,
     specs: &[ServiceSpec],
+    flush: crate::ipvs::Flush,
 ) {
     let nat = specs
         .iter()
@@ -656,9 +774,16 @@ fn arrange(
             {
                 p.set_settings(proxy_settings(&mine));
             }
+            if let Some(p) = slot
+                .1
+                .as_any_mut()
+                .and_then(|a| a.downcast_mut::<crate::ipvs::Plane>())
+            {
+                p.set_flush(flush);
+            }
             slot.2 = mine;
         } else if !mine.is_empty() {
-            if let Some(p) = open_plane(carrier, &mine) {
+            if let Some(p) = open_plane(carrier, &mine, flush) {
                 planes.push((carrier, p, mine));
             }
         }
@@ -670,10 +795,15 @@ type Planes = Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)>;
 /// The data plane's thread: follows the messages until its channel closes;
 /// then, or after a panic, removes what the planes carry (a panic then
 /// ends the thread, which the checkers' thread sees: the daemon stops).
-fn run(specs: &[ServiceSpec], rx: &Receiver<Msg>, status: &crate::control::Shared) {
+fn run(
+    specs: &[ServiceSpec],
+    flush: crate::ipvs::Flush,
+    rx: &Receiver<Msg>,
+    status: &crate::control::Shared,
+) {
     let mut planes: Planes = Vec::new();
     let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        follow(&mut planes, specs, rx, status);
+        follow(&mut planes, specs, flush, rx, status);
     }));
     if followed.is_err() {
         tracing::error!("the data plane thread panicked; removing what it carried");
@@ -688,10 +818,11 @@ fn run(specs: &[ServiceSpec], rx: &Receiver<Msg>, status: &crate::control::Share
 fn follow(
     planes: &mut Planes,
     specs: &[ServiceSpec],
+    flush: crate::ipvs::Flush,
     rx: &Receiver<Msg>,
     status: &crate::control::Shared,
 ) {
-    arrange(planes, specs);
+    arrange(planes, specs, flush);
     let mut view: Option<Vec<ServiceView>> = None;
     let mut last_error: Option<String> = None;
     loop {
@@ -702,8 +833,8 @@ fn follow(
                 for msg in std::iter::once(first).chain(rx.try_iter()) {
                     match msg {
                         Msg::View(v) => view = Some(v),
-                        Msg::Reload(s, v) => {
-                            arrange(planes, &s);
+                        Msg::Reload(s, v, f) => {
+                            arrange(planes, &s, f);
                             view = Some(v);
                         }
                     }
@@ -820,6 +951,7 @@ mod tests {
             proxy_protocol: None,
             max_conns: 0,
             proxy_timeout: None,
+            ipvs: lb::nft::IpvsOptions::default(),
         }
     }
 

@@ -73,6 +73,60 @@ impl Ipvs {
     }
 }
 
+impl Ipvs {
+    /// One dump (`cmd` with `attrs`), each datagram read by `parse` until
+    /// the kernel says it is done.
+    fn dump<T>(
+        &mut self,
+        cmd: u8,
+        attrs: &[u8],
+        parse: impl Fn(&[u8], u32) -> Result<lb::ipvs::DumpPart<T>, i32>,
+    ) -> Result<(Vec<T>, usize), String> {
+        self.seq = self.seq.wrapping_add(1);
+        let msg = lb::ipvs::dump_request(self.family, self.seq, cmd, attrs);
+        self.socket
+            .send(&msg, 0)
+            .map_err(|e| format!("IPVS: {e}"))?;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let (mut items, mut unreadable) = (Vec::new(), 0);
+        loop {
+            buf.clear();
+            self.socket
+                .recv(&mut buf, 0)
+                .map_err(|e| format!("IPVS: {e}"))?;
+            let part = parse(&buf, self.seq).map_err(|e| {
+                format!(
+                    "IPVS refused to list its table: {}",
+                    std::io::Error::from_raw_os_error(e.saturating_neg())
+                )
+            })?;
+            items.extend(part.items);
+            unreadable += part.unreadable;
+            if part.done {
+                return Ok((items, unreadable));
+            }
+        }
+    }
+
+    /// The kernel's whole table: every service with its destinations (and
+    /// how many entries could not be read).
+    pub fn table(&mut self) -> Result<(Vec<lb::ipvs::Service>, usize), String> {
+        let (mut services, mut unreadable) =
+            self.dump(lb::ipvs::cmd::GET_SERVICE, &[], lb::ipvs::parse_services)?;
+        for s in &mut services {
+            let key = s.key.clone();
+            let (dests, bad) = self.dump(
+                lb::ipvs::cmd::GET_DEST,
+                &lb::ipvs::service_key(&key),
+                |b, q| lb::ipvs::parse_dests(b, q, &key),
+            )?;
+            s.dests = dests;
+            unreadable += bad;
+        }
+        Ok((services, unreadable))
+    }
+}
+
 /// What the kernel said to request `seq` in `buf`: `None` if `buf`
 /// answers another request; `Ok` for the acknowledgement (NLMSG_ERROR with
 /// 0); else the error it carries, or that it is no acknowledgement.
@@ -93,54 +147,182 @@ pub fn ack(buf: &[u8], seq: u32) -> Option<Result<(), String>> {
     })
 }
 
+/// `lvs_flush` and `lvs_flush_on_stop`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flush {
+    /// `lvs_flush`: the whole table is flushed when we start.
+    pub at_start: bool,
+    /// `lvs_flush_on_stop` (no argument): the whole table is flushed
+    /// when we stop; otherwise (also with `VS`) we remove only ours.
+    pub all_on_stop: bool,
+}
+
+impl Flush {
+    pub fn of(config: &kaconf::Config) -> Self {
+        let g = config.globals();
+        Self {
+            at_start: g.lvs_flush,
+            all_on_stop: g
+                .lvs_flush_on_stop
+                .as_ref()
+                .is_some_and(|w| w.0.first().is_none_or(|a| !a.eq_ignore_ascii_case("VS"))),
+        }
+    }
+}
+
 /// The IPVS data plane: the kernel's IPVS table, changed by the diff of
 /// what we last applied and what is wanted.
+///
+/// At the first apply it reads the kernel's table: a service of ours
+/// already there (left by an earlier run, or made by hand) is adopted —
+/// its real servers kept where they match, changed or removed where they
+/// do not, each removal logged; services the configuration does not name
+/// are never touched (unless `lvs_flush`).
 #[derive(Debug)]
 pub struct Plane {
     socket: Ipvs,
     applied: Option<Vec<lb::ipvs::Service>>,
+    flush: Flush,
 }
 
 impl Plane {
-    pub fn open() -> Result<Self, String> {
+    pub fn open(flush: Flush) -> Result<Self, String> {
         Ok(Self {
             socket: Ipvs::open()?,
             applied: None,
+            flush,
         })
+    }
+
+    /// `lvs_flush_on_stop` as a reload leaves it.
+    pub fn set_flush(&mut self, flush: Flush) {
+        self.flush.all_on_stop = flush.all_on_stop;
+    }
+
+    /// What is in the kernel of `want` at the first apply (after
+    /// `lvs_flush`), logging what we adopt and what we will remove.
+    fn first_look(&mut self, want: &[lb::ipvs::Service]) -> Result<Vec<lb::ipvs::Service>, String> {
+        let (table, unreadable) = self.socket.table()?;
+        if self.flush.at_start {
+            self.socket.send(lb::ipvs::cmd::FLUSH, &[])?;
+            tracing::info!(
+                "lvs_flush: IPVS table flushed ({} virtual server(s) were in it)",
+                table.len()
+            );
+            return Ok(Vec::new());
+        }
+        if unreadable > 0 {
+            tracing::warn!(
+                "IPVS: {unreadable} entr(ies) of the kernel's table could not be read; left alone"
+            );
+        }
+        let mut old = Vec::new();
+        for k in table {
+            let Some(w) = want.iter().find(|w| w.key == k.key) else {
+                continue;
+            };
+            let name = key_name(&k.key);
+            let foreign: Vec<String> = k
+                .dests
+                .iter()
+                .filter(|d| !w.dests.iter().any(|x| x.addr == d.addr && x.port == d.port))
+                .map(|d| dest_name(d.addr, d.port))
+                .collect();
+            tracing::info!(
+                "IPVS: virtual server {name} is already in the kernel (an earlier run, or made by hand): adopted, with {} of its {} real server(s) kept",
+                k.dests.len() - foreign.len(),
+                k.dests.len()
+            );
+            for f in foreign {
+                tracing::warn!(
+                    "IPVS: virtual server {name}: removing real server {f}, which this configuration does not name"
+                );
+            }
+            old.push(k);
+        }
+        Ok(old)
     }
 }
 
-/// IPVS's form of a desired service.
+fn key_name(k: &lb::ipvs::ServiceKey) -> String {
+    match k.fwmark {
+        Some(m) => format!("fwmark {m}"),
+        None => format!(
+            "{} {}",
+            if k.protocol == 17 { "UDP" } else { "TCP" },
+            dest_name(k.addr, k.port)
+        ),
+    }
+}
+
+fn dest_name(addr: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}
+
+/// IPVS's form of a desired service; each real server takes its own
+/// `lvs_method` and thresholds. Destination ports as keepalived writes
+/// them: NAT rewrites to the real server's port; DR and TUN cannot rewrite
+/// a port, so theirs is the service's (0 for a fwmark service: packets
+/// keep their own).
 pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
     use lb::nft::{Kind, Proto};
-    let forward = match s.kind {
-        Kind::Dr => lb::ipvs::Forward::Route,
-        Kind::Nat => lb::ipvs::Forward::Masq,
+    let forward = |k: Kind| match k {
+        Kind::Dr => (lb::ipvs::Forward::Route, None),
+        Kind::Nat => (lb::ipvs::Forward::Masq, None),
+        Kind::Tun(t) => (lb::ipvs::Forward::Tunnel, Some(t)),
+    };
+    let (key, fwmark_service) = match s.fwmark {
+        Some(m) => (
+            lb::ipvs::ServiceKey {
+                addr: s.vip,
+                fwmark: Some(m),
+                protocol: 0,
+                port: 0,
+            },
+            true,
+        ),
+        None => (
+            lb::ipvs::ServiceKey {
+                addr: s.vip,
+                fwmark: None,
+                protocol: match s.proto {
+                    Proto::Tcp => 6,
+                    Proto::Udp => 17,
+                },
+                port: s.port,
+            },
+            false,
+        ),
     };
     lb::ipvs::Service {
-        key: lb::ipvs::ServiceKey {
-            addr: s.vip,
-            fwmark: s.fwmark,
-            protocol: match s.proto {
-                Proto::Tcp => 6,
-                Proto::Udp => 17,
-            },
-            port: s.port,
-        },
+        key,
         scheduler: s.algo.name().to_owned(),
         persistence: s
             .persistence
             .map(|(t, p)| (u32::try_from(t.as_secs()).unwrap_or(u32::MAX), p)),
+        flags: s.ipvs.flags,
         dests: s
             .reals
             .iter()
-            .map(|r| lb::ipvs::Dest {
-                addr: r.addr,
-                port: r.port,
-                forward,
-                weight: r.weight,
-                upper: 0,
-                lower: 0,
+            .map(|r| {
+                let own = s.ipvs.reals.iter().find(|o| {
+                    o.addr == r.addr && (o.port == r.port || o.port == 0 || fwmark_service)
+                });
+                let (forward, tunnel) = forward(own.and_then(|o| o.kind).unwrap_or(s.kind));
+                let port = match forward {
+                    lb::ipvs::Forward::Masq => r.port,
+                    _ if fwmark_service => 0,
+                    _ => s.port,
+                };
+                lb::ipvs::Dest {
+                    addr: r.addr,
+                    port,
+                    forward,
+                    weight: r.weight,
+                    upper: own.map_or(0, |o| o.upper),
+                    lower: own.map_or(0, |o| o.lower),
+                    tunnel,
+                }
             })
             .collect(),
     }
@@ -156,20 +338,11 @@ impl lb::DataPlane for Plane {
         let old = match &self.applied {
             Some(old) if *old == want => return Ok(false),
             Some(old) => old.clone(),
-            None => {
-                // A previous run's services of ours: gone first (an absent
-                // one is not an error).
-                for s in &want {
-                    let _ = self
-                        .socket
-                        .send(lb::ipvs::cmd::DEL_SERVICE, &lb::ipvs::service_key(&s.key));
-                }
-                Vec::new()
-            }
+            None => self.first_look(&want)?,
         };
         for (cmd, attrs) in lb::ipvs::diff(&old, &want) {
             if let Err(e) = self.socket.send(cmd, &attrs) {
-                // Half applied: the next call deletes ours and rebuilds.
+                // Half applied: the next call reads the kernel again.
                 self.applied = None;
                 return Err(e);
             }
@@ -179,11 +352,129 @@ impl lb::DataPlane for Plane {
     }
 
     fn clear(&mut self) -> Result<(), String> {
+        if self.flush.all_on_stop {
+            self.applied = None;
+            self.socket.send(lb::ipvs::cmd::FLUSH, &[])?;
+            tracing::info!("lvs_flush_on_stop: IPVS table flushed");
+            return Ok(());
+        }
         if let Some(old) = self.applied.take() {
             for (cmd, attrs) in lb::ipvs::diff(&old, &[]) {
                 self.socket.send(cmd, &attrs)?;
             }
         }
         Ok(())
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb::ipvs::{Forward, Tunnel, TunnelCsum, TunnelKind};
+    use lb::nft::{IpvsOptions, Kind, Proto, Real, RealOptions};
+
+    fn desired(kind: Kind, fwmark: Option<u32>) -> lb::nft::Service {
+        let real = |last: u8| Real {
+            addr: std::net::IpAddr::from([198, 51, 100, last]),
+            port: 8080,
+            weight: 1,
+            mac: None,
+        };
+        lb::nft::Service {
+            vip: std::net::IpAddr::from([198, 51, 100, 250]),
+            fwmark,
+            port: 80,
+            proto: Proto::Tcp,
+            kind,
+            algo: lb::sched::Algo::Rr,
+            device: String::new(),
+            device_mac: [0; 6],
+            reals: vec![real(50), real(51)],
+            persistence: None,
+            sorry: false,
+            snat: false,
+            ipvs: IpvsOptions::default(),
+        }
+    }
+
+    /// keepalived's ports: NAT the real server's, DR and TUN the
+    /// service's, fwmark with DR 0 (the item 3: we wrote 80).
+    #[test]
+    fn destination_ports_are_keepalived_s() {
+        let ports = |s: &lb::ipvs::Service| s.dests.iter().map(|d| d.port).collect::<Vec<_>>();
+        assert_eq!(ports(&service(&desired(Kind::Nat, None))), [8080, 8080]);
+        assert_eq!(ports(&service(&desired(Kind::Dr, None))), [80, 80]);
+        assert_eq!(ports(&service(&desired(Kind::Dr, Some(1)))), [0, 0]);
+        assert_eq!(ports(&service(&desired(Kind::Nat, Some(2)))), [8080, 8080]);
+        let tun = service(&desired(Kind::Tun(Tunnel::IPIP), Some(3)));
+        assert_eq!(ports(&tun), [0, 0]);
+        // A fwmark service is keyed by its mark alone.
+        assert_eq!((tun.key.protocol, tun.key.port), (0, 0));
+    }
+
+    #[test]
+    fn each_real_server_takes_its_own_method_and_thresholds() {
+        let gue = Tunnel {
+            kind: TunnelKind::Gue,
+            port: 6080,
+            csum: TunnelCsum::Csum,
+        };
+        let mut d = desired(Kind::Tun(Tunnel::IPIP), None);
+        d.ipvs = IpvsOptions {
+            flags: lb::ipvs::SVC_F_SCHED1,
+            reals: vec![RealOptions {
+                addr: std::net::IpAddr::from([198, 51, 100, 51]),
+                port: 0,
+                kind: Some(Kind::Tun(gue)),
+                upper: 100,
+                lower: 10,
+            }],
+        };
+        let s = service(&d);
+        assert_eq!(s.flags, lb::ipvs::SVC_F_SCHED1);
+        assert_eq!(
+            (s.dests[0].forward, s.dests[0].tunnel, s.dests[0].upper),
+            (Forward::Tunnel, Some(Tunnel::IPIP), 0)
+        );
+        assert_eq!(
+            (
+                s.dests[1].forward,
+                s.dests[1].tunnel,
+                s.dests[1].upper,
+                s.dests[1].lower
+            ),
+            (Forward::Tunnel, Some(gue), 100, 10)
+        );
+        // A NAT real server under a TUN service keeps its own port.
+        d.ipvs.reals[0].kind = Some(Kind::Nat);
+        let s = service(&d);
+        assert_eq!((s.dests[1].forward, s.dests[1].port), (Forward::Masq, 8080));
+        assert_eq!(s.dests[0].port, 80);
+    }
+
+    #[test]
+    fn lvs_flush_keywords() {
+        let flush = |text: &str| {
+            let c = kaconf::parse_str(
+                std::path::Path::new("t.conf"),
+                text,
+                &kaconf::Options::default(),
+            )
+            .config;
+            Flush::of(&c)
+        };
+        assert_eq!(flush(""), Flush::default());
+        assert_eq!(
+            flush("global_defs {\n lvs_flush\n lvs_flush_on_stop\n}\n"),
+            Flush {
+                at_start: true,
+                all_on_stop: true
+            }
+        );
+        assert!(!flush("global_defs {\n lvs_flush_on_stop VS\n}\n").all_on_stop);
     }
 }

@@ -367,14 +367,17 @@ fn kinds_config() -> String {
     ));
     c.push_str(&vs(
         "198.51.100.222 80",
-        " lb_algo rr\n lb_kind TUN\n tunnel_type ipip\n",
+        " lb_algo rr\n lb_kind TUN type ipip\n",
         &reals(80),
     ));
     c.push_str(&vs(
         "198.51.100.223 80",
         " lb_algo wrr\n lb_kind TUN\n",
-        &(rs("198.51.100.50", 80, " tunnel_type gue\n tunnel_port 6080\n")
-            + &rs("198.51.100.51", 80, " tunnel_type gre\n")),
+        &(rs(
+            "198.51.100.50",
+            80,
+            " lvs_method TUN type gue port 6080 csum\n",
+        ) + &rs("198.51.100.51", 80, " lvs_method TUN type gre\n")),
     ));
     c.push_str(&vs(
         "198.51.100.224 80",
@@ -606,7 +609,8 @@ fn traffic_flows_through_every_forwarding_method() {
         .unwrap();
         servers
             .push(netlab::http::WebServer::start(n, "0.0.0.0:80".parse().unwrap(), body).unwrap());
-        // Port 8080 answers otherwise: a fwmark service must not send there.
+        // Port 8080 answers otherwise: NAT sends there (also for a fwmark
+        // service, as keepalived writes it), DR and TUN never.
         servers.push(
             netlab::http::WebServer::start(
                 n,
@@ -632,7 +636,7 @@ fn traffic_flows_through_every_forwarding_method() {
         ),
         vs(
             &format!("{tun} 80"),
-            " lb_algo rr\n lb_kind TUN\n tunnel_type ipip\n",
+            " lb_algo rr\n lb_kind TUN type ipip\n",
             &reals(80, ""),
         ),
         vs("fwmark 1", " lb_algo rr\n lb_kind DR\n", &reals(80, "")),
@@ -674,8 +678,8 @@ fn traffic_flows_through_every_forwarding_method() {
         )
         .map(|r| r.body.trim_end().to_owned())
     };
-    // Each service: four answers, both servers among them, and (for the
-    // fwmark NAT service) never from the port in the config.
+    // Each service: four answers, both servers among them, from the port
+    // its method sends to (NAT: the real server's; DR, TUN: the packet's).
     let mut report = Vec::new();
     let start = Instant::now();
     let mut pending: Vec<(&str, &str, Vec<&str>)> = vec![
@@ -698,7 +702,7 @@ fn traffic_flows_through_every_forwarding_method() {
         (
             "fwmark NAT",
             nat_mark,
-            vec!["this is yy web!", "this is cc web!"],
+            vec!["this is yy web! (8080)", "this is cc web! (8080)"],
         ),
     ];
     while !pending.is_empty() {

@@ -33,6 +33,143 @@ keyword_enum!(
     LbKind { Nat = "NAT", Dr = "DR", Tun = "TUN" }
 );
 keyword_enum!(
+    /// `lb_kind TUN type …`: IPVS's encapsulation.
+    TunnelType { Ipip = "ipip", Gue = "gue", Gre = "gre" }
+);
+keyword_enum!(
+    /// `lb_kind TUN … csum|nocsum|remcsum`: the tunnel's checksum.
+    TunnelCsum { NoCsum = "nocsum", Csum = "csum", RemCsum = "remcsum" }
+);
+
+/// `lb_kind` / `lvs_method` with keepalived's tunnel options:
+/// `TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]` (a GUE tunnel
+/// needs its port, the others have none; IPIP carries no checksum, GRE no
+/// remote checksum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Forwarding {
+    pub kind: LbKind,
+    pub tunnel: TunnelType,
+    /// GUE's UDP port (0 for the others).
+    pub tunnel_port: u16,
+    pub csum: TunnelCsum,
+}
+
+impl From<LbKind> for Forwarding {
+    fn from(kind: LbKind) -> Self {
+        Self {
+            kind,
+            tunnel: TunnelType::Ipip,
+            tunnel_port: 0,
+            csum: TunnelCsum::NoCsum,
+        }
+    }
+}
+
+impl Value for Forwarding {
+    fn parse(stmt: &Stmt, cx: &mut Cx) -> Option<Self> {
+        if !no_block(stmt, cx) {
+            return None;
+        }
+        let args = stmt.args();
+        let Some(first) = args.first() else {
+            cx.error(
+                stmt.arg_loc(0),
+                format!("`{}` needs NAT, DR or TUN", stmt.keyword()),
+            );
+            return None;
+        };
+        let Some(kind) = LbKind::from_text(&first.text) else {
+            cx.error(
+                stmt.arg_loc(0),
+                format!(
+                    "`{}` must be one of NAT, DR, TUN, not `{}`",
+                    stmt.keyword(),
+                    first.text
+                ),
+            );
+            return None;
+        };
+        let mut out = Self::from(kind);
+        let mut i = 1;
+        while let Some(w) = args.get(i) {
+            let at = stmt.arg_loc(i);
+            let value = args.get(i + 1);
+            match w.text.as_str() {
+                "type" => {
+                    let Some(t) = value.and_then(|v| TunnelType::from_text(&v.text)) else {
+                        cx.error(at, "`type` needs ipip, gue or gre");
+                        return None;
+                    };
+                    out.tunnel = t;
+                    i += 2;
+                }
+                "port" => {
+                    let Some(p) = value
+                        .and_then(|v| v.text.parse::<u16>().ok())
+                        .filter(|p| *p > 0)
+                    else {
+                        cx.error(at, "`port` needs the GUE tunnel's port, 1 to 65535");
+                        return None;
+                    };
+                    out.tunnel_port = p;
+                    i += 2;
+                }
+                other => match TunnelCsum::from_text(other) {
+                    Some(c) => {
+                        out.csum = c;
+                        i += 1;
+                    }
+                    None => {
+                        cx.error(at, format!("invalid tunnel option `{other}` (type, port, nocsum, csum, remcsum)"));
+                        return None;
+                    }
+                },
+            }
+        }
+        let here = stmt.arg_loc(0);
+        if args.len() > 1 && kind != LbKind::Tun {
+            cx.warn(
+                here,
+                format!(
+                    "tunnel options apply to TUN only; ignored for {}",
+                    kind.as_str()
+                ),
+            );
+            return Some(Self::from(kind));
+        }
+        if (out.tunnel == TunnelType::Gue) != (out.tunnel_port != 0) {
+            cx.error(
+                here,
+                "gue tunnels require `port`, and the others cannot have one",
+            );
+            return None;
+        }
+        if out.tunnel == TunnelType::Ipip && out.csum != TunnelCsum::NoCsum {
+            cx.error(here, "ipip tunnels do not support a checksum option");
+            return None;
+        }
+        if out.tunnel == TunnelType::Gre && out.csum == TunnelCsum::RemCsum {
+            cx.error(here, "gre tunnels do not support remcsum");
+            return None;
+        }
+        Some(out)
+    }
+    fn emit(&self, keyword: &str, out: &mut Emitter) {
+        let mut w = vec![keyword.to_owned(), self.kind.as_str().to_owned()];
+        if self.kind == LbKind::Tun && *self != Self::from(LbKind::Tun) {
+            w.extend(["type".to_owned(), self.tunnel.as_str().to_owned()]);
+            if self.tunnel_port != 0 {
+                w.extend(["port".to_owned(), self.tunnel_port.to_string()]);
+            }
+            if self.csum != TunnelCsum::NoCsum {
+                w.push(self.csum.as_str().to_owned());
+            }
+        }
+        out.line(&w);
+    }
+}
+
+keyword_enum!(
     /// `protocol` of a virtual server.
     Protocol { Tcp = "TCP", Udp = "UDP", Sctp = "SCTP" }
 );
@@ -937,7 +1074,7 @@ section! {
         "sh-fallback" => sh_fallback: bool,
         "mh-port" => mh_port: bool,
         "mh-fallback" => mh_fallback: bool,
-        "lb_kind" => lb_kind: Option<LbKind>,
+        "lb_kind" => lb_kind: Option<Forwarding>,
         "persistence_engine" => persistence_engine: Option<String>,
         "persistence_timeout" => persistence_timeout: Option<PersistenceTimeout>,
         "persistence_granularity" => persistence_granularity: Option<String>,
@@ -954,7 +1091,7 @@ section! {
         "weight" => weight: Option<Int<0, 65535>>,
         "sorry_server" => sorry_server: Option<Endpoint>,
         "sorry_server_inhibit" => sorry_server_inhibit: Option<Switch>,
-        "sorry_server_lvs_method" => sorry_server_lvs_method: Option<LbKind>,
+        "sorry_server_lvs_method" => sorry_server_lvs_method: Option<Forwarding>,
         "real_server" => real_servers: Vec<RealServer>,
         /// Extension: this virtual server's data plane.
         "lb_dataplane" => lb_dataplane: Option<Dataplane>,
@@ -1017,7 +1154,7 @@ section! {
     /// The keywords inside `real_server … { }`.
     pub struct RealServerBody ("real_server") {
         "weight" => weight: Option<Int<0, 65535>>,
-        "lvs_method" => lvs_method: Option<LbKind>,
+        "lvs_method" => lvs_method: Option<Forwarding>,
         "uthreshold" => uthreshold: Option<Count>,
         "lthreshold" => lthreshold: Option<Count>,
         "inhibit_on_failure" => inhibit_on_failure: Option<Switch>,

@@ -72,3 +72,52 @@ fn an_error_in_an_included_file_names_that_file() {
     // The included file's own content was read once.
     assert_eq!(loaded.config.globals().router_id.as_deref(), Some("LOOP"));
 }
+
+/// `lb_kind` / `lvs_method` with keepalived's tunnel options: read,
+/// written back, and refused as keepalived refuses them.
+#[test]
+fn tunnel_options_on_lb_kind() {
+    use kaconf::model::{LbKind, TunnelCsum, TunnelType};
+    let read = |line: &str| {
+        let text = format!(
+            "virtual_server 198.51.100.250 80 {{\n protocol TCP\n {line}\n real_server 198.51.100.50 80 {{\n lvs_method TUN type gre csum\n }}\n}}\n"
+        );
+        kaconf::parse_str(Path::new("t.conf"), &text, &opts())
+    };
+    let ok = read("lb_kind TUN type gue port 6080 remcsum");
+    assert!(!ok.has_errors(), "{:?}", ok.rendered());
+    let vs = &ok.config.virtual_servers[0].body;
+    let f = vs.lb_kind.unwrap();
+    assert_eq!(
+        (f.kind, f.tunnel, f.tunnel_port, f.csum),
+        (LbKind::Tun, TunnelType::Gue, 6080, TunnelCsum::RemCsum)
+    );
+    let r = vs.real_servers[0].body.lvs_method.unwrap();
+    assert_eq!((r.tunnel, r.csum), (TunnelType::Gre, TunnelCsum::Csum));
+    // Written back, it reads the same.
+    let again = kaconf::parse_str(Path::new("t.conf"), &kaconf::to_text(&ok.config), &opts());
+    assert_eq!(again.config.virtual_servers[0].body.lb_kind, Some(f));
+    for (bad, why) in [
+        ("lb_kind TUN type gue", "gue tunnels require `port`"),
+        ("lb_kind TUN port 6080", "gue tunnels require `port`"),
+        ("lb_kind TUN type ipip csum", "ipip tunnels do not support"),
+        (
+            "lb_kind TUN type gre remcsum",
+            "gre tunnels do not support remcsum",
+        ),
+        ("lb_kind TUN type vxlan", "`type` needs ipip, gue or gre"),
+        ("lb_kind TUN type gue port 0", "`port` needs"),
+        ("lb_kind TUN fast", "invalid tunnel option `fast`"),
+    ] {
+        let loaded = read(bad);
+        let text = loaded.rendered().join("\n");
+        assert!(loaded.has_errors() && text.contains(why), "{bad}: {text}");
+        assert!(text.contains("t.conf:3:"), "{bad}: no file:line in {text}");
+    }
+    let warned = read("lb_kind DR type gre");
+    assert!(!warned.has_errors());
+    assert!(warned
+        .rendered()
+        .join("\n")
+        .contains("tunnel options apply to TUN only"));
+}

@@ -287,7 +287,7 @@ fn virtual_server() -> impl Strategy<Value = VirtualServer> {
         ip(),
         any::<u16>(),
         prop::option::of(prop::sample::select(LbAlgo::ALL.to_vec())),
-        prop::option::of(prop::sample::select(LbKind::ALL.to_vec())),
+        prop::option::of(prop::sample::select(LbKind::ALL.to_vec()).prop_map(Forwarding::from)),
         prop::option::of(prop::sample::select(Protocol::ALL.to_vec())),
         prop::option::of(secs()),
         prop::option::of((1u32..100_000).prop_map(PersistenceTimeout)),

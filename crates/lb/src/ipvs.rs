@@ -15,9 +15,11 @@ pub mod cmd {
     pub const NEW_SERVICE: u8 = 1;
     pub const SET_SERVICE: u8 = 2;
     pub const DEL_SERVICE: u8 = 3;
+    pub const GET_SERVICE: u8 = 4;
     pub const NEW_DEST: u8 = 5;
     pub const SET_DEST: u8 = 6;
     pub const DEL_DEST: u8 = 7;
+    pub const GET_DEST: u8 = 8;
     pub const FLUSH: u8 = 17;
 }
 
@@ -39,10 +41,56 @@ const DEST_ATTR_WEIGHT: u16 = 4;
 const DEST_ATTR_U_THRESH: u16 = 5;
 const DEST_ATTR_L_THRESH: u16 = 6;
 const DEST_ATTR_ADDR_FAMILY: u16 = 11;
+const DEST_ATTR_TUN_TYPE: u16 = 13;
+const DEST_ATTR_TUN_PORT: u16 = 14;
+const DEST_ATTR_TUN_FLAGS: u16 = 15;
 /// `NLA_F_NESTED`.
 const NESTED: u16 = 0x8000;
 /// `IP_VS_SVC_F_PERSISTENT`.
 pub const SVC_F_PERSISTENT: u32 = 0x1;
+/// `IP_VS_SVC_F_ONEPACKET` (`ops`: UDP datagrams scheduled one by one).
+pub const SVC_F_ONEPACKET: u32 = 0x4;
+/// `IP_VS_SVC_F_SCHED1..3` (`flag-1..3`; `sh-fallback` / `mh-fallback`
+/// are 1, `sh-port` / `mh-port` 2).
+pub const SVC_F_SCHED1: u32 = 0x8;
+pub const SVC_F_SCHED2: u32 = 0x10;
+pub const SVC_F_SCHED3: u32 = 0x20;
+/// The flags a service's options set (the kernel keeps `HASHED` itself).
+const SVC_F_OURS: u32 =
+    SVC_F_PERSISTENT | SVC_F_ONEPACKET | SVC_F_SCHED1 | SVC_F_SCHED2 | SVC_F_SCHED3;
+
+/// `IP_VS_CONN_F_TUNNEL_TYPE_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    Ipip = 0,
+    Gue = 1,
+    Gre = 2,
+}
+
+/// `IP_VS_TUNNEL_ENCAP_FLAG_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunnelCsum {
+    NoCsum = 0,
+    Csum = 1,
+    RemCsum = 2,
+}
+
+/// How a tunnelled destination is reached: the encapsulation, GUE's UDP
+/// port, the checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tunnel {
+    pub kind: TunnelKind,
+    pub port: u16,
+    pub csum: TunnelCsum,
+}
+
+impl Tunnel {
+    pub const IPIP: Tunnel = Tunnel {
+        kind: TunnelKind::Ipip,
+        port: 0,
+        csum: TunnelCsum::NoCsum,
+    };
+}
 
 /// `IP_VS_CONN_F_*` forwarding methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +119,9 @@ pub struct Service {
     pub scheduler: String,
     /// Persistence: timeout (s) and netmask (a prefix length).
     pub persistence: Option<(u32, u8)>,
+    /// `SVC_F_ONEPACKET` and the scheduler flags (persistence sets its
+    /// own).
+    pub flags: u32,
     pub dests: Vec<Dest>,
 }
 
@@ -83,6 +134,8 @@ pub struct Dest {
     pub weight: u32,
     pub upper: u32,
     pub lower: u32,
+    /// `Forward::Tunnel`'s encapsulation (`None` otherwise).
+    pub tunnel: Option<Tunnel>,
 }
 
 /// One attribute: type, then the value padded to 4 bytes.
@@ -160,6 +213,7 @@ pub fn service_attrs(s: &Service) -> Vec<u8> {
             Some((t, p)) => (SVC_F_PERSISTENT, t, p),
             None => (0, 0, if s.key.addr.is_ipv4() { 32 } else { 128 }),
         };
+        let flags = flags | (s.flags & SVC_F_OURS & !SVC_F_PERSISTENT);
         let mut f = flags.to_ne_bytes().to_vec();
         f.extend_from_slice(&u32::MAX.to_ne_bytes());
         attr(o, SVC_ATTR_FLAGS, &f);
@@ -191,6 +245,11 @@ pub fn dest_attrs(k: &ServiceKey, d: &Dest) -> Vec<u8> {
         attr(o, DEST_ATTR_U_THRESH, &d.upper.to_ne_bytes());
         attr(o, DEST_ATTR_L_THRESH, &d.lower.to_ne_bytes());
         attr(o, DEST_ATTR_ADDR_FAMILY, &af(d.addr).to_ne_bytes());
+        if let (Forward::Tunnel, Some(t)) = (d.forward, d.tunnel) {
+            attr(o, DEST_ATTR_TUN_TYPE, &[t.kind as u8]);
+            attr(o, DEST_ATTR_TUN_PORT, &t.port.to_be_bytes());
+            attr(o, DEST_ATTR_TUN_FLAGS, &(t.csum as u16).to_ne_bytes());
+        }
     });
     out
 }
@@ -225,7 +284,10 @@ pub fn diff(old: &[Service], new: &[Service]) -> Vec<(u8, Vec<u8>)> {
                 }
             }
             Some(o) => {
-                if o.scheduler != s.scheduler || o.persistence != s.persistence {
+                if o.scheduler != s.scheduler
+                    || o.persistence != s.persistence
+                    || o.flags != s.flags
+                {
                     out.push((cmd::SET_SERVICE, service_attrs(s)));
                 }
                 for d in &s.dests {
@@ -301,6 +363,265 @@ pub fn parse_family(answer: &[u8]) -> Result<u16, i32> {
     Err(-2)
 }
 
+/// A dump request (`NLM_F_REQUEST | NLM_F_DUMP`): `GET_SERVICE` with no
+/// attributes lists every service, `GET_DEST` with a service key its
+/// destinations.
+pub fn dump_request(family: u16, seq: u32, cmd: u8, attrs: &[u8]) -> Vec<u8> {
+    let mut m = message(family, seq, cmd, attrs);
+    m[6..8].copy_from_slice(&(0x1u16 | 0x300).to_ne_bytes());
+    m
+}
+
+/// The attributes in `buf` (type without its flags, value), as far as
+/// they are well formed.
+fn attrs_of(buf: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(h) = buf.get(at..at + 4) {
+        let len = usize::from(u16::from_ne_bytes([h[0], h[1]]));
+        let kind = u16::from_ne_bytes([h[2], h[3]]) & !NESTED & !0x4000;
+        let Some(value) = buf.get(at + 4..at + len.max(4)) else {
+            break;
+        };
+        if len < 4 {
+            break;
+        }
+        out.push((kind, value));
+        at += (len + 3) & !3;
+    }
+    out
+}
+
+fn u16_of(v: &[u8]) -> Option<u16> {
+    Some(u16::from_ne_bytes(v.get(..2)?.try_into().ok()?))
+}
+
+fn u32_of(v: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
+}
+
+fn be16_of(v: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(v.get(..2)?.try_into().ok()?))
+}
+
+fn addr_of(family: u16, v: &[u8]) -> Option<IpAddr> {
+    match family {
+        2 => {
+            let b: [u8; 4] = v.get(..4)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        10 => {
+            let b: [u8; 16] = v.get(..16)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+/// A service as the kernel reports it (without destinations), or `None`
+/// for one this code cannot read.
+fn parse_service(nested: &[u8]) -> Option<Service> {
+    let mut af = 0;
+    let (mut protocol, mut port, mut fwmark) = (0, 0, None);
+    let (mut addr, mut sched, mut flags, mut timeout, mut mask) =
+        (None, String::new(), 0u32, 0u32, None::<&[u8]>);
+    let attrs = attrs_of(nested);
+    for (k, v) in &attrs {
+        if *k == SVC_ATTR_AF {
+            af = u16_of(v)?;
+        }
+    }
+    for (k, v) in attrs {
+        match k {
+            SVC_ATTR_PROTOCOL => protocol = u16_of(v)?,
+            SVC_ATTR_ADDR => addr = addr_of(af, v),
+            SVC_ATTR_PORT => port = be16_of(v)?,
+            SVC_ATTR_FWMARK => fwmark = Some(u32_of(v)?),
+            SVC_ATTR_SCHED_NAME => {
+                sched = String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or_default())
+                    .into_owned();
+            }
+            SVC_ATTR_FLAGS => flags = u32_of(v)?,
+            SVC_ATTR_TIMEOUT => timeout = u32_of(v)?,
+            SVC_ATTR_NETMASK => mask = Some(v),
+            _ => {}
+        }
+    }
+    let unspecified = match af {
+        2 => IpAddr::from([0u8; 4]),
+        10 => IpAddr::from([0u16; 8]),
+        _ => return None,
+    };
+    let key = match fwmark {
+        Some(m) => ServiceKey {
+            addr: unspecified,
+            fwmark: Some(m),
+            protocol: 0,
+            port: 0,
+        },
+        None => ServiceKey {
+            addr: addr?,
+            fwmark: None,
+            protocol,
+            port,
+        },
+    };
+    let prefix = match (af, mask) {
+        (2, Some(m)) => {
+            let b: [u8; 4] = m.get(..4)?.try_into().ok()?;
+            u8::try_from(u32::from_be_bytes(b).leading_ones()).ok()?
+        }
+        (_, Some(m)) => u8::try_from(u32_of(m)?.min(128)).ok()?,
+        (2, None) => 32,
+        _ => 128,
+    };
+    Some(Service {
+        key,
+        scheduler: sched,
+        persistence: (flags & SVC_F_PERSISTENT != 0).then_some((timeout, prefix)),
+        flags: flags & SVC_F_OURS & !SVC_F_PERSISTENT,
+        dests: Vec::new(),
+    })
+}
+
+/// A destination as the kernel reports it, or `None` for one this code
+/// cannot read (an unknown forwarding method: local node, bypass).
+fn parse_dest(nested: &[u8], service_af: u16) -> Option<Dest> {
+    let attrs = attrs_of(nested);
+    let af = attrs
+        .iter()
+        .find(|(k, _)| *k == DEST_ATTR_ADDR_FAMILY)
+        .and_then(|(_, v)| u16_of(v))
+        .unwrap_or(service_af);
+    let mut d = Dest {
+        addr: IpAddr::from([0u8; 4]),
+        port: 0,
+        forward: Forward::Masq,
+        weight: 0,
+        upper: 0,
+        lower: 0,
+        tunnel: None,
+    };
+    let mut tunnel = Tunnel::IPIP;
+    for (k, v) in attrs {
+        match k {
+            DEST_ATTR_ADDR => d.addr = addr_of(af, v)?,
+            DEST_ATTR_PORT => d.port = be16_of(v)?,
+            DEST_ATTR_FWD_METHOD => {
+                d.forward = match u32_of(v)? & 0x7 {
+                    0 => Forward::Masq,
+                    2 => Forward::Tunnel,
+                    3 => Forward::Route,
+                    _ => return None,
+                }
+            }
+            DEST_ATTR_WEIGHT => d.weight = u32_of(v)?,
+            DEST_ATTR_U_THRESH => d.upper = u32_of(v)?,
+            DEST_ATTR_L_THRESH => d.lower = u32_of(v)?,
+            DEST_ATTR_TUN_TYPE => {
+                tunnel.kind = match v.first()? {
+                    0 => TunnelKind::Ipip,
+                    1 => TunnelKind::Gue,
+                    _ => TunnelKind::Gre,
+                }
+            }
+            DEST_ATTR_TUN_PORT => tunnel.port = be16_of(v)?,
+            DEST_ATTR_TUN_FLAGS => {
+                tunnel.csum = match u16_of(v)? {
+                    0 => TunnelCsum::NoCsum,
+                    1 => TunnelCsum::Csum,
+                    _ => TunnelCsum::RemCsum,
+                }
+            }
+            _ => {}
+        }
+    }
+    if d.forward == Forward::Tunnel {
+        d.tunnel = Some(tunnel);
+    }
+    Some(d)
+}
+
+/// One datagram of a dump's answer: what it holds, and whether it ended
+/// the dump (`NLMSG_DONE`), or the kernel's error (a negative errno).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DumpPart<T> {
+    pub items: Vec<T>,
+    /// Entries that could not be read (skipped).
+    pub unreadable: usize,
+    pub done: bool,
+}
+
+/// Walks the netlink messages of `buf` answering `seq`, giving each
+/// nested attribute of type `want` to `read`.
+fn dump_part<T>(
+    buf: &[u8],
+    seq: u32,
+    want: u16,
+    mut read: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<DumpPart<T>, i32> {
+    let mut part = DumpPart {
+        items: Vec::new(),
+        unreadable: 0,
+        done: false,
+    };
+    let mut at = 0;
+    while let Some(h) = buf.get(at..at + 16) {
+        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let kind = u16::from_ne_bytes([h[4], h[5]]);
+        let this = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+        let Some(msg) = buf.get(at..at + len) else {
+            break;
+        };
+        if len < 16 {
+            break;
+        }
+        at += (len + 3) & !3;
+        if this != seq {
+            continue;
+        }
+        match kind {
+            // NLMSG_DONE.
+            3 => {
+                part.done = true;
+                break;
+            }
+            // NLMSG_ERROR.
+            2 => {
+                let e = msg
+                    .get(16..20)
+                    .map_or(-5, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                if e != 0 {
+                    return Err(e);
+                }
+            }
+            _ => {
+                for (k, v) in attrs_of(msg.get(20..).unwrap_or_default()) {
+                    if k == want {
+                        match read(v) {
+                            Some(item) => part.items.push(item),
+                            None => part.unreadable += 1,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(part)
+}
+
+/// The services in one datagram of a `GET_SERVICE` dump.
+pub fn parse_services(buf: &[u8], seq: u32) -> Result<DumpPart<Service>, i32> {
+    dump_part(buf, seq, CMD_ATTR_SERVICE, parse_service)
+}
+
+/// The destinations in one datagram of a `GET_DEST` dump for a service
+/// of `key`'s family.
+pub fn parse_dests(buf: &[u8], seq: u32, key: &ServiceKey) -> Result<DumpPart<Dest>, i32> {
+    let af = af(key.addr);
+    dump_part(buf, seq, CMD_ATTR_DEST, |v| parse_dest(v, af))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +636,7 @@ mod tests {
             },
             scheduler: "rr".into(),
             persistence: None,
+            flags: 0,
             dests: vec![Dest {
                 addr: IpAddr::from([198, 51, 100, 50]),
                 port: 80,
@@ -322,6 +644,7 @@ mod tests {
                 weight: 1,
                 upper: 0,
                 lower: 0,
+                tunnel: None,
             }],
         }
     }
@@ -468,5 +791,118 @@ mod tests {
         attr(&mut ok, 1, &0x1cu16.to_ne_bytes());
         assert_eq!(parse_family(&ok), Ok(0x1c));
         assert_eq!(parse_family(&[]), Err(-2));
+    }
+
+    /// A dump's datagram as the kernel sends it: one message per entry,
+    /// then NLMSG_DONE.
+    fn dump(seq: u32, cmd: u8, bodies: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in bodies {
+            out.extend(message(0x1c, seq, cmd, b));
+        }
+        let mut done = message(3, seq, 0, &[0, 0, 0, 0]);
+        done[4..6].copy_from_slice(&3u16.to_ne_bytes());
+        out.extend(done);
+        out
+    }
+
+    #[test]
+    fn a_service_dump_reads_back_what_we_write() {
+        let mut a = svc();
+        a.dests.clear();
+        let mut b = a.clone();
+        b.key.port = 443;
+        b.scheduler = "sh".into();
+        b.persistence = Some((300, 24));
+        b.flags = SVC_F_SCHED1 | SVC_F_SCHED2;
+        let mut c = a.clone();
+        c.key = ServiceKey {
+            addr: IpAddr::from([0u16; 8]),
+            fwmark: Some(9),
+            protocol: 0,
+            port: 0,
+        };
+        c.persistence = Some((60, 64));
+        let buf = dump(
+            5,
+            cmd::NEW_SERVICE,
+            &[service_attrs(&a), service_attrs(&b), service_attrs(&c)],
+        );
+        let part = parse_services(&buf, 5).unwrap();
+        assert!(part.done);
+        assert_eq!(part.unreadable, 0);
+        assert_eq!(part.items, vec![a, b, c]);
+        // Another request's answer is not ours.
+        assert_eq!(parse_services(&buf, 6).unwrap().items, vec![]);
+    }
+
+    #[test]
+    fn a_dest_dump_reads_back_tunnels_and_thresholds() {
+        let s = svc();
+        let mut d = s.dests[0].clone();
+        d.forward = Forward::Tunnel;
+        d.tunnel = Some(Tunnel {
+            kind: TunnelKind::Gue,
+            port: 6080,
+            csum: TunnelCsum::Csum,
+        });
+        d.upper = 100;
+        d.lower = 10;
+        let plain = s.dests[0].clone();
+        let buf = dump(
+            9,
+            cmd::NEW_DEST,
+            &[dest_attrs(&s.key, &d), dest_attrs(&s.key, &plain)],
+        );
+        let part = parse_dests(&buf, 9, &s.key).unwrap();
+        assert_eq!(part.items, vec![d, plain]);
+        assert!(part.done);
+    }
+
+    #[test]
+    fn a_dump_error_is_the_kernels_errno() {
+        // nlmsghdr (NLMSG_ERROR, seq 4), then the errno and the request.
+        let mut err = message(2, 4, 0, &[0; 16]);
+        err[16..20].copy_from_slice(&(-95i32).to_ne_bytes());
+        assert_eq!(parse_services(&err, 4), Err(-95));
+    }
+
+    #[test]
+    fn the_tunnel_and_flags_reach_the_kernel() {
+        let mut s = svc();
+        s.flags = SVC_F_ONEPACKET;
+        assert!(service_attrs(&s)
+            .windows(12)
+            .any(|w| w == [12, 0, 7, 0, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]));
+        let mut d = s.dests[0].clone();
+        d.forward = Forward::Tunnel;
+        d.tunnel = Some(Tunnel {
+            kind: TunnelKind::Gre,
+            port: 0,
+            csum: TunnelCsum::Csum,
+        });
+        let a = dest_attrs(&s.key, &d);
+        assert!(
+            a.windows(8).any(|w| w == [5, 0, 13, 0, 2, 0, 0, 0]),
+            "TUN_TYPE gre"
+        );
+        assert!(
+            a.windows(8).any(|w| w == [6, 0, 15, 0, 1, 0, 0, 0]),
+            "TUN_FLAGS csum"
+        );
+        // Not a tunnel: no tunnel attributes.
+        assert!(!dest_attrs(&s.key, &s.dests[0])
+            .windows(4)
+            .any(|w| w == [5, 0, 13, 0]));
+    }
+
+    proptest::proptest! {
+        /// Whatever the kernel (or anyone on the socket) sends, reading
+        /// it never panics.
+        #[test]
+        fn dump_parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600), seq in 0u32..3) {
+            let _ = parse_services(&bytes, seq);
+            let _ = parse_dests(&bytes, seq, &svc().key);
+        }
     }
 }

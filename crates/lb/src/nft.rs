@@ -54,6 +54,30 @@ impl Proto {
 pub enum Kind {
     Nat,
     Dr,
+    /// IPVS only: nftables has no encapsulating action (no IP-in-IP, GUE
+    /// or GRE), so the daemon keeps TUN services off this plane.
+    Tun(crate::ipvs::Tunnel),
+}
+
+/// What only IPVS acts on; the nftables plane and the proxy ignore it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpvsOptions {
+    /// `ops` and the scheduler flags (`lb::ipvs::SVC_F_*`).
+    pub flags: u32,
+    /// Per real server (and the sorry server): its own `lvs_method` and
+    /// `uthreshold` / `lthreshold`.
+    pub reals: Vec<RealOptions>,
+}
+
+/// One real server's IPVS options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealOptions {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// `lvs_method` (`None`: the virtual server's `lb_kind`).
+    pub kind: Option<Kind>,
+    pub upper: u32,
+    pub lower: u32,
 }
 
 /// A real server the data plane may send to: healthy (or inhibited, at
@@ -96,6 +120,7 @@ pub struct Service {
     pub sorry: bool,
     /// NAT: the client's address rewritten to the director's (`lb_snat`).
     pub snat: bool,
+    pub ipvs: IpvsOptions,
 }
 
 /// Everything the data plane should do.
@@ -201,6 +226,8 @@ pub fn render(d: &Desired, fresh: bool) -> String {
         match s.kind {
             Kind::Dr => dr(&mut out, &map_key(s), s),
             Kind::Nat => nat(&mut out, s),
+            // Never given to this plane (see `Kind::Tun`).
+            Kind::Tun(_) => {}
         }
     }
     out
@@ -518,6 +545,7 @@ mod tests {
             persistence: None,
             sorry: false,
             snat: false,
+            ipvs: IpvsOptions::default(),
         }
     }
 
