@@ -150,22 +150,18 @@ fn in_vm(stop: &AtomicBool) -> Result<u8> {
     let done = vm
         .follow(Duration::from_secs(20 * 60), stop, &mut std::io::stdout())
         .context("the VM did not finish")?;
-    match done.status {
-        Some(code) => {
-            println!(
-                "keepalived-rs lab: the VM ran for {:.0} s",
-                done.took.as_secs_f64()
-            );
-            Ok(u8::try_from(code).unwrap_or(1))
-        }
-        None => {
-            println!(
-                "keepalived-rs lab: the VM died; its console:\n{}",
-                done.console
-            );
-            Ok(1)
-        }
-    }
+    let Some(code) = done.status else {
+        println!(
+            "keepalived-rs lab: the VM died; its console:\n{}",
+            done.console
+        );
+        return Ok(1);
+    };
+    println!(
+        "keepalived-rs lab: the VM ran for {:.0} s",
+        done.took.as_secs_f64()
+    );
+    Ok(u8::try_from(code).unwrap_or(1))
 }
 
 /// Runs one scenario; returns the process exit code (0 ok, 1 failed, 130 interrupted).

@@ -752,3 +752,231 @@ fn traffic_flows_through_every_forwarding_method() {
     );
     drop(servers);
 }
+
+/// The neighbour entry `node` holds for `addr` (its MAC), if any.
+fn neighbour(node: &netlab::Node, addr: &str) -> Option<String> {
+    let out = node.exec(&["ip", "neigh", "show", addr]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .map(str::to_owned)
+}
+
+fn mac_of(node: &netlab::Node, ifname: &str) -> String {
+    let out = node
+        .exec(&["cat", &format!("/sys/class/net/{ifname}/address")])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The issue's item 2 on IPVS: a NAT pair whose instance runs on the
+/// inside LAN (eth0) and whose service VIP lives on the outside one
+/// (`dev eth1`). The master dies; the outside client, which knew the VIP
+/// at lb1's MAC, must learn lb2's from lb2's gratuitous ARPs on eth1 and
+/// be served within 3 s of lb2 taking over (before the fix it waited for
+/// its neighbour entry to go stale: 40 s).
+///
+/// ```text
+///   web1 web2 ──sw0── eth0 [lb1, lb2] eth1 ──sw1── client
+///   198.51.100.0/24  (gateway VIP .254)   203.0.113.0/24 (service VIP .250)
+/// ```
+#[test]
+#[ignore = "needs IPVS: runs inside the VM that `in_a_vm` boots"]
+#[allow(clippy::too_many_lines)]
+fn nat_failover_with_the_vip_on_a_second_interface() {
+    if !needs_ipvs("nat_failover_with_the_vip_on_a_second_interface") {
+        return;
+    }
+    let mut lab = netlab::Lab::new().unwrap();
+    let inside = lab.add_switch("sw0").unwrap();
+    let outside = lab.add_switch("sw1").unwrap();
+    for (name, octet) in [("lb1", 22), ("lb2", 40)] {
+        let n = lab.add_node(name).unwrap();
+        lab.connect(&n, &inside, "eth0", &[&format!("198.51.100.{octet}/24")])
+            .unwrap();
+        lab.connect(&n, &outside, "eth1", &[&format!("203.0.113.{octet}/24")])
+            .unwrap();
+        n.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    }
+    let client = lab.add_node("client").unwrap();
+    lab.connect(&client, &outside, "eth0", &["203.0.113.100/24"])
+        .unwrap();
+    let mut servers = Vec::new();
+    for (name, octet, body) in [
+        ("web1", 50, "this is yy web!"),
+        ("web2", 51, "this is cc web!"),
+    ] {
+        let n = lab.add_node(name).unwrap();
+        lab.connect(&n, &inside, "eth0", &[&format!("198.51.100.{octet}/24")])
+            .unwrap();
+        // NAT's way back: through the directors' gateway VIP.
+        n.exec(&["ip", "route", "add", "default", "via", "198.51.100.254"])
+            .unwrap();
+        servers
+            .push(netlab::http::WebServer::start(&n, "0.0.0.0:80".parse().unwrap(), body).unwrap());
+    }
+    let dir = std::env::temp_dir().join(format!("{}natfo", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut daemons = Vec::new();
+    for (name, state, prio) in [("lb1", "MASTER", 100), ("lb2", "BACKUP", 90)] {
+        let conf = format!(
+            "vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n 198.51.100.254/24\n 203.0.113.250/24 dev eth1\n }}\n}}\n{}",
+            vs(
+                "203.0.113.250 80",
+                " lb_algo rr\n lb_kind NAT\n",
+                &(rs("198.51.100.50", 80, "") + &rs("198.51.100.51", 80, ""))
+            )
+        );
+        let path = dir.join(format!("{name}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keepalived-rs"));
+        cmd.args(["-n", "-l", "-D", "-f"])
+            .arg(&path)
+            .arg("--control")
+            .arg(dir.join(format!("{name}.sock")))
+            .arg("-p")
+            .arg(dir.join(format!("{name}.pid")));
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        daemons.push(
+            lab.node(name)
+                .unwrap()
+                .spawn_logged(&cmd, Some(log))
+                .unwrap(),
+        );
+    }
+    let logs = || {
+        let mut all = String::new();
+        for n in ["lb1", "lb2"] {
+            let log = std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default();
+            all.push_str(&format!("--- {n}\n{log}"));
+        }
+        all
+    };
+    let vip: std::net::SocketAddr = "203.0.113.250:80".parse().unwrap();
+    let get = || {
+        netlab::http::get(&client, vip, "/", Duration::from_millis(400))
+            .ok()
+            .map(|r| r.body.trim_end().to_owned())
+    };
+    let start = Instant::now();
+    while get().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never served through lb1\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (lb1, lb2) = (lab.node("lb1").unwrap(), lab.node("lb2").unwrap());
+    let (mac1, mac2) = (mac_of(lb1, "eth1"), mac_of(lb2, "eth1"));
+    assert_eq!(
+        neighbour(&client, "203.0.113.250").as_deref(),
+        Some(mac1.as_str())
+    );
+    // lb1 dies: its daemon killed, both its links cut.
+    let killed = Instant::now();
+    lb1.crash_all();
+    lab.cut(lab.link("lb1", "eth0").unwrap()).unwrap();
+    lab.cut(lab.link("lb1", "eth1").unwrap()).unwrap();
+    let took_over = lb2
+        .wait_for_address("203.0.113.250".parse().unwrap(), Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("lb2 never took the VIP: {e}\n{}", logs()));
+    let master_at = Instant::now();
+    let mut served = None;
+    while served.is_none() && master_at.elapsed() < Duration::from_secs(20) {
+        served = get().map(|body| (Instant::now(), body));
+    }
+    let Some((at, body)) = served else {
+        panic!(
+            "no answer through lb2 in 20 s; the client's entry for the VIP: {:?} (lb1 {mac1}, lb2 {mac2})\n{}",
+            neighbour(&client, "203.0.113.250"),
+            logs()
+        );
+    };
+    let after_master = at.duration_since(master_at);
+    eprintln!(
+        "NAT failover, VIP on eth1: lb2 held the VIP {:.1} s after lb1 died; first answer ({body}) {:.2} s after that ({:.1} s after the kill)",
+        took_over.as_secs_f64(),
+        after_master.as_secs_f64(),
+        at.duration_since(killed).as_secs_f64()
+    );
+    assert_eq!(
+        neighbour(&client, "203.0.113.250").as_deref(),
+        Some(mac2.as_str())
+    );
+    assert!(
+        after_master <= Duration::from_secs(3),
+        "first answer {after_master:?} after lb2 took over (goal ≤ 3 s)\n{}",
+        logs()
+    );
+    assert!(
+        logs().contains("Sending gratuitous ARP on eth1 for 203.0.113.250"),
+        "{}",
+        logs()
+    );
+    drop(daemons);
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The seed's LVS-DR story on IPVS: `keepalived-rs lab lvs-dr --dataplane
+/// ipvs` with both directors ours, then keepalived 2.2.7 as lb1 (the
+/// master) and as lb2 (the backup) beside ours; the same timeline each
+/// time (rr alternation, a web server down and back, the master killed).
+#[test]
+#[ignore = "needs IPVS: runs inside the VM that `in_a_vm` boots"]
+fn the_seed_s_lab_on_ipvs_ours_and_mixed_with_keepalived() {
+    if !needs_ipvs("the_seed_s_lab_on_ipvs_ours_and_mixed_with_keepalived") {
+        return;
+    }
+    assert!(
+        std::process::Command::new("keepalived")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "keepalived is not installed"
+    );
+    for pairing in [None, Some("lb1"), Some("lb2")] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keepalived-rs"));
+        cmd.args(["lab", "lvs-dr", "--dataplane", "ipvs"]);
+        if let Some(d) = pairing {
+            cmd.args(["--keepalived", d]);
+        }
+        let started = Instant::now();
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let who = pairing.map_or("both directors ours".to_owned(), |d| {
+            format!("keepalived as {d}")
+        });
+        eprintln!(
+            "lab lvs-dr on IPVS, {who}: exit {:?} in {:.0} s\n{text}",
+            out.status.code(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            out.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in [
+            "rr alternates",
+            "only web2 answers",
+            "alternation resumes",
+            "ipvsadm -Ln",
+            "-> 198.51.100.50:80",
+            "lb2 holds the VIP",
+            "lvs-dr: every step behaved",
+            "all namespaces removed",
+        ] {
+            assert!(text.contains(line), "{who}: no `{line}` in the timeline");
+        }
+        if let Some(d) = pairing {
+            assert!(
+                text.contains(&format!("keepalived started on {d}"))
+                    || text.contains(&format!("keepalived on {d}")),
+                "{who}: the timeline does not name keepalived on {d}"
+            );
+        }
+    }
+}

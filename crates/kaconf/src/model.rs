@@ -114,16 +114,17 @@ impl Value for Forwarding {
                     out.tunnel_port = p;
                     i += 2;
                 }
-                other => match TunnelCsum::from_text(other) {
-                    Some(c) => {
-                        out.csum = c;
-                        i += 1;
-                    }
-                    None => {
-                        cx.error(at, format!("invalid tunnel option `{other}` (type, port, nocsum, csum, remcsum)"));
+                other => {
+                    let Some(c) = TunnelCsum::from_text(other) else {
+                        cx.error(
+                            at,
+                            format!("invalid tunnel option `{other}` (type, port, nocsum, csum, remcsum)"),
+                        );
                         return None;
-                    }
-                },
+                    };
+                    out.csum = c;
+                    i += 1;
+                }
             }
         }
         let here = stmt.arg_loc(0);
