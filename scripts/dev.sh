@@ -46,11 +46,11 @@ ensure_packages() {
       cat "$log" >&2
       rm -f "$log"
       say "apt-get install failed (is another apt or dpkg running?)"
-      [ -n "$made_policy" ] && rm -f "$policy"
+      if [ -n "$made_policy" ]; then rm -f "$policy"; fi
       exit 1
     fi
     rm -f "$log"
-    [ -n "$made_policy" ] && rm -f "$policy"
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
   fi
 }
 
