@@ -14,8 +14,9 @@ cd "$(dirname "$0")/.."
 PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark openssl wrk man-db"
 # The tests that need IPVS boot Debian's kernel under qemu (crates/netlab/src/vm.rs):
 # linux-image-amd64 (the kernel and its IPVS modules), qemu-system-x86, ipvsadm (what
-# the tests read the kernel's table with), python3-pip (for virtme-ng, from PyPI).
-VM_PACKAGES="linux-image-amd64 qemu-system-x86 ipvsadm python3-pip"
+# the tests read the kernel's table with), busybox-static (virtme-ng builds the guest's initramfs with it),
+# python3-pip (for virtme-ng, from PyPI).
+VM_PACKAGES="linux-image-amd64 qemu-system-x86 busybox-static ipvsadm python3-pip"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

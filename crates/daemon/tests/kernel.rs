@@ -980,3 +980,63 @@ fn the_seed_s_lab_on_ipvs_ours_and_mixed_with_keepalived() {
         }
     }
 }
+
+/// The issue's item 4: a service with our key that someone made by hand
+/// (with a server we do not name, and the wrong scheduler) is adopted and
+/// made to match, the removal logged; a service of theirs is left alone;
+/// a server of ours already there keeps its place (no delete and re-add).
+#[test]
+#[ignore = "needs IPVS: runs inside the VM that `in_a_vm` boots"]
+fn a_hand_made_service_with_our_key_is_adopted() {
+    if !needs_ipvs("a_hand_made_service_with_our_key_is_adopted") {
+        return;
+    }
+    let bench = Bench::new();
+    bench.ipvsadm(&["-C"]);
+    for args in [
+        &["-A", "-t", "198.51.100.250:80", "-s", "wlc"][..],
+        &["-a", "-t", "198.51.100.250:80", "-r", "198.51.100.50:80", "-g", "-w", "1"],
+        &["-a", "-t", "198.51.100.250:80", "-r", "198.51.100.99:80", "-g", "-w", "5"],
+        &["-A", "-t", "198.51.100.98:80", "-s", "rr"],
+        &["-a", "-t", "198.51.100.98:80", "-r", "198.51.100.51:80", "-g"],
+    ] {
+        bench.ipvsadm(args);
+    }
+    let conf = vs(
+        "198.51.100.250 80",
+        " lb_algo rr\n lb_kind DR\n",
+        &(rs("198.51.100.50", 80, "") + &rs("198.51.100.51", 80, "")),
+    );
+    let (mut p, _, log) = bench.start(Daemon::Ours, &conf);
+    let running = bench.settled(Duration::from_secs(3));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    p.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = p.wait_timeout(Duration::from_secs(15));
+    drop(p);
+    let stopped = bench.table();
+    bench.ipvsadm(&["-C"]);
+    eprintln!("adopted:\n{running}\nafter stop:\n{stopped}\nlog:\n{text}");
+    let ours: Vec<&str> = running.lines().filter(|l| l.contains("198.51.100.250")).collect();
+    assert_eq!(
+        ours,
+        [
+            "-A -t 198.51.100.250:80 -s rr",
+            "-a -t 198.51.100.250:80 -r 198.51.100.50:80 -g -w 1",
+            "-a -t 198.51.100.250:80 -r 198.51.100.51:80 -g -w 1",
+        ],
+        "{running}"
+    );
+    assert!(running.contains("-A -t 198.51.100.98:80 -s rr"), "a service of theirs was touched:\n{running}");
+    assert!(running.contains("-a -t 198.51.100.98:80 -r 198.51.100.51:80 -g -w 1"), "{running}");
+    assert!(
+        text.contains("virtual server TCP 198.51.100.250:80 is already in the kernel"),
+        "no adoption line:\n{text}"
+    );
+    assert!(
+        text.contains("removing real server 198.51.100.99:80, which this configuration does not name"),
+        "no removal line:\n{text}"
+    );
+    // Stopped: ours gone, theirs still there.
+    assert!(!stopped.contains("198.51.100.250"), "{stopped}");
+    assert!(stopped.contains("198.51.100.98:80"), "{stopped}");
+}

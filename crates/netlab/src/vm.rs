@@ -43,6 +43,8 @@ pub fn kernel() -> Result<Kernel, String> {
     for (program, package) in [
         ("vng", "virtme-ng (pip install virtme-ng)"),
         ("qemu-system-x86_64", "qemu-system-x86 (apt)"),
+        // virtme-ng builds the guest's initramfs from a static busybox.
+        ("busybox", "busybox-static (apt)"),
     ] {
         if !on_path(program) {
             return Err(format!("`{program}` is not installed: {package}"));
