@@ -57,10 +57,11 @@ ensure_packages() {
 
 # virtme-ng (`vng`), which boots the kernel for the IPVS tests.
 ensure_vng() {
+  # Pinned: netlab::vm passes 1.42's flags (--disable-kvm, -r, --memory, --cpus, --rwdir).
   if ! command -v vng >/dev/null 2>&1; then
     say "installing virtme-ng (PyPI)"
-    python3 -m pip install --quiet virtme-ng 2>/dev/null \
-      || python3 -m pip install --quiet --break-system-packages virtme-ng
+    python3 -m pip install --quiet "virtme-ng==1.42" 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages "virtme-ng==1.42"
     hash -r
   fi
   command -v vng >/dev/null 2>&1 || { say "virtme-ng did not install"; exit 1; }

@@ -1093,7 +1093,7 @@ pub fn run(
         // The new services and the view of them in one message: applied
         // together, never the new specs with the old view.
         let specs = crate::dataplane::specs(&new);
-        let flush = crate::ipvs::Flush::of(&new);
+        let flush = crate::ipvs::Flush::for_reload(&new);
         let _ = dp_tx.send(crate::dataplane::Msg::Reload(specs, plan.view(), flush));
     }
     // Our tables go when the data plane's thread sees the channel close.

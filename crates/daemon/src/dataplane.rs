@@ -255,9 +255,26 @@ fn ipvs_options(
     let count =
         |c: Option<kaconf::value::Count>| c.map_or(0, |n| u32::try_from(n.get()).unwrap_or(0));
     let mut reals = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for r in &v.real_servers {
         let kind = r.body.lvs_method.map(kind_of);
-        let (upper, lower) = (count(r.body.uthreshold), count(r.body.lthreshold));
+        let (upper, mut lower) = (count(r.body.uthreshold), count(r.body.lthreshold));
+        if lower > 0 && (upper == 0 || lower > upper) {
+            tracing::warn!(
+                "{name}: real_server {}: lthreshold {lower} needs a uthreshold at least as high (IPVS refuses it otherwise); lthreshold ignored",
+                r.addr
+            );
+            lower = 0;
+        }
+        // DR and TUN cannot change a port: two servers on one address
+        // would be one destination.
+        let method = kind.or_else(|| v.lb_kind.map(kind_of)).unwrap_or(Kind::Nat);
+        if method != Kind::Nat && !seen.insert(r.addr) {
+            tracing::warn!(
+                "{name}: real_server {} appears twice; with DR or TUN the port cannot differ, so IPVS carries it once",
+                r.addr
+            );
+        }
         if carrier == Carrier::Nftables && (kind.is_some() || upper > 0 || lower > 0) {
             tracing::warn!(
                 "{name}: real_server {}: `lvs_method`, `uthreshold` and `lthreshold` are IPVS's; the nftables data plane ignores them",

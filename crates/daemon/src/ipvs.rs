@@ -108,12 +108,17 @@ impl Ipvs {
         }
     }
 
-    /// The kernel's whole table: every service with its destinations (and
-    /// how many entries could not be read).
-    pub fn table(&mut self) -> Result<(Vec<lb::ipvs::Service>, usize), String> {
-        let (mut services, mut unreadable) =
+    /// The kernel's services whose key `wanted` accepts, with their
+    /// destinations (and how many entries could not be read). Other
+    /// services' destinations are not asked for.
+    pub fn table(
+        &mut self,
+        wanted: impl Fn(&lb::ipvs::ServiceKey) -> bool,
+    ) -> Result<(Vec<lb::ipvs::Service>, usize), String> {
+        let (services, mut unreadable) =
             self.dump(lb::ipvs::cmd::GET_SERVICE, &[], lb::ipvs::parse_services)?;
-        for s in &mut services {
+        let mut out = Vec::new();
+        for mut s in services.into_iter().filter(|s| wanted(&s.key)) {
             let key = s.key.clone();
             let (dests, bad) = self.dump(
                 lb::ipvs::cmd::GET_DEST,
@@ -122,8 +127,9 @@ impl Ipvs {
             )?;
             s.dests = dests;
             unreadable += bad;
+            out.push(s);
         }
-        Ok((services, unreadable))
+        Ok((out, unreadable))
     }
 }
 
@@ -150,7 +156,8 @@ pub fn ack(buf: &[u8], seq: u32) -> Option<Result<(), String>> {
 /// `lvs_flush` and `lvs_flush_on_stop`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flush {
-    /// `lvs_flush`: the whole table is flushed when we start.
+    /// `lvs_flush`: the whole table is flushed when we start (never on a
+    /// reload, never twice).
     pub at_start: bool,
     /// `lvs_flush_on_stop` (no argument): the whole table is flushed
     /// when we stop; otherwise (also with `VS`) we remove only ours.
@@ -160,12 +167,30 @@ pub struct Flush {
 impl Flush {
     pub fn of(config: &kaconf::Config) -> Self {
         let g = config.globals();
+        let all_on_stop = match g.lvs_flush_on_stop.as_ref().map(|w| w.0.as_slice()) {
+            Some([]) => true,
+            Some([vs]) if vs == "VS" => false,
+            Some(other) => {
+                // keepalived: "Unknown lvs_flush_on_stop type", and no flush.
+                tracing::warn!(
+                    "lvs_flush_on_stop `{}`: expected no argument or VS; only our virtual servers are removed at stop",
+                    other.join(" ")
+                );
+                false
+            }
+            None => false,
+        };
         Self {
             at_start: g.lvs_flush,
-            all_on_stop: g
-                .lvs_flush_on_stop
-                .as_ref()
-                .is_some_and(|w| w.0.first().is_none_or(|a| !a.eq_ignore_ascii_case("VS"))),
+            all_on_stop,
+        }
+    }
+
+    /// As a reload leaves it: `lvs_flush` is for the start only.
+    pub fn for_reload(config: &kaconf::Config) -> Self {
+        Self {
+            at_start: false,
+            ..Self::of(config)
         }
     }
 }
@@ -173,17 +198,24 @@ impl Flush {
 /// The IPVS data plane: the kernel's IPVS table, changed by the diff of
 /// what we last applied and what is wanted.
 ///
-/// At the first apply it reads the kernel's table: a service of ours
-/// already there (left by an earlier run, or made by hand) is adopted —
-/// its real servers kept where they match, changed or removed where they
-/// do not, each removal logged; services the configuration does not name
-/// are never touched (unless `lvs_flush`).
+/// When it does not know what the kernel holds (at start, and after a
+/// change that failed half way) it reads the kernel's services of our
+/// keys first. At start a service of ours already there — left by an
+/// earlier run, or made by hand — is adopted: its real servers kept where
+/// they match, changed or removed where they do not, each removal logged.
+/// Services the configuration does not name are never touched (unless
+/// `lvs_flush`).
 #[derive(Debug)]
 pub struct Plane {
     socket: Ipvs,
     applied: Option<Vec<lb::ipvs::Service>>,
     flush: Flush,
+    /// The first read of the kernel is done (adoption is logged once).
+    looked: bool,
 }
+
+/// At most this many removed real servers are named per service.
+const NAMED: usize = 10;
 
 impl Plane {
     pub fn open(flush: Flush) -> Result<Self, String> {
@@ -191,6 +223,7 @@ impl Plane {
             socket: Ipvs::open()?,
             applied: None,
             flush,
+            looked: false,
         })
     }
 
@@ -199,25 +232,31 @@ impl Plane {
         self.flush.all_on_stop = flush.all_on_stop;
     }
 
-    /// What is in the kernel of `want` at the first apply (after
-    /// `lvs_flush`), logging what we adopt and what we will remove.
-    fn first_look(&mut self, want: &[lb::ipvs::Service]) -> Result<Vec<lb::ipvs::Service>, String> {
-        let (table, unreadable) = self.socket.table()?;
+    /// What the kernel holds of `want`: after `lvs_flush` (the first
+    /// time only) nothing; else the kernel's services of our keys, the
+    /// first time logging what we adopt and what we will remove.
+    fn read_kernel(
+        &mut self,
+        want: &[lb::ipvs::Service],
+    ) -> Result<Vec<lb::ipvs::Service>, String> {
         if self.flush.at_start {
+            self.flush.at_start = false;
+            self.looked = true;
             self.socket.send(lb::ipvs::cmd::FLUSH, &[])?;
-            tracing::info!(
-                "lvs_flush: IPVS table flushed ({} virtual server(s) were in it)",
-                table.len()
-            );
+            tracing::info!("lvs_flush: IPVS table flushed");
             return Ok(Vec::new());
         }
+        let (old, unreadable) = self.socket.table(|k| want.iter().any(|w| w.key == *k))?;
+        if self.looked {
+            return Ok(old);
+        }
+        self.looked = true;
         if unreadable > 0 {
             tracing::warn!(
                 "IPVS: {unreadable} entr(ies) of the kernel's table could not be read; left alone"
             );
         }
-        let mut old = Vec::new();
-        for k in table {
+        for k in &old {
             let Some(w) = want.iter().find(|w| w.key == k.key) else {
                 continue;
             };
@@ -233,12 +272,17 @@ impl Plane {
                 k.dests.len() - foreign.len(),
                 k.dests.len()
             );
-            for f in foreign {
+            for f in foreign.iter().take(NAMED) {
                 tracing::warn!(
                     "IPVS: virtual server {name}: removing real server {f}, which this configuration does not name"
                 );
             }
-            old.push(k);
+            if foreign.len() > NAMED {
+                tracing::warn!(
+                    "IPVS: virtual server {name}: removing {} more real servers this configuration does not name",
+                    foreign.len() - NAMED
+                );
+            }
         }
         Ok(old)
     }
@@ -265,12 +309,7 @@ fn dest_name(addr: std::net::IpAddr, port: u16) -> String {
 /// a port, so theirs is the service's (0 for a fwmark service: packets
 /// keep their own).
 pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
-    use lb::nft::{Kind, Proto};
-    let forward = |k: Kind| match k {
-        Kind::Dr => (lb::ipvs::Forward::Route, None),
-        Kind::Nat => (lb::ipvs::Forward::Masq, None),
-        Kind::Tun(t) => (lb::ipvs::Forward::Tunnel, Some(t)),
-    };
+    use lb::nft::Proto;
     let (key, fwmark_service) = match s.fwmark {
         Some(m) => (
             lb::ipvs::ServiceKey {
@@ -294,6 +333,15 @@ pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
             false,
         ),
     };
+    // One destination per address and port (DR and TUN servers on one
+    // address collapse: specs() said so).
+    let mut seen = std::collections::HashSet::new();
+    let dests: Vec<lb::ipvs::Dest> = s
+        .reals
+        .iter()
+        .map(|r| dest(s, r, fwmark_service))
+        .filter(|d| seen.insert((d.addr, d.port)))
+        .collect();
     lb::ipvs::Service {
         key,
         scheduler: s.algo.name().to_owned(),
@@ -301,30 +349,37 @@ pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
             .persistence
             .map(|(t, p)| (u32::try_from(t.as_secs()).unwrap_or(u32::MAX), p)),
         flags: s.ipvs.flags,
-        dests: s
-            .reals
-            .iter()
-            .map(|r| {
-                let own = s.ipvs.reals.iter().find(|o| {
-                    o.addr == r.addr && (o.port == r.port || o.port == 0 || fwmark_service)
-                });
-                let (forward, tunnel) = forward(own.and_then(|o| o.kind).unwrap_or(s.kind));
-                let port = match forward {
-                    lb::ipvs::Forward::Masq => r.port,
-                    _ if fwmark_service => 0,
-                    _ => s.port,
-                };
-                lb::ipvs::Dest {
-                    addr: r.addr,
-                    port,
-                    forward,
-                    weight: r.weight,
-                    upper: own.map_or(0, |o| o.upper),
-                    lower: own.map_or(0, |o| o.lower),
-                    tunnel,
-                }
-            })
-            .collect(),
+        dests,
+    }
+}
+
+/// One real server as an IPVS destination: its own method and
+/// thresholds, and keepalived's port (see [`service`]).
+fn dest(s: &lb::nft::Service, r: &lb::nft::Real, fwmark_service: bool) -> lb::ipvs::Dest {
+    use lb::nft::Kind;
+    let own = s
+        .ipvs
+        .reals
+        .iter()
+        .find(|o| o.addr == r.addr && (o.port == r.port || o.port == 0 || fwmark_service));
+    let (forward, tunnel) = match own.and_then(|o| o.kind).unwrap_or(s.kind) {
+        Kind::Dr => (lb::ipvs::Forward::Route, None),
+        Kind::Nat => (lb::ipvs::Forward::Masq, None),
+        Kind::Tun(t) => (lb::ipvs::Forward::Tunnel, Some(t)),
+    };
+    let port = match forward {
+        lb::ipvs::Forward::Masq => r.port,
+        _ if fwmark_service => 0,
+        _ => s.port,
+    };
+    lb::ipvs::Dest {
+        addr: r.addr,
+        port,
+        forward,
+        weight: r.weight,
+        upper: own.map_or(0, |o| o.upper),
+        lower: own.map_or(0, |o| o.lower),
+        tunnel,
     }
 }
 
@@ -338,7 +393,7 @@ impl lb::DataPlane for Plane {
         let old = match &self.applied {
             Some(old) if *old == want => return Ok(false),
             Some(old) => old.clone(),
-            None => self.first_look(&want)?,
+            None => self.read_kernel(&want)?,
         };
         for (cmd, attrs) in lb::ipvs::diff(&old, &want) {
             if let Err(e) = self.socket.send(cmd, &attrs) {

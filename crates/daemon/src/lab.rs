@@ -136,10 +136,16 @@ fn in_vm(stop: &AtomicBool) -> Result<u8> {
         .map_err(|why| anyhow::anyhow!("this kernel has no IPVS and a VM cannot boot: {why}"))?;
     let exe = std::env::current_exe().context("own executable")?;
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let mut script = quote(&exe.to_string_lossy());
-    for arg in std::env::args().skip(1) {
+    let exe = exe
+        .to_str()
+        .context("this executable's path is not UTF-8; the VM's shell cannot run it")?;
+    let mut script = quote(exe);
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg
+            .to_str()
+            .context("an argument is not UTF-8; the VM's shell cannot pass it")?;
         script.push(' ');
-        script.push_str(&quote(&arg));
+        script.push_str(&quote(arg));
     }
     println!(
         "keepalived-rs lab: this kernel has no IPVS; booting {} under qemu (TCG, ~30 s) and running there",
@@ -147,9 +153,14 @@ fn in_vm(stop: &AtomicBool) -> Result<u8> {
     );
     let vm = netlab::vm::Vm::boot(&kernel, VM_MODULES, &[], &script)
         .with_context(|| format!("booting {}", kernel.image.display()))?;
-    let done = vm
-        .follow(Duration::from_secs(20 * 60), stop, &mut std::io::stdout())
-        .context("the VM did not finish")?;
+    let done = match vm.follow(Duration::from_secs(20 * 60), stop, &mut std::io::stdout()) {
+        Ok(done) => done,
+        Err(_) if stop.load(Ordering::Relaxed) => {
+            println!("interrupted; the VM is stopped");
+            return Ok(130);
+        }
+        Err(e) => return Err(e).context("the VM did not finish"),
+    };
     let Some(code) = done.status else {
         println!(
             "keepalived-rs lab: the VM died; its console:\n{}",

@@ -995,10 +995,35 @@ fn a_hand_made_service_with_our_key_is_adopted() {
     bench.ipvsadm(&["-C"]);
     for args in [
         &["-A", "-t", "198.51.100.250:80", "-s", "wlc"][..],
-        &["-a", "-t", "198.51.100.250:80", "-r", "198.51.100.50:80", "-g", "-w", "1"],
-        &["-a", "-t", "198.51.100.250:80", "-r", "198.51.100.99:80", "-g", "-w", "5"],
+        &[
+            "-a",
+            "-t",
+            "198.51.100.250:80",
+            "-r",
+            "198.51.100.50:80",
+            "-g",
+            "-w",
+            "1",
+        ],
+        &[
+            "-a",
+            "-t",
+            "198.51.100.250:80",
+            "-r",
+            "198.51.100.99:80",
+            "-g",
+            "-w",
+            "5",
+        ],
         &["-A", "-t", "198.51.100.98:80", "-s", "rr"],
-        &["-a", "-t", "198.51.100.98:80", "-r", "198.51.100.51:80", "-g"],
+        &[
+            "-a",
+            "-t",
+            "198.51.100.98:80",
+            "-r",
+            "198.51.100.51:80",
+            "-g",
+        ],
     ] {
         bench.ipvsadm(args);
     }
@@ -1016,7 +1041,10 @@ fn a_hand_made_service_with_our_key_is_adopted() {
     let stopped = bench.table();
     bench.ipvsadm(&["-C"]);
     eprintln!("adopted:\n{running}\nafter stop:\n{stopped}\nlog:\n{text}");
-    let ours: Vec<&str> = running.lines().filter(|l| l.contains("198.51.100.250")).collect();
+    let ours: Vec<&str> = running
+        .lines()
+        .filter(|l| l.contains("198.51.100.250"))
+        .collect();
     assert_eq!(
         ours,
         [
@@ -1026,14 +1054,22 @@ fn a_hand_made_service_with_our_key_is_adopted() {
         ],
         "{running}"
     );
-    assert!(running.contains("-A -t 198.51.100.98:80 -s rr"), "a service of theirs was touched:\n{running}");
-    assert!(running.contains("-a -t 198.51.100.98:80 -r 198.51.100.51:80 -g -w 1"), "{running}");
+    assert!(
+        running.contains("-A -t 198.51.100.98:80 -s rr"),
+        "a service of theirs was touched:\n{running}"
+    );
+    assert!(
+        running.contains("-a -t 198.51.100.98:80 -r 198.51.100.51:80 -g -w 1"),
+        "{running}"
+    );
     assert!(
         text.contains("virtual server TCP 198.51.100.250:80 is already in the kernel"),
         "no adoption line:\n{text}"
     );
     assert!(
-        text.contains("removing real server 198.51.100.99:80, which this configuration does not name"),
+        text.contains(
+            "removing real server 198.51.100.99:80, which this configuration does not name"
+        ),
         "no removal line:\n{text}"
     );
     // Stopped: ours gone, theirs still there.

@@ -567,22 +567,29 @@ fn dump_part<T>(
     };
     let mut at = 0;
     while let Some(h) = buf.get(at..at + 16) {
-        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let len =
+            usize::try_from(u32::from_ne_bytes([h[0], h[1], h[2], h[3]])).unwrap_or(usize::MAX);
         let kind = u16::from_ne_bytes([h[4], h[5]]);
         let this = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-        let Some(msg) = buf.get(at..at + len) else {
+        let Some(msg) = at.checked_add(len).and_then(|end| buf.get(at..end)) else {
             break;
         };
         if len < 16 {
             break;
         }
-        at += (len + 3) & !3;
+        at = at.saturating_add((len + 3) & !3);
         if this != seq {
             continue;
         }
         match kind {
-            // NLMSG_DONE.
+            // NLMSG_DONE, with the dump's own error if it failed.
             3 => {
+                let e = msg
+                    .get(16..20)
+                    .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                if e < 0 {
+                    return Err(e);
+                }
                 part.done = true;
                 break;
             }

@@ -163,7 +163,7 @@ impl Vm {
         ));
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out)?;
-        let o = out.display();
+        let o = shell_quote(&out.to_string_lossy());
         let mut inner = String::new();
         for m in modules {
             let _ = write!(inner, "modprobe {} 2>>{o}/output; ", shell_quote(m));
