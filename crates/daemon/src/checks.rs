@@ -985,6 +985,34 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
+/// The checkers' plan for a reloaded configuration `new`: unchanged
+/// checkers keep their state (`Plan::adopt`); `status` and the data plane
+/// follow.
+fn reloaded(
+    plan: &Plan,
+    new: &kaconf::Config,
+    tx: &std::sync::mpsc::Sender<crate::notify::Job>,
+    status: &crate::control::Shared,
+    dp_tx: &std::sync::mpsc::Sender<crate::dataplane::Msg>,
+) -> Plan {
+    let mut fresh = Plan::new(new);
+    fresh.notify = Some(tx.clone());
+    let kept = fresh.adopt(plan);
+    tracing::info!(
+        "reload: {} health checkers, {kept} of them kept with their state",
+        fresh.specs.len()
+    );
+    if let Ok(mut s) = status.lock() {
+        s.virtual_servers.clone_from(&fresh.status);
+    }
+    // The new services and the view of them in one message: applied
+    // together, never the new specs with the old view.
+    let specs = crate::dataplane::specs(new);
+    let flush = crate::ipvs::Flush::for_reload(new);
+    let _ = dp_tx.send(crate::dataplane::Msg::Reload(specs, fresh.view(), flush));
+    fresh
+}
+
 pub fn run(
     config: &kaconf::Config,
     stop: &Arc<AtomicBool>,
@@ -1024,6 +1052,8 @@ pub fn run(
         crate::dataplane::start(carried, crate::ipvs::Flush::of(config), status.clone())?;
     let dp_tx = dataplane.sender();
     let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
+    // What runs, for the next reload's change list.
+    let mut running: Option<Arc<kaconf::Config>> = None;
     loop {
         let specs = plan.specs.clone();
         tracing::info!("Starting {} health checkers", specs.len());
@@ -1079,22 +1109,12 @@ pub fn run(
         let Some(new) = next.filter(|_| !stop.load(Ordering::Relaxed)) else {
             break;
         };
-        let mut fresh = Plan::new(&new);
-        fresh.notify = Some(tx.clone());
-        let kept = fresh.adopt(&plan);
-        tracing::info!(
-            "reload: {} health checkers, {kept} of them kept with their state",
-            fresh.specs.len()
-        );
-        plan = fresh;
-        if let Ok(mut s) = status.lock() {
-            s.virtual_servers.clone_from(&plan.status);
-        }
-        // The new services and the view of them in one message: applied
-        // together, never the new specs with the old view.
-        let specs = crate::dataplane::specs(&new);
-        let flush = crate::ipvs::Flush::for_reload(&new);
-        let _ = dp_tx.send(crate::dataplane::Msg::Reload(specs, plan.view(), flush));
+        crate::change::log(&crate::change::services(
+            running.as_deref().unwrap_or(config),
+            &new,
+        ));
+        running = Some(new.clone());
+        plan = reloaded(&plan, &new, &tx, status, &dp_tx);
     }
     // Our tables go when the data plane's thread sees the channel close.
     drop(dp_tx);

@@ -1,5 +1,5 @@
 //! The command line: keepalived's flags (same letters, same long names, same
-//! wording) plus our subcommands `status` and `lab`. See DESIGN.md "CLI contract".
+//! wording) plus our subcommands `status` and `lab`. README.md, "Command line", lists them.
 
 use std::path::PathBuf;
 
@@ -134,7 +134,7 @@ impl std::fmt::Display for Director {
     }
 }
 
-/// The lab's experiments (DESIGN.md "Address plan and the lab").
+/// The lab's experiments (README.md, "The lab").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     /// keepalived + LVS direct routing: the seed's first experiment

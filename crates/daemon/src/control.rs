@@ -23,7 +23,7 @@ use crate::deadline::{self, Bounded};
 
 use serde::Serialize;
 
-/// What `status --json` prints (DESIGN.md: these names may not change).
+/// What `status --json` prints (a contract: these names may not change).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Status {
     pub vrrp: Vec<InstanceStatus>,

@@ -1,5 +1,5 @@
 //! `keepalived-rs lab`: the seed article's experiments, on one machine, in
-//! network namespaces (DESIGN.md "Address plan and the lab").
+//! network namespaces (README.md, "The lab").
 //!
 //! The seed's 192.168.88.0/24 moves to TEST-NET-2 (198.51.100.0/24) and its IPv6
 //! twin 2001:db8:100::/64: `gw` .1, `lb1` .22 (MASTER), `lb2` .40 (BACKUP),

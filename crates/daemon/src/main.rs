@@ -148,7 +148,8 @@ fn finish(
     }
 }
 
-/// Runs the daemon: for now the VRRP part (`-C`, checkers only, has nothing to run yet).
+/// Runs the daemon: the VRRP thread and the checkers' thread (with the data
+/// planes), or one of them with `-P` / `-C`.
 fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let target = if cli.log_console {
         logging::Target::Console

@@ -142,6 +142,38 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The first setting that cannot change under a running router (its
+    /// keepalived keyword), if `new` changes one: the VRID, version, source
+    /// address, peers, interval, authentication, heartbeat paths, `accept`,
+    /// the address check and the v3 checksum rule.
+    pub fn fixed_change(&self, new: &Config) -> Option<&'static str> {
+        let old = self;
+        let fixed = [
+            (old.vrid != new.vrid, "virtual_router_id"),
+            (old.version != new.version, "version"),
+            (old.primary != new.primary, "the source address"),
+            (old.peers != new.peers, "unicast_peer"),
+            (old.advert_interval != new.advert_interval, "advert_int"),
+            (old.auth != new.auth, "authentication"),
+            (old.auth_hmac != new.auth_hmac, "auth_hmac"),
+            (
+                old.guard.as_ref().map(|g| &g.heartbeat)
+                    != new.guard.as_ref().map(|g| &g.heartbeat),
+                "heartbeat_path",
+            ),
+            (old.accept != new.accept, "accept"),
+            (old.check_addrs != new.check_addrs, "skip_check_adv_addr"),
+            (
+                old.v3_checksum_as_v2 != new.v3_checksum_as_v2,
+                "v3_checksum_as_v2",
+            ),
+        ];
+        fixed
+            .iter()
+            .find(|(changed, _)| *changed)
+            .map(|(_, what)| *what)
+    }
+
     pub fn family(&self) -> Family {
         Family::of(&self.primary)
     }
@@ -507,30 +539,10 @@ impl Router {
         config: Config,
         out: &mut Vec<Action>,
     ) -> Result<(), &'static str> {
-        let old = &self.config;
-        let fixed = [
-            (old.vrid != config.vrid, "virtual_router_id"),
-            (old.version != config.version, "version"),
-            (old.primary != config.primary, "the source address"),
-            (old.peers != config.peers, "unicast_peer"),
-            (old.advert_interval != config.advert_interval, "advert_int"),
-            (old.auth != config.auth, "authentication"),
-            (old.auth_hmac != config.auth_hmac, "auth_hmac"),
-            (
-                old.guard.as_ref().map(|g| &g.heartbeat)
-                    != config.guard.as_ref().map(|g| &g.heartbeat),
-                "heartbeat_path",
-            ),
-            (old.accept != config.accept, "accept"),
-            (old.check_addrs != config.check_addrs, "skip_check_adv_addr"),
-            (
-                old.v3_checksum_as_v2 != config.v3_checksum_as_v2,
-                "v3_checksum_as_v2",
-            ),
-        ];
-        if let Some((_, what)) = fixed.iter().find(|(changed, _)| *changed) {
+        if let Some(what) = self.config.fixed_change(&config) {
             return Err(what);
         }
+        let old = &self.config;
         let added: Vec<IpAddr> = config
             .vips
             .iter()

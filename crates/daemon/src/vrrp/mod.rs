@@ -3,10 +3,11 @@
 //!
 //! The loop owns the sockets and the clock: it waits on the sockets until the
 //! earliest `poll_at()` of all instances, feeds packets and timers to the
-//! engines and carries out their actions. Done: IPv4, multicast and unicast,
-//! VIPs, gratuitous ARP, graceful stop, sync groups, tracked scripts,
-//! processes, interfaces and files, notify scripts, FIFOs and e-mail. Still to
-//! come (issue #6): IPv6 and unsolicited NA, netlink instead of polling.
+//! engines and carries out their actions: IPv4 and IPv6, multicast and
+//! unicast, VIPs, routes and rules (rtnetlink), gratuitous ARP and
+//! unsolicited NA, graceful stop, sync groups, tracked scripts, processes,
+//! interfaces (netlink link events) and files, notify scripts, FIFOs and
+//! e-mail. What a reload changes is decided in `crate::change`.
 
 pub mod addrs;
 pub mod announce;
@@ -349,7 +350,7 @@ struct Driver {
     actions: Vec<Action>,
     /// The trackers and sync groups as configured (bodies only), which a
     /// reload cannot change in place.
-    trackers: String,
+    trackers: Trackers,
 }
 
 impl Driver {
@@ -866,44 +867,33 @@ impl Driver {
                 return;
             }
         };
-        if trackers(config) != self.trackers {
-            tracing::warn!(
-                "reload: vrrp_script, track_file, vrrp_track_process or vrrp_sync_group changed: \
-                 not applied; restart keepalived-rs for that"
-            );
+        let running: Vec<InstanceSpec> = self.instances.iter().map(|i| i.spec.clone()).collect();
+        let changes = crate::change::vrrp(&running, &specs, trackers(config) != self.trackers);
+        crate::change::log(&changes);
+        if changes.iter().any(crate::change::Change::refuses_all_vrrp) {
             return;
         }
-        // Added instances need nothing the running daemon cannot give them
-        // (checked against the instances that stay: a renamed one frees
-        // its VRID).
-        let staying: Vec<String> = specs
-            .iter()
-            .filter(|n| self.instances.iter().any(|i| i.spec.name == n.name))
-            .map(|n| n.name.clone())
-            .collect();
         let (mut added, mut kept) = (Vec::new(), Vec::new());
         for new in specs {
-            if staying.contains(&new.name) {
-                kept.push(new);
-            } else if let Some(why) = self.cannot_add(&new, &staying) {
-                tracing::warn!(
-                    "({}) reload: a new instance {why}: not started; restart keepalived-rs for it",
-                    new.name
-                );
-            } else {
+            if crate::change::names(&changes, &new.name, crate::change::Change::started) {
                 added.push(new);
+            } else if crate::change::names(&changes, &new.name, crate::change::Change::reconfigured)
+            {
+                kept.push(new);
             }
         }
         let now = self.now();
         // Gone: stopped as on shutdown, then forgotten.
         let gone: Vec<usize> = (0..self.instances.len())
-            .filter(|&i| !kept.iter().any(|k| k.name == self.instances[i].spec.name))
+            .filter(|&i| {
+                crate::change::names(
+                    &changes,
+                    &self.instances[i].spec.name,
+                    crate::change::Change::stopped,
+                )
+            })
             .collect();
         for &i in &gone {
-            tracing::info!(
-                "({}) reload: removed from the configuration; stopping",
-                self.instances[i].spec.name
-            );
             self.feed(i, Input::Stop);
         }
         self.flush();
@@ -948,10 +938,6 @@ impl Driver {
             .collect();
         self.apply_tracking();
         for i in first_new..self.instances.len() {
-            tracing::info!(
-                "({}) reload: new instance; starting",
-                self.instances[i].spec.name
-            );
             // What its witnesses say now (the probes report changes only).
             let down = self
                 .witness_sets
@@ -965,40 +951,6 @@ impl Driver {
         }
         self.flush();
         self.dirty = true;
-    }
-
-    /// Why a new instance cannot start in the running daemon, if it cannot:
-    /// what it needs is set up only at start.
-    fn cannot_add(&self, new: &InstanceSpec, staying: &[String]) -> Option<&'static str> {
-        let witnesses = new
-            .guard
-            .as_ref()
-            .is_some_and(|g| !g.witnesses.is_empty() && !self.witness_lists.contains(&g.witnesses));
-        let script = new
-            .track_scripts
-            .iter()
-            .any(|(n, _)| !self.scripts.contains_key(n));
-        if new.vmac.is_some() {
-            Some("uses use_vmac")
-        } else if witnesses {
-            Some("names witnesses no running instance has")
-        } else if script {
-            Some("tracks a vrrp_script no running instance tracks")
-        } else if new
-            .track_interfaces
-            .iter()
-            .any(|(n, _)| !self.links.contains_key(n))
-        {
-            Some("tracks an interface no running instance tracks")
-        } else if self.instances.iter().any(|i| {
-            staying.contains(&i.spec.name)
-                && i.spec.engine.vrid == new.engine.vrid
-                && i.spec.advert_interface() == new.advert_interface()
-        }) {
-            Some("has the VRID of another on its interface")
-        } else {
-            None
-        }
     }
 
     /// Opens what a new instance needs and adds it (stopped).
@@ -1022,31 +974,13 @@ impl Driver {
         Ok(())
     }
 
-    /// Instance `i` takes `new` in place, if VRRP allows.
+    /// Instance `i` takes `new` in place (`change::vrrp` found it can).
     fn reload_in_place(&mut self, i: usize, now: Instant, new: InstanceSpec) {
         let old = &self.instances[i].spec;
         if *old == new {
             return;
         }
         let name = new.name.clone();
-        let fixed = [
-            (old.interface != new.interface, "interface"),
-            (old.vmac != new.vmac, "use_vmac"),
-            (old.track_scripts != new.track_scripts, "track_script"),
-            (old.track_files != new.track_files, "track_file"),
-            (old.track_processes != new.track_processes, "track_process"),
-            (
-                old.track_interfaces != new.track_interfaces,
-                "track_interface",
-            ),
-            (old.guard != new.guard, "split_brain_guard"),
-        ];
-        if let Some((_, what)) = fixed.iter().find(|(c, _)| *c) {
-            tracing::warn!(
-                "({name}) reload: {what} changed: not applied; restart keepalived-rs for that"
-            );
-            return;
-        }
         let mut actions = std::mem::take(&mut self.actions);
         actions.clear();
         if let Err(what) =
@@ -1331,39 +1265,26 @@ fn socket_for(sockets: &mut Vec<VrrpSocket>, spec: &InstanceSpec) -> Result<usiz
 
 /// What of `config` a reload cannot change under running instances (the
 /// trackers' and sync groups' bodies, not where they are written).
-fn trackers(config: &kaconf::Config) -> String {
-    let bodies = |v: &dyn Fn() -> Vec<String>| v().join(";");
-    [
-        bodies(&|| {
-            config
-                .vrrp_scripts
-                .iter()
-                .map(|n| format!("{}={:?}", n.name, n.body))
-                .collect()
-        }),
-        bodies(&|| {
-            config
-                .track_files
-                .iter()
-                .map(|n| format!("{}={:?}", n.name, n.body))
-                .collect()
-        }),
-        bodies(&|| {
-            config
-                .track_processes
-                .iter()
-                .map(|n| format!("{}={:?}", n.name, n.body))
-                .collect()
-        }),
-        bodies(&|| {
-            config
-                .sync_groups
-                .iter()
-                .map(|n| format!("{}={:?}", n.name, n.body))
-                .collect()
-        }),
-    ]
-    .join("\n")
+fn trackers(config: &kaconf::Config) -> Trackers {
+    fn bodies<T: Clone>(v: &[kaconf::section::Named<T>]) -> Vec<(String, T)> {
+        v.iter().map(|n| (n.name.clone(), n.body.clone())).collect()
+    }
+    Trackers {
+        scripts: bodies(&config.vrrp_scripts),
+        files: bodies(&config.track_files),
+        processes: bodies(&config.track_processes),
+        groups: bodies(&config.sync_groups),
+    }
+}
+
+/// The trackers and sync groups every instance shares, by name, as
+/// configured (bodies only: moving a block in the file changes nothing).
+#[derive(Debug, Clone, PartialEq)]
+struct Trackers {
+    scripts: Vec<(String, kaconf::model::VrrpScript)>,
+    files: Vec<(String, kaconf::model::TrackFile)>,
+    processes: Vec<(String, kaconf::model::TrackProcess)>,
+    groups: Vec<(String, kaconf::model::SyncGroup)>,
 }
 
 /// (socket, VRID) → instance, over every socket an instance hears on.

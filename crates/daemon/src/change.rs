@@ -1,0 +1,1059 @@
+//! Reload as typed changes: the one home of "what does this new
+//! configuration change?". [`vrrp`] compares the running VRRP instances
+//! with the new ones, [`services`] the running virtual servers with the
+//! new ones; both are pure (no sockets, no root) and return [`Change`]s
+//! keyed by stable ids — instance names, virtual server keys, real server
+//! addresses — never by position or by a `Debug` string. The VRRP driver
+//! applies its changes; every reload logs the whole list. A runtime
+//! change (drain, weight, priority without a reload) is meant to travel
+//! as the same type.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use crate::vrrp::spec::InstanceSpec;
+
+/// A virtual server's identity across reloads: what it listens on (or
+/// its fwmark, or its group) and its protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId {
+    /// keepalived's name: `ADDR PORT`, `fwmark N`, `group NAME`.
+    pub name: String,
+    pub protocol: &'static str,
+}
+
+impl std::fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, self.protocol)
+    }
+}
+
+/// One thing a reload changes, or refuses to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new `vrrp_instance` starts.
+    VrrpStart { instance: String },
+    /// An instance gone from the file stops (priority 0, VIPs released).
+    VrrpStop { instance: String },
+    /// A kept instance takes new settings in place (state, timers and the
+    /// VIPs that stay are kept); `what` names the keywords.
+    VrrpReconfigure {
+        instance: String,
+        what: Vec<&'static str>,
+    },
+    /// What the running VRRP instances cannot take without a restart:
+    /// `instance` `None` for a change to the trackers every instance
+    /// shares (then no VRRP change is applied).
+    VrrpRefuse {
+        instance: Option<String>,
+        /// A new instance (not started) or a kept one (left as it runs).
+        new: bool,
+        why: String,
+    },
+    /// A virtual server appears.
+    ServiceAdd { service: ServiceId },
+    /// A virtual server is gone.
+    ServiceRemove { service: ServiceId },
+    /// A kept virtual server's own keywords changed.
+    ServiceUpdate {
+        service: ServiceId,
+        what: Vec<String>,
+    },
+    /// A real server appears in a kept virtual server.
+    RealAdd {
+        service: ServiceId,
+        real: SocketAddr,
+    },
+    /// A real server is gone from a kept virtual server.
+    RealRemove {
+        service: ServiceId,
+        real: SocketAddr,
+    },
+    /// A kept real server's keywords changed (its checkers are among
+    /// them: a changed checker starts afresh, the others keep their
+    /// verdicts).
+    RealUpdate {
+        service: ServiceId,
+        real: SocketAddr,
+        what: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::VrrpStart { instance } => {
+                write!(f, "({instance}) reload: new instance; starting")
+            }
+            Change::VrrpStop { instance } => write!(
+                f,
+                "({instance}) reload: removed from the configuration; stopping"
+            ),
+            Change::VrrpReconfigure { instance, what } => write!(
+                f,
+                "({instance}) reload: {} changed; taken in place",
+                what.join(", ")
+            ),
+            Change::VrrpRefuse {
+                instance: None,
+                why,
+                ..
+            } => write!(
+                f,
+                "reload: {why}: no VRRP change applied; restart keepalived-rs for that"
+            ),
+            Change::VrrpRefuse {
+                instance: Some(i),
+                new: true,
+                why,
+            } => write!(
+                f,
+                "({i}) reload: a new instance {why}: not started; restart keepalived-rs for it"
+            ),
+            Change::VrrpRefuse {
+                instance: Some(i),
+                new: false,
+                why,
+            } => write!(
+                f,
+                "({i}) reload: {why}: not applied; restart keepalived-rs for that"
+            ),
+            Change::ServiceAdd { service } => write!(f, "reload: virtual server {service} added"),
+            Change::ServiceRemove { service } => {
+                write!(f, "reload: virtual server {service} removed")
+            }
+            Change::ServiceUpdate { service, what } => write!(
+                f,
+                "reload: virtual server {service}: {} changed",
+                what.join(", ")
+            ),
+            Change::RealAdd { service, real } => write!(
+                f,
+                "reload: virtual server {service}: real server {real} added"
+            ),
+            Change::RealRemove { service, real } => write!(
+                f,
+                "reload: virtual server {service}: real server {real} removed"
+            ),
+            Change::RealUpdate {
+                service,
+                real,
+                what,
+            } => write!(
+                f,
+                "reload: virtual server {service}: real server {real}: {} changed",
+                what.join(", ")
+            ),
+        }
+    }
+}
+
+impl Change {
+    /// The instance a `VrrpStart` starts.
+    pub fn started(&self) -> Option<&str> {
+        match self {
+            Change::VrrpStart { instance } => Some(instance),
+            _ => None,
+        }
+    }
+
+    /// The instance a `VrrpStop` stops.
+    pub fn stopped(&self) -> Option<&str> {
+        match self {
+            Change::VrrpStop { instance } => Some(instance),
+            _ => None,
+        }
+    }
+
+    /// The instance a `VrrpReconfigure` changes in place.
+    pub fn reconfigured(&self) -> Option<&str> {
+        match self {
+            Change::VrrpReconfigure { instance, .. } => Some(instance),
+            _ => None,
+        }
+    }
+
+    /// A refusal of every VRRP change.
+    pub fn refuses_all_vrrp(&self) -> bool {
+        matches!(self, Change::VrrpRefuse { instance: None, .. })
+    }
+}
+
+/// Logs a reload's changes: refusals as warnings, the rest as news.
+pub fn log(changes: &[Change]) {
+    for c in changes {
+        if matches!(c, Change::VrrpRefuse { .. }) {
+            tracing::warn!("{c}");
+        } else {
+            tracing::info!("{c}");
+        }
+    }
+}
+
+/// Whether `name` is named by one of `changes` through `pick`.
+pub fn names(changes: &[Change], name: &str, pick: fn(&Change) -> Option<&str>) -> bool {
+    changes.iter().filter_map(pick).any(|n| n == name)
+}
+
+/// What the running instances set up at start and a new instance may
+/// only share, not add: the scripts, interfaces and witnesses they track.
+struct Running<'a> {
+    old: &'a [InstanceSpec],
+    scripts: BTreeSet<&'a str>,
+    links: BTreeSet<&'a str>,
+}
+
+impl<'a> Running<'a> {
+    fn new(old: &'a [InstanceSpec]) -> Self {
+        Self {
+            old,
+            scripts: old
+                .iter()
+                .flat_map(|i| &i.track_scripts)
+                .map(|(n, _)| n.as_str())
+                .collect(),
+            links: old
+                .iter()
+                .flat_map(|i| &i.track_interfaces)
+                .map(|(n, _)| n.as_str())
+                .collect(),
+        }
+    }
+
+    /// Why a new instance cannot start in the running daemon, if it
+    /// cannot; `staying` are the instances kept (a removed or renamed
+    /// one frees its VRID).
+    fn cannot_add(&self, new: &InstanceSpec, staying: &BTreeSet<&str>) -> Option<&'static str> {
+        let witnesses = new.guard.as_ref().is_some_and(|g| {
+            !g.witnesses.is_empty()
+                && !self
+                    .old
+                    .iter()
+                    .any(|o| o.guard.as_ref().is_some_and(|h| h.witnesses == g.witnesses))
+        });
+        if new.vmac.is_some() {
+            Some("uses use_vmac")
+        } else if witnesses {
+            Some("names witnesses no running instance has")
+        } else if new
+            .track_scripts
+            .iter()
+            .any(|(n, _)| !self.scripts.contains(n.as_str()))
+        {
+            Some("tracks a vrrp_script no running instance tracks")
+        } else if new
+            .track_interfaces
+            .iter()
+            .any(|(n, _)| !self.links.contains(n.as_str()))
+        {
+            Some("tracks an interface no running instance tracks")
+        } else if self.old.iter().any(|i| {
+            staying.contains(i.name.as_str())
+                && i.engine.vrid == new.engine.vrid
+                && i.advert_interface() == new.advert_interface()
+        }) {
+            Some("has the VRID of another on its interface")
+        } else {
+            None
+        }
+    }
+}
+
+/// What a kept instance's new settings change: `Err` names the first
+/// keyword that cannot change under a running instance, `Ok` the ones
+/// taken in place (empty: nothing changed).
+fn instance_changes(old: &InstanceSpec, new: &InstanceSpec) -> Result<Vec<&'static str>, String> {
+    let fixed = [
+        (old.interface != new.interface, "interface"),
+        (old.vmac != new.vmac, "use_vmac"),
+        (old.track_scripts != new.track_scripts, "track_script"),
+        (old.track_files != new.track_files, "track_file"),
+        (old.track_processes != new.track_processes, "track_process"),
+        (
+            old.track_interfaces != new.track_interfaces,
+            "track_interface",
+        ),
+        (old.guard != new.guard, "split_brain_guard"),
+    ];
+    if let Some((_, what)) = fixed.iter().find(|(c, _)| *c) {
+        return Err(format!("{what} changed"));
+    }
+    if let Some(what) = old.engine.fixed_change(&new.engine) {
+        return Err(format!("{what} changed"));
+    }
+    let (o, n) = (&old.engine, &new.engine);
+    let in_place = [
+        (o.priority != n.priority, "priority"),
+        (
+            old.addresses != new.addresses || o.vips != n.vips || o.excluded != n.excluded,
+            "virtual_ipaddress",
+        ),
+        (old.routes != new.routes, "virtual_routes"),
+        (old.rules != new.rules, "virtual_rules"),
+        (
+            o.preempt != n.preempt || o.preempt_delay != n.preempt_delay,
+            "preempt",
+        ),
+        (o.initial_state != n.initial_state, "state"),
+        (o.garp != n.garp, "garp"),
+        (old.notify != new.notify, "notify"),
+        (old.smtp_alert != new.smtp_alert, "smtp_alert"),
+    ];
+    let mut what: Vec<&'static str> = in_place
+        .iter()
+        .filter(|(c, _)| *c)
+        .map(|(_, w)| *w)
+        .collect();
+    if what.is_empty() && old != new {
+        what.push("other settings");
+    }
+    Ok(what)
+}
+
+/// The VRRP part of a reload: `old` the running instances, `new` the new
+/// file's; `trackers_changed` when the `vrrp_script`, `track_file`,
+/// `vrrp_track_process` or `vrrp_sync_group` blocks differ (a running
+/// daemon keeps those: nothing else is applied then).
+pub fn vrrp(old: &[InstanceSpec], new: &[InstanceSpec], trackers_changed: bool) -> Vec<Change> {
+    if trackers_changed {
+        return vec![Change::VrrpRefuse {
+            instance: None,
+            new: false,
+            why: "vrrp_script, track_file, vrrp_track_process or vrrp_sync_group changed".into(),
+        }];
+    }
+    let running = Running::new(old);
+    let staying: BTreeSet<&str> = new
+        .iter()
+        .filter(|n| old.iter().any(|o| o.name == n.name))
+        .map(|n| n.name.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for o in old {
+        if !staying.contains(o.name.as_str()) {
+            out.push(Change::VrrpStop {
+                instance: o.name.clone(),
+            });
+        }
+    }
+    for n in new {
+        match old.iter().find(|o| o.name == n.name) {
+            Some(o) => match instance_changes(o, n) {
+                Ok(what) if what.is_empty() => {}
+                Ok(what) => out.push(Change::VrrpReconfigure {
+                    instance: n.name.clone(),
+                    what,
+                }),
+                Err(why) => out.push(Change::VrrpRefuse {
+                    instance: Some(n.name.clone()),
+                    new: false,
+                    why,
+                }),
+            },
+            None => match running.cannot_add(n, &staying) {
+                Some(why) => out.push(Change::VrrpRefuse {
+                    instance: Some(n.name.clone()),
+                    new: true,
+                    why: why.into(),
+                }),
+                None => out.push(Change::VrrpStart {
+                    instance: n.name.clone(),
+                }),
+            },
+        }
+    }
+    out
+}
+
+/// A section's own statements as the configuration would be written
+/// back: (keyword, its text with any block), `skip` keywords left out.
+fn statements<S: kaconf::section::Section>(body: &S, skip: &[&str]) -> Vec<(String, String)> {
+    let mut e = kaconf::value::Emitter::default();
+    body.emit_body(&mut e);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in e.text.lines() {
+        let top = !line.starts_with([' ', '\t']) && line.trim() != "}";
+        if top {
+            let keyword = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            out.push((keyword, line.to_owned()));
+        } else if let Some(last) = out.last_mut() {
+            last.1.push('\n');
+            last.1.push_str(line);
+        }
+    }
+    out.retain(|(k, _)| !skip.contains(&k.as_str()));
+    out
+}
+
+/// The keywords whose statements differ between two sections.
+fn changed_keywords<S: kaconf::section::Section>(old: &S, new: &S, skip: &[&str]) -> Vec<String> {
+    let (a, b) = (statements(old, skip), statements(new, skip));
+    let mut keys: BTreeSet<&str> = BTreeSet::new();
+    for (k, _) in a.iter().chain(&b) {
+        keys.insert(k);
+    }
+    keys.into_iter()
+        .filter(|k| {
+            let pick = |v: &[(String, String)]| -> Vec<String> {
+                v.iter()
+                    .filter(|(x, _)| x == k)
+                    .map(|(_, t)| t.clone())
+                    .collect()
+            };
+            pick(&a) != pick(&b)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn service_id(vs: &kaconf::model::VirtualServer) -> ServiceId {
+    ServiceId {
+        name: crate::dataplane::service_name(&vs.service),
+        protocol: vs.body.protocol.map_or("TCP", |p| p.as_str()),
+    }
+}
+
+/// A real server's address as a checker sees it (the virtual server's
+/// port where it names none).
+fn real_addr(vs: &kaconf::model::VirtualServer, r: &kaconf::model::RealServer) -> SocketAddr {
+    let port = match vs.service {
+        kaconf::model::ServiceAddr::Ip { port, .. } => port,
+        _ => 0,
+    };
+    SocketAddr::new(r.addr, r.port.unwrap_or(port))
+}
+
+/// The virtual server part of a reload: services added, removed and
+/// changed, and in the kept ones real servers added, removed and changed.
+pub fn services(old: &kaconf::Config, new: &kaconf::Config) -> Vec<Change> {
+    let mut out = Vec::new();
+    for o in &old.virtual_servers {
+        let id = service_id(o);
+        if !new.virtual_servers.iter().any(|n| service_id(n) == id) {
+            out.push(Change::ServiceRemove { service: id });
+        }
+    }
+    for n in &new.virtual_servers {
+        let id = service_id(n);
+        let Some(o) = old.virtual_servers.iter().find(|o| service_id(o) == id) else {
+            out.push(Change::ServiceAdd { service: id });
+            continue;
+        };
+        let what = changed_keywords(&o.body, &n.body, &["real_server"]);
+        if !what.is_empty() {
+            out.push(Change::ServiceUpdate {
+                service: id.clone(),
+                what,
+            });
+        }
+        for r in &o.body.real_servers {
+            let addr = real_addr(o, r);
+            if !n.body.real_servers.iter().any(|x| real_addr(n, x) == addr) {
+                out.push(Change::RealRemove {
+                    service: id.clone(),
+                    real: addr,
+                });
+            }
+        }
+        for r in &n.body.real_servers {
+            let addr = real_addr(n, r);
+            match o.body.real_servers.iter().find(|x| real_addr(o, x) == addr) {
+                None => out.push(Change::RealAdd {
+                    service: id.clone(),
+                    real: addr,
+                }),
+                Some(x) => {
+                    let what = changed_keywords(&x.body, &r.body, &[]);
+                    if !what.is_empty() {
+                        out.push(Change::RealUpdate {
+                            service: id.clone(),
+                            real: addr,
+                            what,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vrrp::spec::{instances, Interfaces};
+    use std::path::Path;
+    use vrrp::Family;
+
+    struct Fake;
+    impl Interfaces for Fake {
+        fn primary(&self, ifname: &str, family: Family) -> Option<std::net::IpAddr> {
+            match (ifname, family) {
+                ("eth0", Family::V4) => "198.51.100.22".parse().ok(),
+                ("eth1", Family::V4) => "203.0.113.22".parse().ok(),
+                ("eth0", Family::V6) => "fe80::22".parse().ok(),
+                _ => None,
+            }
+        }
+    }
+
+    fn config(text: &str) -> kaconf::Config {
+        let loaded = kaconf::parse_str(Path::new("t.conf"), text, &kaconf::Options::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.rendered());
+        loaded.config
+    }
+
+    fn specs(text: &str) -> Vec<InstanceSpec> {
+        instances(&config(text), &Fake).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An instance with `extra` keywords (VIP .250 unless `extra` names
+    /// its own virtual_ipaddress).
+    fn inst(name: &str, vrid: u8, extra: &str) -> String {
+        let vips = if extra.contains("virtual_ipaddress") {
+            String::new()
+        } else {
+            " virtual_ipaddress {\n 198.51.100.250\n }\n".to_owned()
+        };
+        let iface = if extra
+            .lines()
+            .any(|l| l.trim_start().starts_with("interface "))
+        {
+            ""
+        } else {
+            " interface eth0\n"
+        };
+        format!("vrrp_instance {name} {{\n{iface} virtual_router_id {vrid}\n priority 100\n advert_int 1\n{vips}{extra}}}\n")
+    }
+
+    fn vrrp_diff(old: &str, new: &str) -> Vec<Change> {
+        vrrp(&specs(old), &specs(new), false)
+    }
+
+    fn start(i: &str) -> Change {
+        Change::VrrpStart { instance: i.into() }
+    }
+    fn stop(i: &str) -> Change {
+        Change::VrrpStop { instance: i.into() }
+    }
+    fn reconf(i: &str, what: &[&'static str]) -> Change {
+        Change::VrrpReconfigure {
+            instance: i.into(),
+            what: what.to_vec(),
+        }
+    }
+    fn refuse(i: &str, new: bool, why: &str) -> Change {
+        Change::VrrpRefuse {
+            instance: Some(i.into()),
+            new,
+            why: why.into(),
+        }
+    }
+
+    const SCRIPT: &str = "vrrp_script chk {\n script \"/bin/true\"\n}\n";
+
+    #[test]
+    fn nothing_changed_is_no_change() {
+        let a = inst("VI_1", 51, "");
+        assert_eq!(vrrp_diff(&a, &a), vec![]);
+    }
+
+    #[test]
+    fn an_added_instance_starts() {
+        let a = inst("VI_1", 51, "");
+        let b = a.clone() + &inst("VI_2", 52, "");
+        assert_eq!(vrrp_diff(&a, &b), vec![start("VI_2")]);
+    }
+
+    #[test]
+    fn a_removed_instance_stops() {
+        let a = inst("VI_1", 51, "") + &inst("VI_2", 52, "");
+        assert_eq!(vrrp_diff(&a, &inst("VI_1", 51, "")), vec![stop("VI_2")]);
+    }
+
+    #[test]
+    fn a_renamed_instance_stops_and_starts_keeping_its_vrid() {
+        let a = inst("VI_1", 51, "");
+        let b = inst("VI_9", 51, "");
+        assert_eq!(vrrp_diff(&a, &b), vec![stop("VI_1"), start("VI_9")]);
+    }
+
+    #[test]
+    fn a_new_instance_on_a_kept_vrid_is_refused() {
+        let a = inst("VI_1", 51, "");
+        let b = a.clone() + &inst("VI_2", 51, "");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse(
+                "VI_2",
+                true,
+                "has the VRID of another on its interface"
+            )]
+        );
+    }
+
+    #[test]
+    fn the_same_vrid_on_another_interface_starts() {
+        let a = inst("VI_1", 51, "");
+        // Not tracking eth1: the running daemon watches eth0's link only.
+        let b = a.clone() + &inst("VI_2", 51, " interface eth1\n dont_track_primary\n");
+        assert_eq!(vrrp_diff(&a, &b), vec![start("VI_2")]);
+        // Tracking it (the default) needs a restart.
+        let c = a.clone() + &inst("VI_2", 51, " interface eth1\n");
+        assert_eq!(
+            vrrp_diff(&a, &c),
+            vec![refuse(
+                "VI_2",
+                true,
+                "tracks an interface no running instance tracks"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_vrid_moved_between_instances_is_refused_for_both() {
+        let a = inst("VI_1", 51, "") + &inst("VI_2", 52, "");
+        let b = inst("VI_1", 52, "") + &inst("VI_2", 51, "");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![
+                refuse("VI_1", false, "virtual_router_id changed"),
+                refuse("VI_2", false, "virtual_router_id changed"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_priority_change_is_taken_in_place() {
+        let a = inst("VI_1", 51, "");
+        let b = a.replace("priority 100", "priority 90");
+        assert_eq!(vrrp_diff(&a, &b), vec![reconf("VI_1", &["priority"])]);
+    }
+
+    #[test]
+    fn a_vip_added_to_one_instance_only() {
+        let a = inst("VI_1", 51, "") + &inst("VI_2", 52, "");
+        let b = inst("VI_1", 51, "")
+            + &inst(
+                "VI_2",
+                52,
+                " virtual_ipaddress {\n 198.51.100.250\n 198.51.100.251\n }\n",
+            );
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![reconf("VI_2", &["virtual_ipaddress"])]
+        );
+    }
+
+    #[test]
+    fn an_excluded_vip_is_a_vip_change() {
+        let a = inst("VI_1", 51, "");
+        let b = inst(
+            "VI_1",
+            51,
+            " virtual_ipaddress_excluded {\n 203.0.113.9\n }\n",
+        );
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![reconf("VI_1", &["virtual_ipaddress"])]
+        );
+    }
+
+    #[test]
+    fn a_vip_moved_to_another_dev_is_a_vip_change() {
+        let a = inst("VI_1", 51, " virtual_ipaddress {\n 203.0.113.250/24\n }\n");
+        let b = inst(
+            "VI_1",
+            51,
+            " virtual_ipaddress {\n 203.0.113.250/24 dev eth1\n }\n",
+        );
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![reconf("VI_1", &["virtual_ipaddress"])]
+        );
+    }
+
+    #[test]
+    fn several_in_place_changes_are_named_together() {
+        let a = inst("VI_1", 51, "");
+        let b = inst("VI_1", 51, " nopreempt\n garp_master_delay 2\n")
+            .replace("priority 100", "priority 80");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![reconf("VI_1", &["priority", "preempt", "garp"])]
+        );
+    }
+
+    #[test]
+    fn a_state_change_is_taken_in_place() {
+        let a = inst("VI_1", 51, " state BACKUP\n");
+        let b = inst("VI_1", 51, " state MASTER\n");
+        assert_eq!(vrrp_diff(&a, &b), vec![reconf("VI_1", &["state"])]);
+    }
+
+    #[test]
+    fn routes_and_rules_are_taken_in_place() {
+        let a = inst("VI_1", 51, "");
+        let b = inst(
+            "VI_1",
+            51,
+            " virtual_routes {\n 203.0.113.0/24 via 198.51.100.1\n }\n virtual_rules {\n from 198.51.100.250 table 100\n }\n",
+        );
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![reconf("VI_1", &["virtual_routes", "virtual_rules"])]
+        );
+    }
+
+    #[test]
+    fn notify_scripts_are_taken_in_place() {
+        let a = inst("VI_1", 51, "");
+        let b = inst("VI_1", 51, " notify_master \"/bin/true\"\n");
+        assert_eq!(vrrp_diff(&a, &b), vec![reconf("VI_1", &["notify"])]);
+    }
+
+    #[test]
+    fn an_interface_change_is_refused() {
+        let a = inst("VI_1", 51, "");
+        let b = inst("VI_1", 51, " interface eth1\n");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse("VI_1", false, "interface changed")]
+        );
+    }
+
+    #[test]
+    fn an_interval_change_is_refused() {
+        let a = inst("VI_1", 51, "");
+        let b = a.replace("advert_int 1", "advert_int 2");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse("VI_1", false, "advert_int changed")]
+        );
+    }
+
+    #[test]
+    fn a_version_change_is_refused() {
+        let a = inst("VI_1", 51, "");
+        let b = inst("VI_1", 51, " version 3\n");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse("VI_1", false, "version changed")]
+        );
+    }
+
+    #[test]
+    fn an_authentication_change_is_refused() {
+        let a = inst(
+            "VI_1",
+            51,
+            " authentication {\n auth_type PASS\n auth_pass 1111\n }\n",
+        );
+        let b = inst(
+            "VI_1",
+            51,
+            " authentication {\n auth_type PASS\n auth_pass 2222\n }\n",
+        );
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse("VI_1", false, "authentication changed")]
+        );
+    }
+
+    #[test]
+    fn unicast_peers_are_refused() {
+        let a = inst("VI_1", 51, " unicast_peer {\n 198.51.100.40\n }\n");
+        let b = inst("VI_1", 51, " unicast_peer {\n 198.51.100.41\n }\n");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse("VI_1", false, "unicast_peer changed")]
+        );
+    }
+
+    #[test]
+    fn use_vmac_on_a_kept_instance_is_refused() {
+        let a = inst("VI_1", 51, "");
+        let b = inst("VI_1", 51, " use_vmac\n");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse("VI_1", false, "use_vmac changed")]
+        );
+    }
+
+    #[test]
+    fn a_new_instance_with_use_vmac_is_refused() {
+        let a = inst("VI_1", 51, "");
+        let b = a.clone() + &inst("VI_2", 52, " use_vmac\n");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse("VI_2", true, "uses use_vmac")]
+        );
+    }
+
+    #[test]
+    fn a_track_script_added_to_a_kept_instance_is_refused() {
+        let a = SCRIPT.to_owned() + &inst("VI_1", 51, "");
+        let b = SCRIPT.to_owned() + &inst("VI_1", 51, " track_script {\n chk\n }\n");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse("VI_1", false, "track_script changed")]
+        );
+    }
+
+    #[test]
+    fn a_new_instance_may_share_a_tracked_script() {
+        let a = SCRIPT.to_owned() + &inst("VI_1", 51, " track_script {\n chk\n }\n");
+        let b = a.clone() + &inst("VI_2", 52, " track_script {\n chk\n }\n");
+        assert_eq!(vrrp_diff(&a, &b), vec![start("VI_2")]);
+    }
+
+    #[test]
+    fn a_new_instance_may_not_track_a_new_script() {
+        let a = SCRIPT.to_owned() + &inst("VI_1", 51, "");
+        let b = a.clone() + &inst("VI_2", 52, " track_script {\n chk\n }\n");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse(
+                "VI_2",
+                true,
+                "tracks a vrrp_script no running instance tracks"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_new_instance_may_not_track_a_new_interface() {
+        let a = inst("VI_1", 51, "");
+        let b = a.clone() + &inst("VI_2", 52, " track_interface {\n eth1\n }\n");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![refuse(
+                "VI_2",
+                true,
+                "tracks an interface no running instance tracks"
+            )]
+        );
+    }
+
+    #[test]
+    fn changed_trackers_refuse_every_vrrp_change() {
+        let a = inst("VI_1", 51, "");
+        let b = inst("VI_1", 51, "").replace("priority 100", "priority 90");
+        let got = vrrp(&specs(&a), &specs(&b), true);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(&got[0], Change::VrrpRefuse { instance: None, .. }));
+        assert!(got[0].to_string().contains("no VRRP change applied"));
+    }
+
+    #[test]
+    fn stops_come_first_then_the_new_file_s_order() {
+        let a = inst("VI_1", 51, "") + &inst("VI_2", 52, "");
+        let b = inst("VI_3", 53, "") + &inst("VI_1", 51, "").replace("priority 100", "priority 99");
+        assert_eq!(
+            vrrp_diff(&a, &b),
+            vec![stop("VI_2"), start("VI_3"), reconf("VI_1", &["priority"])]
+        );
+    }
+
+    #[test]
+    fn the_log_lines_read_as_before() {
+        assert_eq!(
+            stop("VI_1").to_string(),
+            "(VI_1) reload: removed from the configuration; stopping"
+        );
+        assert_eq!(
+            start("VI_2").to_string(),
+            "(VI_2) reload: new instance; starting"
+        );
+        assert_eq!(
+            refuse("VI_2", true, "uses use_vmac").to_string(),
+            "(VI_2) reload: a new instance uses use_vmac: not started; restart keepalived-rs for it"
+        );
+        assert_eq!(
+            refuse("VI_1", false, "interface changed").to_string(),
+            "(VI_1) reload: interface changed: not applied; restart keepalived-rs for that"
+        );
+    }
+
+    // Virtual servers.
+
+    fn vs(head: &str, body: &str) -> String {
+        format!("virtual_server {head} {{\n protocol TCP\n lb_algo rr\n{body}}}\n")
+    }
+
+    fn rs(addr: &str, body: &str) -> String {
+        format!(" real_server {addr} 80 {{\n weight 1\n{body} }}\n")
+    }
+
+    const TCP: &str = "  TCP_CHECK {\n connect_timeout 3\n }\n";
+
+    fn svc_diff(old: &str, new: &str) -> Vec<Change> {
+        services(&config(old), &config(new))
+    }
+
+    fn id(name: &str) -> ServiceId {
+        ServiceId {
+            name: name.into(),
+            protocol: "TCP",
+        }
+    }
+
+    fn sock(a: &str) -> SocketAddr {
+        a.parse().unwrap()
+    }
+
+    #[test]
+    fn same_services_no_change() {
+        let a = vs("198.51.100.250 80", &rs("198.51.100.50", TCP));
+        assert_eq!(svc_diff(&a, &a), vec![]);
+    }
+
+    #[test]
+    fn a_service_added_and_one_removed() {
+        let a = vs("198.51.100.250 80", &rs("198.51.100.50", ""));
+        let b = vs("198.51.100.251 80", &rs("198.51.100.50", ""));
+        assert_eq!(
+            svc_diff(&a, &b),
+            vec![
+                Change::ServiceRemove {
+                    service: id("198.51.100.250 80")
+                },
+                Change::ServiceAdd {
+                    service: id("198.51.100.251 80")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_protocol_is_part_of_a_service_s_identity() {
+        let a = vs("198.51.100.250 53", "");
+        let b = a.replace("protocol TCP", "protocol UDP");
+        let got = svc_diff(&a, &b);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[1], Change::ServiceAdd { service } if service.protocol == "UDP"));
+    }
+
+    #[test]
+    fn a_scheduler_change_names_the_keyword() {
+        let a = vs("198.51.100.250 80", &rs("198.51.100.50", ""));
+        let b = a.replace("lb_algo rr", "lb_algo wlc");
+        assert_eq!(
+            svc_diff(&a, &b),
+            vec![Change::ServiceUpdate {
+                service: id("198.51.100.250 80"),
+                what: vec!["lb_algo".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_real_server_added_and_removed() {
+        let a = vs("198.51.100.250 80", &rs("198.51.100.50", ""));
+        let b = vs("198.51.100.250 80", &rs("198.51.100.51", ""));
+        assert_eq!(
+            svc_diff(&a, &b),
+            vec![
+                Change::RealRemove {
+                    service: id("198.51.100.250 80"),
+                    real: sock("198.51.100.50:80")
+                },
+                Change::RealAdd {
+                    service: id("198.51.100.250 80"),
+                    real: sock("198.51.100.51:80")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_weight_change_is_a_real_server_update_not_a_service_one() {
+        let a = vs("198.51.100.250 80", &rs("198.51.100.50", ""));
+        let b = a.replace("weight 1", "weight 5");
+        assert_eq!(
+            svc_diff(&a, &b),
+            vec![Change::RealUpdate {
+                service: id("198.51.100.250 80"),
+                real: sock("198.51.100.50:80"),
+                what: vec!["weight".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_checker_s_parameters_changed() {
+        let a = vs("198.51.100.250 80", &rs("198.51.100.50", TCP));
+        let b = a.replace("connect_timeout 3", "connect_timeout 5");
+        assert_eq!(
+            svc_diff(&a, &b),
+            vec![Change::RealUpdate {
+                service: id("198.51.100.250 80"),
+                real: sock("198.51.100.50:80"),
+                what: vec!["TCP_CHECK".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_server_moved_between_virtual_servers() {
+        let a = vs("198.51.100.250 80", &rs("198.51.100.50", ""))
+            + &vs("198.51.100.251 80", &rs("198.51.100.51", ""));
+        let b = vs("198.51.100.250 80", &rs("198.51.100.51", ""))
+            + &vs("198.51.100.251 80", &rs("198.51.100.51", ""));
+        assert_eq!(
+            svc_diff(&a, &b),
+            vec![
+                Change::RealRemove {
+                    service: id("198.51.100.250 80"),
+                    real: sock("198.51.100.50:80")
+                },
+                Change::RealAdd {
+                    service: id("198.51.100.250 80"),
+                    real: sock("198.51.100.51:80")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fwmark_service_is_keyed_by_its_mark() {
+        let a = vs("fwmark 1", &rs("198.51.100.50", ""));
+        let b = vs("fwmark 2", &rs("198.51.100.50", ""));
+        let got = svc_diff(&a, &b);
+        assert_eq!(
+            got,
+            vec![
+                Change::ServiceRemove {
+                    service: id("fwmark 1")
+                },
+                Change::ServiceAdd {
+                    service: id("fwmark 2")
+                },
+            ]
+        );
+        assert_eq!(
+            got[1].to_string(),
+            "reload: virtual server fwmark 2 TCP added"
+        );
+    }
+
+    #[test]
+    fn a_quorum_and_sorry_server_change() {
+        let a = vs("198.51.100.250 80", "");
+        let b = vs(
+            "198.51.100.250 80",
+            " quorum 2\n sorry_server 198.51.100.60 80\n",
+        );
+        assert_eq!(
+            svc_diff(&a, &b),
+            vec![Change::ServiceUpdate {
+                service: id("198.51.100.250 80"),
+                what: vec!["quorum".into(), "sorry_server".into()]
+            }]
+        );
+    }
+}
