@@ -67,7 +67,14 @@ pub fn verdict(id: u16, answer: &[u8]) -> Option<Result<(), String>> {
     }
     Some(match header.response_code() {
         ResponseCode::NoError => Ok(()),
-        rc => Err(format!("answer with rcode {rc}")),
+        rc => Err(match u16::from(rc) {
+            1 => "FORMERR".to_owned(),
+            2 => "SERVFAIL".to_owned(),
+            3 => "NXDOMAIN".to_owned(),
+            4 => "NOTIMP".to_owned(),
+            5 => "REFUSED".to_owned(),
+            n => format!("rcode {n}"),
+        }),
     })
 }
 

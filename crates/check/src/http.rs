@@ -259,6 +259,23 @@ impl Default for StatusCodes {
     }
 }
 
+impl std::fmt::Display for StatusCodes {
+    /// As `status_code` takes it: `200-299`, `200 301-302`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (a, b)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            if a == b {
+                write!(f, "{a}")?;
+            } else {
+                write!(f, "{a}-{b}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl StatusCodes {
     /// `200`, `200-299`, several of either (100–599, as keepalived).
     pub fn parse(words: &[String]) -> Result<Self, String> {
@@ -441,10 +458,15 @@ pub fn request(url: &Url, host: &str) -> String {
 /// if the status is accepted and the digest (if any) matches; the answer
 /// ends where `Content-Length` says or at the close. No deadline here: the
 /// caller bounds the whole check.
-pub async fn get<S>(stream: &mut S, url: &Url, default_host: &str) -> Result<(), String>
+pub async fn get<S>(
+    stream: &mut S,
+    url: &Url,
+    default_host: &str,
+) -> Result<(), crate::reason::Reason>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    use crate::reason::Reason;
     use md5::Digest as _;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let host = url.host.as_deref().unwrap_or(default_host);
@@ -452,24 +474,29 @@ where
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("sending the request: {e}"))?;
+        .map_err(|e| Reason::Http(format!("sending the request: {e}")))?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let (head, used) = loop {
-        if let Some(done) = parse_head(&buf).map_err(|e| e.to_string())? {
+        if let Some(done) = parse_head(&buf).map_err(|e| Reason::Http(e.to_string()))? {
             break done;
         }
         let n = stream
             .read(&mut chunk)
             .await
-            .map_err(|e| format!("reading the answer: {e}"))?;
+            .map_err(|e| Reason::Http(format!("reading the answer: {e}")))?;
         if n == 0 {
-            return Err("connection closed before the response head".into());
+            return Err(Reason::Http(
+                "connection closed before the response head".into(),
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
     if !url.codes.contains(head.status) {
-        return Err(format!("status {} not accepted", head.status));
+        return Err(Reason::HttpStatus {
+            got: head.status,
+            expected: url.codes.to_string(),
+        });
     }
     if url.digest.is_none() && url.regex.is_none() {
         return Ok(());
@@ -499,27 +526,25 @@ where
             // A TLS server that closes without close_notify: the end of
             // the body all the same (an HTTP/1.0 answer ends at the close).
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(format!("reading the body: {e}")),
+            Err(e) => return Err(Reason::Http(format!("reading the body: {e}"))),
         };
         if n == 0 {
             break;
         }
         total += u64::try_from(n).unwrap_or(u64::MAX);
         if total > MAX_BODY {
-            return Err(format!("body larger than {MAX_BODY} bytes"));
+            return Err(Reason::Http(format!("body larger than {MAX_BODY} bytes")));
         }
         md5.update(&chunk[..n]);
         keep(&chunk[..n], &mut seen);
     }
     let got: [u8; 16] = md5.finalize().into();
     if url.digest.is_some_and(|want| got != want) {
-        return Err("digest mismatch".into());
+        return Err(Reason::Digest);
     }
     match &url.regex {
-        Some(r) if !r.passes(&seen) => Err(if r.no_match {
-            "regex matched (regex_no_match)".into()
-        } else {
-            "regex did not match".into()
+        Some(r) if !r.passes(&seen) => Err(Reason::Regex {
+            no_match: r.no_match,
         }),
         _ => Ok(()),
     }
@@ -582,7 +607,7 @@ mod get_tests {
     }
 
     /// `answer` served to one GET over an in-memory pipe.
-    fn ask(answer: &'static [u8], u: &Url) -> Result<(), String> {
+    fn ask(answer: &'static [u8], u: &Url) -> Result<(), crate::reason::Reason> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -611,6 +636,16 @@ mod get_tests {
         assert!(ask(b"HTTP/1.1 301 Moved\r\n\r\n", &url(&["200-399"], None)).is_ok());
         assert!(ask(b"HTTP/1.1 404 Not Found\r\n\r\n", &url(&["200-399"], None)).is_err());
         assert!(ask(b"HTTP/1.0 500 Oops\r\n\r\n", &url(&["200", "500"], None)).is_ok());
+        assert_eq!(
+            ask(
+                b"HTTP/1.1 503 Busy\r\n\r\n",
+                &url(&["200", "300-301"], None)
+            ),
+            Err(crate::reason::Reason::HttpStatus {
+                got: 503,
+                expected: "200 300-301".into()
+            })
+        );
         assert!(StatusCodes::parse(&["99".into()]).is_err());
         assert!(StatusCodes::parse(&["300-200".into()]).is_err());
     }
@@ -624,7 +659,7 @@ mod get_tests {
         let bad = "00000000000000000000000000000000";
         assert_eq!(
             ask(answer, &url(&[], Some(bad))),
-            Err("digest mismatch".into())
+            Err(crate::reason::Reason::Digest)
         );
         // Without Content-Length: to the end of the stream.
         assert!(ask(b"HTTP/1.0 200 OK\r\n\r\nhello", &url(&[], Some(good))).is_ok());
@@ -637,6 +672,7 @@ mod get_tests {
         assert!(
             ask(b"<html>hello</html>", &u)
                 .unwrap_err()
+                .to_string()
                 .contains("HTTP/1.x"),
             "HTTP/0.9"
         );
@@ -644,6 +680,7 @@ mod get_tests {
         assert!(ask(b"garbage\r\n\r\n", &u).is_err());
         assert!(ask(b"HTTP/1.1 200 OK\r\nContent-", &u)
             .unwrap_err()
+            .to_string()
             .contains("closed"));
     }
 

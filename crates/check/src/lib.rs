@@ -10,6 +10,7 @@ pub mod file;
 pub mod http;
 pub mod ping;
 pub mod quorum;
+pub mod reason;
 pub mod run;
 pub mod smtp;
 pub mod state;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::reason::Reason;
 use crate::state::{Checker, Timing, Transition};
 
 /// What one checker does.
@@ -72,6 +73,23 @@ pub enum Probe {
     },
 }
 
+impl Probe {
+    /// keepalived's name for the checker.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Probe::Tcp { .. } => "TCP_CHECK",
+            Probe::Http { tls: None, .. } => "HTTP_GET",
+            Probe::Http { tls: Some(_), .. } => "SSL_GET",
+            Probe::Udp { .. } => "UDP_CHECK",
+            Probe::Ping { .. } => "PING_CHECK",
+            Probe::Misc { .. } => "MISC_CHECK",
+            Probe::Dns { .. } => "DNS_CHECK",
+            Probe::Smtp { .. } => "SMTP_CHECK",
+            Probe::File { .. } => "FILE_CHECK",
+        }
+    }
+}
+
 /// How often a `FILE_CHECK`'s file is read (keepalived watches it with
 /// inotify; a read every 100 ms is as prompt for a health decision).
 pub const FILE_POLL: Duration = Duration::from_millis(100);
@@ -107,40 +125,44 @@ pub struct Spec {
 
 /// A checker's verdict changed (or was confirmed on its first run), or a
 /// `misc_dynamic` script set a new weight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     State {
         id: usize,
         transition: Transition,
+        /// Why, for a check that went down (`None` when up).
+        reason: Option<Reason>,
     },
     /// `None`: back to the configured weight.
-    Weight {
-        id: usize,
-        weight: Option<u32>,
-    },
+    Weight { id: usize, weight: Option<u32> },
     /// A `FILE_CHECK` adds `delta` to its server's weight (replacing its
     /// previous delta).
-    Offset {
-        id: usize,
-        delta: i64,
-    },
+    Offset { id: usize, delta: i64 },
 }
 
 /// A TCP connection to `target` (from `bind`, if set).
 async fn connect(
     target: SocketAddr,
     bind: Option<SocketAddr>,
-) -> Result<tokio::net::TcpStream, String> {
+) -> Result<tokio::net::TcpStream, Reason> {
     let socket = if target.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
         tokio::net::TcpSocket::new_v6()
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Reason::Connect(e.to_string()))?;
     if let Some(b) = bind {
-        socket.bind(b).map_err(|e| format!("bind {b}: {e}"))?;
+        socket
+            .bind(b)
+            .map_err(|e| Reason::Connect(format!("bind {b}: {e}")))?;
     }
-    socket.connect(target).await.map_err(|e| e.to_string())
+    socket.connect(target).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            Reason::Refused
+        } else {
+            Reason::Connect(e.to_string())
+        }
+    })
 }
 
 /// A UDP socket connected to `target` (from `bind`, else any address of
@@ -168,7 +190,7 @@ pub async fn tcp_connect(
     target: SocketAddr,
     bind: Option<SocketAddr>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), Reason> {
     check_once(&Probe::Tcp { target, bind }, timeout).await
 }
 
@@ -176,12 +198,12 @@ pub async fn tcp_connect(
 /// response together (keepalived restarts its timer on every read, so a
 /// backend dripping a byte a second holds its check open for ever; here
 /// it fails at the deadline).
-pub async fn check_once(probe: &Probe, timeout: Duration) -> Result<(), String> {
+pub async fn check_once(probe: &Probe, timeout: Duration) -> Result<(), Reason> {
     check_weighted(probe, timeout).await.map(|_| ())
 }
 
 /// [`check_once`], with the weight a `misc_dynamic` script asked for.
-pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u32>, String> {
+pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u32>, Reason> {
     if let Probe::Misc {
         argv,
         user,
@@ -195,10 +217,13 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
     }
     if let Probe::Ping { target } = probe {
         return match tokio::time::timeout(timeout, crate::ping::echo(*target)).await {
-            Ok(r) => r.map(|()| None),
-            Err(_) => Err(format!("no echo reply within {timeout:?}")),
+            Ok(r) => r.map(|()| None).map_err(Reason::Other),
+            Err(_) => Err(Reason::NoReply(timeout)),
         };
     }
+    // Whether the connection was made when the deadline struck.
+    let connected = std::sync::atomic::AtomicBool::new(false);
+    let up = || connected.store(true, std::sync::atomic::Ordering::Relaxed);
     let work = async {
         match probe {
             // Connected is healthy; the connection ends with a reset, as
@@ -207,7 +232,7 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
             Probe::Tcp { target, bind } => {
                 let stream = connect(*target, *bind).await?;
                 let _ = stream.set_zero_linger();
-                Ok(())
+                Ok::<(), Reason>(())
             }
             Probe::Http {
                 target,
@@ -219,11 +244,14 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
                 let host = target.to_string();
                 for url in urls {
                     let stream = connect(*target, *bind).await?;
+                    up();
                     match tls {
                         None => crate::http::get(&mut { stream }, url, &host).await?,
                         Some(t) => {
                             let sni = url.host.as_deref().filter(|_| t.sni);
-                            let mut tls = crate::tls::connect(stream, sni, target.ip()).await?;
+                            let mut tls = crate::tls::connect(stream, sni, target.ip())
+                                .await
+                                .map_err(Reason::Tls)?;
                             crate::http::get(&mut tls, url, &host).await?;
                         }
                     }
@@ -235,24 +263,35 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
                 bind,
                 name,
                 qtype,
-            } => crate::dns::check(*target, *bind, name, *qtype).await,
+            } => {
+                up();
+                crate::dns::check(*target, *bind, name, *qtype)
+                    .await
+                    .map_err(Reason::Dns)
+            }
             Probe::Smtp { target, bind, helo } => {
                 let mut stream = connect(*target, *bind).await?;
-                crate::smtp::check(&mut stream, helo).await
+                up();
+                crate::smtp::check(&mut stream, helo)
+                    .await
+                    .map_err(Reason::Smtp)
             }
-            Probe::File { .. } => Err("FILE_CHECK is not a probe".into()),
+            Probe::File { .. } => Err(Reason::from("FILE_CHECK is not a probe")),
             Probe::Misc { .. } | Probe::Udp { .. } | Probe::Ping { .. } => Ok(()),
         }
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r.map(|()| None),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Err(_) if connected.load(std::sync::atomic::Ordering::Relaxed) => {
+            Err(Reason::Timeout(timeout))
+        }
+        Err(_) => Err(Reason::ConnectTimeout(timeout)),
     }
 }
 
 /// One `UDP_CHECK` exchange (keepalived's rules: silence is success
 /// unless a reply is required).
-async fn udp(probe: &Probe, timeout: Duration) -> Result<(), String> {
+async fn udp(probe: &Probe, timeout: Duration) -> Result<(), Reason> {
     let Probe::Udp {
         target,
         bind,
@@ -262,33 +301,35 @@ async fn udp(probe: &Probe, timeout: Duration) -> Result<(), String> {
         max_len,
     } = probe
     else {
-        return Err("not a UDP probe".into());
+        return Err(Reason::from("not a UDP probe"));
     };
-    let socket = udp_to(*target, *bind).await?;
+    let socket = udp_to(*target, *bind).await.map_err(Reason::Connect)?;
     socket
         .send(payload)
         .await
-        .map_err(|e| format!("sending: {e}"))?;
+        .map_err(|e| Reason::Connect(format!("sending: {e}")))?;
     let mut buf = vec![0u8; max_len.saturating_add(1).min(65_536)];
     match tokio::time::timeout(timeout, socket.recv(&mut buf)).await {
         // An ICMP port/host unreachable comes back as an error here.
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(Reason::Reply(e.to_string())),
         Ok(Ok(n)) => match reply {
             None => Ok(()),
             Some(want) => {
                 let got = &buf[..n];
                 let k = want.len().min(n);
                 if n < *min_len || n > *max_len {
-                    Err(format!("reply of {n} bytes, not {min_len}..={max_len}"))
+                    Err(Reason::Reply(format!(
+                        "{n} bytes, not {min_len}..={max_len}"
+                    )))
                 } else if got[..k] != want[..k] {
-                    Err("reply does not match".into())
+                    Err(Reason::Reply("does not match".into()))
                 } else {
                     Ok(())
                 }
             }
         },
         Err(_) if reply.is_none() => Ok(()),
-        Err(_) => Err(format!("no reply within {timeout:?}")),
+        Err(_) => Err(Reason::NoReply(timeout)),
     }
 }
 
@@ -299,8 +340,8 @@ async fn misc(
     user: Option<(u32, u32)>,
     dynamic: bool,
     timeout: Duration,
-) -> Result<Option<u32>, String> {
-    let (program, args) = argv.split_first().ok_or("empty misc_path")?;
+) -> Result<Option<u32>, Reason> {
+    let (program, args) = argv.split_first().ok_or(Reason::from("empty misc_path"))?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(std::process::Stdio::null())
@@ -311,7 +352,9 @@ async fn misc(
     if let Some((uid, gid)) = user {
         cmd.uid(uid).gid(gid);
     }
-    let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Reason::Other(format!("{program}: {e}")))?;
     let pid = child.id();
     let Ok(waited) = tokio::time::timeout(timeout, child.wait()).await else {
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -321,14 +364,14 @@ async fn misc(
             );
         }
         let _ = child.wait().await;
-        return Err(format!("timed out after {timeout:?}"));
+        return Err(Reason::ScriptTimeout(timeout));
     };
-    let status = waited.map_err(|e| e.to_string())?;
+    let status = waited.map_err(|e| Reason::Other(e.to_string()))?;
     match status.code() {
         Some(0) => Ok(None),
         Some(n @ 2..=255) if dynamic => Ok(Some(u32::try_from(n - 2).unwrap_or(0))),
-        Some(n) => Err(format!("exited with status {n}")),
-        None => Err("killed by a signal".into()),
+        Some(n) => Err(Reason::ScriptExit(n)),
+        None => Err(Reason::ScriptSignal),
     }
 }
 
@@ -382,7 +425,16 @@ async fn file(
                     } else {
                         Transition::Down
                     };
-                    if tx.send(Event::State { id, transition }).is_err() {
+                    let reason = (transition == Transition::Down)
+                        .then(|| Reason::Other(format!("{} reads {value}", path.display())));
+                    if tx
+                        .send(Event::State {
+                            id,
+                            transition,
+                            reason,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -434,10 +486,12 @@ async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
         crate::fault::at("check-task");
         let (change, next) = checker.result(result.is_ok());
         if let Some(transition) = change {
+            let reason = result.as_ref().err().cloned();
             if tx
                 .send(Event::State {
                     id: spec.id,
                     transition,
+                    reason,
                 })
                 .is_err()
             {
@@ -510,7 +564,7 @@ pub fn run(
 mod tests {
     use super::*;
 
-    fn misc_run(script: &str, dynamic: bool, timeout: Duration) -> Result<Option<u32>, String> {
+    fn misc_run(script: &str, dynamic: bool, timeout: Duration) -> Result<Option<u32>, Reason> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -527,9 +581,10 @@ mod tests {
     fn misc_check_exit_codes_and_dynamic_weights() {
         let t = Duration::from_secs(2);
         assert_eq!(misc_run("exit 0", false, t), Ok(None));
-        assert!(misc_run("exit 1", false, t).is_err());
-        assert!(
-            misc_run("exit 7", false, t).is_err(),
+        assert_eq!(misc_run("exit 1", false, t), Err(Reason::ScriptExit(1)));
+        assert_eq!(
+            misc_run("exit 7", false, t),
+            Err(Reason::ScriptExit(7)),
             "non-zero fails without misc_dynamic"
         );
         // misc_dynamic: 0 configured weight, 1 down, 2-255 weight exit-2.
@@ -539,7 +594,10 @@ mod tests {
         assert_eq!(misc_run("exit 255", true, t), Ok(Some(253)));
         // A script that hangs: killed at the timeout, with what it started.
         let start = std::time::Instant::now();
-        assert!(misc_run("sleep 30 & sleep 30", false, Duration::from_millis(200)).is_err());
+        assert_eq!(
+            misc_run("sleep 30 & sleep 30", false, Duration::from_millis(200)),
+            Err(Reason::ScriptTimeout(Duration::from_millis(200)))
+        );
         assert!(start.elapsed() < Duration::from_secs(1));
     }
 

@@ -96,5 +96,5 @@ where
     tokio_rustls::TlsConnector::from(config()?)
         .connect(name, stream)
         .await
-        .map_err(|e| format!("TLS handshake: {e}"))
+        .map_err(|e| format!("handshake: {e}"))
 }

@@ -522,6 +522,8 @@ pub struct Plan {
     owner: Vec<(usize, usize)>,
     /// Each checker's verdict: down (alpha checkers start down).
     down: Vec<bool>,
+    /// Per checker: why its last check failed (while it is down).
+    reason: Vec<Option<check::reason::Reason>>,
     /// Each checker's `misc_dynamic` weight, if it set one.
     dynamic: Vec<Option<u32>>,
     /// Each checker's `FILE_CHECK` weight change.
@@ -607,6 +609,7 @@ impl Plan {
                         alpha_down |= spec.alpha;
                         entry.checkers.push(spec.id);
                         plan.down.push(spec.alpha);
+                        plan.reason.push(None);
                         plan.dynamic.push(None);
                         plan.offset.push(0);
                         plan.owner.push((plan.virtuals.len(), ri));
@@ -618,6 +621,7 @@ impl Plan {
                     port: rport,
                     weight: entry.weight,
                     healthy: !alpha_down,
+                    reason: None,
                 });
                 real.push(entry);
             }
@@ -668,6 +672,45 @@ impl Plan {
     /// Real server (`vs`, `rs`) became healthy or not: keepalived's log
     /// line, `notify_up` / `notify_down` (no arguments), the FIFO line and
     /// the e-mail.
+    /// Checker `id` of real server (`vs`, `rs`) changed its verdict:
+    /// said in the log with why (keepalived names the failure too), and
+    /// kept for `status`.
+    fn transition_said(
+        &mut self,
+        id: usize,
+        vs: usize,
+        rs: usize,
+        reason: Option<check::reason::Reason>,
+    ) {
+        let (rname, _) = self.names(vs, rs);
+        let what = self.specs.get(id).map_or("check", |s| s.probe.keyword());
+        match &reason {
+            Some(r) => tracing::info!("{what} of {rname} failed: {r}"),
+            None if self.down.get(id) == Some(&false) => {
+                tracing::info!("{what} of {rname} succeeded");
+            }
+            None => {}
+        }
+        if let Some(slot) = self.reason.get_mut(id) {
+            *slot = reason;
+        }
+    }
+
+    /// Why real server (`vs`, `rs`) is down: its first failing checker
+    /// and what failed.
+    fn why(&self, vs: usize, rs: usize) -> Option<String> {
+        self.virtuals[vs].real[rs].checkers.iter().find_map(|&c| {
+            if !self.down.get(c).copied().unwrap_or(false) {
+                return None;
+            }
+            let what = self.specs.get(c).map_or("check", |s| s.probe.keyword());
+            Some(match self.reason.get(c).and_then(Option::as_ref) {
+                Some(r) => format!("{what}: {r}"),
+                None => format!("{what}: not passed yet"),
+            })
+        })
+    }
+
     fn real_changed(&self, vs: usize, rs: usize, healthy: bool) {
         let (rname, vname) = self.names(vs, rs);
         let real = &self.virtuals[vs].real[rs];
@@ -836,6 +879,7 @@ impl Plan {
         for (k, key) in self.keys().into_iter().enumerate() {
             if let Some(&j) = before.get(&key) {
                 self.down[k] = old.down[j];
+                self.reason[k].clone_from(&old.reason[j]);
                 // The checker starts in that verdict (as `alpha` starts one
                 // down): a server that was down at the reload is marked up
                 // by its first success, one that was up goes down only by
@@ -854,6 +898,7 @@ impl Plan {
                     .iter()
                     .any(|&c| self.down[c]);
                 self.status[vs].real_servers[rs].healthy = healthy;
+                self.status[vs].real_servers[rs].reason = self.why(vs, rs);
                 self.reweigh(vs, rs);
             }
             let v = &self.status[vs];
@@ -949,14 +994,19 @@ impl Plan {
                 self.offset[id] = delta;
                 self.reweigh(vs, rs)
             }
-            Event::State { transition, .. } => {
+            Event::State {
+                transition, reason, ..
+            } => {
                 self.down[id] = transition == Transition::Down;
+                self.transition_said(id, vs, rs, reason);
                 // As keepalived: healthy when none of its checkers is down.
                 let healthy = !self.virtuals[vs].real[rs]
                     .checkers
                     .iter()
                     .any(|&c| self.down[c]);
+                let why = self.why(vs, rs);
                 let status = &mut self.status[vs].real_servers[rs];
+                status.reason = why;
                 if status.healthy == healthy {
                     false
                 } else {

@@ -150,6 +150,10 @@ pub struct RealServerStatus {
     pub port: u16,
     pub weight: u32,
     pub healthy: bool,
+    /// Why it is down: its failing checker and the failure (`None` while
+    /// healthy, or before a check has said why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The snapshot the daemon's threads share.

@@ -269,7 +269,7 @@ fn ipvs_options(
         // DR and TUN cannot change a port: two servers on one address
         // would be one destination.
         let method = kind.or_else(|| v.lb_kind.map(kind_of)).unwrap_or(Kind::Nat);
-        if method != Kind::Nat && !seen.insert(r.addr) {
+        if carrier == Carrier::Ipvs && method != Kind::Nat && !seen.insert(r.addr) {
             tracing::warn!(
                 "{name}: real_server {} appears twice; with DR or TUN the port cannot differ, so IPVS carries it once",
                 r.addr

@@ -312,6 +312,7 @@ mod tests {
                     port: 80,
                     weight: 3,
                     healthy: true,
+                    reason: None,
                 }],
                 ..VirtualServerStatus::default()
             }],

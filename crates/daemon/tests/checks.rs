@@ -838,3 +838,167 @@ fn quorum_sorry_server_scripts_fifo_and_alerts_follow_the_real_servers() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Why a real server is down reaches `status --json` (`reason`) and the
+/// log, for each kind of failure: connect timeout, refused, an HTTP status,
+/// a digest, TLS, DNS, a script's exit.
+#[test]
+#[allow(clippy::too_many_lines)]
+fn every_failure_says_why_in_status_and_the_log() {
+    if !netlab::privileged("every_failure_says_why_in_status_and_the_log") {
+        return;
+    }
+    let lab = Lab::star(&[
+        ("lb1", &["198.51.100.22/24"]),
+        ("web1", &["198.51.100.50/24"]),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("{}why", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let web1 = lab.node("web1").unwrap();
+    let plain =
+        WebServer::start(web1, "198.51.100.50:80".parse().unwrap(), "this is yy web!").unwrap();
+    let busy = WebServer::start(web1, "198.51.100.50:8503".parse().unwrap(), "busy").unwrap();
+    busy.set_status(503);
+    let dns = netlab::dns::DnsServer::start(web1, "198.51.100.50:53".parse().unwrap()).unwrap();
+    dns.set_rcode(2);
+    // Not TLS: whatever connects gets an HTTP error at once.
+    let not_tls = web1
+        .run(|| std::net::TcpListener::bind("198.51.100.50:8443"))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        for mut c in not_tls.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut c, b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        }
+    });
+    let script = dir.join("exit2.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 2\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let timing = " connect_timeout 1\n retry 0\n delay_before_retry 1\n";
+    let rs = |addr: &str, port: u16, check: &str| {
+        format!(" real_server {addr} {port} {{\n weight 1\n{check} }}\n")
+    };
+    let servers = [
+        // Nobody at .77: the connect never completes.
+        rs("198.51.100.77", 80, &format!(" TCP_CHECK {{\n{timing} }}\n")),
+        // Nothing listens on :81.
+        rs("198.51.100.50", 81, &format!(" TCP_CHECK {{\n{timing} }}\n")),
+        rs(
+            "198.51.100.50",
+            8503,
+            &format!(" HTTP_GET {{\n url {{\n path /\n }}\n{timing} }}\n"),
+        ),
+        rs(
+            "198.51.100.50",
+            80,
+            &format!(" HTTP_GET {{\n url {{\n path /\n digest 00000000000000000000000000000000\n }}\n{timing} }}\n"),
+        ),
+        // A plain HTTP server answering a TLS handshake.
+        rs(
+            "198.51.100.50",
+            8443,
+            &format!(" SSL_GET {{\n url {{\n path /\n }}\n{timing} }}\n"),
+        ),
+        rs(
+            "198.51.100.50",
+            53,
+            &format!(" DNS_CHECK {{\n type A\n name web1.example\n{timing} }}\n"),
+        ),
+        rs(
+            "198.51.100.50",
+            9,
+            &format!(
+                " MISC_CHECK {{\n misc_path {}\n misc_timeout 2\n retry 0\n delay_before_retry 1\n }}\n",
+                script.display()
+            ),
+        ),
+    ]
+    .concat();
+    let conf = dir.join("why.conf");
+    std::fs::write(
+        &conf,
+        format!("virtual_server 198.51.100.250 80 {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n{servers}}}\n"),
+    )
+    .unwrap();
+    let (daemon, control) = checker(&lab, &dir, &conf);
+    let want = [
+        "TCP_CHECK: connect timeout after 1.0 s",
+        "TCP_CHECK: connection refused",
+        "HTTP_GET: HTTP 503, expected 200-299",
+        "HTTP_GET: digest mismatch",
+        "SSL_GET: TLS: ",
+        "DNS_CHECK: DNS SERVFAIL",
+        "MISC_CHECK: script exit 2",
+    ];
+    let reasons = |s: &serde_json::Value| -> Vec<String> {
+        s["virtual_servers"][0]["real_servers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r["reason"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_status(
+        &control,
+        &dir,
+        "every server down with its reason",
+        |s| {
+            let got = reasons(s);
+            got.len() == want.len() && got.iter().zip(want).all(|(g, w)| g.starts_with(w))
+        },
+        Duration::from_secs(15),
+    );
+    let shown = status(&control).map(|s| reasons(&s)).unwrap_or_default();
+    eprintln!("reasons in status --json:\n  {}", shown.join("\n  "));
+    let log = std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default();
+    for (addr, line) in [
+        (
+            "[198.51.100.77]:tcp:80",
+            "TCP_CHECK of [198.51.100.77]:tcp:80 failed: connect timeout after 1.0 s",
+        ),
+        (
+            "[198.51.100.50]:tcp:81",
+            "TCP_CHECK of [198.51.100.50]:tcp:81 failed: connection refused",
+        ),
+        (
+            "[198.51.100.50]:tcp:8503",
+            "HTTP_GET of [198.51.100.50]:tcp:8503 failed: HTTP 503, expected 200-299",
+        ),
+        (
+            "[198.51.100.50]:tcp:80",
+            "HTTP_GET of [198.51.100.50]:tcp:80 failed: digest mismatch",
+        ),
+        (
+            "[198.51.100.50]:tcp:8443",
+            "SSL_GET of [198.51.100.50]:tcp:8443 failed: TLS: ",
+        ),
+        (
+            "[198.51.100.50]:tcp:53",
+            "DNS_CHECK of [198.51.100.50]:tcp:53 failed: DNS SERVFAIL",
+        ),
+        (
+            "[198.51.100.50]:tcp:9",
+            "MISC_CHECK of [198.51.100.50]:tcp:9 failed: script exit 2",
+        ),
+    ] {
+        assert!(log.contains(line), "{addr}: no `{line}` in the log:\n{log}");
+    }
+    // A server that comes back: its reason goes.
+    busy.set_status(200);
+    wait_status(
+        &control,
+        &dir,
+        "the 503 server healthy again, without a reason",
+        |s| {
+            let r = &s["virtual_servers"][0]["real_servers"][2];
+            r["healthy"].as_bool() == Some(true) && r.get("reason").is_none()
+        },
+        Duration::from_secs(6),
+    );
+    stop_daemon(daemon, &dir);
+    drop((plain, busy, dns));
+    let _ = std::fs::remove_dir_all(&dir);
+}
