@@ -326,7 +326,11 @@ mod tests {
     #[test]
     fn scripts_run_as_their_user() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED scripts_run_as_their_user: needs root to switch users");
+            assert!(
+                !netlab::in_ci(),
+                "scripts_run_as_their_user needs root under CI"
+            );
+            netlab::skipped("scripts_run_as_their_user", "needs root to switch users");
             return;
         }
         let nobody = user(&argv(&["nobody"])).unwrap();
@@ -343,7 +347,11 @@ mod tests {
     #[test]
     fn keepalived_script_security_rules() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED keepalived_script_security_rules: needs root-owned files");
+            assert!(
+                !netlab::in_ci(),
+                "keepalived_script_security_rules needs root under CI"
+            );
+            netlab::skipped("keepalived_script_security_rules", "needs root-owned files");
             return;
         }
         // A private root-owned directory (not under /tmp's sticky bit rules).

@@ -44,10 +44,26 @@ fn main() -> ExitCode {
 
 /// `-t`: load the configuration and report every problem; exit 1 on errors.
 fn config_test(cli: &Cli) -> anyhow::Result<u8> {
+    use std::io::IsTerminal as _;
     let loaded = load_config(cli);
     let mut err = std::io::stderr().lock();
     for line in loaded.rendered() {
         writeln!(err, "{line}")?;
+    }
+    // Said on a terminal, as `nginx -t` says it; silent in scripts, as
+    // keepalived's `-t` is.
+    if err.is_terminal() {
+        let path = cli.config.display();
+        if loaded.has_errors() {
+            writeln!(err, "keepalived-rs: configuration file {path} test failed")?;
+        } else {
+            let warnings = loaded.rendered().len();
+            writeln!(
+                err,
+                "keepalived-rs: configuration file {path} test is successful ({warnings} warning{})",
+                if warnings == 1 { "" } else { "s" }
+            )?;
+        }
     }
     Ok(u8::from(loaded.has_errors()))
 }

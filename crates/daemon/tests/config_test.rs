@@ -40,7 +40,13 @@ fn every_keepalived_sample_passes_dash_t() {
             "{} missing under CI",
             dir.display()
         );
-        eprintln!("SKIPPED: {} not found", dir.display());
+        netlab::skipped(
+            "every_keepalived_sample_passes_dash_t",
+            &format!(
+                "{} not found (the sample configs beside the checkout)",
+                dir.display()
+            ),
+        );
         return;
     };
     let mut n = 0;
@@ -306,4 +312,49 @@ fn a_symlink_at_the_notify_fifo_path_is_not_written_through() {
         "precious\n",
         "written through the symlink\n{log}"
     );
+}
+
+/// On a terminal `-t` says the test passed (or failed), as `nginx -t`
+/// does; piped, it stays silent on success, as keepalived's `-t`.
+#[test]
+fn dash_t_says_so_on_a_terminal_only() {
+    let dir = std::env::temp_dir().join(format!("krs-dash-t-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.conf");
+    std::fs::write(
+        &good,
+        "vrrp_instance VI_1 {\n interface lo\n virtual_router_id 51\n virtual_ipaddress {\n 198.51.100.250\n }\n}\n",
+    )
+    .unwrap();
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, "vrrp_instance VI_1 {\n virtual_router_id 300\n}\n").unwrap();
+    let (code, piped) = check(&good);
+    assert_eq!(code, 0, "{piped}");
+    assert!(!piped.contains("test is successful"), "{piped}");
+    // util-linux `script` gives the command a terminal.
+    let on_tty = |path: &Path| {
+        let out = Command::new("script")
+            .args(["-qec"])
+            .arg(format!("{} -t -f {}", bin(), path.display()))
+            .arg("/dev/null")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = on_tty(&good);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "keepalived-rs: configuration file {} test is successful",
+            good.display()
+        )),
+        "{text}"
+    );
+    let (code, text) = on_tty(&bad);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("test failed"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -114,8 +114,9 @@ fn status_as_nobody(path: &std::path::Path) -> String {
 fn a_non_root_non_group_peer_is_refused() {
     if !nix::unistd::geteuid().is_root() {
         assert!(!netlab::in_ci(), "this test needs root under CI");
-        eprintln!(
-            "SKIPPED a_non_root_non_group_peer_is_refused: needs root (to run a client as nobody)"
+        netlab::skipped(
+            "a_non_root_non_group_peer_is_refused",
+            "needs root (to run a client as nobody)",
         );
         return;
     }

@@ -106,7 +106,10 @@ fn have(tool: &str) -> bool {
 fn the_deb_installs_beside_keepalived_and_its_man_pages_render() {
     if !have("dpkg-deb") || !have("man") {
         assert!(!netlab::in_ci(), "dpkg-deb and man are needed under CI");
-        eprintln!("SKIPPED: dpkg-deb or man missing");
+        netlab::skipped(
+            "the_deb_installs_beside_keepalived_and_its_man_pages_render",
+            "dpkg-deb or man missing",
+        );
         return;
     }
     let tmp = TempDir::new("deb");
@@ -194,7 +197,55 @@ fn the_deb_installs_beside_keepalived_and_its_man_pages_render() {
         .unwrap();
     assert!(x.success());
     man_pages_render(&unpacked);
+    packaged_as_a_sysadmin_expects(&unpacked, &String::from_utf8_lossy(&listing.stdout));
     unit_says_what_the_daemon_needs(&root);
+}
+
+/// The binary is stripped (no .debug_info), the directories 0755 (the
+/// root entry too), and the README's links land on shipped pages.
+fn packaged_as_a_sysadmin_expects(unpacked: &Path, listing: &str) {
+    let shipped = unpacked.join("usr/sbin/keepalived-rs");
+    let sections = Command::new("readelf")
+        .arg("-S")
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(sections.contains(".text"), "{sections}");
+    assert!(
+        !sections.contains(".debug_info"),
+        "the packaged binary keeps its debug info"
+    );
+    let size = std::fs::metadata(&shipped).unwrap().len();
+    eprintln!(
+        "packaged binary: {}.{} MB stripped",
+        size / 1_000_000,
+        size / 100_000 % 10
+    );
+    for line in listing.lines().filter(|l| l.starts_with('d')) {
+        assert!(
+            line.starts_with("drwxr-xr-x"),
+            "a directory not 0755: {line}"
+        );
+    }
+    let readme =
+        std::fs::read_to_string(unpacked.join("usr/share/doc/keepalived-rs/README.md")).unwrap();
+    for link in readme
+        .split("](")
+        .skip(1)
+        .filter_map(|r| r.split(')').next())
+    {
+        if link.starts_with("http") || link.starts_with('#') {
+            continue;
+        }
+        assert!(
+            unpacked
+                .join("usr/share/doc/keepalived-rs")
+                .join(link)
+                .exists(),
+            "the README links to {link}, which the package does not ship"
+        );
+    }
 }
 
 /// The installed man pages render, with their key words.
@@ -280,7 +331,7 @@ fn readiness_reload_and_stop_reach_systemd_and_the_unit_s_capabilities_suffice()
     }
     if !have("setpriv") {
         assert!(!netlab::in_ci(), "setpriv (util-linux) is needed under CI");
-        eprintln!("SKIPPED: setpriv missing");
+        netlab::skipped("package (a setpriv test)", "setpriv missing (util-linux)");
         return;
     }
     let lab = Lab::star(&[("lb1", &["198.51.100.21/24"])]).unwrap();
@@ -353,7 +404,7 @@ fn scripts_run_as_script_user_and_are_killed_at_their_timeout_with_the_unit_s_ca
     }
     if !have("setpriv") {
         assert!(!netlab::in_ci(), "setpriv (util-linux) is needed under CI");
-        eprintln!("SKIPPED: setpriv missing");
+        netlab::skipped("package (a setpriv test)", "setpriv missing (util-linux)");
         return;
     }
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();

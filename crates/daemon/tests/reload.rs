@@ -289,7 +289,10 @@ fn twenty_reloads_under_proxy_load_fail_no_request() {
     let have_wrk = Command::new("wrk").arg("--version").output().is_ok();
     if !have_wrk {
         assert!(!netlab::in_ci(), "wrk is not installed; CI must install it");
-        eprintln!("SKIPPED twenty_reloads_under_proxy_load_fail_no_request: wrk is not installed");
+        netlab::skipped(
+            "twenty_reloads_under_proxy_load_fail_no_request",
+            "wrk is not installed",
+        );
         return;
     }
     let mut rig = Rig::new(

@@ -367,7 +367,10 @@ fn split_brain_matrix_ours_and_keepalived() {
     let theirs = if have_ka {
         Some(run(Daemon::Keepalived).0)
     } else {
-        eprintln!("SKIPPED the keepalived column: keepalived is not installed");
+        netlab::skipped(
+            "split_brain (the keepalived column)",
+            "keepalived is not installed",
+        );
         None
     };
     let mut table = String::from(

@@ -34,7 +34,7 @@ fn ready(name: &str) -> bool {
             !netlab::in_ci(),
             "{name}: keepalived is not installed; CI must install it"
         );
-        eprintln!("SKIPPED {name}: keepalived is not installed");
+        netlab::skipped(name, "keepalived is not installed (apt install keepalived)");
     }
     have
 }
@@ -445,7 +445,9 @@ fn status_reports_the_instance_over_the_control_socket() {
     assert_eq!(i["vips"], serde_json::json!([VIP]));
     assert!(v["virtual_servers"].is_array());
     assert!(status(false).contains("VI_1: MASTER on eth0 (VRID 51)"));
-    // SIGUSR1 writes keepalived's data dump.
+    // SIGUSR1 writes keepalived's data dump (to keepalived's fixed path:
+    // what was there is put back afterwards).
+    let saved = std::fs::read("/tmp/keepalived.data").ok();
     let before = std::fs::metadata("/tmp/keepalived.data")
         .and_then(|m| m.modified())
         .ok();
@@ -464,9 +466,17 @@ fn status_reports_the_instance_over_the_control_socket() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(std::fs::read_to_string("/tmp/keepalived.data")
-        .unwrap()
-        .contains("VRRP instance VI_1"));
+    let dumped = std::fs::read_to_string("/tmp/keepalived.data").unwrap();
+    match saved {
+        Some(bytes) => {
+            let _ = std::fs::remove_file("/tmp/keepalived.data");
+            let _ = std::fs::write("/tmp/keepalived.data", bytes);
+        }
+        None => {
+            let _ = std::fs::remove_file("/tmp/keepalived.data");
+        }
+    }
+    assert!(dumped.contains("VRRP instance VI_1"));
     lb1.signal(Signal::SIGTERM).unwrap();
     assert!(lb1.wait_timeout(Duration::from_secs(5)).unwrap().success());
     assert!(!sock.exists(), "the control socket outlived the daemon");
@@ -1609,7 +1619,10 @@ fn ready24(name: &str) -> bool {
             !netlab::in_ci(),
             "{name}: {KA24} is missing; CI builds it with ../shared/tools/build-keepalived"
         );
-        eprintln!("SKIPPED {name}: {KA24} not built (../shared/tools/build-keepalived)");
+        netlab::skipped(
+            name,
+            &format!("{KA24} not built (../shared/tools/build-keepalived)"),
+        );
     }
     have
 }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use privilege::{in_ci, missing, privileged, Missing};
+pub use privilege::{in_ci, missing, privileged, skipped, Missing};
 
 /// What can go wrong while building or driving a lab.
 #[derive(Debug, thiserror::Error)]

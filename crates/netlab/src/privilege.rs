@@ -51,8 +51,25 @@ pub fn privileged(name: &str) -> bool {
                 !in_ci(),
                 "{name}: cannot run under CI because {why}; CI must run as root with iproute2 installed"
             );
-            eprintln!("SKIPPED {name}: {why} (this test needs network namespaces)");
+            skipped(name, &format!("{why} (this test needs network namespaces)"));
             false
+        }
+    }
+}
+
+/// Says that test `name` skips and why: on stderr (captured with the
+/// test's output), and as a line of the file `$KRS_SKIPPED` names, which
+/// the test command prints at its end (`scripts/dev.sh test`), so that a
+/// skip is never mistaken for a pass.
+pub fn skipped(name: &str, why: &str) {
+    eprintln!("SKIPPED {name}: {why}");
+    if let Some(path) = std::env::var_os("KRS_SKIPPED") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = std::io::Write::write_all(&mut f, format!("{name}: {why}\n").as_bytes());
         }
     }
 }

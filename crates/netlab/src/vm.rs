@@ -108,7 +108,10 @@ pub fn available(name: &str) -> Option<Kernel> {
                 !crate::in_ci(),
                 "{name}: cannot run under CI because {why}; CI installs linux-image-amd64, qemu-system-x86 and virtme-ng (scripts/dev.sh)"
             );
-            eprintln!("SKIPPED {name}: {why} (this test boots a VM with a kernel that has IPVS)");
+            crate::skipped(
+                name,
+                &format!("{why} (this test boots a VM with a kernel that has IPVS)"),
+            );
             None
         }
     }

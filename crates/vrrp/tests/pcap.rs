@@ -157,7 +157,7 @@ fn tshark_available() -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "tshark is not installed; CI needs it"
         );
-        eprintln!("SKIPPED: tshark is not installed");
+        netlab::skipped("pcap (tshark dissection)", "tshark is not installed");
     }
     ok
 }
