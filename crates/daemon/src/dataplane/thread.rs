@@ -1,0 +1,335 @@
+//! The data plane's thread: the planes it keeps (one per carrier), the
+//! messages it follows, what it publishes in `status`.
+
+use super::{
+    arp_table, desired, solicit, Carrier, Duration, Kind, Proto, Receiver, RecvTimeoutError,
+    Sender, ServiceSpec, ServiceView, SocketAddr, RETRY,
+};
+
+/// Starts the data plane's thread; it runs until the sender is dropped,
+/// then removes our tables.
+/// What the data plane thread is told.
+#[derive(Debug)]
+pub enum Msg {
+    /// The checkers' view changed.
+    View(Vec<ServiceView>),
+    /// A reload: the virtual servers, the checkers' view of them, and
+    /// `lvs_flush_on_stop`.
+    Reload(Vec<ServiceSpec>, Vec<ServiceView>, crate::ipvs::Flush),
+}
+
+pub fn start(
+    specs: Vec<ServiceSpec>,
+    flush: crate::ipvs::Flush,
+    status: crate::control::Shared,
+) -> std::io::Result<Thread> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("dataplane".into())
+        .spawn(move || run(&specs, flush, &rx, &status))?;
+    Ok(Thread {
+        tx: Some(tx),
+        handle: Some(handle),
+    })
+}
+
+/// The data plane's thread: dropped (also while its owner unwinds from a
+/// panic), it closes the thread's channel and waits until the thread has
+/// removed our tables and listeners.
+#[derive(Debug)]
+pub struct Thread {
+    tx: Option<Sender<Msg>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Thread {
+    /// Whether the thread has ended while it should be running (it
+    /// panicked: it ends otherwise only when told to).
+    pub fn died(&self) -> bool {
+        self.handle
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
+    /// Where to send changes. The thread ends when every sender, this
+    /// one's included, is gone.
+    pub fn sender(&self) -> Sender<Msg> {
+        match &self.tx {
+            Some(tx) => tx.clone(),
+            None => std::sync::mpsc::channel().0,
+        }
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            if h.join().is_err() {
+                tracing::error!("the data plane thread panicked");
+            }
+        }
+    }
+}
+
+/// Publishes what the planes count (the proxy) in `status`.
+pub(super) fn publish(
+    planes: &[(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)],
+    status: &crate::control::Shared,
+) {
+    let counters: Vec<crate::control::ProxyCounter> = planes
+        .iter()
+        .flat_map(|(_, p, _)| p.counters())
+        .map(|(vs, rs, active, bytes)| crate::control::ProxyCounter {
+            virtual_server: vs.to_string(),
+            real_server: rs.to_string(),
+            active_connections: active,
+            bytes,
+        })
+        .collect();
+    let limits = planes
+        .iter()
+        .find_map(|(_, p, _)| p.admission())
+        .map(proxy_limits);
+    if let Ok(mut s) = status.lock() {
+        if s.proxy != counters {
+            s.proxy = counters;
+        }
+        if s.proxy_limits != limits {
+            s.proxy_limits = limits;
+        }
+    }
+}
+
+/// The proxy's admission in `status`, with the descriptors the daemon has
+/// open (counted at most once a second: /proc/self/fd lists every one).
+#[allow(clippy::needless_pass_by_value)]
+pub(super) fn proxy_limits(a: lb::proxy::Admission) -> crate::control::ProxyLimits {
+    thread_local! {
+        static OPEN: std::cell::Cell<Option<(std::time::Instant, u64)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let fds_open = OPEN.with(|c| match c.get() {
+        Some((at, n)) if at.elapsed() < Duration::from_secs(1) => n,
+        last => {
+            // Out of descriptors, the directory cannot be opened: the
+            // last count stands.
+            let n = std::fs::read_dir("/proc/self/fd").map_or_else(
+                |_| last.map_or(0, |l| l.1),
+                |d| d.count().saturating_sub(1) as u64,
+            );
+            c.set(Some((std::time::Instant::now(), n)));
+            n
+        }
+    });
+    crate::control::ProxyLimits {
+        fd_limit: a.fd_limit,
+        fd_reserve: a.fd_reserve,
+        fds_open,
+        proxy_fds: a.fds_held,
+        max_connections: a.max_conns,
+        accept_errors: a.accept_errors,
+        virtual_servers: a
+            .services
+            .iter()
+            .map(|(vs, udp, p)| crate::control::ProxyServiceLimits {
+                virtual_server: vs.to_string(),
+                protocol: if *udp { "UDP" } else { "TCP" }.into(),
+                connections: p.connections,
+                max_conns: p.max_conns,
+                proxy_timeout: p.idle.map_or(0, |d| d.as_secs()),
+                refused: [
+                    ("max_conns".to_owned(), p.refused_max_conns),
+                    ("descriptors".to_owned(), p.refused_descriptors),
+                ]
+                .into_iter()
+                .collect(),
+                idle_timeouts: p.idle_timeouts,
+            })
+            .collect(),
+    }
+}
+
+/// The proxy's settings of its services.
+pub(super) fn proxy_settings(specs: &[ServiceSpec]) -> crate::proxy::Settings {
+    specs
+        .iter()
+        .map(|s| {
+            (
+                (SocketAddr::new(s.vip, s.port), s.proto == Proto::Udp),
+                crate::proxy::Service {
+                    passive: s.passive.clone(),
+                    connect_timeout: s.connect_timeout,
+                    proxy_protocol: s.proxy_protocol,
+                    max_conns: s.max_conns,
+                    proxy_timeout: s.proxy_timeout,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Opens the data plane `carrier` names.
+pub(super) fn open_plane(
+    carrier: Carrier,
+    specs: &[ServiceSpec],
+    flush: crate::ipvs::Flush,
+) -> Option<Box<dyn lb::DataPlane>> {
+    match carrier {
+        Carrier::Proxy => match crate::proxy::Plane::new(proxy_settings(specs)) {
+            Ok(p) => Some(Box::new(p)),
+            Err(e) => {
+                tracing::error!("{e}; the proxied virtual servers are not carried");
+                None
+            }
+        },
+        Carrier::Ipvs => match crate::ipvs::Plane::open(flush) {
+            Ok(p) => Some(Box::new(p)),
+            Err(e) => {
+                tracing::error!("IPVS: {e}; its virtual servers are not carried");
+                None
+            }
+        },
+        Carrier::Nftables => Some(Box::new(lb::nft::Nft::default())),
+    }
+}
+
+/// Each data plane with the virtual servers it carries; a reload keeps
+/// the planes it still needs (with their listeners and tables), opens
+/// the new ones, and leaves the others with nothing to carry.
+pub(super) fn arrange(
+    planes: &mut Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)>,
+    specs: &[ServiceSpec],
+    flush: crate::ipvs::Flush,
+) {
+    let nat = specs
+        .iter()
+        .any(|s| s.kind == Kind::Nat && s.carrier != Carrier::Proxy);
+    if nat
+        && std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0")
+    {
+        tracing::warn!("lb_kind NAT needs IP forwarding: net.ipv4.ip_forward is 0");
+    }
+    for carrier in [Carrier::Proxy, Carrier::Ipvs, Carrier::Nftables] {
+        let mine: Vec<ServiceSpec> = specs
+            .iter()
+            .filter(|s| s.carrier == carrier)
+            .cloned()
+            .collect();
+        if let Some(slot) = planes.iter_mut().find(|p| p.0 == carrier) {
+            if let Some(p) = slot
+                .1
+                .as_any_mut()
+                .and_then(|a| a.downcast_mut::<crate::proxy::Plane>())
+            {
+                p.set_settings(proxy_settings(&mine));
+            }
+            if let Some(p) = slot
+                .1
+                .as_any_mut()
+                .and_then(|a| a.downcast_mut::<crate::ipvs::Plane>())
+            {
+                p.set_flush(flush);
+            }
+            slot.2 = mine;
+        } else if !mine.is_empty() {
+            if let Some(p) = open_plane(carrier, &mine, flush) {
+                planes.push((carrier, p, mine));
+            }
+        }
+    }
+}
+
+pub(super) type Planes = Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)>;
+
+/// The data plane's thread: follows the messages until its channel closes;
+/// then, or after a panic, removes what the planes carry (a panic then
+/// ends the thread, which the checkers' thread sees: the daemon stops).
+pub(super) fn run(
+    specs: &[ServiceSpec],
+    flush: crate::ipvs::Flush,
+    rx: &Receiver<Msg>,
+    status: &crate::control::Shared,
+) {
+    let mut planes: Planes = Vec::new();
+    let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        follow(&mut planes, specs, flush, rx, status);
+    }));
+    if followed.is_err() {
+        tracing::error!("the data plane thread panicked; removing what it carried");
+    }
+    for (_, plane, _) in &mut planes {
+        if let Err(e) = plane.clear() {
+            tracing::warn!("removing what {} carried: {e}", plane.name());
+        }
+    }
+}
+
+pub(super) fn follow(
+    planes: &mut Planes,
+    specs: &[ServiceSpec],
+    flush: crate::ipvs::Flush,
+    rx: &Receiver<Msg>,
+    status: &crate::control::Shared,
+) {
+    arrange(planes, specs, flush);
+    let mut view: Option<Vec<ServiceView>> = None;
+    let mut last_error: Option<String> = None;
+    loop {
+        let mut disconnected = false;
+        match rx.recv_timeout(RETRY) {
+            Ok(first) => {
+                // Everything waiting; the newest view only.
+                for msg in std::iter::once(first).chain(rx.try_iter()) {
+                    match msg {
+                        Msg::View(v) => view = Some(v),
+                        Msg::Reload(s, v, f) => {
+                            arrange(planes, &s, f);
+                            view = Some(v);
+                        }
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => disconnected = true,
+        }
+        if disconnected {
+            break;
+        }
+        publish(planes, status);
+        check::fault::at("dataplane");
+        let Some(v) = &view else {
+            continue;
+        };
+        let arp = arp_table();
+        for (_, plane, specs) in planes.iter_mut() {
+            let (d, missing) = desired(specs, v, &arp);
+            if plane.name() == "nftables" {
+                for ip in &missing {
+                    solicit(*ip);
+                }
+            }
+            match plane.apply(&d) {
+                Ok(true) => {
+                    tracing::info!(
+                        "{}: {} virtual servers carried ({} real servers)",
+                        plane.name(),
+                        d.services.len(),
+                        d.services
+                            .iter()
+                            .map(|s| s.reals.iter().filter(|r| r.weight > 0).count())
+                            .sum::<usize>()
+                    );
+                    last_error = None;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    if last_error.as_deref() != Some(&e) {
+                        tracing::error!("{e}");
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+    }
+}
