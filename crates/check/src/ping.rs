@@ -308,7 +308,7 @@ mod tests {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "pings_loopback_when_root needs root under CI"
             );
-            super::tests_skip::note_skip("pings_loopback_when_root", "raw sockets need root");
+            netlab::skipped("pings_loopback_when_root", "raw sockets need root");
             return;
         }
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -325,22 +325,5 @@ mod tests {
                 assert!(matches!(r, Ok(Ok(()))), "{target}: {r:?}");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests_skip {
-    pub(super) fn note_skip(name: &str, why: &str) {
-        eprintln!("SKIPPED {name}: {why}");
-        // The test command lists every skip at its end (netlab::skipped).
-        if let Some(path) = std::env::var_os("KRS_SKIPPED") {
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-            {
-                let _ = std::io::Write::write_all(&mut f, format!("{name}: {why}\n").as_bytes());
-            }
-        }
     }
 }

@@ -13,7 +13,7 @@ fn samples() -> Option<Vec<PathBuf>> {
             "{} is missing: CI must have shared/ beside the checkout",
             dir.display()
         );
-        note_skip(
+        netlab::skipped(
             "keepalived samples",
             &format!(
                 "{} not found (the sample configs beside the checkout)",
@@ -127,18 +127,4 @@ fn samples_fill_the_typed_model() {
         .virtual_servers
         .iter()
         .any(|vs| !vs.body.real_servers.is_empty()));
-}
-
-fn note_skip(name: &str, why: &str) {
-    eprintln!("SKIPPED {name}: {why}");
-    // The test command lists every skip at its end (netlab::skipped).
-    if let Some(path) = std::env::var_os("KRS_SKIPPED") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-        {
-            let _ = std::io::Write::write_all(&mut f, format!("{name}: {why}\n").as_bytes());
-        }
-    }
 }
