@@ -67,6 +67,23 @@ impl Reason {
     }
 }
 
+/// At most this many characters of a failure's text are shown.
+const SHOWN: usize = 200;
+
+/// `text` as one log line: control characters replaced, at most [`SHOWN`]
+/// characters (a server's words must not forge log lines or flood them).
+fn clean(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(SHOWN)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().count() > SHOWN {
+        out.push('…');
+    }
+    out
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -76,22 +93,24 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::ConnectTimeout(d) => write!(f, "connect timeout after {}", secs(*d)),
             Reason::Refused => f.write_str("connection refused"),
-            Reason::Connect(e) => write!(f, "connect: {e}"),
+            Reason::Connect(e) => write!(f, "connect: {}", clean(e)),
             Reason::Timeout(d) => write!(f, "no answer within {}", secs(*d)),
             Reason::HttpStatus { got, expected } => write!(f, "HTTP {got}, expected {expected}"),
             Reason::Digest => f.write_str("digest mismatch"),
             Reason::Regex { no_match: false } => f.write_str("regex did not match"),
             Reason::Regex { no_match: true } => f.write_str("regex matched (regex_no_match)"),
-            Reason::Http(e) => write!(f, "HTTP: {e}"),
-            Reason::Tls(e) => write!(f, "TLS: {e}"),
-            Reason::Dns(e) => write!(f, "DNS {e}"),
-            Reason::Smtp(e) => write!(f, "SMTP: {e}"),
+            Reason::Http(e) => write!(f, "HTTP: {}", clean(e)),
+            Reason::Tls(e) => write!(f, "TLS: {}", clean(e)),
+            // An rcode reads "DNS SERVFAIL"; an error "DNS: reading …".
+            Reason::Dns(e) if e.bytes().all(|b| b.is_ascii_uppercase()) => write!(f, "DNS {e}"),
+            Reason::Dns(e) => write!(f, "DNS: {}", clean(e)),
+            Reason::Smtp(e) => write!(f, "SMTP: {}", clean(e)),
             Reason::ScriptExit(n) => write!(f, "script exit {n}"),
             Reason::ScriptSignal => f.write_str("script killed by a signal"),
             Reason::ScriptTimeout(d) => write!(f, "script timed out after {}", secs(*d)),
             Reason::NoReply(d) => write!(f, "no reply within {}", secs(*d)),
-            Reason::Reply(e) => write!(f, "reply: {e}"),
-            Reason::Other(e) => f.write_str(e),
+            Reason::Reply(e) => write!(f, "reply: {}", clean(e)),
+            Reason::Other(e) => f.write_str(&clean(e)),
         }
     }
 }
@@ -143,5 +162,15 @@ mod tests {
             assert_eq!(r.to_string(), text);
         }
         assert_eq!(Reason::Refused.kind(), "refused");
+        // A server's words cannot forge log lines or flood them.
+        let long = Reason::Smtp(format!("bad\nINFO forged{}", "x".repeat(500))).to_string();
+        assert!(
+            !long.contains('\n') && long.chars().count() <= 6 + SHOWN + 1,
+            "{long}"
+        );
+        assert_eq!(
+            Reason::Dns("reading the answer: refused".into()).to_string(),
+            "DNS: reading the answer: refused"
+        );
     }
 }

@@ -243,6 +243,7 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
                 // keepalived's default Host: `ip:port` (`[ip]:port`).
                 let host = target.to_string();
                 for url in urls {
+                    connected.store(false, std::sync::atomic::Ordering::Relaxed);
                     let stream = connect(*target, *bind).await?;
                     up();
                     match tls {

@@ -195,41 +195,54 @@ pub fn names(changes: &[Change], name: &str, pick: fn(&Change) -> Option<&str>) 
     changes.iter().filter_map(pick).any(|n| n == name)
 }
 
-/// What the running instances set up at start and a new instance may
-/// only share, not add: the scripts, interfaces and witnesses they track.
-struct Running<'a> {
-    old: &'a [InstanceSpec],
-    scripts: BTreeSet<&'a str>,
-    links: BTreeSet<&'a str>,
+/// What the running daemon set up at start and keeps for its lifetime,
+/// which a new instance may share but not add: the scripts it runs, the
+/// links it watches, the witness sets it probes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub scripts: BTreeSet<String>,
+    pub links: BTreeSet<String>,
+    pub witnesses: Vec<Vec<crate::vrrp::spec::Witness>>,
 }
 
-impl<'a> Running<'a> {
-    fn new(old: &'a [InstanceSpec]) -> Self {
+impl Known {
+    /// What a daemon started on `specs` sets up.
+    pub fn of(specs: &[InstanceSpec]) -> Self {
+        let mut witnesses: Vec<Vec<crate::vrrp::spec::Witness>> = Vec::new();
+        for g in specs.iter().filter_map(|i| i.guard.as_ref()) {
+            if !g.witnesses.is_empty() && !witnesses.contains(&g.witnesses) {
+                witnesses.push(g.witnesses.clone());
+            }
+        }
         Self {
-            old,
-            scripts: old
+            scripts: specs
                 .iter()
                 .flat_map(|i| &i.track_scripts)
-                .map(|(n, _)| n.as_str())
+                .map(|(n, _)| n.clone())
                 .collect(),
-            links: old
+            links: specs
                 .iter()
                 .flat_map(|i| &i.track_interfaces)
-                .map(|(n, _)| n.as_str())
+                .map(|(n, _)| n.clone())
                 .collect(),
+            witnesses,
         }
     }
+}
 
+/// The running instances and what the daemon keeps for them.
+struct Running<'a> {
+    old: &'a [InstanceSpec],
+    known: &'a Known,
+}
+
+impl Running<'_> {
     /// Why a new instance cannot start in the running daemon, if it
     /// cannot; `staying` are the instances kept (a removed or renamed
     /// one frees its VRID).
     fn cannot_add(&self, new: &InstanceSpec, staying: &BTreeSet<&str>) -> Option<&'static str> {
         let witnesses = new.guard.as_ref().is_some_and(|g| {
-            !g.witnesses.is_empty()
-                && !self
-                    .old
-                    .iter()
-                    .any(|o| o.guard.as_ref().is_some_and(|h| h.witnesses == g.witnesses))
+            !g.witnesses.is_empty() && !self.known.witnesses.contains(&g.witnesses)
         });
         if new.vmac.is_some() {
             Some("uses use_vmac")
@@ -238,13 +251,13 @@ impl<'a> Running<'a> {
         } else if new
             .track_scripts
             .iter()
-            .any(|(n, _)| !self.scripts.contains(n.as_str()))
+            .any(|(n, _)| !self.known.scripts.contains(n))
         {
             Some("tracks a vrrp_script no running instance tracks")
         } else if new
             .track_interfaces
             .iter()
-            .any(|(n, _)| !self.links.contains(n.as_str()))
+            .any(|(n, _)| !self.known.links.contains(n))
         {
             Some("tracks an interface no running instance tracks")
         } else if self.old.iter().any(|i| {
@@ -311,10 +324,17 @@ fn instance_changes(old: &InstanceSpec, new: &InstanceSpec) -> Result<Vec<&'stat
 }
 
 /// The VRRP part of a reload: `old` the running instances, `new` the new
-/// file's; `trackers_changed` when the `vrrp_script`, `track_file`,
+/// file's, `known` what the daemon set up at start (it never shrinks:
+/// an instance removed and added back finds its script still running);
+/// `trackers_changed` when the `vrrp_script`, `track_file`,
 /// `vrrp_track_process` or `vrrp_sync_group` blocks differ (a running
 /// daemon keeps those: nothing else is applied then).
-pub fn vrrp(old: &[InstanceSpec], new: &[InstanceSpec], trackers_changed: bool) -> Vec<Change> {
+pub fn vrrp(
+    old: &[InstanceSpec],
+    new: &[InstanceSpec],
+    trackers_changed: bool,
+    known: &Known,
+) -> Vec<Change> {
     if trackers_changed {
         return vec![Change::VrrpRefuse {
             instance: None,
@@ -322,7 +342,7 @@ pub fn vrrp(old: &[InstanceSpec], new: &[InstanceSpec], trackers_changed: bool) 
             why: "vrrp_script, track_file, vrrp_track_process or vrrp_sync_group changed".into(),
         }];
     }
-    let running = Running::new(old);
+    let running = Running { old, known };
     let staying: BTreeSet<&str> = new
         .iter()
         .filter(|n| old.iter().any(|o| o.name == n.name))

@@ -47,7 +47,8 @@ fn inst(name: &str, vrid: u8, extra: &str) -> String {
 }
 
 fn vrrp_diff(old: &str, new: &str) -> Vec<Change> {
-    vrrp(&specs(old), &specs(new), false)
+    let old = specs(old);
+    vrrp(&old, &specs(new), false, &Known::of(&old))
 }
 
 fn start(i: &str) -> Change {
@@ -359,7 +360,7 @@ fn a_new_instance_may_not_track_a_new_interface() {
 fn changed_trackers_refuse_every_vrrp_change() {
     let a = inst("VI_1", 51, "");
     let b = inst("VI_1", 51, "").replace("priority 100", "priority 90");
-    let got = vrrp(&specs(&a), &specs(&b), true);
+    let got = vrrp(&specs(&a), &specs(&b), true, &Known::default());
     assert_eq!(got.len(), 1);
     assert!(matches!(&got[0], Change::VrrpRefuse { instance: None, .. }));
     assert!(got[0].to_string().contains("no VRRP change applied"));
@@ -570,5 +571,28 @@ fn a_quorum_and_sorry_server_change() {
             service: id("198.51.100.250 80"),
             what: vec!["quorum".into(), "sorry_server".into()]
         }]
+    );
+}
+
+#[test]
+fn an_instance_removed_and_added_back_finds_its_script_still_running() {
+    // VI_1 tracked chk at start; a reload removed it; chk still runs.
+    let at_start = specs(&(SCRIPT.to_owned() + &inst("VI_1", 51, " track_script {\n chk\n }\n")));
+    let known = Known::of(&at_start);
+    let now = specs(&(SCRIPT.to_owned() + &inst("VI_2", 52, "")));
+    let back = specs(
+        &(SCRIPT.to_owned()
+            + &inst("VI_2", 52, "")
+            + &inst("VI_1", 51, " track_script {\n chk\n }\n")),
+    );
+    assert_eq!(vrrp(&now, &back, false, &known), vec![start("VI_1")]);
+    // What the running instances alone would say: refused.
+    assert_eq!(
+        vrrp(&now, &back, false, &Known::of(&now)),
+        vec![refuse(
+            "VI_1",
+            true,
+            "tracks a vrrp_script no running instance tracks"
+        )]
     );
 }

@@ -203,7 +203,8 @@ impl Plan {
                     port: rport,
                     weight: entry.weight,
                     healthy: !alpha_down,
-                    reason: None,
+                    // An alpha server starts down: its checkers must pass first.
+                    reason: alpha_down.then(|| "not passed yet (alpha)".to_owned()),
                 });
                 real.push(entry);
             }
@@ -251,9 +252,6 @@ impl Plan {
         )
     }
 
-    /// Real server (`vs`, `rs`) became healthy or not: keepalived's log
-    /// line, `notify_up` / `notify_down` (no arguments), the FIFO line and
-    /// the e-mail.
     /// Checker `id` of real server (`vs`, `rs`) changed its verdict:
     /// said in the log with why (keepalived names the failure too), and
     /// kept for `status`.
@@ -288,11 +286,14 @@ impl Plan {
             let what = self.specs.get(c).map_or("check", |s| s.probe.keyword());
             Some(match self.reason.get(c).and_then(Option::as_ref) {
                 Some(r) => format!("{what}: {r}"),
-                None => format!("{what}: not passed yet"),
+                None => format!("{what}: not passed yet (alpha)"),
             })
         })
     }
 
+    /// Real server (`vs`, `rs`) became healthy or not: keepalived's log
+    /// line, `notify_up` / `notify_down` (no arguments), the FIFO line and
+    /// the e-mail.
     pub(super) fn real_changed(&self, vs: usize, rs: usize, healthy: bool) {
         let (rname, vname) = self.names(vs, rs);
         let real = &self.virtuals[vs].real[rs];
@@ -588,14 +589,16 @@ impl Plan {
                     .any(|&c| self.down[c]);
                 let why = self.why(vs, rs);
                 let status = &mut self.status[vs].real_servers[rs];
+                // A new reason is news for `status` even when the health
+                // stays (a second checker failing, the first recovering).
+                let said = status.reason != why;
                 status.reason = why;
                 if status.healthy == healthy {
-                    false
-                } else {
-                    status.healthy = healthy;
-                    self.real_changed(vs, rs, healthy);
-                    true
+                    return said;
                 }
+                status.healthy = healthy;
+                self.real_changed(vs, rs, healthy);
+                true
             }
         };
         if changed {

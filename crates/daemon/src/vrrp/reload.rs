@@ -9,8 +9,11 @@ use super::{
 /// What of `config` a reload cannot change under running instances (the
 /// trackers' and sync groups' bodies, not where they are written).
 pub(super) fn trackers(config: &kaconf::Config) -> Trackers {
-    pub(super) fn bodies<T: Clone>(v: &[kaconf::section::Named<T>]) -> Vec<(String, T)> {
-        v.iter().map(|n| (n.name.clone(), n.body.clone())).collect()
+    fn bodies<T: Clone>(v: &[kaconf::section::Named<T>]) -> Vec<(String, T)> {
+        let mut out: Vec<(String, T)> =
+            v.iter().map(|n| (n.name.clone(), n.body.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
     Trackers {
         scripts: bodies(&config.vrrp_scripts),
@@ -46,7 +49,13 @@ impl Driver {
             }
         };
         let running: Vec<InstanceSpec> = self.instances.iter().map(|i| i.spec.clone()).collect();
-        let changes = crate::change::vrrp(&running, &specs, trackers(config) != self.trackers);
+        let known = crate::change::Known {
+            scripts: self.scripts.keys().cloned().collect(),
+            links: self.links.keys().cloned().collect(),
+            witnesses: self.witness_lists.clone(),
+        };
+        let changes =
+            crate::change::vrrp(&running, &specs, trackers(config) != self.trackers, &known);
         crate::change::log(&changes);
         if changes.iter().any(crate::change::Change::refuses_all_vrrp) {
             return;
@@ -159,6 +168,8 @@ impl Driver {
             return;
         }
         let name = new.name.clone();
+        // A VIP moved to an interface nothing announced on before.
+        open_announcer(&mut self.announcers, &new);
         let mut actions = std::mem::take(&mut self.actions);
         actions.clear();
         if let Err(what) =
