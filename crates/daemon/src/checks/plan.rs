@@ -607,3 +607,7 @@ impl Plan {
         changed
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
