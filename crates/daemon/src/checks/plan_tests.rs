@@ -2,6 +2,8 @@
 //! configuration text, fed checker events, read back through `status`,
 //! the data plane's view and the notifications it sends.
 
+use std::fmt::Write as _;
+
 use super::*;
 use check::reason::Reason;
 use check::run::Event;
@@ -25,9 +27,10 @@ fn plan(text: &str) -> (Plan, std::sync::mpsc::Receiver<crate::notify::Job>) {
 fn vs(extra: &str, reals: &[(u8, u32, &str)]) -> String {
     let mut c = format!("virtual_server 198.51.100.250 80 {{\n protocol TCP\n lb_algo rr\n{extra}");
     for (last, weight, more) in reals {
-        c.push_str(&format!(
+        let _ = write!(
+            c,
             " real_server 198.51.100.{last} 80 {{\n weight {weight}\n{more} TCP_CHECK {{\n connect_timeout 1\n }}\n }}\n"
-        ));
+        );
     }
     c.push_str("}\n");
     c
