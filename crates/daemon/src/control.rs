@@ -89,6 +89,9 @@ pub struct InstanceStatus {
     pub interface: String,
     /// INIT, BACKUP, MASTER, FAULT, STOP.
     pub state: String,
+    /// Why it is in that state, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub priority: u8,
     pub effective_priority: u8,
     pub vips: Vec<String>,
@@ -507,6 +510,7 @@ mod tests {
                 vrid: 51,
                 interface: "eth0".into(),
                 state: "MASTER".into(),
+                reason: None,
                 priority: 100,
                 effective_priority: 100,
                 vips: vec!["198.51.100.250".into()],

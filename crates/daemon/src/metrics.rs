@@ -293,6 +293,7 @@ mod tests {
                 vrid: 51,
                 interface: "eth0".into(),
                 state: "MASTER".into(),
+                reason: None,
                 priority: 100,
                 effective_priority: 100,
                 adverts_received: 3,

@@ -464,6 +464,8 @@ pub struct Router {
     preempt_at: Option<Instant>,
     /// Address of the current master, as last heard.
     master: Option<IpAddr>,
+    /// The priority the master last advertised.
+    master_priority: u8,
     garp_second: Option<Instant>,
     garp_refresh: Option<Instant>,
     /// The second GARP burst after a lower-priority advert.
@@ -506,6 +508,7 @@ impl Router {
             effective,
             preempt_at: None,
             master: None,
+            master_priority: 0,
             garp_second: None,
             garp_refresh: None,
             lower_garp_second: None,
@@ -711,6 +714,41 @@ impl Router {
     /// The master as last heard (`None` when we are master or know none).
     pub fn master(&self) -> Option<IpAddr> {
         self.master
+    }
+
+    /// Why this router is in its state, in words (`None` in INIT and STOP).
+    /// FAULT's cause is the driver's to say (it knows the trackers).
+    pub fn why(&self) -> Option<String> {
+        match self.state {
+            State::Master { .. } if self.effective == 255 => {
+                Some("MASTER: it owns the addresses (priority 255)".into())
+            }
+            State::Master { .. } => Some(format!(
+                "MASTER: no higher priority heard (ours {})",
+                self.effective
+            )),
+            State::Backup { .. } => Some(match self.master {
+                Some(m) if self.master_priority > self.effective => format!(
+                    "BACKUP: master {m} priority {} > ours {}",
+                    self.master_priority, self.effective
+                ),
+                Some(m) if self.master_priority == self.effective => format!(
+                    "BACKUP: master {m} priority {} = ours, and its address is higher",
+                    self.master_priority
+                ),
+                Some(m) if !self.config.preempt => format!(
+                    "BACKUP: nopreempt, master {m} priority {} < ours {} kept",
+                    self.master_priority, self.effective
+                ),
+                Some(m) => format!(
+                    "BACKUP: master {m} priority {} < ours {}: taking over after preempt_delay",
+                    self.master_priority, self.effective
+                ),
+                None => "BACKUP: no master heard yet; waiting for the master down timer".into(),
+            }),
+            State::Fault => Some("FAULT".into()),
+            State::Init { .. } | State::Stop => None,
+        }
     }
 
     /// Skew_Time for priority-value `pri_val` (256 − priority), as keepalived
@@ -1336,6 +1374,7 @@ impl Router {
             }
             self.wants_master = false;
             self.master = Some(src);
+            self.master_priority = advert.priority;
             self.state = State::Backup {
                 down_at: now + self.master_down_interval(),
             };
@@ -1372,6 +1411,7 @@ impl Router {
                 self.master_interval = Duration::from_millis(u64::from(advert.interval) * 10);
             }
             self.master = Some(src);
+            self.master_priority = advert.priority;
             self.step_down(now, out);
         } else {
             // A master we outrank: two masters, a split brain healing.

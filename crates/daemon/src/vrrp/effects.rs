@@ -91,6 +91,9 @@ pub(super) fn carry_out(
             }
             Action::State { to, .. } => {
                 tracing::info!("({name}) Entering {to} STATE");
+                if let Some(w) = why(inst) {
+                    tracing::info!("({name}) {w}");
+                }
             }
             Action::Log(line) => tracing::warn!("{line}"),
             Action::DualMaster { peer, priority } => {
@@ -163,6 +166,7 @@ impl Driver {
                     vrid: i.spec.engine.vrid,
                     interface: i.spec.interface.clone(),
                     state: i.router.state().to_string(),
+                    reason: why(i),
                     priority: i.spec.engine.priority,
                     effective_priority: i.router.priority(),
                     vips: i.spec.engine.vips.iter().map(ToString::to_string).collect(),
@@ -197,6 +201,23 @@ impl Driver {
             ..crate::control::Status::default()
         }
     }
+}
+
+/// Why instance `i` is in its state: the engine's words, and for FAULT
+/// what the trackers (or the split-brain guard, or the sync group) say.
+pub(super) fn why(i: &Instance) -> Option<String> {
+    if i.router.state() != vrrp::StateName::Fault {
+        return i.router.why();
+    }
+    Some(if !i.faults.is_empty() {
+        format!("FAULT: {}", i.faults.join(", "))
+    } else if i.router.guard_fault() {
+        "FAULT: split-brain guard: no peer heard and no witness reachable".into()
+    } else if i.router.is_faulty() {
+        "FAULT: a tracker failed".into()
+    } else {
+        "FAULT: its sync group is in FAULT".into()
+    })
 }
 
 #[cfg(test)]

@@ -69,6 +69,8 @@ struct Instance {
     /// The split-brain guard's heartbeat paths: our address there and the
     /// socket on that interface.
     heartbeat: Vec<(std::net::IpAddr, usize)>,
+    /// What its trackers say is failing hard (why it is in FAULT).
+    faults: Vec<String>,
 }
 
 /// Runs every `vrrp_instance` until `stop` is set; then stops them gracefully.
@@ -302,6 +304,7 @@ impl Driver {
                 spec,
                 socket,
                 heartbeat,
+                faults: Vec::new(),
             });
         }
         let by_vrid = vrid_index(&instances);

@@ -156,6 +156,7 @@ impl Driver {
             spec,
             socket,
             heartbeat,
+            faults: Vec::new(),
         });
         self.set_wall_clock();
         Ok(())

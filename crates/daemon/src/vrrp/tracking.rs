@@ -83,6 +83,7 @@ impl Driver {
         for i in 0..self.instances.len() {
             let mut weight = 0i64;
             let mut fault = false;
+            let mut faults: Vec<String> = Vec::new();
             // Scripts and processes: good or not, each with its weight.
             let spec = &self.instances[i].spec;
             let verdicts = spec
@@ -93,6 +94,7 @@ impl Driver {
                     Some((
                         crate::track::Weighting::chosen(*own, s.weight, s.reverse),
                         *good,
+                        format!("track_script {name} failed"),
                     ))
                 })
                 .chain(spec.track_processes.iter().filter_map(|(name, own)| {
@@ -101,12 +103,16 @@ impl Driver {
                     Some((
                         crate::track::Weighting::chosen(*own, p.weight, p.reverse),
                         *up,
+                        format!("track_process {name} not running"),
                     ))
                 }));
-            for (w, good) in verdicts {
+            for (w, good, what) in verdicts {
                 let (dw, f) = w.effect(good);
                 weight += dw;
                 fault |= f;
+                if f {
+                    faults.push(what);
+                }
             }
             // A tracked file: its value times the weight; weight 0 means any
             // non-zero value is FAULT (keepalived's rules).
@@ -116,7 +122,10 @@ impl Driver {
                 };
                 let (w, rev) = own.unwrap_or((*w, *rev));
                 if w == 0 {
-                    fault |= *value != 0;
+                    if *value != 0 {
+                        fault = true;
+                        faults.push(format!("track_file {name} reads {value}"));
+                    }
                 } else {
                     weight += value.saturating_mul(if rev { -w } else { w });
                 }
@@ -127,10 +136,14 @@ impl Driver {
                     continue;
                 }
                 match w {
-                    None | Some(0) => fault = true,
+                    None | Some(0) => {
+                        fault = true;
+                        faults.push(format!("interface {name} down"));
+                    }
                     Some(w) => weight += -w.abs(),
                 }
             }
+            self.instances[i].faults = faults;
             let weight = i32::try_from(weight.clamp(-1000, 1000)).unwrap_or(0);
             self.feed(i, Input::Track { weight, fault });
         }
