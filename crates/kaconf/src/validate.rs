@@ -513,7 +513,13 @@ pub fn scripts(config: &Config, cx: &mut Cx) {
             },
             None => None,
         },
-        None => users.resolve("keepalived_script", None).ok(),
+        // Looked up only for a script that needs it: the lookup goes
+        // through NSS, which loads libraries (RSS) a configuration without
+        // scripts never needs.
+        None if uses.iter().any(|u| u.user.is_none()) => {
+            users.resolve("keepalived_script", None).ok()
+        }
+        None => None,
     };
     for (kw, fifo) in [
         ("notify_fifo", &globals.notify_fifo),
