@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Parser, Subcommand};
 
 /// The default configuration file, as keepalived's.
 pub const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
@@ -90,7 +90,9 @@ pub enum Command {
         #[arg(long = "control", value_name = "PATH", default_value = DEFAULT_CONTROL)]
         control: PathBuf,
     },
-    /// Run the seed's experiments in network namespaces (needs root)
+    /// Run the experiments of the article the project started from, in
+    /// network namespaces (needs root)
+    #[cfg(feature = "lab")]
     Lab {
         /// Which experiment
         #[arg(value_enum, default_value_t = Scenario::LvsDr)]
@@ -111,49 +113,8 @@ pub enum Command {
     },
 }
 
-/// The data plane of `lab lvs-dr`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LabPlane {
-    Nftables,
-    Ipvs,
-}
-
-/// One of the lab's two directors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Director {
-    Lb1,
-    Lb2,
-}
-
-impl std::fmt::Display for Director {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Director::Lb1 => "lb1",
-            Director::Lb2 => "lb2",
-        })
-    }
-}
-
-/// The lab's experiments (README.md, "The lab").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scenario {
-    /// keepalived + LVS direct routing: the seed's first experiment
-    LvsDr,
-    /// keepalived + an L4 proxy, the nginx `stream` setup of the seed
-    Proxy,
-    /// the link between the two balancers breaks
-    SplitBrain,
-}
-
-impl std::fmt::Display for Scenario {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Scenario::LvsDr => "lvs-dr",
-            Scenario::Proxy => "proxy",
-            Scenario::SplitBrain => "split-brain",
-        })
-    }
-}
+#[cfg(feature = "lab")]
+pub use lab::{Director, LabPlane, Scenario};
 
 #[cfg(test)]
 mod tests {
@@ -206,6 +167,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "lab")]
     fn subcommands_parse() {
         let cli = Cli::try_parse_from(["keepalived-rs", "status", "--json"]).unwrap();
         assert!(matches!(

@@ -1,10 +1,9 @@
 //! `keepalived-rs`: the daemon binary and its subcommands.
 
 use keepalived_rs::{
-    checks, cli, control, lab, log_diagnostics, logging, metrics, reload, sdnotify, status, vrrp,
+    checks, cli, control, log_diagnostics, logging, metrics, reload, sdnotify, status, vrrp,
 };
 use std::process::ExitCode;
-use std::time::Duration;
 
 use std::io::Write as _;
 
@@ -17,6 +16,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Status { json, ref control }) => status::run(control, json).map(|()| 0),
         Some(Command::Reload { ref control }) => status::reload(control),
+        #[cfg(feature = "lab")]
         Some(Command::Lab {
             scenario,
             hold,
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             keepalived,
         }) => lab::run(
             scenario,
-            Duration::from_secs(hold),
+            std::time::Duration::from_secs(hold),
             lab::Options {
                 dataplane,
                 keepalived,

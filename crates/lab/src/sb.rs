@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use netlab::Lab;
 
-use crate::lab::{check_interrupt, v4, Timeline, VIP_OCTET};
+use crate::{check_interrupt, v4, Timeline, VIP_OCTET};
 
 /// The heartbeat link's addresses: lb1 .22, lb2 .40 (as on the main one).
 fn hb(octet: u8) -> IpAddr {
@@ -107,7 +107,7 @@ fn drop_vrrp_on_eth0(lab: &Lab, drop: bool) -> Result<()> {
 pub fn run(lab: &Lab, stop: &AtomicBool, timeline: &Timeline) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("{}lab", lab.prefix()));
     std::fs::create_dir_all(&dir)?;
-    let daemons = crate::lab_dr::start_directors(
+    let daemons = crate::dr::start_directors(
         lab,
         &dir,
         &[
@@ -120,7 +120,7 @@ pub fn run(lab: &Lab, stop: &AtomicBool, timeline: &Timeline) -> Result<()> {
          sw1 (203.0.113.0/24) and the gateway 198.51.100.1 as witness",
     );
     let outcome = steps(lab, stop, timeline);
-    crate::lab_dr::stop_directors(daemons, &dir, outcome.is_err());
+    crate::dr::stop_directors(daemons, &dir, outcome.is_err());
     outcome
 }
 

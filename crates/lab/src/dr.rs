@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use netlab::{http, Lab};
 
-use crate::cli::{Director, LabPlane};
-use crate::lab::{check_interrupt, v4, Options, Timeline, VIP_OCTET};
+use crate::{check_interrupt, v4, Options, Timeline, VIP_OCTET};
+use crate::{Director, LabPlane};
 
 /// The seed's keepalived.conf for a director, addresses moved to the plan.
 /// Its timers are shortened (delay_loop 6 → 1, nb_get_retry 3 → 1,

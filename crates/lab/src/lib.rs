@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use netlab::{http, Lab};
 
-use crate::cli::{Director, LabPlane, Scenario};
+mod dr;
+mod sb;
+
+use clap::ValueEnum;
 
 /// One host of the seed's lab.
 struct Host {
@@ -191,7 +194,7 @@ pub fn run(scenario: Scenario, hold: Duration, opts: Options) -> Result<u8> {
         }
         return in_vm(&stop);
     }
-    if opts.keepalived.is_some() && !crate::lab_dr::keepalived_installed() {
+    if opts.keepalived.is_some() && !crate::dr::keepalived_installed() {
         bail!("--keepalived runs the distribution's keepalived, which is not installed (apt install keepalived)");
     }
     let timeline = Timeline {
@@ -237,7 +240,7 @@ fn build(timeline: &Timeline, scenario: Scenario) -> Result<Lab> {
         lab.connect(&node, &switch, "eth0", &[&a4, &a6])?;
     }
     if scenario == Scenario::SplitBrain {
-        crate::lab_sb::wire(&mut lab)?;
+        crate::sb::wire(&mut lab)?;
         timeline.say("lb1 and lb2 also on a heartbeat switch sw1 (eth1, 203.0.113.22 and .40)");
     }
     timeline.say(&format!(
@@ -318,18 +321,18 @@ fn experiment(
         bail!("{failures} of 4 requests from client failed");
     }
     let mode = match scenario {
-        Scenario::LvsDr => Some(crate::lab_dr::Mode::LvsDr),
-        Scenario::Proxy => Some(crate::lab_dr::Mode::Proxy),
+        Scenario::LvsDr => Some(crate::dr::Mode::LvsDr),
+        Scenario::Proxy => Some(crate::dr::Mode::Proxy),
         Scenario::SplitBrain => None, // handled above
     };
     if scenario == Scenario::SplitBrain {
-        crate::lab_sb::run(lab, stop, timeline)?;
+        crate::sb::run(lab, stop, timeline)?;
         timeline.say(&format!("{scenario}: every step behaved"));
         return hold_for(lab, hold, stop, timeline);
     }
     if let Some(mode) = mode {
         let web1 = servers.remove(0);
-        crate::lab_dr::run(lab, stop, timeline, web1, mode, opts)?;
+        crate::dr::run(lab, stop, timeline, web1, mode, opts)?;
         timeline.say(&format!("{scenario}: every step behaved"));
         hold_for(lab, hold, stop, timeline)?;
         return Ok(());
@@ -366,4 +369,48 @@ pub(crate) fn check_interrupt(stop: &AtomicBool) -> Result<()> {
         bail!("stopped by signal");
     }
     Ok(())
+}
+
+/// The data plane of `lab lvs-dr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabPlane {
+    Nftables,
+    Ipvs,
+}
+
+/// One of the lab's two directors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Director {
+    Lb1,
+    Lb2,
+}
+
+impl std::fmt::Display for Director {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Director::Lb1 => "lb1",
+            Director::Lb2 => "lb2",
+        })
+    }
+}
+
+/// The lab's experiments (README.md, "The lab").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// keepalived + LVS direct routing: the seed's first experiment
+    LvsDr,
+    /// keepalived + an L4 proxy, the nginx `stream` setup of the seed
+    Proxy,
+    /// the link between the two balancers breaks
+    SplitBrain,
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scenario::LvsDr => "lvs-dr",
+            Scenario::Proxy => "proxy",
+            Scenario::SplitBrain => "split-brain",
+        })
+    }
 }
