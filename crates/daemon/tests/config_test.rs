@@ -6,13 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BUILT: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+mod common;
 
-/// The binary under test (`KEEPALIVED_RS_BIN` runs these tests against
-/// another build, e.g. an older one, to see a test fail there).
-fn bin() -> String {
-    std::env::var("KEEPALIVED_RS_BIN").unwrap_or_else(|_| BUILT.into())
-}
+use common::bin;
 
 fn check(path: &Path) -> (i32, String) {
     let out = Command::new(bin())

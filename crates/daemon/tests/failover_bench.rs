@@ -14,6 +14,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod common;
+
 use netlab::{Lab, Process};
 use nix::sys::signal::Signal;
 
@@ -21,11 +23,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
 const VIP: &str = "198.51.100.250";
 const RUNS: usize = 3;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Daemon {
-    Ours,
-    Keepalived,
-}
+use common::Daemon;
 
 #[derive(Clone, Copy)]
 struct Setting {

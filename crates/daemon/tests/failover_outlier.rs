@@ -37,6 +37,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
 use netlab::{Lab, Process};
 use nix::sys::signal::Signal;
 
@@ -47,20 +49,7 @@ const BACKUP_IP: &str = "198.51.100.40";
 /// 3 × 10 ms + (256 − 90) × 10 ms / 256.
 const DOWN_MS: f64 = 30.0 + 166.0 * 10.0 / 256.0;
 
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Daemon {
-    Ours,
-    Keepalived,
-}
-
-impl Daemon {
-    fn name(self) -> &'static str {
-        match self {
-            Daemon::Ours => "rs",
-            Daemon::Keepalived => "ka",
-        }
-    }
-}
+use common::Daemon;
 
 fn config(dir: &std::path::Path, name: &str, prio: u8, state: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.conf"));

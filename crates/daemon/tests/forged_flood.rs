@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use netlab::procstat::{cpu_ticks, user_ticks, TICKS_PER_SECOND};
 use netlab::{Lab, Node, Process};
 
@@ -47,11 +49,7 @@ fn have_keepalived() -> bool {
 }
 
 /// Which daemon a rig runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Daemon {
-    Ours,
-    Keepalived,
-}
+use common::Daemon;
 
 /// A MASTER (`m`, priority 200), a BACKUP (`b`, 150) and the stranger.
 struct Rig {

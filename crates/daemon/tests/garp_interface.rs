@@ -22,13 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use netlab::{Lab, Node, Process};
 
-/// The daemon under test (`KEEPALIVED_RS_BIN` runs another build).
-fn bin() -> String {
-    std::env::var("KEEPALIVED_RS_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_keepalived-rs").into())
-}
+use common::{bin, panic_text};
 
 /// What a captured announcement said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,11 +389,7 @@ fn each_vip_is_announced_on_its_own_interface_from_its_mac() {
         }
     });
     if let Err(e) = check {
-        let msg = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
+        let msg = panic_text(e.as_ref());
         panic!("{msg}\n{ctx}");
     }
 }
@@ -444,11 +438,7 @@ fn use_vmac_covers_the_instance_interface_only() {
         );
     });
     if let Err(e) = check {
-        let msg = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
+        let msg = panic_text(e.as_ref());
         panic!("{msg}\n--- lb's log\n{log}");
     }
 }

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 /// The IPVS modules the tests use: the core and every scheduler.
 const MODULES: &[&str] = &[
     "ip_vs",
@@ -101,11 +103,7 @@ fn ipvs_carries_a_virtual_server_over_generic_netlink() {
 }
 
 /// Who runs a config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Daemon {
-    Keepalived,
-    Ours,
-}
+use common::Daemon;
 
 /// A director namespace with real servers beside it, for comparing what
 /// keepalived and we write into IPVS from the same config.

@@ -22,12 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use netlab::{Lab, Process};
 
-fn bin() -> String {
-    std::env::var("KEEPALIVED_RS_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_keepalived-rs").into())
-}
+use common::bin;
 
 const VIP: &str = "198.51.100.250";
 
