@@ -304,10 +304,9 @@ pub(super) fn follow(
         let arp = arp_table();
         for (_, plane, specs) in planes.iter_mut() {
             let (d, missing) = desired(specs, v, &arp);
-            if plane.name() == "nftables" {
-                for ip in &missing {
-                    solicit(*ip);
-                }
+            // Only DR on nftables needs MACs (`desired` says which are missing).
+            for ip in &missing {
+                solicit(*ip);
             }
             match plane.apply(&d) {
                 Ok(true) => {
