@@ -349,6 +349,7 @@ pub fn vrrp(
         .map(|n| n.name.as_str())
         .collect();
     let mut out = Vec::new();
+    let mut starting: Vec<(u8, &str)> = Vec::new();
     for o in old {
         if !staying.contains(o.name.as_str()) {
             out.push(Change::VrrpStop {
@@ -357,8 +358,8 @@ pub fn vrrp(
         }
     }
     for n in new {
-        match old.iter().find(|o| o.name == n.name) {
-            Some(o) => match instance_changes(o, n) {
+        if let Some(o) = old.iter().find(|o| o.name == n.name) {
+            match instance_changes(o, n) {
                 Ok(what) if what.is_empty() => {}
                 Ok(what) => out.push(Change::VrrpReconfigure {
                     instance: n.name.clone(),
@@ -369,17 +370,28 @@ pub fn vrrp(
                     new: false,
                     why,
                 }),
-            },
-            None => match running.cannot_add(n, &staying) {
-                Some(why) => out.push(Change::VrrpRefuse {
-                    instance: Some(n.name.clone()),
-                    new: true,
-                    why: why.into(),
-                }),
-                None => out.push(Change::VrrpStart {
-                    instance: n.name.clone(),
-                }),
-            },
+            }
+            continue;
+        }
+        // Two new instances on one VRID and interface: the first starts,
+        // the second cannot.
+        let taken = starting
+            .iter()
+            .any(|(vrid, ifname)| *vrid == n.engine.vrid && *ifname == n.advert_interface());
+        let why = running
+            .cannot_add(n, &staying)
+            .or(taken.then_some("has the VRID of another on its interface"));
+        if let Some(why) = why {
+            out.push(Change::VrrpRefuse {
+                instance: Some(n.name.clone()),
+                new: true,
+                why: why.into(),
+            });
+        } else {
+            starting.push((n.engine.vrid, n.advert_interface()));
+            out.push(Change::VrrpStart {
+                instance: n.name.clone(),
+            });
         }
     }
     out

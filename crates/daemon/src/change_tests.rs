@@ -596,3 +596,16 @@ fn an_instance_removed_and_added_back_finds_its_script_still_running() {
         )]
     );
 }
+
+#[test]
+fn two_new_instances_on_one_vrid_the_second_is_refused() {
+    let a = inst("VI_1", 51, "");
+    let b = a.clone() + &inst("VI_2", 60, "") + &inst("VI_3", 60, "");
+    assert_eq!(
+        vrrp_diff(&a, &b),
+        vec![
+            start("VI_2"),
+            refuse("VI_3", true, "has the VRID of another on its interface")
+        ]
+    );
+}
