@@ -9,7 +9,7 @@ use super::{
 };
 
 /// One real server as the checkers see it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Real {
     /// Its checkers' ids.
     pub(super) checkers: Vec<usize>,
@@ -21,6 +21,9 @@ pub(super) struct Real {
     /// `inhibit_on_failure`: a failed server stays in the pool at weight 0
     /// (the data plane's business; the log says "Disabling").
     pub(super) inhibit: bool,
+    /// Where it is (the data plane's view takes it typed, not from the
+    /// status strings).
+    pub(super) addr: std::net::SocketAddr,
 }
 
 /// Virtual server `name`'s quorum at start, warned about if clamped.
@@ -63,8 +66,10 @@ impl Real {
         v: &kaconf::model::VirtualServerBody,
         vs_weight: Option<u32>,
         vs_alert: bool,
+        addr: std::net::SocketAddr,
     ) -> Self {
         Real {
+            addr,
             weight: r
                 .weight
                 .map(|w| u32::try_from(w.get()).unwrap_or(1))
@@ -77,7 +82,7 @@ impl Real {
                 .inhibit_on_failure
                 .or(v.inhibit_on_failure)
                 .is_some_and(|s| s.0),
-            ..Real::default()
+            checkers: Vec::new(),
         }
     }
 }
@@ -184,7 +189,13 @@ impl Plan {
             for (ri, rs) in v.real_servers.iter().enumerate() {
                 let rport = rs.port.unwrap_or(port);
                 let r = &rs.body;
-                let mut entry = Real::new(r, v, vs_weight, vs_alert);
+                let mut entry = Real::new(
+                    r,
+                    v,
+                    vs_weight,
+                    vs_alert,
+                    std::net::SocketAddr::new(rs.addr, rport),
+                );
                 let mut alpha_down = false;
                 for c in &r.checkers {
                     for spec in checker_specs(c, rs, rport, v, plan.specs.len(), &mut cx) {
@@ -545,14 +556,12 @@ impl Plan {
                     .real_servers
                     .iter()
                     .zip(&v.real)
-                    .filter_map(|(r, real)| {
-                        Some(crate::dataplane::RealView {
-                            addr: r.address.parse().ok()?,
-                            port: r.port,
-                            weight: r.weight,
-                            healthy: r.healthy,
-                            inhibit: real.inhibit,
-                        })
+                    .map(|(r, real)| crate::dataplane::RealView {
+                        addr: real.addr.ip(),
+                        port: real.addr.port(),
+                        weight: r.weight,
+                        healthy: r.healthy,
+                        inhibit: real.inhibit,
                     })
                     .collect(),
                 quorum_up: st.quorum_up,
