@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up fails, which is what unwrap does
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,33 +241,8 @@ impl Drop for Rig {
 /// `garp_lower_prio_repeat` burst.
 fn lower_priority_advert(c0: &Node) {
     c0.run(|| {
-        let payload = vrrp::Advert {
-            version: vrrp::Version::V2,
-            vrid: 51,
-            priority: 100,
-            interval: 1,
-            auth: vrrp::Auth::None,
-            addrs: vec![
-                "198.51.100.250".parse().unwrap(),
-                "203.0.113.250".parse().unwrap(),
-            ],
-        }
-        .emit(None);
-        let total = u16::try_from(20 + payload.len()).unwrap();
-        let mut p = vec![0x45, 0xc0];
-        p.extend_from_slice(&total.to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, 0, 255, 112, 0, 0]);
-        p.extend_from_slice(&[198, 51, 100, 99, 224, 0, 0, 18]);
-        p.extend_from_slice(&payload);
-        let s = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::from(112)),
-        )
-        .unwrap();
-        s.set_header_included_v4(true).unwrap();
-        s.bind_device(Some(b"eth0")).unwrap();
-        let to: socket2::SockAddr = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 18), 0).into();
+        let p = common::forged_advert(51, 100, &["198.51.100.250", "203.0.113.250"]);
+        let (s, to) = common::advert_socket().unwrap();
         s.send_to(&p, &to).unwrap();
     })
     .unwrap();

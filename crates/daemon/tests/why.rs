@@ -10,7 +10,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,40 +17,15 @@ use std::time::{Duration, Instant};
 
 use netlab::Lab;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
 
 /// VRRPv2 adverts for VRID 51 at priority 150 from `c0`, once a second.
 fn forged_master(c0: &netlab::Node, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let socket = c0
-        .run(|| {
-            let s = socket2::Socket::new(
-                socket2::Domain::IPV4,
-                socket2::Type::RAW,
-                Some(socket2::Protocol::from(112)),
-            )?;
-            s.set_header_included_v4(true)?;
-            s.bind_device(Some(b"eth0"))?;
-            Ok::<_, std::io::Error>(s)
-        })
-        .unwrap()
-        .unwrap();
+    let (socket, to) = c0.run(common::advert_socket).unwrap().unwrap();
     std::thread::spawn(move || {
-        let payload = vrrp::Advert {
-            version: vrrp::Version::V2,
-            vrid: 51,
-            priority: 150,
-            interval: 1,
-            auth: vrrp::Auth::None,
-            addrs: vec!["198.51.100.250".parse().unwrap()],
-        }
-        .emit(None);
-        let total = u16::try_from(20 + payload.len()).unwrap();
-        let mut p = vec![0x45, 0xc0];
-        p.extend_from_slice(&total.to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, 0, 255, 112, 0, 0]);
-        p.extend_from_slice(&[198, 51, 100, 99, 224, 0, 0, 18]);
-        p.extend_from_slice(&payload);
-        let to: socket2::SockAddr = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 18), 0).into();
+        let p = common::forged_advert(51, 150, &["198.51.100.250"]);
         while !stop.load(Ordering::Relaxed) {
             let _ = socket.send_to(&p, &to);
             std::thread::sleep(Duration::from_millis(500));
