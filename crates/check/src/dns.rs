@@ -11,29 +11,32 @@ use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCod
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinDecodable as _;
 
+use crate::{Invalid, Reason};
+
 /// keepalived's defaults: type SOA, the root name.
 pub const DEFAULT_TYPE: RecordType = RecordType::SOA;
 
 /// A query `type` as keepalived names them (A, NS, CNAME, SOA, MX, TXT, AAAA,
 /// any case).
-pub fn parse_type(text: &str) -> Result<RecordType, String> {
+pub fn parse_type(text: &str) -> Result<RecordType, Invalid> {
     let t = text.to_ascii_uppercase();
     match t.as_str() {
         "A" | "NS" | "CNAME" | "SOA" | "MX" | "TXT" | "AAAA" => t
             .parse::<RecordType>()
-            .map_err(|e| format!("DNS type `{text}`: {e}")),
-        _ => Err(format!(
-            "DNS type `{text}`: one of A, NS, CNAME, SOA, MX, TXT, AAAA"
-        )),
+            .map_err(|_| Invalid::DnsType(text.to_owned())),
+        _ => Err(Invalid::DnsType(text.to_owned())),
     }
 }
 
 /// A query name (`""` or `.`: the root).
-pub fn parse_name(text: &str) -> Result<Name, String> {
+pub fn parse_name(text: &str) -> Result<Name, Invalid> {
     if text.is_empty() || text == "." {
         return Ok(Name::root());
     }
-    Name::from_ascii(text).map_err(|e| format!("DNS name `{text}`: {e}"))
+    Name::from_ascii(text).map_err(|e| Invalid::DnsName {
+        name: text.to_owned(),
+        why: e.to_string(),
+    })
 }
 
 /// A fresh query id: ids differ from one query to the next and between
@@ -48,33 +51,34 @@ fn next_id() -> u16 {
 }
 
 /// The bytes of a query for `name` / `qtype` with id `id`.
-pub fn query_bytes(id: u16, name: &Name, qtype: RecordType) -> Result<Vec<u8>, String> {
+pub fn query_bytes(id: u16, name: &Name, qtype: RecordType) -> Result<Vec<u8>, Reason> {
     let mut m = Message::new();
     m.set_id(id)
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
         .add_query(Query::query(name.clone(), qtype));
-    m.to_vec().map_err(|e| format!("building the query: {e}"))
+    m.to_vec()
+        .map_err(|e| Reason::Dns(format!("building the query: {e}")))
 }
 
 /// What an answer to query `id` says: `None` to keep waiting (too short,
 /// another id, not a response), else the verdict.
-pub fn verdict(id: u16, answer: &[u8]) -> Option<Result<(), String>> {
+pub fn verdict(id: u16, answer: &[u8]) -> Option<Result<(), Reason>> {
     let header = Header::from_bytes(answer.get(..12)?).ok()?;
     if header.id() != id || header.message_type() != MessageType::Response {
         return None;
     }
     Some(match header.response_code() {
         ResponseCode::NoError => Ok(()),
-        rc => Err(match u16::from(rc) {
+        rc => Err(Reason::Dns(match u16::from(rc) {
             1 => "FORMERR".to_owned(),
             2 => "SERVFAIL".to_owned(),
             3 => "NXDOMAIN".to_owned(),
             4 => "NOTIMP".to_owned(),
             5 => "REFUSED".to_owned(),
             n => format!("rcode {n}"),
-        }),
+        })),
     })
 }
 
@@ -85,19 +89,25 @@ pub async fn check(
     bind: Option<SocketAddr>,
     name: &Name,
     qtype: RecordType,
-) -> Result<(), String> {
-    let socket = crate::run::udp_to(target, bind).await?;
+) -> Result<(), Reason> {
+    // A socket that cannot be made is said as DNS's own failure.
+    let socket = crate::run::udp_to(target, bind)
+        .await
+        .map_err(|e| match e {
+            Reason::Connect(why) => Reason::Dns(why),
+            other => other,
+        })?;
     let id = next_id();
     socket
         .send(&query_bytes(id, name, qtype)?)
         .await
-        .map_err(|e| format!("sending the query: {e}"))?;
+        .map_err(|e| Reason::Dns(format!("sending the query: {e}")))?;
     let mut buf = [0u8; 512];
     loop {
         let n = socket
             .recv(&mut buf)
             .await
-            .map_err(|e| format!("reading the answer: {e}"))?;
+            .map_err(|e| Reason::Dns(format!("reading the answer: {e}")))?;
         if let Some(v) = verdict(id, &buf[..n]) {
             return v;
         }

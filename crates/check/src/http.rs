@@ -3,6 +3,8 @@
 //! checker read at most [`MAX_HEAD`] bytes before it has an answer. Pure: the
 //! caller owns the socket and the deadline.
 
+use crate::Invalid;
+
 /// The most a response head (status line and headers) may take.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// The most headers a response may carry.
@@ -278,12 +280,12 @@ impl std::fmt::Display for StatusCodes {
 
 impl StatusCodes {
     /// `200`, `200-299`, several of either (100–599, as keepalived).
-    pub fn parse(words: &[String]) -> Result<Self, String> {
+    pub fn parse(words: &[String]) -> Result<Self, Invalid> {
         let code = |s: &str| {
             s.parse::<u16>()
                 .ok()
                 .filter(|c| (100..=599).contains(c))
-                .ok_or_else(|| format!("status_code `{s}`: 100-599"))
+                .ok_or_else(|| Invalid::StatusCode(s.to_owned()))
         };
         let mut ranges = Vec::new();
         for w in words {
@@ -292,12 +294,12 @@ impl StatusCodes {
                 None => (code(w)?, code(w)?),
             };
             if lo > hi {
-                return Err(format!("status_code `{w}`: the range is backwards"));
+                return Err(Invalid::StatusRange(w.clone()));
             }
             ranges.push((lo, hi));
         }
         if ranges.is_empty() {
-            return Err("status_code needs at least one code".into());
+            return Err(Invalid::NoStatusCode);
         }
         Ok(Self(ranges))
     }
@@ -349,7 +351,7 @@ impl BodyRegex {
     /// ungreedy — are applied, the other PCRE2 switches change nothing in
     /// this engine and are accepted). PCRE-only syntax (back references,
     /// look-around) is refused with the reason.
-    pub fn new(pattern: &str, options: &[String], no_match: bool) -> Result<Self, String> {
+    pub fn new(pattern: &str, options: &[String], no_match: bool) -> Result<Self, Invalid> {
         let mut b = regex::bytes::RegexBuilder::new(pattern);
         b.size_limit(1 << 20).unicode(false);
         for o in options {
@@ -377,10 +379,13 @@ impl BodyRegex {
                 | "alt_circumflex"
                 | "alt_verbnames"
                 | "use_offset_limit" => &mut b,
-                other => return Err(format!("unknown regex_options `{other}`")),
+                other => return Err(Invalid::RegexOption(other.to_owned())),
             };
         }
-        let regex = b.build().map_err(|e| format!("regex `{pattern}`: {e}"))?;
+        let regex = b.build().map_err(|e| Invalid::Regex {
+            pattern: pattern.to_owned(),
+            why: e.to_string(),
+        })?;
         Ok(Self { regex, no_match })
     }
 
@@ -394,8 +399,8 @@ impl BodyRegex {
 pub const MAX_BODY: u64 = 64 * 1024 * 1024;
 
 /// `digest` as written: 32 hex digits.
-pub fn parse_digest(text: &str) -> Result<[u8; 16], String> {
-    let bad = || format!("digest `{text}`: 32 hex digits");
+pub fn parse_digest(text: &str) -> Result<[u8; 16], Invalid> {
+    let bad = || Invalid::Digest(text.to_owned());
     let t = text.trim().as_bytes();
     if t.len() != 32 {
         return Err(bad());
@@ -431,12 +436,12 @@ pub enum Version {
 
 impl Version {
     /// keepalived's words for it.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
         match text {
             "1.0" => Ok(Self::Http10),
             "1.0C" | "1.0c" => Ok(Self::Http10Close),
             "1.1" => Ok(Self::Http11),
-            _ => Err(format!("http_protocol `{text}`: one of 1.0, 1.0C, 1.1")),
+            _ => Err(Invalid::HttpVersion(text.to_owned())),
         }
     }
 }

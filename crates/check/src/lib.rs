@@ -8,6 +8,7 @@ pub mod dns;
 pub mod fault;
 pub mod file;
 pub mod http;
+pub mod invalid;
 pub mod ping;
 pub mod quorum;
 pub mod reason;
@@ -15,3 +16,6 @@ pub mod run;
 pub mod smtp;
 pub mod state;
 pub mod tls;
+
+pub use invalid::Invalid;
+pub use reason::Reason;

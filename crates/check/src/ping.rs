@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
+use crate::Reason;
+
 /// Sequence numbers, so concurrent checks never take each other's reply.
 static SEQ: AtomicU16 = AtomicU16::new(1);
 
@@ -45,7 +47,7 @@ pub struct Probe {
 
 impl Probe {
     /// A probe with a fresh random identifier and nonce.
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> Result<Self, Reason> {
         let mut r = [0u8; 2 + NONCE_LEN];
         getrandom::fill(&mut r).map_err(|e| format!("no random bytes for the echo: {e}"))?;
         let mut nonce = [0u8; NONCE_LEN];
@@ -135,7 +137,7 @@ pub fn parse_reply(v6: bool, packet: &[u8]) -> Option<EchoReply<'_>> {
 
 /// Sends one echo request to `target` and waits (without a deadline: the
 /// caller bounds the check) for its reply.
-pub async fn echo(target: IpAddr) -> Result<(), String> {
+pub async fn echo(target: IpAddr) -> Result<(), Reason> {
     let v6 = target.is_ipv6();
     let (domain, proto) = if v6 {
         (Domain::IPV6, Protocol::ICMPV6)
@@ -178,7 +180,7 @@ pub async fn echo(target: IpAddr) -> Result<(), String> {
                     }
                 }
             }
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Err(e)) => return Err(e.to_string().into()),
             Err(_would_block) => {}
         }
     }

@@ -170,7 +170,7 @@ async fn connect(
 pub(crate) async fn udp_to(
     target: SocketAddr,
     bind: Option<SocketAddr>,
-) -> Result<tokio::net::UdpSocket, String> {
+) -> Result<tokio::net::UdpSocket, Reason> {
     let local = bind.unwrap_or_else(|| {
         if target.is_ipv4() {
             SocketAddr::from(([0, 0, 0, 0], 0))
@@ -180,8 +180,11 @@ pub(crate) async fn udp_to(
     });
     let socket = tokio::net::UdpSocket::bind(local)
         .await
-        .map_err(|e| format!("bind {local}: {e}"))?;
-    socket.connect(target).await.map_err(|e| e.to_string())?;
+        .map_err(|e| Reason::Connect(format!("bind {local}: {e}")))?;
+    socket
+        .connect(target)
+        .await
+        .map_err(|e| Reason::Connect(e.to_string()))?;
     Ok(socket)
 }
 
@@ -217,7 +220,7 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
     }
     if let Probe::Ping { target } = probe {
         return match tokio::time::timeout(timeout, crate::ping::echo(*target)).await {
-            Ok(r) => r.map(|()| None).map_err(Reason::Other),
+            Ok(r) => r.map(|()| None),
             Err(_) => Err(Reason::NoReply(timeout)),
         };
     }
@@ -266,16 +269,12 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
                 qtype,
             } => {
                 up();
-                crate::dns::check(*target, *bind, name, *qtype)
-                    .await
-                    .map_err(Reason::Dns)
+                crate::dns::check(*target, *bind, name, *qtype).await
             }
             Probe::Smtp { target, bind, helo } => {
                 let mut stream = connect(*target, *bind).await?;
                 up();
-                crate::smtp::check(&mut stream, helo)
-                    .await
-                    .map_err(Reason::Smtp)
+                crate::smtp::check(&mut stream, helo).await
             }
             Probe::File { .. } => Err(Reason::from("FILE_CHECK is not a probe")),
             Probe::Misc { .. } | Probe::Udp { .. } | Probe::Ping { .. } => Ok(()),
@@ -304,7 +303,7 @@ async fn udp(probe: &Probe, timeout: Duration) -> Result<(), Reason> {
     else {
         return Err(Reason::from("not a UDP probe"));
     };
-    let socket = udp_to(*target, *bind).await.map_err(Reason::Connect)?;
+    let socket = udp_to(*target, *bind).await?;
     socket
         .send(payload)
         .await

@@ -5,6 +5,8 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
+use crate::Reason;
+
 /// keepalived's default `helo_name`.
 pub const DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 
@@ -32,7 +34,7 @@ async fn line<S: AsyncRead + Unpin>(
     stream: &mut S,
     pending: &mut Vec<u8>,
     line: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), Reason> {
     let mut chunk = [0u8; 256];
     loop {
         if let Some(end) = pending.iter().position(|&b| b == b'\n') {
@@ -41,41 +43,46 @@ async fn line<S: AsyncRead + Unpin>(
             return Ok(());
         }
         if pending.len() >= MAX_LINE {
-            return Err(format!("a reply line longer than {MAX_LINE} bytes"));
+            return Err(Reason::Smtp(format!(
+                "a reply line longer than {MAX_LINE} bytes"
+            )));
         }
         let room = (MAX_LINE - pending.len()).min(chunk.len());
         let n = stream
             .read(&mut chunk[..room])
             .await
-            .map_err(|e| format!("reading: {e}"))?;
+            .map_err(|e| Reason::Smtp(format!("reading: {e}")))?;
         if n == 0 {
-            return Err("connection closed by the server".into());
+            return Err(Reason::Smtp("connection closed by the server".into()));
         }
         pending.extend_from_slice(&chunk[..n]);
     }
 }
 
 /// The whole conversation on `stream`.
-pub async fn check<S>(stream: &mut S, helo: &str) -> Result<(), String>
+pub async fn check<S>(stream: &mut S, helo: &str) -> Result<(), Reason>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut pending, mut buf) = (Vec::with_capacity(MAX_LINE), Vec::new());
     line(stream, &mut pending, &mut buf).await?;
     if status(&buf) != Some(220) {
-        return Err(format!("bad greeting {:?}", String::from_utf8_lossy(&buf)));
+        return Err(Reason::Smtp(format!(
+            "bad greeting {:?}",
+            String::from_utf8_lossy(&buf)
+        )));
     }
-    let write = |e: std::io::Error| format!("writing: {e}");
+    let write = |e: std::io::Error| Reason::Smtp(format!("writing: {e}"));
     stream
         .write_all(format!("HELO {helo}\r\n").as_bytes())
         .await
         .map_err(write)?;
     line(stream, &mut pending, &mut buf).await?;
     if status(&buf) != Some(250) {
-        return Err(format!(
+        return Err(Reason::Smtp(format!(
             "bad HELO response {:?}",
             String::from_utf8_lossy(&buf)
-        ));
+        )));
     }
     stream.write_all(b"QUIT\r\n").await.map_err(write)?;
     line(stream, &mut pending, &mut buf).await
@@ -95,7 +102,7 @@ mod tests {
         assert_eq!(status(b"abc "), None);
     }
 
-    fn converse(script: &'static [u8]) -> (Result<(), String>, Vec<u8>) {
+    fn converse(script: &'static [u8]) -> (Result<(), Reason>, Vec<u8>) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -124,7 +131,11 @@ mod tests {
 
     #[test]
     fn bad_greetings_and_helo_answers_fail() {
-        assert!(converse(b"554 go away\r\n").0.is_err());
+        // Each failure is an SMTP reason (the log and status say "SMTP: …").
+        assert!(matches!(
+            converse(b"554 go away\r\n").0,
+            Err(Reason::Smtp(e)) if e.starts_with("bad greeting")
+        ));
         assert!(converse(b"220 hi\r\n501 who?\r\n").0.is_err());
         assert!(
             converse(b"220 hi\r\n").0.is_err(),

@@ -130,6 +130,7 @@ fn supervise<T, U>(
 fn finish(
     vrrp_thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     checks: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    notifier: keepalived_rs::notify::Notifier,
     stop: &std::sync::atomic::AtomicBool,
     pid_file: Option<&std::path::Path>,
 ) -> u8 {
@@ -149,6 +150,9 @@ fn finish(
             result = r;
         }
     }
+    // The parts' last notifications (STOP lines, notify_stop) are done
+    // before the pid file goes.
+    drop(notifier);
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
@@ -221,15 +225,18 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let config = std::sync::Arc::new(loaded.config);
+    // One notifier for both parts (scripts, FIFOs, mail); it outlives them.
+    let notifier = keepalived_rs::notify::for_config(&config)?;
     // The health checkers on a thread (and runtime) of their own; the VRRP
     // thread never waits for them.
     let checks = if run_checks {
         let (config, stop, status) = (config.clone(), stop.clone(), status.clone());
         let reloads = reloader.subscribe();
+        let notify = notifier.sender();
         Some(
             std::thread::Builder::new()
                 .name("check".into())
-                .spawn(move || checks::run(&config, &stop, &status, run_vrrp, reloads))?,
+                .spawn(move || checks::run(&config, &stop, &status, reloads, notify))?,
         )
     } else {
         None
@@ -237,10 +244,11 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let vrrp_thread = if run_vrrp {
         let (config, stop2, status) = (config.clone(), stop.clone(), status.clone());
         let reloads = reloader.subscribe();
+        let notify = notifier.sender();
         Some(
             std::thread::Builder::new()
                 .name("vrrp".into())
-                .spawn(move || vrrp::run(&config, &stop2, &status, &reloads))?,
+                .spawn(move || vrrp::run(&config, &stop2, &status, &reloads, notify))?,
         )
     } else {
         None
@@ -254,5 +262,11 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         &reloader,
     );
     sdnotify::notify("STOPPING=1");
-    Ok(finish(vrrp_thread, checks, &stop, pid_file.as_deref()))
+    Ok(finish(
+        vrrp_thread,
+        checks,
+        notifier,
+        &stop,
+        pid_file.as_deref(),
+    ))
 }

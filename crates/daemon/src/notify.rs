@@ -1,7 +1,9 @@
-//! Notify scripts (`notify_master`, `notify_backup`, `notify_fault`,
-//! `notify_stop`, and `notify` with keepalived's four arguments: `INSTANCE`,
-//! the name, the state and the priority). They run in order on a thread of
-//! their own, each with a timeout, so the VRRP thread never waits for one.
+//! The notifier: one thread for both subsystems (VRRP and the checkers)
+//! that runs notify scripts (`notify_master`, `notify_backup`,
+//! `notify_fault`, `notify_stop`, `notify` with keepalived's four
+//! arguments, the checkers' `notify_up` / `notify_down` / `quorum_*`),
+//! writes FIFO lines and sends e-mail alerts. Jobs run in order, each
+//! script with a timeout, so neither subsystem ever waits for one.
 
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -61,8 +63,8 @@ pub enum Job {
         script: Script,
         timeout: Duration,
     },
-    /// Write this line to the notify FIFO(s).
-    Fifo(String),
+    /// Write this line to the notify FIFOs that carry `Source`'s lines.
+    Fifo(Source, String),
     /// Send this alert by e-mail.
     Mail(Alert),
 }
@@ -144,6 +146,15 @@ pub fn fifo_line(name: &str, state: StateName, priority: u8) -> String {
     format!("INSTANCE \"{name}\" {state} {priority}\n")
 }
 
+/// Whose line a FIFO line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An instance's state (`INSTANCE "VI_1" MASTER 100`).
+    Vrrp,
+    /// A real or virtual server's (`RS …`, `VS …`).
+    Checkers,
+}
+
 /// A notify FIFO (`notify_fifo`, `vrrp_notify_fifo`, `lvs_notify_fifo`)
 /// and the script that reads it (`notify_fifo_script`…).
 #[derive(Debug, Clone)]
@@ -152,6 +163,8 @@ pub struct Fifo {
     /// `notify_fifo PATH [USER [GROUP]]`: the FIFO's user, who may own it.
     pub user: Option<Vec<String>>,
     pub script: Option<Script>,
+    /// Whose lines it carries (`None`: everyone's, `notify_fifo`).
+    pub source: Option<Source>,
 }
 
 impl Fifo {
@@ -159,13 +172,39 @@ impl Fifo {
     pub fn from_config(
         fifo: Option<&kaconf::value::At<kaconf::value::Words>>,
         script: Option<&kaconf::value::Script>,
+        source: Option<Source>,
     ) -> Option<Self> {
         let words = &fifo?.0;
         Some(Self {
             path: PathBuf::from(words.first()?),
             user: (words.len() > 1).then(|| words[1..].to_vec()),
             script: script.map(Script::from_config),
+            source,
         })
+    }
+
+    /// keepalived's three: `notify_fifo` (every line), `vrrp_notify_fifo`
+    /// (the instances'), `lvs_notify_fifo` (the checkers'), each with its
+    /// reader script.
+    pub fn all_of(g: &kaconf::model::GlobalDefs) -> Vec<Self> {
+        [
+            (&g.notify_fifo, &g.notify_fifo_script, None),
+            (
+                &g.vrrp_notify_fifo,
+                &g.vrrp_notify_fifo_script,
+                Some(Source::Vrrp),
+            ),
+            (
+                &g.lvs_notify_fifo,
+                &g.lvs_notify_fifo_script,
+                Some(Source::Checkers),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(fifo, script, source)| {
+            Self::from_config(fifo.as_ref(), script.as_ref(), source)
+        })
+        .collect()
     }
 }
 
@@ -320,17 +359,60 @@ fn start_reader(
     }
 }
 
+/// The notifier thread. Dropped, it closes its own sender and waits until
+/// the thread has done every job queued (the STOP notifications) once the
+/// subsystems' senders are gone too.
+#[derive(Debug)]
+pub struct Notifier {
+    tx: Option<Sender<Job>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Notifier {
+    /// Where to send jobs.
+    pub fn sender(&self) -> Sender<Job> {
+        match &self.tx {
+            Some(tx) => tx.clone(),
+            None => std::sync::mpsc::channel().0,
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            if h.join().is_err() {
+                tracing::error!("the notifier thread panicked");
+            }
+        }
+    }
+}
+
+/// Starts the notifier for `config`: its FIFOs, its mail server, its
+/// script policy.
+pub fn for_config(config: &kaconf::Config) -> std::io::Result<Notifier> {
+    let g = config.globals();
+    start(
+        Fifo::all_of(&g),
+        crate::vrrp::spec::smtp(&g),
+        Policy::from_globals(&g),
+    )
+}
+
 /// Starts the notifier thread, writing FIFO lines to each of `fifos`
 /// (created if missing) and running their reader scripts. A FIFO that
 /// cannot be used is logged and left out; the rest still work.
-pub fn start(
-    fifos: Vec<Fifo>,
-    smtp: Option<Smtp>,
-    policy: Policy,
-) -> std::io::Result<(Sender<Job>, std::thread::JoinHandle<()>)> {
+pub fn start(fifos: Vec<Fifo>, smtp: Option<Smtp>, policy: Policy) -> std::io::Result<Notifier> {
     let mut opened = Vec::new();
     let mut readers = Vec::new();
-    for Fifo { path, user, script } in fifos {
+    for Fifo {
+        path,
+        user,
+        script,
+        source,
+    } in fifos
+    {
         let owner = match &user {
             Some(w) => crate::exec::user(w).ok().map(|u| u.uid),
             None => policy.default_user().ok().flatten().map(|u| u.uid),
@@ -345,7 +427,7 @@ pub fn start(
         if let (Some(script), Ok(meta)) = (script, f.metadata()) {
             readers.extend(start_reader(&script, &path, &meta, &policy));
         }
-        opened.push(f);
+        opened.push((f, source));
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
@@ -360,7 +442,10 @@ pub fn start(
                 let _ = r.wait();
             }
         })?;
-    Ok((tx, handle))
+    Ok(Notifier {
+        tx: Some(tx),
+        handle: Some(handle),
+    })
 }
 
 /// Runs `script` on a thread of its own unless a run under `key` is still
@@ -409,7 +494,7 @@ fn once(
 
 fn run_all(
     rx: &Receiver<Job>,
-    fifos: &mut [std::fs::File],
+    fifos: &mut [(std::fs::File, Option<Source>)],
     smtp: Option<&Smtp>,
     policy: &crate::exec::Policy,
 ) {
@@ -432,8 +517,11 @@ fn run_all(
                 }
                 continue;
             }
-            Job::Fifo(line) => {
-                for f in fifos.iter_mut() {
+            Job::Fifo(from, line) => {
+                for (f, _) in fifos
+                    .iter_mut()
+                    .filter(|(_, carries)| carries.is_none_or(|c| c == from))
+                {
                     if let Err(e) = std::io::Write::write_all(f, line.as_bytes()) {
                         tracing::warn!("notify fifo: {e}");
                     }

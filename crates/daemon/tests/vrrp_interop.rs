@@ -1015,6 +1015,98 @@ fn the_notify_fifo_gets_keepalived_s_lines() {
     );
 }
 
+/// One notifier for both parts: `notify_fifo` gets every line, VRRP's and
+/// the checkers', `vrrp_notify_fifo` only the instances' and
+/// `lvs_notify_fifo` only the servers', each line once (keepalived's
+/// routing of its three FIFOs).
+#[test]
+fn one_notifier_sends_each_fifo_its_own_lines() {
+    if !ready("one_notifier_sends_each_fifo_its_own_lines") {
+        return;
+    }
+    let pair = Pair::new("n");
+    let open = |name: &str| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = pair.dir.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&path)
+            .unwrap();
+        (path, reader)
+    };
+    let (all, mut all_r) = open("all.fifo");
+    let (vrrp, mut vrrp_r) = open("vrrp.fifo");
+    let (lvs, mut lvs_r) = open("lvs.fifo");
+    let conf = pair.dir.join("fifos.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n notify_fifo {}\n vrrp_notify_fifo {}\n lvs_notify_fifo {}\n}}\n\
+             vrrp_instance VI_1 {{\n state MASTER\n interface eth0\n virtual_router_id 51\n priority 100\n version 3\n advert_int 0.1\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n\
+             virtual_server 127.0.0.2 40001 {{\n delay_loop 1\n lb_dataplane proxy\n real_server 127.0.0.1 1 {{\n  TCP_CHECK {{\n   connect_timeout 1\n   retry 0\n  }}\n }}\n}}\n",
+            all.display(),
+            vrrp.display(),
+            lvs.display()
+        ),
+    )
+    .unwrap();
+    let mut lb1 = pair.ours_conf("lb1", &conf);
+    wait_vip(&pair, "lb1", Duration::from_secs(10));
+    // The real server refuses: its DOWN line comes within a round or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lvs_text = String::new();
+    while !lvs_text.contains(" DOWN") && std::time::Instant::now() < deadline {
+        let _ = std::io::Read::read_to_string(&mut lvs_r, &mut lvs_text);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lb1.signal(Signal::SIGTERM).unwrap();
+    assert!(lb1.wait_timeout(Duration::from_secs(10)).unwrap().success());
+    let read = |r: &mut std::fs::File| {
+        let mut t = String::new();
+        let _ = std::io::Read::read_to_string(r, &mut t);
+        t
+    };
+    lvs_text.push_str(&read(&mut lvs_r));
+    let (all_text, vrrp_text) = (read(&mut all_r), read(&mut vrrp_r));
+    let instance = [
+        "INSTANCE \"VI_1\" BACKUP 100",
+        "INSTANCE \"VI_1\" MASTER 100",
+        "INSTANCE \"VI_1\" STOP 100",
+    ];
+    let rs_down = "RS [127.0.0.1]:tcp:1 [127.0.0.2]:tcp:40001 DOWN";
+    let logs = pair.logs();
+    assert_eq!(vrrp_text.lines().collect::<Vec<_>>(), instance, "{logs}");
+    assert!(
+        lvs_text.lines().any(|l| l.starts_with(rs_down)),
+        "{lvs_text:?}\n{logs}"
+    );
+    assert!(
+        lvs_text.lines().all(|l| !l.starts_with("INSTANCE")),
+        "{lvs_text:?}"
+    );
+    // notify_fifo: the instance's lines in order, the server's among them,
+    // nothing twice.
+    let lines: Vec<&str> = all_text.lines().collect();
+    let ours: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("INSTANCE"))
+        .collect();
+    assert_eq!(ours, instance, "{all_text:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with(rs_down)).count(),
+        1,
+        "{all_text:?}"
+    );
+    assert_eq!(
+        lines.len(),
+        instance.len() + lvs_text.lines().count(),
+        "{all_text:?} / {lvs_text:?}"
+    );
+}
+
 #[test]
 fn smtp_alerts_mail_every_transition_with_the_seeds_settings() {
     if !ready("smtp_alerts_mail_every_transition_with_the_seeds_settings") {

@@ -219,11 +219,15 @@ impl<const MIN: i64, const MAX: i64> Int<MIN, MAX> {
         i64::from(self.0)
     }
     /// Parses text as keepalived does (decimal).
-    pub fn from_text(text: &str) -> Result<Self, String> {
+    pub fn from_text(text: &str) -> Result<Self, BadValue> {
         let v: i64 = text
             .parse()
-            .map_err(|_| format!("`{text}` is not a whole number"))?;
-        Self::new(v).ok_or_else(|| format!("{v} is out of range {MIN}..={MAX}"))
+            .map_err(|_| BadValue::NotANumber(text.to_owned()))?;
+        Self::new(v).ok_or(BadValue::OutOfRange {
+            value: v,
+            min: MIN,
+            max: MAX,
+        })
     }
 }
 
@@ -283,8 +287,8 @@ impl Seconds {
         Duration::from_micros(self.0.get() - 1)
     }
 
-    pub fn from_text(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not a time in seconds");
+    pub fn from_text(text: &str) -> Result<Self, BadValue> {
+        let bad = || BadValue::NotSeconds(text.to_owned());
         let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
         if whole.is_empty() && frac.is_empty() {
             return Err(bad());
@@ -298,7 +302,7 @@ impl Seconds {
             whole.parse().map_err(|_| bad())?
         };
         if secs > 60 * 60 * 24 * 365 * 100 {
-            return Err(format!("{text} seconds is too long"));
+            return Err(BadValue::TooLong(text.to_owned()));
         }
         let mut micros = 0u32;
         for (i, b) in frac.bytes().take(6).enumerate() {
@@ -538,10 +542,27 @@ impl Value for IpAddr {
     }
 }
 
+/// A value that cannot be read, and what it should be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadValue {
+    #[error("`{0}` is not a whole number")]
+    NotANumber(String),
+    #[error("{value} is out of range {min}..={max}")]
+    OutOfRange { value: i64, min: i64, max: i64 },
+    #[error("`{0}` is not a time in seconds")]
+    NotSeconds(String),
+    #[error("{0} seconds is too long")]
+    TooLong(String),
+    #[error("`{0}` is not a valid IP address")]
+    NotAnAddress(String),
+    #[error("`{text}`: prefix length must be 0..={max}")]
+    PrefixLength { text: String, max: u8 },
+}
+
 /// Parses an IPv4 or IPv6 address with a clear message.
-pub fn parse_ip(text: &str) -> Result<IpAddr, String> {
+pub fn parse_ip(text: &str) -> Result<IpAddr, BadValue> {
     text.parse()
-        .map_err(|_| format!("`{text}` is not a valid IP address"))
+        .map_err(|_| BadValue::NotAnAddress(text.to_owned()))
 }
 
 /// An address with an optional prefix length (`198.51.100.1/24`).
@@ -552,7 +573,7 @@ pub struct Prefix {
 }
 
 impl Prefix {
-    pub fn from_text(text: &str) -> Result<Self, String> {
+    pub fn from_text(text: &str) -> Result<Self, BadValue> {
         let (a, len) = match text.split_once('/') {
             Some((a, l)) => (a, Some(l)),
             None => (text, None),
@@ -563,7 +584,12 @@ impl Prefix {
             None => None,
             Some(l) => match l.parse::<u8>() {
                 Ok(n) if n <= max => Some(n),
-                _ => return Err(format!("`{text}`: prefix length must be 0..={max}")),
+                _ => {
+                    return Err(BadValue::PrefixLength {
+                        text: text.to_owned(),
+                        max,
+                    })
+                }
             },
         };
         Ok(Self { addr, len })
@@ -712,6 +738,7 @@ mod tests {
         assert!(Vrid::from_text("0").is_err());
         assert!(Vrid::from_text("300")
             .unwrap_err()
+            .to_string()
             .contains("out of range 1..=255"));
         assert!(Priority::from_text("abc").is_err());
     }

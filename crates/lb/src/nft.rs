@@ -20,7 +20,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::sched::{Algo, Selector};
+use crate::model::{Desired, Kind, Proto, Real, Service};
+use crate::sched::Selector;
+use crate::Error;
 
 /// Our tables' name, in every family we use.
 pub const TABLE: &str = "keepalived_rs";
@@ -34,100 +36,6 @@ pub const SEED: u32 = 0x6b72_7301;
 /// How long an idle connection keeps its server (IPVS's TCP established
 /// timeout is 15 minutes).
 pub const FLOW_TIMEOUT: Duration = Duration::from_secs(900);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    fn word(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Nat,
-    Dr,
-    /// IPVS only: nftables has no encapsulating action (no IP-in-IP, GUE
-    /// or GRE), so the daemon keeps TUN services off this plane.
-    Tun(crate::ipvs::Tunnel),
-}
-
-/// What only IPVS acts on; the nftables plane and the proxy ignore it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct IpvsOptions {
-    /// `ops` and the scheduler flags (`lb::ipvs::SVC_F_*`).
-    pub flags: u32,
-    /// Per real server (and the sorry server): its own `lvs_method` and
-    /// `uthreshold` / `lthreshold`.
-    pub reals: Vec<RealOptions>,
-}
-
-/// One real server's IPVS options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RealOptions {
-    pub addr: IpAddr,
-    pub port: u16,
-    /// `lvs_method` (`None`: the virtual server's `lb_kind`).
-    pub kind: Option<Kind>,
-    pub upper: u32,
-    pub lower: u32,
-}
-
-/// A real server the data plane may send to: healthy (or inhibited, at
-/// weight 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Real {
-    pub addr: IpAddr,
-    pub port: u16,
-    pub weight: u32,
-    /// DR: its MAC, from the neighbour table (`None`: not known yet, left
-    /// out until it is).
-    pub mac: Option<[u8; 6]>,
-}
-
-/// One virtual server, as the data plane carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Service {
-    /// The VIP (for a `fwmark` service: the unspecified address of the
-    /// real servers' family).
-    pub vip: IpAddr,
-    /// `virtual_server fwmark N`: packets marked N (NAT only on nftables:
-    /// DR's ingress hook runs before any mark is set).
-    pub fwmark: Option<u32>,
-    pub port: u16,
-    pub proto: Proto,
-    pub kind: Kind,
-    pub algo: Algo,
-    /// DR: the interface the VIP's traffic arrives on and leaves by, and
-    /// its MAC (the forwarded frames' source, as IPVS sends them: frames
-    /// leaving with the client's MAC would teach the switch that the
-    /// client sits behind the director).
-    pub device: String,
-    pub device_mac: [u8; 6],
-    pub reals: Vec<Real>,
-    /// `persistence_timeout` and `persistence_granularity` (a prefix
-    /// length): a client (its network) keeps its server for that long
-    /// after its last packet.
-    pub persistence: Option<(Duration, u8)>,
-    /// `sorry_server`, used when quorum is lost (then the only real).
-    pub sorry: bool,
-    /// NAT: the client's address rewritten to the director's (`lb_snat`).
-    pub snat: bool,
-    pub ipvs: IpvsOptions,
-}
-
-/// Everything the data plane should do.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Desired {
-    pub services: Vec<Service>,
-}
 
 fn mac(m: [u8; 6]) -> String {
     format!(
@@ -474,7 +382,7 @@ impl crate::DataPlane for Nft {
         "nftables"
     }
 
-    fn apply(&mut self, desired: &Desired) -> Result<bool, String> {
+    fn apply(&mut self, desired: &Desired) -> Result<bool, Error> {
         let steady = render(desired, false);
         if self.applied.as_deref() == Some(steady.as_str()) {
             return Ok(false);
@@ -484,7 +392,7 @@ impl crate::DataPlane for Nft {
         Ok(true)
     }
 
-    fn clear(&mut self) -> Result<(), String> {
+    fn clear(&mut self) -> Result<(), Error> {
         if self.applied.take().is_some() {
             apply(&teardown())?;
         }
@@ -493,7 +401,7 @@ impl crate::DataPlane for Nft {
 }
 
 /// Runs one transaction through `nft -f -` (atomic: all of it or none).
-pub fn apply(transaction: &str) -> Result<(), String> {
+pub fn apply(transaction: &str) -> Result<(), Error> {
     use std::io::Write as _;
     let mut child = std::process::Command::new("nft")
         .args(["-f", "-"])
@@ -501,19 +409,18 @@ pub fn apply(transaction: &str) -> Result<(), String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run nft: {e}"))?;
+        .map_err(Error::NftSpawn)?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(transaction.as_bytes())
-            .map_err(|e| format!("nft: {e}"))?;
+            .map_err(Error::Nft)?;
     }
-    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    let out = child.wait_with_output().map_err(Error::Nft)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "nft refused the transaction: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+        Err(Error::NftRefused(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         ))
     }
 }
@@ -521,6 +428,8 @@ pub fn apply(transaction: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{IpvsOptions, ProxyOptions};
+    use crate::sched::Algo;
 
     fn real(last: u8, weight: u32) -> Real {
         Real {
@@ -546,6 +455,7 @@ mod tests {
             sorry: false,
             snat: false,
             ipvs: IpvsOptions::default(),
+            proxy: ProxyOptions::default(),
         }
     }
 
@@ -553,6 +463,7 @@ mod tests {
     fn dr_rewrites_the_mac_once_per_connection() {
         let d = Desired {
             services: vec![service(Kind::Dr, Algo::Rr)],
+            ..Desired::default()
         };
         let key = map_key(&d.services[0]);
         let t = render(&d, true).replace(&format!("_{key}"), "_0");
@@ -591,7 +502,14 @@ mod tests {
         s.reals[1].mac = None;
         s.persistence = Some((Duration::from_secs(300), 24));
         let key = map_key(&s);
-        let t = render(&Desired { services: vec![s] }, false).replace(&format!("_{key}"), "_0");
+        let t = render(
+            &Desired {
+                services: vec![s],
+                ..Desired::default()
+            },
+            false,
+        )
+        .replace(&format!("_{key}"), "_0");
         assert!(t.contains("map { 0 : 02:00:00:00:00:32 }"), "{t}");
         assert!(t.contains("add map netdev keepalived_rs persist_0 { type ipv4_addr : ether_addr; flags dynamic,timeout; timeout 300s; }"), "{t}");
         assert!(
@@ -604,7 +522,13 @@ mod tests {
     fn nat_dnats_new_connections() {
         let mut s = service(Kind::Nat, Algo::Wrr);
         s.reals[0].weight = 2;
-        let t = render(&Desired { services: vec![s] }, false);
+        let t = render(
+            &Desired {
+                services: vec![s],
+                ..Desired::default()
+            },
+            false,
+        );
         assert!(t.contains("add chain ip keepalived_rs nat_prerouting { type nat hook prerouting priority dstnat; policy accept; }"), "{t}");
         assert!(t.contains("add rule ip keepalived_rs nat_prerouting ip daddr 198.51.100.250 tcp dport 80 dnat ip to numgen inc mod 3 map { 0 : 198.51.100.50 . 80, 1 : 198.51.100.51 . 80, 2 : 198.51.100.50 . 80 }"), "{t}");
     }
@@ -613,7 +537,13 @@ mod tests {
     fn snat_masquerades_what_the_service_dnated() {
         let mut s = service(Kind::Nat, Algo::Rr);
         s.snat = true;
-        let t = render(&Desired { services: vec![s] }, false);
+        let t = render(
+            &Desired {
+                services: vec![s],
+                ..Desired::default()
+            },
+            false,
+        );
         assert!(t.contains("add rule ip keepalived_rs nat_postrouting ct status dnat meta l4proto tcp ct original ip daddr 198.51.100.250 ct original proto-dst 80 masquerade"), "{t}");
     }
 
@@ -622,7 +552,13 @@ mod tests {
         let mut s = service(Kind::Nat, Algo::Rr);
         s.fwmark = Some(7);
         s.vip = IpAddr::from([0, 0, 0, 0]);
-        let t = render(&Desired { services: vec![s] }, false);
+        let t = render(
+            &Desired {
+                services: vec![s],
+                ..Desired::default()
+            },
+            false,
+        );
         assert!(
             t.contains(
                 "nat_prerouting meta mark 7 meta l4proto tcp dnat ip to numgen inc mod 2 map"
@@ -637,7 +573,14 @@ mod tests {
         for r in &mut s.reals {
             r.weight = 0;
         }
-        assert!(!render(&Desired { services: vec![s] }, false).contains("dnat"));
+        assert!(!render(
+            &Desired {
+                services: vec![s],
+                ..Desired::default()
+            },
+            false
+        )
+        .contains("dnat"));
     }
 
     #[test]

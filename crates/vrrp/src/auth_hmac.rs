@@ -55,18 +55,27 @@ impl Eq for Key {}
 impl Key {
     /// A key from its bytes; `Err` unless the id is 1–255 and the length
     /// 32–64 bytes (keepalived's rules).
-    pub fn new(id: u8, bytes: Zeroizing<Vec<u8>>) -> Result<Self, String> {
+    pub fn new(id: u8, bytes: Zeroizing<Vec<u8>>) -> Result<Self, BadKey> {
         if id == 0 {
-            return Err("key id must be 1-255".into());
+            return Err(BadKey::Id);
         }
         if !(32..=64).contains(&bytes.len()) {
-            return Err(format!(
-                "key {id} is {} bytes; it must be 32 to 64",
-                bytes.len()
-            ));
+            return Err(BadKey::Length {
+                id,
+                len: bytes.len(),
+            });
         }
         Ok(Self { id, bytes })
     }
+}
+
+/// Why a key cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadKey {
+    #[error("key id must be 1-255")]
+    Id,
+    #[error("key {id} is {len} bytes; it must be 32 to 64")]
+    Length { id: u8, len: usize },
 }
 
 /// `mode`: what is sent and what unsigned adverts get.

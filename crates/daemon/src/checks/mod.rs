@@ -67,7 +67,7 @@ fn reloaded(
     // The new services and the view of them in one message: applied
     // together, never the new specs with the old view.
     let specs = crate::dataplane::specs(new);
-    let flush = crate::ipvs::Flush::for_reload(new);
+    let flush = crate::dataplane::flush_for_reload(new);
     let _ = dp_tx.send(crate::dataplane::Msg::Reload(specs, fresh.view(), flush));
     fresh
 }
@@ -76,28 +76,12 @@ pub fn run(
     config: &kaconf::Config,
     stop: &Arc<AtomicBool>,
     status: &crate::control::Shared,
-    vrrp: bool,
     reloads: std::sync::mpsc::Receiver<Arc<kaconf::Config>>,
+    tx: std::sync::mpsc::Sender<crate::notify::Job>,
 ) -> anyhow::Result<()> {
     // Read by the watcher of each round of checkers.
     let reloads = &std::sync::Mutex::new(reloads);
     let mut plan = Plan::new(config);
-    let globals = config.globals();
-    let fifos: Vec<crate::notify::Fifo> = [
-        (
-            &globals.notify_fifo,
-            globals.notify_fifo_script.as_ref().filter(|_| !vrrp),
-        ),
-        (
-            &globals.lvs_notify_fifo,
-            globals.lvs_notify_fifo_script.as_ref(),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(fifo, script)| crate::notify::Fifo::from_config(fifo.as_ref(), script))
-    .collect();
-    let policy = crate::exec::Policy::from_globals(&globals);
-    let (tx, notifier) = crate::notify::start(fifos, crate::vrrp::spec::smtp(&globals), policy)?;
     plan.notify = Some(tx.clone());
     if let Ok(mut s) = status.lock() {
         s.virtual_servers.clone_from(&plan.status);
@@ -108,7 +92,7 @@ pub fn run(
     // Also if this thread panics, the data plane's thread is told to end
     // and waited for, so that our tables are gone before the process is.
     let dataplane =
-        crate::dataplane::start(carried, crate::ipvs::Flush::of(config), status.clone())?;
+        crate::dataplane::start(carried, crate::dataplane::flush(config), status.clone())?;
     let dp_tx = dataplane.sender();
     let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
     // What runs, for the next reload's change list.
@@ -179,8 +163,9 @@ pub fn run(
     drop(dp_tx);
     drop(dataplane);
     plan.shutdown();
+    // The notifier (the daemon's) writes what is queued once every part
+    // has let go of it.
     plan.notify = None;
     drop(tx);
-    let _ = notifier.join();
     Ok(())
 }

@@ -334,9 +334,10 @@ impl Plan {
             self.send(crate::notify::Job::Run(script.clone()));
         }
         let state = if healthy { "UP" } else { "DOWN" };
-        self.send(crate::notify::Job::Fifo(format!(
-            "RS {rname} {vname} {state}\n"
-        )));
+        self.send(crate::notify::Job::Fifo(
+            crate::notify::Source::Checkers,
+            format!("RS {rname} {vname} {state}\n"),
+        ));
         if real.smtp_alert {
             self.send(crate::notify::Job::Mail(crate::notify::Alert {
                 subject: format!(
@@ -397,7 +398,10 @@ impl Plan {
             .iter()
             .map(|a| crate::notify::Job::Run(a.clone()))
             .collect();
-        jobs.push(crate::notify::Job::Fifo(format!("VS {vname} {state}\n")));
+        jobs.push(crate::notify::Job::Fifo(
+            crate::notify::Source::Checkers,
+            format!("VS {vname} {state}\n"),
+        ));
         if v.smtp_alert {
             jobs.push(crate::notify::Job::Mail(crate::notify::Alert {
                 subject: format!("[{}] Virtualserver {vname} - {state}", self.router_id),
@@ -534,7 +538,10 @@ impl Plan {
                 if let Some(a) = &v.quorum_down {
                     self.send(crate::notify::Job::Run(a.clone()));
                 }
-                self.send(crate::notify::Job::Fifo(format!("VS {vname} DOWN\n")));
+                self.send(crate::notify::Job::Fifo(
+                    crate::notify::Source::Checkers,
+                    format!("VS {vname} DOWN\n"),
+                ));
                 if v.smtp_alert {
                     self.send(crate::notify::Job::Mail(crate::notify::Alert {
                         subject: format!("[{}] Virtualserver {vname} - DOWN", self.router_id),

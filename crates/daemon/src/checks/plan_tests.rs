@@ -59,7 +59,7 @@ fn healthy(p: &Plan) -> Vec<bool> {
 fn jobs(rx: &std::sync::mpsc::Receiver<crate::notify::Job>) -> Vec<String> {
     rx.try_iter()
         .map(|j| match j {
-            crate::notify::Job::Fifo(line) => line.trim_end().to_owned(),
+            crate::notify::Job::Fifo(_, line) => line.trim_end().to_owned(),
             crate::notify::Job::Run(s) => format!("run {}", s.argv.join(" ")),
             other => format!("{other:?}"),
         })

@@ -16,7 +16,7 @@ pub(super) fn first(values: &[Option<Seconds>]) -> Option<Duration> {
 pub(super) fn urls(
     h: &kaconf::model::HttpCheck,
     rs_host: Option<&String>,
-) -> Result<Vec<Url>, String> {
+) -> Result<Vec<Url>, check::Invalid> {
     let version = match h.http_protocol.as_ref().and_then(|w| w.0.first()) {
         Some(v) => check::http::Version::parse(v)?,
         None => check::http::Version::default(),
@@ -58,7 +58,7 @@ pub(super) fn urls(
         });
     }
     if out.is_empty() {
-        return Err("HTTP_GET needs at least one url { path … }".into());
+        return Err(check::Invalid::NoUrl);
     }
     Ok(out)
 }
@@ -133,6 +133,12 @@ pub(super) enum Problem {
 impl From<String> for Problem {
     fn from(e: String) -> Self {
         Problem::Error(e)
+    }
+}
+
+impl From<check::Invalid> for Problem {
+    fn from(e: check::Invalid) -> Self {
+        Problem::Error(e.to_string())
     }
 }
 
@@ -240,7 +246,7 @@ pub(super) fn dns_probe(
     d: &kaconf::model::DnsCheck,
     target: SocketAddr,
     bind: Option<SocketAddr>,
-) -> Result<Probe, String> {
+) -> Result<Probe, check::Invalid> {
     let qtype = match d.query_type.as_deref() {
         None => check::dns::DEFAULT_TYPE,
         Some(t) => check::dns::parse_type(t)?,

@@ -1,16 +1,19 @@
-//! The kernel data plane (nftables) in the daemon: on its own thread, it
-//! takes the checkers' view of every virtual server over a channel and
-//! makes the kernel carry their traffic (`lb::nft`), one atomic
-//! transaction per change. DR needs each real server's MAC: read from the
+//! The data planes in the daemon: the configuration translated into the
+//! service model (`specs`), and a thread that takes the checkers' view of
+//! every virtual server over a channel and hands the desired state to
+//! each plane that carries some (`lb::open`, `lb::DataPlane`: nftables,
+//! IPVS, the proxy — which one is the plane's business, not the
+//! thread's). DR on nftables needs each real server's MAC: read from the
 //! neighbour table (`/proc/net/arp`), asked for with a datagram when it is
-//! missing, and a server left out until it is known. Our tables are
-//! removed when the daemon stops.
+//! missing, and a server left out until it is known. What the planes
+//! carry is removed when the daemon stops.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
-use lb::nft::{Desired, Kind, Proto, Real, Service};
+pub use lb::model::Carrier;
+use lb::model::{Desired, Flush, Kind, Proto, ProxyOptions, Real, Service};
 use lb::sched::Algo;
 
 mod neigh;
@@ -18,7 +21,7 @@ mod specs;
 mod thread;
 
 use neigh::{arp_table, device_for, parse_mac, solicit};
-pub use specs::{entries, service_name, specs, Entry};
+pub use specs::{entries, flush, flush_for_reload, service_name, specs, Entry};
 pub use thread::{start, Msg, Thread};
 
 /// One real server as the checkers see it.
@@ -55,40 +58,25 @@ pub struct ServiceSpec {
     pub sorry: Option<SocketAddr>,
     /// What carries it.
     pub carrier: Carrier,
-    /// Proxy: each real server's `max_fails` and `fail_timeout`, and the
-    /// connect timeout (`connect_timeout`, else 5 s).
-    pub passive: Vec<(SocketAddr, u32, Duration)>,
-    pub connect_timeout: Duration,
-    /// Proxy: `proxy_protocol`.
-    pub proxy_protocol: Option<lb::proxy_protocol::Version>,
-    /// Proxy: `max_conns` (0: none) and `proxy_timeout` (`None`: the
-    /// default).
-    pub max_conns: u32,
-    pub proxy_timeout: Option<Duration>,
+    /// What only the proxy acts on.
+    pub proxy: ProxyOptions,
     /// `lb_snat` (NAT on nftables).
     pub snat: bool,
     /// What only IPVS acts on (service flags, per-server methods and
     /// thresholds).
-    pub ipvs: lb::nft::IpvsOptions,
-}
-
-/// The data plane of a virtual server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Carrier {
-    Ipvs,
-    Nftables,
-    Proxy,
+    pub ipvs: lb::model::IpvsOptions,
 }
 
 /// How often missing MACs are looked for again.
 const RETRY: Duration = Duration::from_millis(250);
 
-/// The desired kernel state for `specs` given the checkers' `view`, and
-/// whether some DR server's MAC is still missing.
+/// The desired state for `specs` given the checkers' `view` (and
+/// `lvs_flush*`), and which DR servers' MACs are still missing.
 pub fn desired(
     specs: &[ServiceSpec],
     view: &[ServiceView],
     arp: &[(IpAddr, [u8; 6])],
+    flush: Flush,
 ) -> (Desired, Vec<IpAddr>) {
     let mut missing = Vec::new();
     let mut services = Vec::new();
@@ -162,9 +150,10 @@ pub fn desired(
             sorry: !v.quorum_up && spec.sorry.is_some(),
             snat: spec.snat,
             ipvs: spec.ipvs.clone(),
+            proxy: spec.proxy.clone(),
         });
     }
-    (Desired { services }, missing)
+    (Desired { services, flush }, missing)
 }
 
 #[cfg(test)]
@@ -230,12 +219,8 @@ mod tests {
             sorry: Some(SocketAddr::from(([198, 51, 100, 60], 80))),
             carrier: Carrier::Nftables,
             snat: false,
-            passive: Vec::new(),
-            connect_timeout: Duration::from_secs(5),
-            proxy_protocol: None,
-            max_conns: 0,
-            proxy_timeout: None,
-            ipvs: lb::nft::IpvsOptions::default(),
+            proxy: ProxyOptions::default(),
+            ipvs: lb::model::IpvsOptions::default(),
         }
     }
 
@@ -258,9 +243,19 @@ mod tests {
 
     #[test]
     fn healthy_servers_inhibited_ones_at_0_and_the_sorry_server() {
-        let (d, _) = desired(&[spec(Kind::Nat)], &view([true, false], false, true), &[]);
+        let (d, _) = desired(
+            &[spec(Kind::Nat)],
+            &view([true, false], false, true),
+            &[],
+            Flush::default(),
+        );
         assert_eq!(d.services[0].reals.len(), 1);
-        let (d, _) = desired(&[spec(Kind::Nat)], &view([true, false], true, true), &[]);
+        let (d, _) = desired(
+            &[spec(Kind::Nat)],
+            &view([true, false], true, true),
+            &[],
+            Flush::default(),
+        );
         assert_eq!(
             d.services[0]
                 .reals
@@ -269,11 +264,51 @@ mod tests {
                 .collect::<Vec<_>>(),
             [3, 0]
         );
-        let (d, _) = desired(&[spec(Kind::Nat)], &view([false, false], false, false), &[]);
+        let (d, _) = desired(
+            &[spec(Kind::Nat)],
+            &view([false, false], false, false),
+            &[],
+            Flush::default(),
+        );
         assert!(d.services[0].sorry);
         assert_eq!(
             d.services[0].reals[0].addr,
             IpAddr::from([198, 51, 100, 60])
+        );
+    }
+
+    #[test]
+    fn lvs_flush_keywords() {
+        let flush_of = |text: &str| {
+            let c = kaconf::parse_str(
+                std::path::Path::new("t.conf"),
+                text,
+                &kaconf::Options::default(),
+            )
+            .config;
+            super::flush(&c)
+        };
+        assert_eq!(flush_of(""), Flush::default());
+        assert_eq!(
+            flush_of("global_defs {\n lvs_flush\n lvs_flush_on_stop\n}\n"),
+            Flush {
+                at_start: true,
+                all_on_stop: true
+            }
+        );
+        assert!(!flush_of("global_defs {\n lvs_flush_on_stop VS\n}\n").all_on_stop);
+        let c = kaconf::parse_str(
+            std::path::Path::new("t.conf"),
+            "global_defs {\n lvs_flush\n lvs_flush_on_stop\n}\n",
+            &kaconf::Options::default(),
+        )
+        .config;
+        assert_eq!(
+            flush_for_reload(&c),
+            Flush {
+                at_start: false,
+                all_on_stop: true
+            }
         );
     }
 }

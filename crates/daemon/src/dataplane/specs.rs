@@ -91,18 +91,20 @@ pub fn specs(config: &kaconf::Config) -> Vec<ServiceSpec> {
                     .map(|e| SocketAddr::new(e.addr, e.port.unwrap_or(port))),
                 carrier,
                 snat: v.lb_snat.is_some_and(|s| s.0),
-                passive: passive_of(v, port),
-                connect_timeout: v
-                    .connect_timeout
-                    .map_or(Duration::from_secs(5), kaconf::value::Seconds::duration),
-                proxy_protocol: v.proxy_protocol.map(|p| match p {
-                    kaconf::model::ProxyProtocol::V1 => lb::proxy_protocol::Version::V1,
-                    kaconf::model::ProxyProtocol::V2 => lb::proxy_protocol::Version::V2,
-                }),
-                max_conns: v
-                    .max_conns
-                    .map_or(0, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
-                proxy_timeout: v.proxy_timeout.map(kaconf::value::Seconds::duration),
+                proxy: lb::model::ProxyOptions {
+                    passive: passive_of(v, port),
+                    connect_timeout: v
+                        .connect_timeout
+                        .map_or(Duration::from_secs(5), kaconf::value::Seconds::duration),
+                    proxy_protocol: v.proxy_protocol.map(|p| match p {
+                        kaconf::model::ProxyProtocol::V1 => lb::proxy_protocol::Version::V1,
+                        kaconf::model::ProxyProtocol::V2 => lb::proxy_protocol::Version::V2,
+                    }),
+                    max_conns: v
+                        .max_conns
+                        .map_or(0, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+                    proxy_timeout: v.proxy_timeout.map(kaconf::value::Seconds::duration),
+                },
                 ipvs: ipvs_options.clone(),
             });
         }
@@ -144,7 +146,7 @@ pub(super) fn ipvs_options(
     proto: Proto,
     algo: Algo,
     carrier: Carrier,
-) -> lb::nft::IpvsOptions {
+) -> lb::model::IpvsOptions {
     use lb::ipvs::{SVC_F_ONEPACKET, SVC_F_SCHED1, SVC_F_SCHED2, SVC_F_SCHED3};
     let mut flags = 0;
     if v.ops {
@@ -210,7 +212,7 @@ pub(super) fn ipvs_options(
                 r.addr
             );
         }
-        reals.push(lb::nft::RealOptions {
+        reals.push(lb::model::RealOptions {
             addr: r.addr,
             port: r.port.unwrap_or(0),
             kind,
@@ -219,7 +221,7 @@ pub(super) fn ipvs_options(
         });
     }
     if let (Some(sorry), Some(method)) = (v.sorry_server, v.sorry_server_lvs_method) {
-        reals.push(lb::nft::RealOptions {
+        reals.push(lb::model::RealOptions {
             addr: sorry.addr,
             port: sorry.port.unwrap_or(0),
             kind: Some(kind_of(method)),
@@ -227,7 +229,7 @@ pub(super) fn ipvs_options(
             lower: 0,
         });
     }
-    lb::nft::IpvsOptions { flags, reals }
+    lb::model::IpvsOptions { flags, reals }
 }
 
 /// What carries a virtual server (said in the log where it is not what
@@ -239,7 +241,9 @@ pub(super) fn carrier(plane: Option<kaconf::model::Dataplane>, ipvs: bool, name:
         Some(Dataplane::Ipvs) if !ipvs => {
             tracing::warn!(
                 "{name}: lb_dataplane ipvs, but {}; using nftables",
-                crate::ipvs::unavailable().unwrap_or_default()
+                lb::ipvs::unavailable()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
             );
             Carrier::Nftables
         }
@@ -359,5 +363,35 @@ pub(super) fn prefix_of(text: &str, like: IpAddr) -> Option<u8> {
         (IpAddr::V4(m), IpAddr::V4(_)) => u8::try_from(u32::from(m).leading_ones()).ok(),
         (IpAddr::V6(m), IpAddr::V6(_)) => u8::try_from(u128::from(m).leading_ones()).ok(),
         _ => None,
+    }
+}
+
+/// `lvs_flush` and `lvs_flush_on_stop`.
+pub fn flush(config: &kaconf::Config) -> lb::model::Flush {
+    let g = config.globals();
+    let all_on_stop = match g.lvs_flush_on_stop.as_ref().map(|w| w.0.as_slice()) {
+        Some([]) => true,
+        Some([vs]) if vs == "VS" => false,
+        Some(other) => {
+            // keepalived: "Unknown lvs_flush_on_stop type", and no flush.
+            tracing::warn!(
+                "lvs_flush_on_stop `{}`: expected no argument or VS; only our virtual servers are removed at stop",
+                other.join(" ")
+            );
+            false
+        }
+        None => false,
+    };
+    lb::model::Flush {
+        at_start: g.lvs_flush,
+        all_on_stop,
+    }
+}
+
+/// As a reload leaves them: `lvs_flush` is for the start only.
+pub fn flush_for_reload(config: &kaconf::Config) -> lb::model::Flush {
+    lb::model::Flush {
+        at_start: false,
+        ..flush(config)
     }
 }

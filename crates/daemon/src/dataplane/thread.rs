@@ -2,12 +2,10 @@
 //! messages it follows, what it publishes in `status`.
 
 use super::{
-    arp_table, desired, solicit, Carrier, Duration, Kind, Proto, Receiver, RecvTimeoutError,
-    Sender, ServiceSpec, ServiceView, SocketAddr, RETRY,
+    arp_table, desired, solicit, Carrier, Duration, Flush, Kind, Receiver, RecvTimeoutError,
+    Sender, ServiceSpec, ServiceView, RETRY,
 };
 
-/// Starts the data plane's thread; it runs until the sender is dropped,
-/// then removes our tables.
 /// What the data plane thread is told.
 #[derive(Debug)]
 pub enum Msg {
@@ -15,12 +13,14 @@ pub enum Msg {
     View(Vec<ServiceView>),
     /// A reload: the virtual servers, the checkers' view of them, and
     /// `lvs_flush_on_stop`.
-    Reload(Vec<ServiceSpec>, Vec<ServiceView>, crate::ipvs::Flush),
+    Reload(Vec<ServiceSpec>, Vec<ServiceView>, Flush),
 }
 
+/// Starts the data plane's thread; it runs until the sender is dropped,
+/// then removes what the planes carry.
 pub fn start(
     specs: Vec<ServiceSpec>,
-    flush: crate::ipvs::Flush,
+    flush: Flush,
     status: crate::control::Shared,
 ) -> std::io::Result<Thread> {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -80,11 +80,11 @@ pub(super) fn publish(
     let counters: Vec<crate::control::ProxyCounter> = planes
         .iter()
         .flat_map(|(_, p, _)| p.counters())
-        .map(|(vs, rs, active, bytes)| crate::control::ProxyCounter {
-            virtual_server: vs.to_string(),
-            real_server: rs.to_string(),
-            active_connections: active,
-            bytes,
+        .map(|c| crate::control::ProxyCounter {
+            virtual_server: c.virtual_server.to_string(),
+            real_server: c.real_server.to_string(),
+            active_connections: c.connections,
+            bytes: c.bytes,
         })
         .collect();
     let limits = planes
@@ -150,47 +150,24 @@ pub(super) fn proxy_limits(a: lb::proxy::Admission) -> crate::control::ProxyLimi
     }
 }
 
-/// The proxy's settings of its services.
-pub(super) fn proxy_settings(specs: &[ServiceSpec]) -> crate::proxy::Settings {
-    specs
-        .iter()
-        .map(|s| {
-            (
-                (SocketAddr::new(s.vip, s.port), s.proto == Proto::Udp),
-                crate::proxy::Service {
-                    passive: s.passive.clone(),
-                    connect_timeout: s.connect_timeout,
-                    proxy_protocol: s.proxy_protocol,
-                    max_conns: s.max_conns,
-                    proxy_timeout: s.proxy_timeout,
-                },
-            )
-        })
-        .collect()
-}
-
-/// Opens the data plane `carrier` names.
-pub(super) fn open_plane(
-    carrier: Carrier,
-    specs: &[ServiceSpec],
-    flush: crate::ipvs::Flush,
-) -> Option<Box<dyn lb::DataPlane>> {
-    match carrier {
-        Carrier::Proxy => match crate::proxy::Plane::new(proxy_settings(specs)) {
-            Ok(p) => Some(Box::new(p)),
-            Err(e) => {
-                tracing::error!("{e}; the proxied virtual servers are not carried");
-                None
-            }
-        },
-        Carrier::Ipvs => match crate::ipvs::Plane::open(flush) {
-            Ok(p) => Some(Box::new(p)),
-            Err(e) => {
-                tracing::error!("IPVS: {e}; its virtual servers are not carried");
-                None
-            }
-        },
-        Carrier::Nftables => Some(Box::new(lb::nft::Nft::default())),
+/// Opens the data plane `carrier` names (said in the log if it cannot).
+pub(super) fn open_plane(carrier: Carrier) -> Option<Box<dyn lb::DataPlane>> {
+    match lb::open(carrier) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let what = match carrier {
+                Carrier::Proxy => "the proxied virtual servers are",
+                Carrier::Ipvs => "its virtual servers are",
+                Carrier::Nftables => "the nftables virtual servers are",
+            };
+            let prefix = if carrier == Carrier::Ipvs {
+                "IPVS: "
+            } else {
+                ""
+            };
+            tracing::error!("{prefix}{e}; {what} not carried");
+            None
+        }
     }
 }
 
@@ -200,7 +177,6 @@ pub(super) fn open_plane(
 pub(super) fn arrange(
     planes: &mut Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)>,
     specs: &[ServiceSpec],
-    flush: crate::ipvs::Flush,
 ) {
     let nat = specs
         .iter()
@@ -217,23 +193,9 @@ pub(super) fn arrange(
             .cloned()
             .collect();
         if let Some(slot) = planes.iter_mut().find(|p| p.0 == carrier) {
-            if let Some(p) = slot
-                .1
-                .as_any_mut()
-                .and_then(|a| a.downcast_mut::<crate::proxy::Plane>())
-            {
-                p.set_settings(proxy_settings(&mine));
-            }
-            if let Some(p) = slot
-                .1
-                .as_any_mut()
-                .and_then(|a| a.downcast_mut::<crate::ipvs::Plane>())
-            {
-                p.set_flush(flush);
-            }
             slot.2 = mine;
         } else if !mine.is_empty() {
-            if let Some(p) = open_plane(carrier, &mine, flush) {
+            if let Some(p) = open_plane(carrier) {
                 planes.push((carrier, p, mine));
             }
         }
@@ -247,7 +209,7 @@ pub(super) type Planes = Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)
 /// ends the thread, which the checkers' thread sees: the daemon stops).
 pub(super) fn run(
     specs: &[ServiceSpec],
-    flush: crate::ipvs::Flush,
+    flush: Flush,
     rx: &Receiver<Msg>,
     status: &crate::control::Shared,
 ) {
@@ -268,11 +230,11 @@ pub(super) fn run(
 pub(super) fn follow(
     planes: &mut Planes,
     specs: &[ServiceSpec],
-    flush: crate::ipvs::Flush,
+    mut flush: Flush,
     rx: &Receiver<Msg>,
     status: &crate::control::Shared,
 ) {
-    arrange(planes, specs, flush);
+    arrange(planes, specs);
     let mut view: Option<Vec<ServiceView>> = None;
     let mut last_error: Option<String> = None;
     loop {
@@ -284,7 +246,8 @@ pub(super) fn follow(
                     match msg {
                         Msg::View(v) => view = Some(v),
                         Msg::Reload(s, v, f) => {
-                            arrange(planes, &s, f);
+                            arrange(planes, &s);
+                            flush = f;
                             view = Some(v);
                         }
                     }
@@ -303,7 +266,7 @@ pub(super) fn follow(
         };
         let arp = arp_table();
         for (_, plane, specs) in planes.iter_mut() {
-            let (d, missing) = desired(specs, v, &arp);
+            let (d, missing) = desired(specs, v, &arp, flush);
             // Only DR on nftables needs MACs (`desired` says which are missing).
             for ip in &missing {
                 solicit(*ip);
@@ -323,6 +286,7 @@ pub(super) fn follow(
                 }
                 Ok(false) => {}
                 Err(e) => {
+                    let e = e.to_string();
                     if last_error.as_deref() != Some(&e) {
                         tracing::error!("{e}");
                     }

@@ -80,6 +80,7 @@ pub fn run(
     stop: &Arc<AtomicBool>,
     status: &crate::control::Shared,
     reloads: &std::sync::mpsc::Receiver<Arc<kaconf::Config>>,
+    notify: std::sync::mpsc::Sender<crate::notify::Job>,
 ) -> Result<()> {
     let mut driver = Driver::new(config)?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -91,18 +92,8 @@ pub fn run(
     driver.script_events = Some(rx);
     let witness_thread = driver.start_witnesses(stop)?;
     let globals = config.globals();
-    // Each FIFO with the script that reads it, if one is configured.
-    let fifos: Vec<crate::notify::Fifo> = [
-        (&globals.notify_fifo, &globals.notify_fifo_script),
-        (&globals.vrrp_notify_fifo, &globals.vrrp_notify_fifo_script),
-    ]
-    .into_iter()
-    .filter_map(|(fifo, script)| crate::notify::Fifo::from_config(fifo.as_ref(), script.as_ref()))
-    .collect();
-    let policy = crate::exec::Policy::from_globals(&globals);
-    let (notify_tx, notifier) = crate::notify::start(fifos, spec::smtp(&globals), policy)?;
     driver.router_id = globals.router_id.clone().unwrap_or_else(spec::hostname);
-    driver.notify = Some(notify_tx);
+    driver.notify = Some(notify);
     driver.read_links();
     driver.file_changes();
     driver.process_changes();
@@ -194,9 +185,9 @@ pub fn run(
     for t in scripts.into_iter().chain(witness_thread) {
         let _ = t.join();
     }
-    // The notifier finishes what is queued (the STOP notifications) and ends.
+    // The notifier (the daemon's) finishes what is queued, the STOP
+    // notifications too, once every part has let go of it.
     driver.notify = None;
-    let _ = notifier.join();
     failed.map_or(Ok(()), Err)
 }
 
@@ -471,7 +462,7 @@ impl Driver {
                     }
                     let line =
                         crate::notify::fifo_line(&inst.spec.name, *to, inst.router.priority());
-                    let _ = tx.send(crate::notify::Job::Fifo(line));
+                    let _ = tx.send(crate::notify::Job::Fifo(crate::notify::Source::Vrrp, line));
                     if inst.spec.smtp_alert {
                         let alert =
                             crate::notify::vrrp_alert(&self.router_id, &inst.spec.name, *to);

@@ -381,7 +381,8 @@ fn auth_hmac(
         .keys
         .into_iter()
         .map(|k| Key::new(k.id, k.bytes))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("auth_hmac: {e}"))?;
     Ok(Some(HmacConfig {
         keys,
         active_key: r.active_key,

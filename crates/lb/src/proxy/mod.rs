@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::sched::{Algo, Flow, Scheduler, Server};
 
+mod plane;
+pub use plane::Plane;
+
 /// nginx's passive health check of one server: `max_fails` failed
 /// connects within `fail_timeout` make it unavailable for `fail_timeout`
 /// (`max_fails 0`: never). Pure: the caller gives the time.

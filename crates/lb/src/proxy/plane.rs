@@ -1,34 +1,18 @@
-//! The proxy data plane in the daemon (`lb_dataplane proxy`): one thread
-//! per core, each with a single-threaded tokio runtime and its own
-//! `SO_REUSEPORT` listener of every proxied virtual server (the kernel
-//! spreads connections over them; a connection never changes thread, as
-//! in nginx's workers), relaying to the servers the checkers call healthy
-//! (`lb::proxy`).
+//! The proxy data plane (`lb_dataplane proxy`): one thread per core,
+//! each with a single-threaded tokio runtime and its own `SO_REUSEPORT`
+//! listener of every proxied virtual server (the kernel spreads
+//! connections over them; a connection never changes thread, as in
+//! nginx's workers), relaying to the servers the checkers call healthy
+//! (the parent module's [`Pool`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lb::nft::{Desired, Proto};
-use lb::proxy::Pool;
-
-/// What the proxy needs of a virtual server beyond its servers.
-#[derive(Debug, Clone)]
-pub struct Service {
-    /// Each real server's `max_fails` and `fail_timeout`.
-    pub passive: Vec<(SocketAddr, u32, Duration)>,
-    pub connect_timeout: Duration,
-    pub proxy_protocol: Option<lb::proxy_protocol::Version>,
-    /// `max_conns` (0: no cap but the proxy's descriptor budget).
-    pub max_conns: u32,
-    /// `proxy_timeout` (`None`: the default, 10 min for TCP, 30 s for a
-    /// UDP session; zero: none).
-    pub proxy_timeout: Option<Duration>,
-}
-
-/// Per virtual server (address and port, UDP or not).
-pub type Settings = HashMap<(SocketAddr, bool), Service>;
+use super::{Admission, Budget, Pool, PoolAdmission};
+use crate::model::{Desired, Proto};
+use crate::{Counter, Error};
 
 /// How long a UDP session without traffic lasts (unless `proxy_timeout`).
 const UDP_IDLE: Duration = Duration::from_secs(30);
@@ -43,17 +27,18 @@ struct Worker {
 /// A service's listener tasks (aborted when it is no longer carried).
 type Listeners = Vec<tokio::task::JoinHandle<()>>;
 
+/// The proxy plane: its workers and the services they serve.
 pub struct Plane {
     workers: Vec<Worker>,
     /// Each service's pool and its listeners' tasks.
     pools: HashMap<(SocketAddr, bool), (Arc<Pool>, Listeners)>,
-    settings: Settings,
     /// The descriptors its connections may hold, all services together.
-    budget: Arc<lb::proxy::Budget>,
+    budget: Arc<Budget>,
 }
 
 impl Plane {
-    pub fn new(settings: Settings) -> Result<Self, String> {
+    /// Starts the workers (they serve nothing until `apply`).
+    pub fn new() -> Result<Self, Error> {
         let n = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let mut workers = Vec::new();
         for i in 0..n {
@@ -68,7 +53,7 @@ impl Plane {
                     {
                         Ok(rt) => rt,
                         Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
+                            let _ = tx.send(Err(e));
                             return;
                         }
                     };
@@ -77,11 +62,13 @@ impl Plane {
                         let _ = stopped.await;
                     });
                 })
-                .map_err(|e| format!("proxy worker: {e}"))?;
+                .map_err(Error::ProxyWorker)?;
             let handle = rx
                 .recv()
-                .map_err(|e| format!("proxy worker: {e}"))?
-                .map_err(|e| format!("proxy runtime: {e}"))?;
+                .map_err(|_| {
+                    Error::ProxyWorker(std::io::Error::other("the worker ended at its start"))
+                })?
+                .map_err(Error::ProxyWorker)?;
             workers.push(Worker {
                 handle,
                 stop: Some(stop),
@@ -91,23 +78,17 @@ impl Plane {
         Ok(Self {
             workers,
             pools: HashMap::new(),
-            settings,
             budget: Arc::new(budget()),
         })
-    }
-
-    /// A reload's settings (applied at the next `apply`).
-    pub fn set_settings(&mut self, settings: Settings) {
-        self.settings = settings;
     }
 }
 
 /// The proxy's share of the open-file limit (raised to the hard limit at
 /// start), the rest kept for everything else the daemon does.
-fn budget() -> lb::proxy::Budget {
+fn budget() -> Budget {
     use nix::sys::resource::{getrlimit, Resource};
     let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
-    let b = lb::proxy::Budget::new(limit);
+    let b = Budget::new(limit);
     tracing::info!(
         "proxy: at most {} connections at once ({} of {} file descriptors; {} kept for the rest of the daemon)",
         b.max_conns(),
@@ -125,34 +106,35 @@ fn listen(
     vs: SocketAddr,
     udp: bool,
     pool: &Arc<Pool>,
-    budget: &Arc<lb::proxy::Budget>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    budget: &Arc<Budget>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
+    let listen_error = |proto, source| Error::Listen {
+        proto,
+        addr: vs,
+        source,
+    };
     let mut tasks = Vec::new();
     if udp {
-        let w = workers.first().ok_or("no proxy worker")?;
+        let w = workers.first().ok_or(Error::ProxyStopped)?;
         let sock = {
             let _guard = w.handle.enter();
-            lb::proxy::udp_socket(vs)
-                .map_err(|e| format!("proxy: cannot listen on udp {vs}: {e}"))?
+            super::udp_socket(vs).map_err(|e| listen_error("udp", e))?
         };
         tasks.push(
             w.handle
-                .spawn(lb::proxy::serve_udp(sock, pool.clone(), budget.clone())),
+                .spawn(super::serve_udp(sock, pool.clone(), budget.clone())),
         );
     } else {
         // Every worker's listener first: none serves unless all could.
         let mut listeners = Vec::new();
         for w in workers {
             let _guard = w.handle.enter();
-            listeners.push(
-                lb::proxy::tcp_listener(vs)
-                    .map_err(|e| format!("proxy: cannot listen on tcp {vs}: {e}"))?,
-            );
+            listeners.push(super::tcp_listener(vs).map_err(|e| listen_error("tcp", e))?);
         }
         for (w, l) in workers.iter().zip(listeners) {
             tasks.push(
                 w.handle
-                    .spawn(lb::proxy::serve_tcp(l, pool.clone(), budget.clone())),
+                    .spawn(super::serve_tcp(l, pool.clone(), budget.clone())),
             );
         }
     }
@@ -163,18 +145,23 @@ fn listen(
     Ok(tasks)
 }
 
-impl lb::DataPlane for Plane {
+impl std::fmt::Debug for Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plane")
+            .field("workers", &self.workers.len())
+            .field("services", &self.pools.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl crate::DataPlane for Plane {
     fn name(&self) -> &'static str {
         "proxy"
     }
 
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        Some(self)
-    }
-
-    fn apply(&mut self, desired: &Desired) -> Result<bool, String> {
+    fn apply(&mut self, desired: &Desired) -> Result<bool, Error> {
         if self.workers.is_empty() {
-            return Err("the proxy is stopped".into());
+            return Err(Error::ProxyStopped);
         }
         let mut changed = false;
         let mut errors = Vec::new();
@@ -182,19 +169,12 @@ impl lb::DataPlane for Plane {
             let vs = SocketAddr::new(s.vip, s.port);
             let udp = s.proto == Proto::Udp;
             let key = (vs, udp);
-            let settings = self.settings.get(&key).cloned().unwrap_or(Service {
-                passive: Vec::new(),
-                connect_timeout: Duration::from_secs(5),
-                proxy_protocol: None,
-                max_conns: 0,
-                proxy_timeout: None,
-            });
-            let idle = settings.proxy_timeout.unwrap_or(if udp {
-                UDP_IDLE
-            } else {
-                lb::proxy::DEFAULT_IDLE
-            });
-            let passive = settings.passive;
+            let settings = &s.proxy;
+            let idle =
+                settings
+                    .proxy_timeout
+                    .unwrap_or(if udp { UDP_IDLE } else { super::DEFAULT_IDLE });
+            let passive = &settings.passive;
             let pool = if let Some((p, _)) = self.pools.get(&key) {
                 // Its listeners stay (a reload refuses no connection).
                 p.configure(s.algo, settings.connect_timeout, settings.proxy_protocol);
@@ -225,7 +205,7 @@ impl lb::DataPlane for Plane {
                     let (max_fails, fail_timeout) = passive
                         .iter()
                         .find(|p| p.0 == addr)
-                        .map_or(lb::proxy::Passive::DEFAULT, |p| (p.1, p.2));
+                        .map_or(super::Passive::DEFAULT, |p| (p.1, p.2));
                     (addr, r.weight, max_fails, fail_timeout)
                 })
                 .collect();
@@ -253,35 +233,40 @@ impl lb::DataPlane for Plane {
             }
             keep
         });
-        if errors.is_empty() {
-            Ok(changed)
-        } else {
-            Err(errors.join("; "))
+        match errors.len() {
+            0 => Ok(changed),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Several(errors)),
         }
     }
 
-    fn counters(&self) -> Vec<(SocketAddr, SocketAddr, u32, u64)> {
-        let mut out: Vec<(SocketAddr, SocketAddr, u32, u64)> = self
+    fn counters(&self) -> Vec<Counter> {
+        let mut out: Vec<Counter> = self
             .pools
             .iter()
             .flat_map(|((vs, _), (p, _))| {
                 p.counters()
                     .into_iter()
-                    .map(move |(rs, active, bytes)| (*vs, rs, active, bytes))
+                    .map(move |(rs, connections, bytes)| Counter {
+                        virtual_server: *vs,
+                        real_server: rs,
+                        connections,
+                        bytes,
+                    })
             })
             .collect();
         out.sort_unstable();
         out
     }
 
-    fn admission(&self) -> Option<lb::proxy::Admission> {
-        let mut services: Vec<(SocketAddr, bool, lb::proxy::PoolAdmission)> = self
+    fn admission(&self) -> Option<Admission> {
+        let mut services: Vec<(SocketAddr, bool, PoolAdmission)> = self
             .pools
             .iter()
             .map(|((vs, udp), (p, _))| (*vs, *udp, p.admission()))
             .collect();
         services.sort_unstable_by_key(|s| (s.0, s.1));
-        Some(lb::proxy::Admission {
+        Some(Admission {
             fd_limit: self.budget.limit,
             fd_reserve: self.budget.reserve,
             fds_held: self.budget.held(),
@@ -291,7 +276,7 @@ impl lb::DataPlane for Plane {
         })
     }
 
-    fn clear(&mut self) -> Result<(), String> {
+    fn clear(&mut self) -> Result<(), Error> {
         for mut w in self.workers.drain(..) {
             if let Some(stop) = w.stop.take() {
                 let _ = stop.send(());

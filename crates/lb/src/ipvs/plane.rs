@@ -1,9 +1,13 @@
-//! The IPVS data plane's socket: generic netlink to the kernel's IPVS
-//! (`lb::ipvs` builds the messages), for kernels that have it. This
-//! kernel does not (`/proc/net/ip_vs` is absent), so it is exercised only
-//! by a test that skips here with its reason.
+//! The IPVS data plane: its generic netlink socket to the kernel's IPVS
+//! (the messages are built in the parent module), and the plane that
+//! turns the desired state into the commands that make the kernel's
+//! table match it. Kernels without IPVS (`/proc/net/ip_vs` absent) refuse
+//! to open it, with the reason.
 
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
+
+use crate::model::{Desired, Flush, Kind, Proto, Real, Service as Wanted};
+use crate::Error;
 
 /// A generic netlink socket bound to the IPVS family.
 #[derive(Debug)]
@@ -14,27 +18,22 @@ pub struct Ipvs {
     buf: Vec<u8>,
 }
 
-/// Why IPVS cannot be used, in words an operator can act on.
-pub fn unavailable() -> Option<String> {
-    (!std::path::Path::new("/proc/net/ip_vs").exists()).then(|| {
-        "this kernel has no IPVS (/proc/net/ip_vs is absent; `modprobe ip_vs` loads it where it is built)".to_owned()
-    })
+/// Why IPVS cannot be used here, if it cannot.
+pub fn unavailable() -> Option<Error> {
+    (!std::path::Path::new("/proc/net/ip_vs").exists()).then_some(Error::NoIpvs)
 }
 
 impl Ipvs {
     /// Opens the socket and looks the IPVS family up.
-    pub fn open() -> Result<Self, String> {
+    pub fn open() -> Result<Self, Error> {
         if let Some(why) = unavailable() {
             return Err(why);
         }
-        let mut socket =
-            Socket::new(NETLINK_GENERIC).map_err(|e| format!("generic netlink: {e}"))?;
-        socket
-            .bind_auto()
-            .map_err(|e| format!("generic netlink: {e}"))?;
+        let mut socket = Socket::new(NETLINK_GENERIC).map_err(Error::Netlink)?;
+        socket.bind_auto().map_err(Error::Netlink)?;
         socket
             .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| format!("generic netlink: {e}"))?;
+            .map_err(Error::Netlink)?;
         let mut me = Self {
             socket,
             family: 0,
@@ -42,32 +41,28 @@ impl Ipvs {
             buf: Vec::with_capacity(16 * 1024),
         };
         me.socket
-            .send(&lb::ipvs::get_family(me.seq), 0)
-            .map_err(|e| format!("generic netlink: {e}"))?;
+            .send(&super::get_family(me.seq), 0)
+            .map_err(Error::Netlink)?;
         me.buf.clear();
-        me.socket
-            .recv(&mut me.buf, 0)
-            .map_err(|e| format!("generic netlink: {e}"))?;
-        me.family = lb::ipvs::parse_family(&me.buf)
-            .map_err(|e| format!("the kernel has no IPVS family (error {e})"))?;
+        me.socket.recv(&mut me.buf, 0).map_err(Error::Netlink)?;
+        me.family = super::parse_family(&me.buf).map_err(Error::NoIpvsFamily)?;
         Ok(me)
     }
 
     /// Sends one command and waits for its acknowledgement.
-    pub fn send(&mut self, cmd: u8, attrs: &[u8]) -> Result<(), String> {
+    pub fn send(&mut self, cmd: u8, attrs: &[u8]) -> Result<(), Error> {
         self.seq = self.seq.wrapping_add(1);
-        let msg = lb::ipvs::message(self.family, self.seq, cmd, attrs);
-        self.socket
-            .send(&msg, 0)
-            .map_err(|e| format!("IPVS: {e}"))?;
+        let msg = super::message(self.family, self.seq, cmd, attrs);
+        self.socket.send(&msg, 0).map_err(Error::Ipvs)?;
         // The answer to this command (anything older queued is skipped).
         loop {
             self.buf.clear();
-            self.socket
-                .recv(&mut self.buf, 0)
-                .map_err(|e| format!("IPVS: {e}"))?;
+            self.socket.recv(&mut self.buf, 0).map_err(Error::Ipvs)?;
             if let Some(answer) = ack(&self.buf, self.seq) {
-                return answer.map_err(|e| format!("IPVS refused command {cmd}: {e}"));
+                return answer.map_err(|why| match why {
+                    Some(why) => Error::IpvsRefused { cmd, why },
+                    None => Error::IpvsNoAck(cmd),
+                });
             }
         }
     }
@@ -80,25 +75,18 @@ impl Ipvs {
         &mut self,
         cmd: u8,
         attrs: &[u8],
-        parse: impl Fn(&[u8], u32) -> Result<lb::ipvs::DumpPart<T>, i32>,
-    ) -> Result<(Vec<T>, usize), String> {
+        parse: impl Fn(&[u8], u32) -> Result<super::DumpPart<T>, i32>,
+    ) -> Result<(Vec<T>, usize), Error> {
         self.seq = self.seq.wrapping_add(1);
-        let msg = lb::ipvs::dump_request(self.family, self.seq, cmd, attrs);
-        self.socket
-            .send(&msg, 0)
-            .map_err(|e| format!("IPVS: {e}"))?;
+        let msg = super::dump_request(self.family, self.seq, cmd, attrs);
+        self.socket.send(&msg, 0).map_err(Error::Ipvs)?;
         let mut buf = Vec::with_capacity(64 * 1024);
         let (mut items, mut unreadable) = (Vec::new(), 0);
         loop {
             buf.clear();
-            self.socket
-                .recv(&mut buf, 0)
-                .map_err(|e| format!("IPVS: {e}"))?;
+            self.socket.recv(&mut buf, 0).map_err(Error::Ipvs)?;
             let part = parse(&buf, self.seq).map_err(|e| {
-                format!(
-                    "IPVS refused to list its table: {}",
-                    std::io::Error::from_raw_os_error(e.saturating_neg())
-                )
+                Error::IpvsList(std::io::Error::from_raw_os_error(e.saturating_neg()))
             })?;
             items.extend(part.items);
             unreadable += part.unreadable;
@@ -113,18 +101,17 @@ impl Ipvs {
     /// services' destinations are not asked for.
     pub fn table(
         &mut self,
-        wanted: impl Fn(&lb::ipvs::ServiceKey) -> bool,
-    ) -> Result<(Vec<lb::ipvs::Service>, usize), String> {
+        wanted: impl Fn(&super::ServiceKey) -> bool,
+    ) -> Result<(Vec<super::Service>, usize), Error> {
         let (services, mut unreadable) =
-            self.dump(lb::ipvs::cmd::GET_SERVICE, &[], lb::ipvs::parse_services)?;
+            self.dump(super::cmd::GET_SERVICE, &[], super::parse_services)?;
         let mut out = Vec::new();
         for mut s in services.into_iter().filter(|s| wanted(&s.key)) {
             let key = s.key.clone();
-            let (dests, bad) = self.dump(
-                lb::ipvs::cmd::GET_DEST,
-                &lb::ipvs::service_key(&key),
-                |b, q| lb::ipvs::parse_dests(b, q, &key),
-            )?;
+            let (dests, bad) =
+                self.dump(super::cmd::GET_DEST, &super::service_key(&key), |b, q| {
+                    super::parse_dests(b, q, &key)
+                })?;
             s.dests = dests;
             unreadable += bad;
             out.push(s);
@@ -136,8 +123,9 @@ impl Ipvs {
 /// What the kernel said to request `seq` in `buf`: `None` if `buf`
 /// answers another request; `Ok` for the acknowledgement (NLMSG_ERROR with
 /// 0); else the error it carries, or that it is no acknowledgement.
-pub fn ack(buf: &[u8], seq: u32) -> Option<Result<(), String>> {
-    if lb::ipvs::seq_of(buf) != seq {
+/// (`Err(None)`: no acknowledgement.)
+pub fn ack(buf: &[u8], seq: u32) -> Option<Result<(), Option<std::io::Error>>> {
+    if super::seq_of(buf) != seq {
         return None;
     }
     Some(match buf.get(16..20) {
@@ -146,53 +134,11 @@ pub fn ack(buf: &[u8], seq: u32) -> Option<Result<(), String>> {
             if e == 0 {
                 Ok(())
             } else {
-                Err(std::io::Error::from_raw_os_error(e.saturating_neg()).to_string())
+                Err(Some(std::io::Error::from_raw_os_error(e.saturating_neg())))
             }
         }
-        _ => Err("no acknowledgement".into()),
+        _ => Err(None),
     })
-}
-
-/// `lvs_flush` and `lvs_flush_on_stop`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flush {
-    /// `lvs_flush`: the whole table is flushed when we start (never on a
-    /// reload, never twice).
-    pub at_start: bool,
-    /// `lvs_flush_on_stop` (no argument): the whole table is flushed
-    /// when we stop; otherwise (also with `VS`) we remove only ours.
-    pub all_on_stop: bool,
-}
-
-impl Flush {
-    pub fn of(config: &kaconf::Config) -> Self {
-        let g = config.globals();
-        let all_on_stop = match g.lvs_flush_on_stop.as_ref().map(|w| w.0.as_slice()) {
-            Some([]) => true,
-            Some([vs]) if vs == "VS" => false,
-            Some(other) => {
-                // keepalived: "Unknown lvs_flush_on_stop type", and no flush.
-                tracing::warn!(
-                    "lvs_flush_on_stop `{}`: expected no argument or VS; only our virtual servers are removed at stop",
-                    other.join(" ")
-                );
-                false
-            }
-            None => false,
-        };
-        Self {
-            at_start: g.lvs_flush,
-            all_on_stop,
-        }
-    }
-
-    /// As a reload leaves it: `lvs_flush` is for the start only.
-    pub fn for_reload(config: &kaconf::Config) -> Self {
-        Self {
-            at_start: false,
-            ..Self::of(config)
-        }
-    }
 }
 
 /// The IPVS data plane: the kernel's IPVS table, changed by the diff of
@@ -208,9 +154,11 @@ impl Flush {
 #[derive(Debug)]
 pub struct Plane {
     socket: Ipvs,
-    applied: Option<Vec<lb::ipvs::Service>>,
+    applied: Option<Vec<super::Service>>,
+    /// `lvs_flush_on_stop`, as the last desired state said.
     flush: Flush,
-    /// The first read of the kernel is done (adoption is logged once).
+    /// The first read of the kernel is done (adoption is logged once,
+    /// `lvs_flush` done at most once).
     looked: bool,
 }
 
@@ -218,31 +166,22 @@ pub struct Plane {
 const NAMED: usize = 10;
 
 impl Plane {
-    pub fn open(flush: Flush) -> Result<Self, String> {
+    pub fn open() -> Result<Self, Error> {
         Ok(Self {
             socket: Ipvs::open()?,
             applied: None,
-            flush,
+            flush: Flush::default(),
             looked: false,
         })
-    }
-
-    /// `lvs_flush_on_stop` as a reload leaves it.
-    pub fn set_flush(&mut self, flush: Flush) {
-        self.flush.all_on_stop = flush.all_on_stop;
     }
 
     /// What the kernel holds of `want`: after `lvs_flush` (the first
     /// time only) nothing; else the kernel's services of our keys, the
     /// first time logging what we adopt and what we will remove.
-    fn read_kernel(
-        &mut self,
-        want: &[lb::ipvs::Service],
-    ) -> Result<Vec<lb::ipvs::Service>, String> {
-        if self.flush.at_start {
-            self.flush.at_start = false;
+    fn read_kernel(&mut self, want: &[super::Service]) -> Result<Vec<super::Service>, Error> {
+        if self.flush.at_start && !self.looked {
             self.looked = true;
-            self.socket.send(lb::ipvs::cmd::FLUSH, &[])?;
+            self.socket.send(super::cmd::FLUSH, &[])?;
             tracing::info!("lvs_flush: IPVS table flushed");
             return Ok(Vec::new());
         }
@@ -288,7 +227,7 @@ impl Plane {
     }
 }
 
-fn key_name(k: &lb::ipvs::ServiceKey) -> String {
+fn key_name(k: &super::ServiceKey) -> String {
     match k.fwmark {
         Some(m) => format!("fwmark {m}"),
         None => format!(
@@ -308,11 +247,10 @@ fn dest_name(addr: std::net::IpAddr, port: u16) -> String {
 /// them: NAT rewrites to the real server's port; DR and TUN cannot rewrite
 /// a port, so theirs is the service's (0 for a fwmark service: packets
 /// keep their own).
-pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
-    use lb::nft::Proto;
+pub fn service(s: &Wanted) -> super::Service {
     let (key, fwmark_service) = match s.fwmark {
         Some(m) => (
-            lb::ipvs::ServiceKey {
+            super::ServiceKey {
                 addr: s.vip,
                 fwmark: Some(m),
                 protocol: 0,
@@ -321,7 +259,7 @@ pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
             true,
         ),
         None => (
-            lb::ipvs::ServiceKey {
+            super::ServiceKey {
                 addr: s.vip,
                 fwmark: None,
                 protocol: match s.proto {
@@ -336,13 +274,13 @@ pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
     // One destination per address and port (DR and TUN servers on one
     // address collapse: specs() said so).
     let mut seen = std::collections::HashSet::new();
-    let dests: Vec<lb::ipvs::Dest> = s
+    let dests: Vec<super::Dest> = s
         .reals
         .iter()
         .map(|r| dest(s, r, fwmark_service))
         .filter(|d| seen.insert((d.addr, d.port)))
         .collect();
-    lb::ipvs::Service {
+    super::Service {
         key,
         scheduler: s.algo.name().to_owned(),
         persistence: s
@@ -355,24 +293,23 @@ pub fn service(s: &lb::nft::Service) -> lb::ipvs::Service {
 
 /// One real server as an IPVS destination: its own method and
 /// thresholds, and keepalived's port (see [`service`]).
-fn dest(s: &lb::nft::Service, r: &lb::nft::Real, fwmark_service: bool) -> lb::ipvs::Dest {
-    use lb::nft::Kind;
+fn dest(s: &Wanted, r: &Real, fwmark_service: bool) -> super::Dest {
     let own = s
         .ipvs
         .reals
         .iter()
         .find(|o| o.addr == r.addr && (o.port == r.port || o.port == 0 || fwmark_service));
     let (forward, tunnel) = match own.and_then(|o| o.kind).unwrap_or(s.kind) {
-        Kind::Dr => (lb::ipvs::Forward::Route, None),
-        Kind::Nat => (lb::ipvs::Forward::Masq, None),
-        Kind::Tun(t) => (lb::ipvs::Forward::Tunnel, Some(t)),
+        Kind::Dr => (super::Forward::Route, None),
+        Kind::Nat => (super::Forward::Masq, None),
+        Kind::Tun(t) => (super::Forward::Tunnel, Some(t)),
     };
     let port = match forward {
-        lb::ipvs::Forward::Masq => r.port,
+        super::Forward::Masq => r.port,
         _ if fwmark_service => 0,
         _ => s.port,
     };
-    lb::ipvs::Dest {
+    super::Dest {
         addr: r.addr,
         port,
         forward,
@@ -383,19 +320,20 @@ fn dest(s: &lb::nft::Service, r: &lb::nft::Real, fwmark_service: bool) -> lb::ip
     }
 }
 
-impl lb::DataPlane for Plane {
+impl crate::DataPlane for Plane {
     fn name(&self) -> &'static str {
         "IPVS"
     }
 
-    fn apply(&mut self, desired: &lb::nft::Desired) -> Result<bool, String> {
-        let want: Vec<lb::ipvs::Service> = desired.services.iter().map(service).collect();
+    fn apply(&mut self, desired: &Desired) -> Result<bool, Error> {
+        self.flush = desired.flush;
+        let want: Vec<super::Service> = desired.services.iter().map(service).collect();
         let old = match &self.applied {
             Some(old) if *old == want => return Ok(false),
             Some(old) => old.clone(),
             None => self.read_kernel(&want)?,
         };
-        for (cmd, attrs) in lb::ipvs::diff(&old, &want) {
+        for (cmd, attrs) in super::diff(&old, &want) {
             if let Err(e) = self.socket.send(cmd, &attrs) {
                 // Half applied: the next call reads the kernel again.
                 self.applied = None;
@@ -406,46 +344,42 @@ impl lb::DataPlane for Plane {
         Ok(true)
     }
 
-    fn clear(&mut self) -> Result<(), String> {
+    fn clear(&mut self) -> Result<(), Error> {
         if self.flush.all_on_stop {
             self.applied = None;
-            self.socket.send(lb::ipvs::cmd::FLUSH, &[])?;
+            self.socket.send(super::cmd::FLUSH, &[])?;
             tracing::info!("lvs_flush_on_stop: IPVS table flushed");
             return Ok(());
         }
         if let Some(old) = self.applied.take() {
-            for (cmd, attrs) in lb::ipvs::diff(&old, &[]) {
+            for (cmd, attrs) in super::diff(&old, &[]) {
                 self.socket.send(cmd, &attrs)?;
             }
         }
         Ok(())
     }
-
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        Some(self)
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Forward, Tunnel, TunnelCsum, TunnelKind, SVC_F_SCHED1};
     use super::*;
-    use lb::ipvs::{Forward, Tunnel, TunnelCsum, TunnelKind};
-    use lb::nft::{IpvsOptions, Kind, Proto, Real, RealOptions};
+    use crate::model::{IpvsOptions, ProxyOptions, RealOptions};
 
-    fn desired(kind: Kind, fwmark: Option<u32>) -> lb::nft::Service {
+    fn desired(kind: Kind, fwmark: Option<u32>) -> Wanted {
         let real = |last: u8| Real {
             addr: std::net::IpAddr::from([198, 51, 100, last]),
             port: 8080,
             weight: 1,
             mac: None,
         };
-        lb::nft::Service {
+        Wanted {
             vip: std::net::IpAddr::from([198, 51, 100, 250]),
             fwmark,
             port: 80,
             proto: Proto::Tcp,
             kind,
-            algo: lb::sched::Algo::Rr,
+            algo: crate::sched::Algo::Rr,
             device: String::new(),
             device_mac: [0; 6],
             reals: vec![real(50), real(51)],
@@ -453,6 +387,7 @@ mod tests {
             sorry: false,
             snat: false,
             ipvs: IpvsOptions::default(),
+            proxy: ProxyOptions::default(),
         }
     }
 
@@ -460,7 +395,7 @@ mod tests {
     /// service's, fwmark with DR 0 (the item 3: we wrote 80).
     #[test]
     fn destination_ports_are_keepalived_s() {
-        let ports = |s: &lb::ipvs::Service| s.dests.iter().map(|d| d.port).collect::<Vec<_>>();
+        let ports = |s: &super::super::Service| s.dests.iter().map(|d| d.port).collect::<Vec<_>>();
         assert_eq!(ports(&service(&desired(Kind::Nat, None))), [8080, 8080]);
         assert_eq!(ports(&service(&desired(Kind::Dr, None))), [80, 80]);
         assert_eq!(ports(&service(&desired(Kind::Dr, Some(1)))), [0, 0]);
@@ -480,7 +415,7 @@ mod tests {
         };
         let mut d = desired(Kind::Tun(Tunnel::IPIP), None);
         d.ipvs = IpvsOptions {
-            flags: lb::ipvs::SVC_F_SCHED1,
+            flags: SVC_F_SCHED1,
             reals: vec![RealOptions {
                 addr: std::net::IpAddr::from([198, 51, 100, 51]),
                 port: 0,
@@ -490,7 +425,7 @@ mod tests {
             }],
         };
         let s = service(&d);
-        assert_eq!(s.flags, lb::ipvs::SVC_F_SCHED1);
+        assert_eq!(s.flags, SVC_F_SCHED1);
         assert_eq!(
             (s.dests[0].forward, s.dests[0].tunnel, s.dests[0].upper),
             (Forward::Tunnel, Some(Tunnel::IPIP), 0)
@@ -509,27 +444,5 @@ mod tests {
         let s = service(&d);
         assert_eq!((s.dests[1].forward, s.dests[1].port), (Forward::Masq, 8080));
         assert_eq!(s.dests[0].port, 80);
-    }
-
-    #[test]
-    fn lvs_flush_keywords() {
-        let flush = |text: &str| {
-            let c = kaconf::parse_str(
-                std::path::Path::new("t.conf"),
-                text,
-                &kaconf::Options::default(),
-            )
-            .config;
-            Flush::of(&c)
-        };
-        assert_eq!(flush(""), Flush::default());
-        assert_eq!(
-            flush("global_defs {\n lvs_flush\n lvs_flush_on_stop\n}\n"),
-            Flush {
-                at_start: true,
-                all_on_stop: true
-            }
-        );
-        assert!(!flush("global_defs {\n lvs_flush_on_stop VS\n}\n").all_on_stop);
     }
 }

@@ -1,10 +1,13 @@
 //! IPVS over generic netlink, as `ipvsadm` and keepalived drive it
 //! (`include/uapi/linux/ip_vs.h`): the messages, encoded by hand (they
 //! are a handful of fixed attributes), and a diff of two desired states
-//! into the commands that turn one into the other. The socket that sends
-//! them is [`Ipvs`]; everything else here is pure.
+//! into the commands that turn one into the other — all pure — and the
+//! plane that sends them ([`plane`]: the socket, [`Plane`]).
 
 use std::net::IpAddr;
+
+pub mod plane;
+pub use plane::{unavailable, Ipvs, Plane};
 
 /// `IPVS_GENL_NAME`, `IPVS_GENL_VERSION`.
 pub const FAMILY: &str = "IPVS";
