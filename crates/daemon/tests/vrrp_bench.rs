@@ -12,6 +12,12 @@ use netlab::{Lab, Process};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
 
+/// The binary to measure: `KEEPALIVED_RS_BIN` (bench/vrrp-memory sets it
+/// to a stripped copy, the binary the .deb ships), else the build's.
+fn bin() -> String {
+    std::env::var("KEEPALIVED_RS_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Daemon {
     Ours,
@@ -46,7 +52,7 @@ fn start(lab: &Lab, node: &str, d: Daemon, text: &str, dir: &std::path::Path) ->
     std::fs::write(&conf, text).unwrap();
     let mut cmd = match d {
         Daemon::Ours => {
-            let mut c = Command::new(BIN);
+            let mut c = Command::new(bin());
             c.arg("--control")
                 .arg(dir.join(format!("{node}.sock")))
                 .args(["-n", "-f"])
