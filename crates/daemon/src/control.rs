@@ -88,7 +88,7 @@ pub struct InstanceStatus {
     pub vrid: u8,
     pub interface: String,
     /// INIT, BACKUP, MASTER, FAULT, STOP.
-    pub state: String,
+    pub state: vrrp::StateName,
     /// Why it is in that state, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -157,6 +157,10 @@ pub struct RealServerStatus {
     /// healthy, or before a check has said why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The failure's kind, a stable word (`connect_timeout`, `http_status`,
+    /// `alpha` …; `check::Reason::kind`): the metric's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_kind: Option<&'static str>,
 }
 
 /// The snapshot the daemon's threads share.

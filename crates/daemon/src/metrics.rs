@@ -23,13 +23,13 @@ type Labels = Vec<(String, String)>;
 
 /// keepalived's numbers for its states (as keepalived-exporter reports
 /// them): INIT 0, BACKUP 1, MASTER 2, FAULT 3; STOP 4 is ours.
-pub fn state_code(state: &str) -> i64 {
+pub fn state_code(state: vrrp::StateName) -> i64 {
     match state {
-        "BACKUP" => 1,
-        "MASTER" => 2,
-        "FAULT" => 3,
-        "STOP" => 4,
-        _ => 0,
+        vrrp::StateName::Init => 0,
+        vrrp::StateName::Backup => 1,
+        vrrp::StateName::Master => 2,
+        vrrp::StateName::Fault => 3,
+        vrrp::StateName::Stop => 4,
     }
 }
 
@@ -110,7 +110,7 @@ pub fn render(s: &Status) -> String {
             ("intf", i.interface.clone()),
             ("vrid", i.vrid.to_string()),
         ]);
-        state.get_or_create(&l).set(state_code(&i.state));
+        state.get_or_create(&l).set(state_code(i.state));
         prio.get_or_create(&l).set(i64::from(i.priority));
         eff.get_or_create(&l).set(i64::from(i.effective_priority));
         rx.get_or_create(&l).inc_by(i.adverts_received);
@@ -132,6 +132,10 @@ pub fn render(s: &Status) -> String {
         "keepalived_check_real_server_up",
         "1 while the real server's checkers call it healthy",
     );
+    let rs_down = f.gauge(
+        "keepalived_check_real_server_down_reason",
+        "1 while the real server is down, labelled with why (its first failing checker's failure kind)",
+    );
     let rs_weight = f.gauge("keepalived_lvs_rs_weight", "Real server weight now");
     let quorum = f.gauge(
         "keepalived_lvs_vs_quorum_up",
@@ -152,6 +156,11 @@ pub fn render(s: &Status) -> String {
             let mut l = lv.clone();
             l.push(("rs".into(), format!("{}:{}", r.address, r.port)));
             rs_up.get_or_create(&l).set(i64::from(r.healthy));
+            if let (false, Some(kind)) = (r.healthy, r.reason_kind) {
+                let mut lr = l.clone();
+                lr.push(("reason".into(), kind.to_owned()));
+                rs_down.get_or_create(&lr).set(1);
+            }
             rs_weight.get_or_create(&l).set(i64::from(r.weight));
         }
     }
@@ -292,7 +301,7 @@ mod tests {
                 name: "VI_1".into(),
                 vrid: 51,
                 interface: "eth0".into(),
-                state: "MASTER".into(),
+                state: vrrp::StateName::Master,
                 reason: None,
                 priority: 100,
                 effective_priority: 100,
@@ -308,13 +317,24 @@ mod tests {
                 port: 80,
                 protocol: "TCP".into(),
                 quorum_up: true,
-                real_servers: vec![RealServerStatus {
-                    address: "198.51.100.50".into(),
-                    port: 80,
-                    weight: 3,
-                    healthy: true,
-                    reason: None,
-                }],
+                real_servers: vec![
+                    RealServerStatus {
+                        address: "198.51.100.50".into(),
+                        port: 80,
+                        weight: 3,
+                        healthy: true,
+                        reason: None,
+                        reason_kind: None,
+                    },
+                    RealServerStatus {
+                        address: "198.51.100.51".into(),
+                        port: 80,
+                        weight: 1,
+                        healthy: false,
+                        reason: Some("HTTP_GET: HTTP 503, expected 200-299".into()),
+                        reason_kind: Some("http_status"),
+                    },
+                ],
                 ..VirtualServerStatus::default()
             }],
             proxy: vec![ProxyCounter {
@@ -372,6 +392,7 @@ mod tests {
             r#"keepalived_vrrp_invalid_packets_total{iname="VI_1",intf="eth0",vrid="51",reason="ttl"} 2"#,
             r#"keepalived_check_real_server_up{vs="198.51.100.250:80",protocol="TCP",rs="198.51.100.50:80"} 1"#,
             r#"keepalived_lvs_rs_weight{vs="198.51.100.250:80",protocol="TCP",rs="198.51.100.50:80"} 3"#,
+            r#"keepalived_check_real_server_down_reason{vs="198.51.100.250:80",protocol="TCP",rs="198.51.100.51:80",reason="http_status"} 1"#,
             r#"keepalived_lvs_rs_active_conn{vs="198.51.100.250:80",rs="198.51.100.50:80"} 2"#,
             r#"keepalived_lvs_rs_bytes_total{vs="198.51.100.250:80",rs="198.51.100.50:80"} 1234"#,
             r#"keepalived_proxy_vs_connections{vs="198.51.100.250:80",protocol="TCP"} 9000"#,
@@ -386,8 +407,13 @@ mod tests {
                 "missing `{want}` in\n{text}"
             );
         }
-        assert_eq!(state_code("BACKUP"), 1);
-        assert_eq!(state_code("FAULT"), 3);
-        assert_eq!(state_code("INIT"), 0);
+        // A healthy server has no reason series.
+        assert!(
+            !text.contains(r#"keepalived_check_real_server_down_reason{vs="198.51.100.250:80",protocol="TCP",rs="198.51.100.50:80""#),
+            "{text}"
+        );
+        assert_eq!(state_code(vrrp::StateName::Backup), 1);
+        assert_eq!(state_code(vrrp::StateName::Fault), 3);
+        assert_eq!(state_code(vrrp::StateName::Init), 0);
     }
 }

@@ -194,9 +194,10 @@ fn wire_units(version: Version, d: Duration) -> u16 {
 }
 
 /// keepalived's state names, which operators grep for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StateName {
+    #[default]
     Init,
     Backup,
     Master,

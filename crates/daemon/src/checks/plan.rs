@@ -216,6 +216,7 @@ impl Plan {
                     healthy: !alpha_down,
                     // An alpha server starts down: its checkers must pass first.
                     reason: alpha_down.then(|| "not passed yet (alpha)".to_owned()),
+                    reason_kind: alpha_down.then_some("alpha"),
                 });
                 real.push(entry);
             }
@@ -288,18 +289,29 @@ impl Plan {
     }
 
     /// Why real server (`vs`, `rs`) is down: its first failing checker
-    /// and what failed.
-    pub(super) fn why(&self, vs: usize, rs: usize) -> Option<String> {
+    /// and what failed, and the failure's kind (a metric label).
+    pub(super) fn why(&self, vs: usize, rs: usize) -> Option<(String, &'static str)> {
         self.virtuals[vs].real[rs].checkers.iter().find_map(|&c| {
             if !self.down.get(c).copied().unwrap_or(false) {
                 return None;
             }
             let what = self.specs.get(c).map_or("check", |s| s.probe.keyword());
             Some(match self.reason.get(c).and_then(Option::as_ref) {
-                Some(r) => format!("{what}: {r}"),
-                None => format!("{what}: not passed yet (alpha)"),
+                Some(r) => (format!("{what}: {r}"), r.kind()),
+                None => (format!("{what}: not passed yet (alpha)"), "alpha"),
             })
         })
+    }
+
+    /// Sets real server (`vs`, `rs`)'s reason in `status`; true if it
+    /// changed.
+    fn say_why(&mut self, vs: usize, rs: usize) -> bool {
+        let (reason, kind) = self.why(vs, rs).unzip();
+        let status = &mut self.status[vs].real_servers[rs];
+        let changed = status.reason != reason;
+        status.reason = reason;
+        status.reason_kind = kind;
+        changed
     }
 
     /// Real server (`vs`, `rs`) became healthy or not: keepalived's log
@@ -496,7 +508,7 @@ impl Plan {
                     .iter()
                     .any(|&c| self.down[c]);
                 self.status[vs].real_servers[rs].healthy = healthy;
-                self.status[vs].real_servers[rs].reason = self.why(vs, rs);
+                self.say_why(vs, rs);
                 self.reweigh(vs, rs);
             }
             let v = &self.status[vs];
@@ -603,12 +615,10 @@ impl Plan {
                     .checkers
                     .iter()
                     .any(|&c| self.down[c]);
-                let why = self.why(vs, rs);
-                let status = &mut self.status[vs].real_servers[rs];
                 // A new reason is news for `status` even when the health
                 // stays (a second checker failing, the first recovering).
-                let said = status.reason != why;
-                status.reason = why;
+                let said = self.say_why(vs, rs);
+                let status = &mut self.status[vs].real_servers[rs];
                 if status.healthy == healthy {
                     return said;
                 }

@@ -82,9 +82,11 @@ fn a_server_is_down_while_one_of_its_checkers_is() {
         p.status[0].real_servers[0].reason.as_deref(),
         Some("HTTP_GET: connection refused")
     );
+    assert_eq!(p.status[0].real_servers[0].reason_kind, Some("refused"));
     assert!(p.event(up(1)));
     assert_eq!(healthy(&p), [true]);
     assert_eq!(p.status[0].real_servers[0].reason, None);
+    assert_eq!(p.status[0].real_servers[0].reason_kind, None);
 }
 
 #[test]

@@ -165,7 +165,7 @@ impl Driver {
                     name: i.spec.name.clone(),
                     vrid: i.spec.engine.vrid,
                     interface: i.spec.interface.clone(),
-                    state: i.router.state().to_string(),
+                    state: i.router.state(),
                     reason: why(i),
                     priority: i.spec.engine.priority,
                     effective_priority: i.router.priority(),
