@@ -513,7 +513,7 @@ mod tests {
                 name: "VI_1".into(),
                 vrid: 51,
                 interface: "eth0".into(),
-                state: "MASTER".into(),
+                state: vrrp::StateName::Master,
                 reason: None,
                 priority: 100,
                 effective_priority: 100,

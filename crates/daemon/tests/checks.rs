@@ -953,6 +953,29 @@ fn every_failure_says_why_in_status_and_the_log() {
     );
     let shown = status(&control).map(|s| reasons(&s)).unwrap_or_default();
     eprintln!("reasons in status --json:\n  {}", shown.join("\n  "));
+    // Each with its kind, the metric's label.
+    let kinds: Vec<String> = status(&control)
+        .and_then(|s| {
+            s["virtual_servers"][0]["real_servers"].as_array().map(|a| {
+                a.iter()
+                    .map(|r| r["reason_kind"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        kinds,
+        [
+            "connect_timeout",
+            "refused",
+            "http_status",
+            "digest",
+            "tls",
+            "dns",
+            "script_exit"
+        ],
+        "{shown:?}"
+    );
     let log = std::fs::read_to_string(dir.join("rs.log")).unwrap_or_default();
     for (addr, line) in [
         (

@@ -40,7 +40,7 @@ fn status() -> Shared {
             name: "VI_1".into(),
             vrid: 51,
             interface: "eth0".into(),
-            state: "MASTER".into(),
+            state: vrrp::StateName::Master,
             ..InstanceStatus::default()
         }],
         ..Status::default()

@@ -473,7 +473,7 @@ mod tests {
     /// rendezvous makes (2^-53 ..= 1) and beyond.
     #[test]
     fn ln_matches_the_c_library() {
-        let mut x: f64 = 1.0 / (1u64 << 53) as f64;
+        let mut x: f64 = 0.5f64.powi(53);
         let mut worst = 0.0f64;
         while x <= 4.0 {
             for f in [1.0, 1.1, 1.3, 1.41, 1.42, 1.7, 1.99] {
@@ -489,7 +489,7 @@ mod tests {
             x *= 2.0;
         }
         assert!(worst < 1e-14, "relative error {worst:e}");
-        assert_eq!(ln(1.0), 0.0);
+        assert!(ln(1.0).abs() < f64::EPSILON);
         assert!((ln(std::f64::consts::E) - 1.0).abs() < 1e-15);
     }
 
