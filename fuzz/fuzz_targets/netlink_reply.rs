@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use keepalived_rs::ipvs::ack;
+use lb::ipvs::plane::ack;
 use keepalived_rs::netlink::{link, link_events, present, read_answer, Answer};
 use libfuzzer_sys::fuzz_target;
 use netlink_packet_route::RouteNetlinkMessage;

@@ -152,7 +152,7 @@ fn finish(
     }
     // The parts' last notifications (STOP lines, notify_stop) are done
     // before the pid file goes.
-    drop(notifier);
+    notifier.finish();
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
@@ -226,13 +226,13 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let config = std::sync::Arc::new(loaded.config);
     // One notifier for both parts (scripts, FIFOs, mail); it outlives them.
-    let notifier = keepalived_rs::notify::for_config(&config)?;
+    let notifier = keepalived_rs::notify::for_config(&config, run_vrrp, run_checks)?;
     // The health checkers on a thread (and runtime) of their own; the VRRP
     // thread never waits for them.
     let checks = if run_checks {
         let (config, stop, status) = (config.clone(), stop.clone(), status.clone());
         let reloads = reloader.subscribe();
-        let notify = notifier.sender();
+        let notify = notifier.sender(keepalived_rs::notify::Source::Checkers);
         Some(
             std::thread::Builder::new()
                 .name("check".into())
@@ -244,7 +244,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let vrrp_thread = if run_vrrp {
         let (config, stop2, status) = (config.clone(), stop.clone(), status.clone());
         let reloads = reloader.subscribe();
-        let notify = notifier.sender();
+        let notify = notifier.sender(keepalived_rs::notify::Source::Vrrp);
         Some(
             std::thread::Builder::new()
                 .name("vrrp".into())

@@ -2,8 +2,9 @@
 //! that runs notify scripts (`notify_master`, `notify_backup`,
 //! `notify_fault`, `notify_stop`, `notify` with keepalived's four
 //! arguments, the checkers' `notify_up` / `notify_down` / `quorum_*`),
-//! writes FIFO lines and sends e-mail alerts. Jobs run in order, each
-//! script with a timeout, so neither subsystem ever waits for one.
+//! writes FIFO lines and sends e-mail alerts. Each part's jobs run in
+//! order on a queue of its own, each script with a timeout: neither part
+//! waits for a job, nor for the other part's jobs.
 
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -359,51 +360,114 @@ fn start_reader(
     }
 }
 
-/// The notifier thread. Dropped, it closes its own sender and waits until
-/// the thread has done every job queued (the STOP notifications) once the
-/// subsystems' senders are gone too.
+/// The FIFOs the notifier writes, each with whose lines it carries.
+type Fifos = std::sync::Arc<std::sync::Mutex<Vec<(std::fs::File, Option<Source>)>>>;
+
+/// One part's queue: its jobs in order on a thread of its own, so that a
+/// slow checker script or mail server never delays VRRP's notifications,
+/// nor the other way round.
 #[derive(Debug)]
-pub struct Notifier {
+struct Queue {
     tx: Option<Sender<Job>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The notifier: the FIFOs (each opened once) and their readers, and a
+/// queue for each part that runs. [`Notifier::finish`] waits for what is
+/// queued; dropped without it, it only closes its senders.
+#[derive(Debug)]
+pub struct Notifier {
+    vrrp: Option<Queue>,
+    checkers: Option<Queue>,
+    readers: Vec<std::process::Child>,
+}
+
 impl Notifier {
-    /// Where to send jobs.
-    pub fn sender(&self) -> Sender<Job> {
-        match &self.tx {
+    /// Where `source`'s part sends its jobs (a closed channel for a part
+    /// that does not run).
+    pub fn sender(&self, source: Source) -> Sender<Job> {
+        let queue = match source {
+            Source::Vrrp => &self.vrrp,
+            Source::Checkers => &self.checkers,
+        };
+        match queue.as_ref().and_then(|q| q.tx.as_ref()) {
             Some(tx) => tx.clone(),
             None => std::sync::mpsc::channel().0,
+        }
+    }
+
+    /// Once the parts have let go of their senders: waits until every job
+    /// queued is done (the STOP notifications), gives the FIFO readers a
+    /// moment to take the last lines, then ends them.
+    pub fn finish(mut self) {
+        for q in [self.vrrp.as_mut(), self.checkers.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            q.tx = None;
+            if let Some(h) = q.handle.take() {
+                if h.join().is_err() {
+                    tracing::error!("a notifier thread panicked");
+                }
+            }
+        }
+        if !self.readers.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
 }
 
 impl Drop for Notifier {
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            if h.join().is_err() {
-                tracing::error!("the notifier thread panicked");
-            }
+        for q in [self.vrrp.as_mut(), self.checkers.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            q.tx = None;
+        }
+        for r in &mut self.readers {
+            let _ = r.kill();
+            let _ = r.wait();
         }
     }
 }
 
-/// Starts the notifier for `config`: its FIFOs, its mail server, its
-/// script policy.
-pub fn for_config(config: &kaconf::Config) -> std::io::Result<Notifier> {
+/// Starts the notifier for `config`: the FIFOs of the parts that run
+/// (`vrrp`, `checkers`), the mail server, the script policy.
+pub fn for_config(
+    config: &kaconf::Config,
+    vrrp: bool,
+    checkers: bool,
+) -> std::io::Result<Notifier> {
     let g = config.globals();
+    let fifos = Fifo::all_of(&g)
+        .into_iter()
+        .filter(|f| match f.source {
+            Some(Source::Vrrp) => vrrp,
+            Some(Source::Checkers) => checkers,
+            None => true,
+        })
+        .collect();
     start(
-        Fifo::all_of(&g),
-        crate::vrrp::spec::smtp(&g),
-        Policy::from_globals(&g),
+        fifos,
+        crate::vrrp::spec::smtp(&g).as_ref(),
+        &Policy::from_globals(&g),
+        [(Source::Vrrp, vrrp), (Source::Checkers, checkers)]
+            .into_iter()
+            .filter_map(|(s, runs)| runs.then_some(s))
+            .collect(),
     )
 }
 
-/// Starts the notifier thread, writing FIFO lines to each of `fifos`
-/// (created if missing) and running their reader scripts. A FIFO that
-/// cannot be used is logged and left out; the rest still work.
-pub fn start(fifos: Vec<Fifo>, smtp: Option<Smtp>, policy: Policy) -> std::io::Result<Notifier> {
+/// Starts the notifier: FIFO lines go to each of `fifos` (created if
+/// missing) whose readers it starts; a FIFO that cannot be used is logged
+/// and left out, the rest still work. A queue for each of `parts`.
+pub fn start(
+    fifos: Vec<Fifo>,
+    smtp: Option<&Smtp>,
+    policy: &Policy,
+    parts: Vec<Source>,
+) -> std::io::Result<Notifier> {
     let mut opened = Vec::new();
     let mut readers = Vec::new();
     for Fifo {
@@ -425,27 +489,36 @@ pub fn start(fifos: Vec<Fifo>, smtp: Option<Smtp>, policy: Policy) -> std::io::R
             }
         };
         if let (Some(script), Ok(meta)) = (script, f.metadata()) {
-            readers.extend(start_reader(&script, &path, &meta, &policy));
+            readers.extend(start_reader(&script, &path, &meta, policy));
         }
         opened.push((f, source));
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name("notify".into())
-        .spawn(move || {
-            run_all(&rx, &mut opened, smtp.as_ref(), &policy);
-            // The last lines (the STOP notifications) are in the FIFO: give
-            // the readers a moment to take them, then end them.
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            for mut r in readers {
-                let _ = r.kill();
-                let _ = r.wait();
-            }
-        })?;
-    Ok(Notifier {
-        tx: Some(tx),
-        handle: Some(handle),
-    })
+    let fifos: Fifos = std::sync::Arc::new(std::sync::Mutex::new(opened));
+    let mut notifier = Notifier {
+        vrrp: None,
+        checkers: None,
+        readers,
+    };
+    for part in parts {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (fifos, smtp, policy) = (fifos.clone(), smtp.cloned(), policy.clone());
+        let name = match part {
+            Source::Vrrp => "notify",
+            Source::Checkers => "notify-check",
+        };
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run_all(&rx, &fifos, smtp.as_ref(), &policy))?;
+        let queue = Some(Queue {
+            tx: Some(tx),
+            handle: Some(handle),
+        });
+        match part {
+            Source::Vrrp => notifier.vrrp = queue,
+            Source::Checkers => notifier.checkers = queue,
+        }
+    }
+    Ok(notifier)
 }
 
 /// Runs `script` on a thread of its own unless a run under `key` is still
@@ -492,12 +565,7 @@ fn once(
     }
 }
 
-fn run_all(
-    rx: &Receiver<Job>,
-    fifos: &mut [(std::fs::File, Option<Source>)],
-    smtp: Option<&Smtp>,
-    policy: &crate::exec::Policy,
-) {
+fn run_all(rx: &Receiver<Job>, fifos: &Fifos, smtp: Option<&Smtp>, policy: &crate::exec::Policy) {
     let running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>> =
         std::sync::Arc::default();
     while let Ok(job) = rx.recv() {
@@ -518,6 +586,9 @@ fn run_all(
                 continue;
             }
             Job::Fifo(from, line) => {
+                let Ok(mut fifos) = fifos.lock() else {
+                    continue;
+                };
                 for (f, _) in fifos
                     .iter_mut()
                     .filter(|(_, carries)| carries.is_none_or(|c| c == from))
@@ -607,6 +678,49 @@ mod tests {
         once(&running, "VI_1 dual".into(), stranger, timeout, &policy);
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\nrun\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The checkers' slow script does not hold VRRP's notify script back
+    /// (each part has its own queue); `finish` waits for both.
+    #[test]
+    fn a_slow_checker_script_does_not_delay_vrrp_s_notifications() {
+        let dir = std::env::temp_dir().join(format!("krs-queues-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (slow, quick) = (dir.join("slow"), dir.join("quick"));
+        let sh = |cmd: String| Script {
+            argv: vec!["/bin/sh".into(), "-c".into(), cmd],
+            user: None,
+        };
+        let policy = Policy::from_globals(&kaconf::model::GlobalDefs::default());
+        let notifier = start(
+            Vec::new(),
+            None,
+            &policy,
+            vec![Source::Vrrp, Source::Checkers],
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let checkers = notifier.sender(Source::Checkers);
+        checkers
+            .send(Job::Run(sh(format!("sleep 2; touch {}", slow.display()))))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let vrrp = notifier.sender(Source::Vrrp);
+        vrrp.send(Job::Run(sh(format!("touch {}", quick.display()))))
+            .unwrap();
+        while !quick.exists() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let quick_after = started.elapsed();
+        assert!(
+            quick.exists() && quick_after < Duration::from_millis(1500),
+            "VRRP's script ran after {quick_after:?}"
+        );
+        assert!(!slow.exists(), "the slow one is still running");
+        drop((checkers, vrrp));
+        notifier.finish();
+        assert!(slow.exists(), "finish waits for every queued job");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

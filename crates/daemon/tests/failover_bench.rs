@@ -67,18 +67,18 @@ fn config(
     prio: u8,
     state: &str,
 ) -> std::path::PathBuf {
-    let adv = if s.version == 2 {
-        format!("{}", s.advert_ms / 1000)
-    } else {
-        format!("{}", s.advert_ms as f64 / 1000.0)
-    };
     let path = dir.join(format!("{name}.conf"));
     std::fs::write(
         &path,
-        format!(
-            "vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n version {}\n advert_int {adv}\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n",
-            s.version
-        ),
+        common::Instance {
+            state: state.into(),
+            priority: prio,
+            version: s.version,
+            vips: vec![format!("{VIP}/24")],
+            ..common::Instance::default()
+        }
+        .advert_ms(s.advert_ms)
+        .text(),
     )
     .unwrap();
     path

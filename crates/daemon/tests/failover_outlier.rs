@@ -55,9 +55,14 @@ fn config(dir: &std::path::Path, name: &str, prio: u8, state: &str) -> std::path
     let path = dir.join(format!("{name}.conf"));
     std::fs::write(
         &path,
-        format!(
-            "vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n version 3\n advert_int 0.01\n virtual_ipaddress {{\n {VIP}/24\n }}\n}}\n"
-        ),
+        common::Instance {
+            state: state.into(),
+            priority: prio,
+            advert: "0.01".into(),
+            vips: vec![format!("{VIP}/24")],
+            ..common::Instance::default()
+        }
+        .text(),
     )
     .unwrap();
     path

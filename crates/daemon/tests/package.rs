@@ -196,9 +196,34 @@ fn the_deb_installs_beside_keepalived_and_its_man_pages_render() {
         .status()
         .unwrap();
     assert!(x.success());
+    depends_on_the_glibc_it_needs(&deb, &unpacked);
     man_pages_render(&unpacked);
     packaged_as_a_sysadmin_expects(&unpacked, &String::from_utf8_lossy(&listing.stdout));
     unit_says_what_the_daemon_needs(&root);
+}
+
+/// The package depends on the glibc its binary needs (2.36 once it has
+/// packed relocations: an older one cannot start it).
+fn depends_on_the_glibc_it_needs(deb: &std::path::Path, unpacked: &std::path::Path) {
+    let depends = Command::new("dpkg-deb")
+        .args(["--field"])
+        .arg(deb)
+        .arg("Depends")
+        .output()
+        .unwrap();
+    let depends = String::from_utf8_lossy(&depends.stdout).trim().to_owned();
+    let dynamic = Command::new("readelf")
+        .arg("-d")
+        .arg(unpacked.join("usr/sbin/keepalived-rs"))
+        .output()
+        .unwrap();
+    let relr = String::from_utf8_lossy(&dynamic.stdout).contains("(RELR)");
+    let want = if relr {
+        "libc6 (>= 2.36)"
+    } else {
+        "libc6 (>= 2.34)"
+    };
+    assert!(depends.contains(want), "Depends: {depends} (RELR: {relr})");
 }
 
 /// The binary is stripped (no .debug_info), the directories 0755 (the

@@ -3,7 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::fmt::Write as _;
+mod common;
+
 use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -98,13 +99,13 @@ impl Rig {
 }
 
 fn instance(priority: u8, vips: &[&str]) -> String {
-    let vips: String = vips.iter().fold(String::new(), |mut out, v| {
-        let _ = writeln!(out, "  {v}/24");
-        out
-    });
-    format!(
-        "vrrp_instance VI_1 {{\n state BACKUP\n interface eth0\n virtual_router_id 51\n version 3\n priority {priority}\n advert_int 0.1\n virtual_ipaddress {{\n{vips} }}\n}}\n"
-    )
+    common::Instance {
+        priority,
+        advert: "0.1".into(),
+        vips: vips.iter().map(|v| format!("{v}/24")).collect(),
+        ..common::Instance::default()
+    }
+    .text()
 }
 
 type Counted = std::thread::JoinHandle<Result<std::io::Result<(u32, u32)>, netlab::Error>>;
@@ -192,11 +193,12 @@ fn sighup_adds_a_vip_without_a_gap_and_refuses_a_broken_config() {
     eprintln!("reload: the added VIP is up {:?} after SIGHUP", t.elapsed());
     std::thread::sleep(Duration::from_millis(500));
     // A broken configuration: refused, with its file:line; all stays.
-    std::fs::write(
-        rig.conf("lb1"),
-        instance(100, &["198.51.100.250"]).replace("priority 100", "priority 300"),
-    )
-    .unwrap();
+    let broken = instance(100, &["198.51.100.250"]).replace("priority 100", "priority 300");
+    let line = 1 + broken
+        .lines()
+        .position(|l| l.contains("priority 300"))
+        .unwrap();
+    std::fs::write(rig.conf("lb1"), &broken).unwrap();
     rig.hup("lb1");
     let refused = rig.wait_log("lb1", "reload refused", Duration::from_secs(3));
     // The same through the control socket: exit 1, the errors printed.
@@ -231,7 +233,7 @@ fn sighup_adds_a_vip_without_a_gap_and_refuses_a_broken_config() {
     assert!(log.contains("(VI_1) reloaded in place"), "{log}");
     assert!(refused, "{log}");
     assert!(
-        log.contains("lb1.conf:6:") && log.contains("priority"),
+        log.contains(&format!("lb1.conf:{line}:")) && log.contains("priority"),
         "the error's file:line is logged\n{log}"
     );
     assert_eq!(
@@ -241,7 +243,7 @@ fn sighup_adds_a_vip_without_a_gap_and_refuses_a_broken_config() {
     );
     let said = String::from_utf8_lossy(&via_control.stdout);
     assert!(
-        said.contains("refused") && said.contains("lb1.conf:6:"),
+        said.contains("refused") && said.contains(&format!("lb1.conf:{line}:")),
         "{said}"
     );
     // Still MASTER with both VIPs after the refused reload.
@@ -458,9 +460,14 @@ fn metrics_follow_a_failover() {
 }
 
 fn instance_named(name: &str, vrid: u8, vip: &str) -> String {
-    instance(100, &[vip])
-        .replace("vrrp_instance VI_1", &format!("vrrp_instance {name}"))
-        .replace("virtual_router_id 51", &format!("virtual_router_id {vrid}"))
+    common::Instance {
+        name: name.into(),
+        vrid,
+        advert: "0.1".into(),
+        vips: vec![format!("{vip}/24")],
+        ..common::Instance::default()
+    }
+    .text()
 }
 
 #[test]

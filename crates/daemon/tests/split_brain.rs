@@ -22,26 +22,12 @@ use std::time::{Duration, Instant};
 
 use netlab::{Lab, Process};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+mod common;
+use common::Daemon;
 const VIP: &str = "198.51.100.250";
 
 fn vip() -> IpAddr {
     VIP.parse().unwrap()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Daemon {
-    Ours,
-    Keepalived,
-}
-
-impl Daemon {
-    fn name(self) -> &'static str {
-        match self {
-            Daemon::Ours => "keepalived-rs",
-            Daemon::Keepalived => "keepalived 2.2.7",
-        }
-    }
 }
 
 struct Rig {
@@ -108,7 +94,7 @@ impl Rig {
             std::fs::write(&conf, config(name, prio, peer, &dual)).unwrap();
             let cmd = match daemon {
                 Daemon::Ours => {
-                    let mut c = Command::new(BIN);
+                    let mut c = Command::new(common::bin());
                     c.args(["-n", "-l", "-f"])
                         .arg(&conf)
                         .arg("--control")
@@ -215,7 +201,7 @@ impl Rig {
     }
 
     fn status(&self, node: &str) -> serde_json::Value {
-        let out = Command::new(BIN)
+        let out = Command::new(common::bin())
             .args(["status", "--json", "--control"])
             .arg(self.dir.join(format!("{node}.sock")))
             .output()
@@ -295,7 +281,7 @@ fn run(daemon: Daemon) -> (Row, Rig) {
     assert!(
         settled.is_some(),
         "{}: lb1 never the only master\n{}",
-        daemon.name(),
+        daemon.label(),
         rig.logs()
     );
     // A: VRRP lost on the main link only.
@@ -307,7 +293,7 @@ fn run(daemon: Daemon) -> (Row, Rig) {
     assert!(
         healed_a.is_some(),
         "{}: A never healed\n{}",
-        daemon.name(),
+        daemon.label(),
         rig.logs()
     );
     // B: lb1 cut off from both switches, its carrier up.
@@ -382,7 +368,7 @@ fn split_brain_matrix_ours_and_keepalived() {
         let _ = writeln!(
             table,
             "| {} | VIP on {} | VIP on {} | {} |",
-            d.name(),
+            d.label(),
             show(&r.a),
             show(&r.b),
             r.c.map_or("not within 5 s".into(), |t| format!("{} ms", t.as_millis()))

@@ -10,38 +10,26 @@ use std::time::Duration;
 
 use netlab::{Lab, Process};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
-
-/// The binary to measure: `KEEPALIVED_RS_BIN` (bench/vrrp-memory sets it
-/// to a stripped copy, the binary the .deb ships), else the build's.
-fn bin() -> String {
-    std::env::var("KEEPALIVED_RS_BIN").unwrap_or_else(|_| BIN.to_owned())
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Daemon {
-    Ours,
-    Keepalived,
-}
-
-impl Daemon {
-    fn name(self) -> &'static str {
-        match self {
-            Daemon::Ours => "keepalived-rs",
-            Daemon::Keepalived => "keepalived 2.2",
-        }
-    }
-}
+// The binary measured: `common::bin()`, so `KEEPALIVED_RS_BIN` (which
+// bench/vrrp-memory sets to a stripped copy, the binary the .deb ships).
+mod common;
+use common::Daemon;
 
 /// `n` instances, VRIDs 1..=n, VRRPv3 at `advert_ms`, each with its own VIP.
 fn config(n: u32, prio: u32, state: &str, advert_ms: u64) -> String {
     let mut s = String::new();
     for vrid in 1..=n {
-        let _ = write!(
-            s,
-            "vrrp_instance VI_{vrid} {{\n state {state}\n interface eth0\n virtual_router_id {vrid}\n priority {prio}\n version 3\n advert_int {}\n virtual_ipaddress {{\n 203.0.113.{}/32\n }}\n}}\n",
-            advert_ms as f64 / 1000.0,
-            vrid
+        s.push_str(
+            &common::Instance {
+                name: format!("VI_{vrid}"),
+                state: state.into(),
+                vrid: u8::try_from(vrid).unwrap(),
+                priority: u8::try_from(prio).unwrap(),
+                vips: vec![format!("203.0.113.{vrid}/32")],
+                ..common::Instance::default()
+            }
+            .advert_ms(advert_ms)
+            .text(),
         );
     }
     s
@@ -52,7 +40,7 @@ fn start(lab: &Lab, node: &str, d: Daemon, text: &str, dir: &std::path::Path) ->
     std::fs::write(&conf, text).unwrap();
     let mut cmd = match d {
         Daemon::Ours => {
-            let mut c = Command::new(bin());
+            let mut c = Command::new(common::bin());
             c.arg("--control")
                 .arg(dir.join(format!("{node}.sock")))
                 .args(["-n", "-f"])
@@ -128,7 +116,7 @@ fn cpu_with_200_instances_at_10ms() {
                 table,
                 "| {} | {} | {m:.1}% | {b:.1}% | {:.2}x | {:.2}x |",
                 wire.name(),
-                d.name(),
+                d.label(),
                 m / km,
                 b / kb
             );
@@ -162,7 +150,7 @@ fn scale_cpu(d: Daemon, wire: Wire, n: u32, advert_ms: u64, secs: u64) -> (f64, 
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        eprintln!("{}: master pids {pm:?}, backup pids {pb:?}", d.name());
+        eprintln!("{}: master pids {pm:?}, backup pids {pb:?}", d.label());
         std::thread::sleep(Duration::from_secs(hold));
     }
     if std::env::var("COUNT_ADVERTS").is_ok() {
@@ -184,7 +172,7 @@ fn scale_cpu(d: Daemon, wire: Wire, n: u32, advert_ms: u64, secs: u64) -> (f64, 
             .unwrap();
         eprintln!(
             "{}: adverts seen in 1 s: {}",
-            d.name(),
+            d.label(),
             String::from_utf8_lossy(&out.stdout).lines().count()
         );
     }
@@ -194,7 +182,7 @@ fn scale_cpu(d: Daemon, wire: Wire, n: u32, advert_ms: u64, secs: u64) -> (f64, 
     let (mu, ms) = (user_ticks(&pm), cpu_ticks(&pm) - user_ticks(&pm));
     eprintln!(
         "{} ({}): master user {mu} system {ms} ticks since start",
-        d.name(),
+        d.label(),
         wire.name()
     );
     assert!(
@@ -203,7 +191,7 @@ fn scale_cpu(d: Daemon, wire: Wire, n: u32, advert_ms: u64, secs: u64) -> (f64, 
             .has_address(last_vip)
             .is_ok_and(|h| !h),
         "{} backup took a VIP",
-        d.name()
+        d.label()
     );
     let _ = std::fs::remove_dir_all(&dir);
     // Ticks are 1/100 s: percent of a core = ticks / seconds.
@@ -228,7 +216,7 @@ fn rss_with_one_instance() {
         std::thread::sleep(Duration::from_secs(3));
         let p = pids(&lab, "lb1");
         let rss = rss_kib(&p) as f64 / 1024.0;
-        let _ = writeln!(table, "| {} | {} | {rss:.1} |", d.name(), p.len());
+        let _ = writeln!(table, "| {} | {} | {rss:.1} |", d.label(), p.len());
         let _ = std::fs::remove_dir_all(&dir);
     }
     println!("\n{table}");
@@ -263,7 +251,7 @@ fn no_false_failover_under_cpu_load() {
         std::fs::write(&conf, config(1, 90, "BACKUP", 10)).unwrap();
         let mut cmd = match d {
             Daemon::Ours => {
-                let mut c = Command::new(BIN);
+                let mut c = Command::new(common::bin());
                 c.arg("--control")
                     .arg(dir.join("lb2.sock"))
                     .args(["-n", "-l", "-f"])
@@ -305,7 +293,7 @@ fn no_false_failover_under_cpu_load() {
             let _ = h.wait();
         }
         let n = takeovers(&log) - before;
-        let _ = writeln!(table, "| {} | {n} |", d.name());
+        let _ = writeln!(table, "| {} | {n} |", d.label());
         let _ = std::fs::remove_dir_all(&dir);
     }
     println!("\n{table}");

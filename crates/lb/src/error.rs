@@ -21,6 +21,8 @@ pub enum Error {
         #[source]
         why: std::io::Error,
     },
+    #[error("IPVS sent no answer within {0:?}")]
+    IpvsSilent(std::time::Duration),
     #[error("IPVS refused command {0}: no acknowledgement")]
     IpvsNoAck(u8),
     #[error("IPVS refused to list its table: {0}")]

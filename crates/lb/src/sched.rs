@@ -114,9 +114,10 @@ pub fn mix(mut x: u64) -> u64 {
 /// RSS) for one call. `x = m · 2^e` with `m` in [√½, √2), then
 /// `ln m = 2·atanh((m−1)/(m+1))` by its series (|s| ≤ 0.172: twelve terms
 /// are past f64's precision).
-pub fn ln(x: f64) -> f64 {
+pub(crate) fn ln(x: f64) -> f64 {
     const LN_2: f64 = std::f64::consts::LN_2;
     const SQRT_2: f64 = std::f64::consts::SQRT_2;
+    debug_assert!(x.is_normal() && x > 0.0, "ln of {x}");
     let bits = x.to_bits();
     let biased = i32::try_from((bits >> 52) & 0x7ff).unwrap_or(0);
     let m = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52));

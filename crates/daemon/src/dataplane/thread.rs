@@ -247,7 +247,13 @@ pub(super) fn follow(
                         Msg::View(v) => view = Some(v),
                         Msg::Reload(s, v, f) => {
                             arrange(planes, &s);
-                            flush = f;
+                            // `lvs_flush` stays the start's until the
+                            // first apply (a reload right after the start
+                            // must not skip it; later ones never flush).
+                            flush = Flush {
+                                at_start: flush.at_start,
+                                ..f
+                            };
                             view = Some(v);
                         }
                     }
@@ -294,5 +300,96 @@ pub(super) fn follow(
                 }
             }
         }
+        // `lvs_flush` is for the planes' first apply only (a plane a
+        // later reload opens finds the table as it is).
+        flush.at_start = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Carrier, Flush, ServiceSpec, ServiceView};
+    use super::{follow, Msg, Planes};
+    use std::sync::{Arc, Mutex};
+
+    /// A plane that remembers the `lvs_flush*` of every desired state.
+    struct Seen(Arc<Mutex<Vec<Flush>>>);
+
+    impl lb::DataPlane for Seen {
+        fn name(&self) -> &'static str {
+            "seen"
+        }
+        fn apply(&mut self, desired: &lb::Desired) -> Result<bool, lb::Error> {
+            if let Ok(mut s) = self.0.lock() {
+                s.push(desired.flush);
+            }
+            Ok(false)
+        }
+        fn clear(&mut self) -> Result<(), lb::Error> {
+            Ok(())
+        }
+    }
+
+    fn spec() -> ServiceSpec {
+        let text = "virtual_server 198.51.100.250 80 {\n lb_dataplane ipvs\n real_server 198.51.100.50 80 {\n }\n}\n";
+        let config = kaconf::parse_str(
+            std::path::Path::new("t.conf"),
+            text,
+            &kaconf::Options::default(),
+        )
+        .config;
+        let mut s = super::super::specs(&config);
+        let mut one = s.remove(0);
+        one.carrier = Carrier::Ipvs;
+        one
+    }
+
+    /// `lvs_flush` reaches the planes' first apply even when a reload
+    /// (whose flush says "not at start") is queued before it, and never a
+    /// later one. (Before, the reload's flush replaced the start's.)
+    #[test]
+    fn lvs_flush_survives_an_early_reload_and_is_used_once() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut planes: Planes = vec![(Carrier::Ipvs, Box::new(Seen(seen.clone())), vec![spec()])];
+        let view = vec![ServiceView {
+            reals: Vec::new(),
+            quorum_up: true,
+        }];
+        let start = Flush {
+            at_start: true,
+            all_on_stop: false,
+        };
+        let reload = Flush {
+            at_start: false,
+            all_on_stop: true,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        assert!(tx.send(Msg::View(view.clone())).is_ok());
+        assert!(tx
+            .send(Msg::Reload(vec![spec()], view.clone(), reload))
+            .is_ok());
+        let status = crate::control::Shared::default();
+        std::thread::scope(|scope| {
+            scope.spawn(move || follow(&mut planes, &[spec()], start, &rx, &status));
+            // The first round applies both messages at once; then one more.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(tx.send(Msg::View(view)).is_ok());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(tx);
+        });
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(
+            seen.first(),
+            Some(&Flush {
+                at_start: true,
+                all_on_stop: true
+            }),
+            "{seen:?}"
+        );
+        assert!(seen.len() >= 2, "{seen:?}");
+        assert!(
+            seen[1..].iter().all(|f| !f.at_start && f.all_on_stop),
+            "{seen:?}"
+        );
     }
 }

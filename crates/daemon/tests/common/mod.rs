@@ -25,6 +25,14 @@ impl Daemon {
             Daemon::Keepalived => "ka",
         }
     }
+
+    /// Its name in a benchmark's table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Daemon::Ours => "keepalived-rs",
+            Daemon::Keepalived => "keepalived 2.2.7",
+        }
+    }
 }
 
 /// The text of a caught panic (`std::panic::catch_unwind`'s error).
@@ -71,4 +79,73 @@ pub fn advert_socket() -> std::io::Result<(socket2::Socket, socket2::SockAddr)> 
     s.bind_device(Some(b"eth0"))?;
     let to = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(224, 0, 0, 18), 0).into();
     Ok((s, to))
+}
+
+/// A `vrrp_instance` block as the tests write them: `VI_1`, VRID 51,
+/// BACKUP on eth0, VRRPv3 at 1 s, priority 100, unless told otherwise.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: String,
+    pub state: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    pub version: u8,
+    /// `advert_int` as written (`1`, `0.1`).
+    pub advert: String,
+    /// Each line of `virtual_ipaddress` (`198.51.100.250/24`).
+    pub vips: Vec<String>,
+    /// More lines inside the block, as written.
+    pub extra: String,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Self {
+            name: "VI_1".into(),
+            state: "BACKUP".into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            priority: 100,
+            version: 3,
+            advert: "1".into(),
+            vips: Vec::new(),
+            extra: String::new(),
+        }
+    }
+}
+
+impl Instance {
+    /// `advert_int` of `ms` milliseconds (whole seconds for VRRPv2).
+    pub fn advert_ms(mut self, ms: u64) -> Self {
+        self.advert = if self.version == 2 {
+            (ms / 1000).to_string()
+        } else {
+            #[allow(clippy::cast_precision_loss)]
+            let secs = ms as f64 / 1000.0;
+            secs.to_string()
+        };
+        self
+    }
+
+    /// Its text.
+    pub fn text(&self) -> String {
+        let vips = self.vips.iter().fold(String::new(), |mut out, v| {
+            out.push(' ');
+            out.push_str(v);
+            out.push('\n');
+            out
+        });
+        format!(
+            "vrrp_instance {} {{\n state {}\n interface {}\n virtual_router_id {}\n priority {}\n version {}\n advert_int {}\n virtual_ipaddress {{\n{vips} }}\n{}}}\n",
+            self.name,
+            self.state,
+            self.interface,
+            self.vrid,
+            self.priority,
+            self.version,
+            self.advert,
+            self.extra
+        )
+    }
 }

@@ -18,6 +18,21 @@ pub struct Ipvs {
     buf: Vec<u8>,
 }
 
+/// How long an answer of the kernel may take: one that never comes (or a
+/// dump never finished) fails the change, which the next apply retries,
+/// instead of stopping the data plane's thread for good.
+pub const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A receive error as the plane reports it (a timeout says so).
+fn recv_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            Error::IpvsSilent(REPLY_TIMEOUT)
+        }
+        _ => Error::Ipvs(e),
+    }
+}
+
 /// Why IPVS cannot be used here, if it cannot.
 pub fn unavailable() -> Option<Error> {
     (!std::path::Path::new("/proc/net/ip_vs").exists()).then_some(Error::NoIpvs)
@@ -33,6 +48,9 @@ impl Ipvs {
         socket.bind_auto().map_err(Error::Netlink)?;
         socket
             .connect(&SocketAddr::new(0, 0))
+            .map_err(Error::Netlink)?;
+        socket2::SockRef::from(&socket)
+            .set_read_timeout(Some(REPLY_TIMEOUT))
             .map_err(Error::Netlink)?;
         let mut me = Self {
             socket,
@@ -57,7 +75,7 @@ impl Ipvs {
         // The answer to this command (anything older queued is skipped).
         loop {
             self.buf.clear();
-            self.socket.recv(&mut self.buf, 0).map_err(Error::Ipvs)?;
+            self.socket.recv(&mut self.buf, 0).map_err(recv_error)?;
             if let Some(answer) = ack(&self.buf, self.seq) {
                 return answer.map_err(|why| match why {
                     Some(why) => Error::IpvsRefused { cmd, why },
@@ -84,7 +102,7 @@ impl Ipvs {
         let (mut items, mut unreadable) = (Vec::new(), 0);
         loop {
             buf.clear();
-            self.socket.recv(&mut buf, 0).map_err(Error::Ipvs)?;
+            self.socket.recv(&mut buf, 0).map_err(recv_error)?;
             let part = parse(&buf, self.seq).map_err(|e| {
                 Error::IpvsList(std::io::Error::from_raw_os_error(e.saturating_neg()))
             })?;
