@@ -65,7 +65,7 @@ impl Wire {
     }
 
     /// Applies the mode to `lab` and the daemons `pids`.
-    pub fn apply(self, lab: &crate::Lab, pids: &[u32]) -> Result<(), String> {
+    pub fn apply(self, lab: &crate::Lab, pids: &[u32]) -> Result<(), WireError> {
         if self == Wire::Veth {
             return Ok(());
         }
@@ -77,7 +77,10 @@ impl Wire {
                 .status()
                 .is_ok_and(|s| s.success());
             if !ok {
-                return Err(format!("cannot set {path} in {}", link.switch_ns));
+                return Err(WireError::Rps {
+                    path,
+                    ns: link.switch_ns.clone(),
+                });
             }
         }
         for pid in pids {
@@ -86,11 +89,20 @@ impl Wire {
                 .output()
                 .is_ok_and(|o| o.status.success());
             if !ok {
-                return Err(format!("taskset {pid}"));
+                return Err(WireError::Taskset(*pid));
             }
         }
         Ok(())
     }
+}
+
+/// Why a wire mode could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("cannot set {path} in {ns}")]
+    Rps { path: String, ns: String },
+    #[error("taskset {0}")]
+    Taskset(u32),
 }
 
 #[cfg(test)]

@@ -33,12 +33,28 @@ pub struct Kernel {
     pub version: String,
 }
 
+/// Why no VM can boot here.
+#[derive(Debug, thiserror::Error)]
+pub enum NoVm {
+    #[error("it must run as root")]
+    NotRoot,
+    #[error("`{program}` is not installed: {package}")]
+    Missing {
+        program: &'static str,
+        package: &'static str,
+    },
+    #[error("/boot: {0}")]
+    Boot(#[source] std::io::Error),
+    #[error("no kernel with IPVS modules in /boot (apt install linux-image-amd64)")]
+    NoKernel,
+}
+
 /// The kernel to boot, or why there is none: `NETLAB_VM_KERNEL` (a
 /// `vmlinuz` path), else the newest `/boot/vmlinuz-*` whose modules
 /// include IPVS; `vng` and `qemu-system-x86_64` must be installed.
-pub fn kernel() -> Result<Kernel, String> {
+pub fn kernel() -> Result<Kernel, NoVm> {
     if !nix::unistd::geteuid().is_root() {
-        return Err("it must run as root".into());
+        return Err(NoVm::NotRoot);
     }
     for (program, package) in [
         ("vng", "virtme-ng (pip install virtme-ng)"),
@@ -47,7 +63,7 @@ pub fn kernel() -> Result<Kernel, String> {
         ("busybox", "busybox-static (apt)"),
     ] {
         if !on_path(program) {
-            return Err(format!("`{program}` is not installed: {package}"));
+            return Err(NoVm::Missing { program, package });
         }
     }
     let candidates: Vec<PathBuf> = if let Some(p) = std::env::var_os("NETLAB_VM_KERNEL") {
@@ -55,7 +71,7 @@ pub fn kernel() -> Result<Kernel, String> {
     } else {
         {
             let mut v: Vec<PathBuf> = std::fs::read_dir("/boot")
-                .map_err(|e| format!("/boot: {e}"))?
+                .map_err(NoVm::Boot)?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| {
@@ -85,7 +101,7 @@ pub fn kernel() -> Result<Kernel, String> {
             return Ok(Kernel { image, version });
         }
     }
-    Err("no kernel with IPVS modules in /boot (apt install linux-image-amd64)".into())
+    Err(NoVm::NoKernel)
 }
 
 fn on_path(program: &str) -> bool {
