@@ -21,31 +21,14 @@ fn a_once_script_runs_one_at_a_time_and_through_the_policy() {
     let policy = Policy::from_globals(&kaconf::model::GlobalDefs::default());
     let running = std::sync::Arc::default();
     let timeout = Duration::from_secs(5);
-    once(
-        &running,
-        "VI_1 dual".into(),
-        script.clone(),
-        timeout,
-        &policy,
-    );
+    let episode = |script: Script| once(&running, "VI_1 dual".into(), script, timeout, &policy);
+    episode(script.clone());
     std::thread::sleep(Duration::from_millis(300));
-    once(
-        &running,
-        "VI_1 dual".into(),
-        script.clone(),
-        timeout,
-        &policy,
-    );
+    episode(script.clone());
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\n");
     // Ended: the next episode runs it again.
-    once(
-        &running,
-        "VI_1 dual".into(),
-        script.clone(),
-        timeout,
-        &policy,
-    );
+    episode(script.clone());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\nrun\n");
     std::thread::sleep(Duration::from_secs(1));
@@ -53,7 +36,7 @@ fn a_once_script_runs_one_at_a_time_and_through_the_policy() {
         user: Some(vec!["krs-no-such-user".into()]),
         ..script
     };
-    once(&running, "VI_1 dual".into(), stranger, timeout, &policy);
+    episode(stranger);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\nrun\n");
     let _ = std::fs::remove_dir_all(&dir);
