@@ -9,8 +9,15 @@ fn main() {
     // glibc has it; `KEEPALIVED_RS_NO_RELR=1` leaves it out.
     let linux_gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
+    // `getconf` tells the build machine's glibc: a cross build is left
+    // without (its target's glibc is not asked).
+    let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
     println!("cargo:rerun-if-env-changed=KEEPALIVED_RS_NO_RELR");
-    if linux_gnu && std::env::var_os("KEEPALIVED_RS_NO_RELR").is_none() && glibc_has_relr() {
+    if linux_gnu
+        && native
+        && std::env::var_os("KEEPALIVED_RS_NO_RELR").is_none()
+        && glibc_has_relr()
+    {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }

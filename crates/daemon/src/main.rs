@@ -245,11 +245,19 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         let (config, stop2, status) = (config.clone(), stop.clone(), status.clone());
         let reloads = reloader.subscribe();
         let notify = notifier.sender(keepalived_rs::notify::Source::Vrrp);
-        Some(
-            std::thread::Builder::new()
-                .name("vrrp".into())
-                .spawn(move || vrrp::run(&config, &stop2, &status, &reloads, notify))?,
-        )
+        match std::thread::Builder::new()
+            .name("vrrp".into())
+            .spawn(move || vrrp::run(&config, &stop2, &status, &reloads, notify))
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // The checkers (and their data planes) are running: stop
+                // them as on any stop, then fail.
+                tracing::error!("cannot start the VRRP thread: {e}");
+                let code = finish(None, checks, notifier, &stop, pid_file.as_deref());
+                return Ok(code.max(1));
+            }
+        }
     } else {
         None
     };

@@ -411,8 +411,33 @@ impl Notifier {
                 }
             }
         }
-        if !self.readers.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+        // The FIFOs' write ends are closed now: a reader that reads to the
+        // end takes the last lines (the STOP notifications) and ends by
+        // itself; it gets 2 s, then SIGTERM and 0.5 s, then (in `drop`)
+        // SIGKILL.
+        self.readers_end_within(std::time::Duration::from_secs(2));
+        for r in &mut self.readers {
+            if r.try_wait().ok().flatten().is_none() {
+                if let Ok(pid) = i32::try_from(r.id()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+        }
+        self.readers_end_within(std::time::Duration::from_millis(500));
+    }
+
+    fn readers_end_within(&mut self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline
+            && self
+                .readers
+                .iter_mut()
+                .any(|r| r.try_wait().ok().flatten().is_none())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 }
@@ -586,9 +611,11 @@ fn run_all(rx: &Receiver<Job>, fifos: &Fifos, smtp: Option<&Smtp>, policy: &crat
                 continue;
             }
             Job::Fifo(from, line) => {
-                let Ok(mut fifos) = fifos.lock() else {
-                    continue;
-                };
+                // A queue that panicked while writing leaves the FIFOs
+                // as they were: the other part goes on using them.
+                let mut fifos = fifos
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 for (f, _) in fifos
                     .iter_mut()
                     .filter(|(_, carries)| carries.is_none_or(|c| c == from))

@@ -19,19 +19,26 @@ fn a_once_script_runs_one_at_a_time_and_through_the_policy() {
         user: None,
     };
     let policy = Policy::from_globals(&kaconf::model::GlobalDefs::default());
-    let running = std::sync::Arc::default();
+    let running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::Arc::default();
     let timeout = Duration::from_secs(5);
     let episode = |script: Script| once(&running, "VI_1 dual".into(), script, timeout, &policy);
+    // Waits (at most 10 s: a loaded machine) until no run is going.
+    let ended = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while running.lock().is_ok_and(|r| !r.is_empty()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     episode(script.clone());
-    std::thread::sleep(Duration::from_millis(300));
+    // Still running (its key is taken before it starts): not again.
     episode(script.clone());
-    std::thread::sleep(Duration::from_millis(1500));
+    ended();
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\n");
     // Ended: the next episode runs it again.
     episode(script.clone());
-    std::thread::sleep(Duration::from_millis(300));
+    ended();
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "run\nrun\n");
-    std::thread::sleep(Duration::from_secs(1));
     let stranger = Script {
         user: Some(vec!["krs-no-such-user".into()]),
         ..script
@@ -64,7 +71,7 @@ fn a_slow_checker_script_does_not_delay_vrrp_s_notifications() {
     let started = std::time::Instant::now();
     let checkers = notifier.sender(Source::Checkers);
     checkers
-        .send(Job::Run(sh(format!("sleep 2; touch {}", slow.display()))))
+        .send(Job::Run(sh(format!("sleep 5; touch {}", slow.display()))))
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let vrrp = notifier.sender(Source::Vrrp);
@@ -75,7 +82,7 @@ fn a_slow_checker_script_does_not_delay_vrrp_s_notifications() {
     }
     let quick_after = started.elapsed();
     assert!(
-        quick.exists() && quick_after < Duration::from_millis(1500),
+        quick.exists() && quick_after < Duration::from_secs(3),
         "VRRP's script ran after {quick_after:?}"
     );
     assert!(!slow.exists(), "the slow one is still running");

@@ -369,12 +369,19 @@ mod tests {
             .send(Msg::Reload(vec![spec()], view.clone(), reload))
             .is_ok());
         let status = crate::control::Shared::default();
+        // Waits (at most 10 s: a loaded machine) until `n` applies are seen.
+        let applied = |n: usize| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while seen.lock().map_or(0, |s| s.len()) < n && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
         std::thread::scope(|scope| {
             scope.spawn(move || follow(&mut planes, &[spec()], start, &rx, &status));
             // The first round applies both messages at once; then one more.
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            applied(1);
             assert!(tx.send(Msg::View(view)).is_ok());
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            applied(2);
             drop(tx);
         });
         let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
