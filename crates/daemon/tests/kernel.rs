@@ -151,6 +151,12 @@ impl Bench {
         self.ipvsadm(&["-Sn"])
     }
 
+    /// The table and the connection timeouts (`lvs_timeouts`), as
+    /// `ipvsadm -Sn` and `ipvsadm -L --timeout` print them.
+    fn table_and_timeouts(&self) -> String {
+        self.table() + &self.ipvsadm(&["-L", "--timeout"])
+    }
+
     /// Starts `who` on `conf` (written to a file of its own).
     fn start(
         &self,
@@ -213,12 +219,12 @@ impl Bench {
     fn run(&self, who: Daemon, conf: &str, reload: Option<&str>) -> Tables {
         let (mut p, path, log) = self.start(who, conf);
         let quiet = Duration::from_secs(4);
-        let mut running = self.settled(quiet);
+        let mut running = self.settled(quiet) + &self.ipvsadm(&["-L", "--timeout"]);
         if let Some(next) = reload {
             std::fs::write(&path, next).unwrap();
             p.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
             std::thread::sleep(Duration::from_secs(1));
-            running = self.settled(quiet);
+            running = self.settled(quiet) + &self.ipvsadm(&["-L", "--timeout"]);
         }
         let ended_early = match p.child_mut().try_wait() {
             Ok(Some(status)) => Some(format!("{status}")),
@@ -227,7 +233,7 @@ impl Bench {
         let _ = p.signal(nix::sys::signal::Signal::SIGTERM);
         let _ = p.wait_timeout(Duration::from_secs(15));
         drop(p);
-        let stopped = self.table();
+        let stopped = self.table_and_timeouts();
         Tables {
             running,
             stopped,
@@ -252,6 +258,8 @@ impl Bench {
             // says so; twice is a failure below.
             for attempt in 1..=2 {
                 self.ipvsadm(&["-C"]);
+                // The kernel's default timeouts (a run may leave its own).
+                self.ipvsadm(&["--set", "900", "120", "300"]);
                 for args in before {
                     self.ipvsadm(args);
                 }
@@ -532,6 +540,22 @@ fn ipvsadm_tables_match_keepalived() {
         ("lvs_flush", foreign, flush, None),
         ("lvs_flush_on_stop", foreign, flush_on_stop, None),
         ("lvs_flush_on_stop VS", foreign, flush_vs_on_stop, None),
+        (
+            "lvs_timeouts",
+            &[],
+            format!("global_defs {{\n lvs_timeouts tcp 7200 udp 301\n}}\n{}", reload_configs().0),
+            // Dropped by a reload: the kernel's own back.
+            Some(reload_configs().0),
+        ),
+        (
+            "lvs_timeouts all three",
+            &[],
+            format!(
+                "global_defs {{\n lvs_timeouts tcp 3600 tcpfin 61 udp 31\n}}\n{}",
+                reload_configs().0
+            ),
+            None,
+        ),
     ];
     let mut failures = Vec::new();
     for (case, before, conf, reload) in &cases {

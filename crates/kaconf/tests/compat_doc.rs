@@ -141,6 +141,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "lb_dataplane",
             "lvs_flush",
             "lvs_flush_on_stop",
+            "lvs_timeouts",
         ],
     ),
     (

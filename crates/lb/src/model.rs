@@ -110,8 +110,8 @@ pub struct Service {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Desired {
     pub services: Vec<Service>,
-    /// `lvs_flush` / `lvs_flush_on_stop` (IPVS only).
-    pub flush: Flush,
+    /// What applies to the whole IPVS table (IPVS only).
+    pub table: Table,
 }
 
 /// What the proxy needs of a virtual server beyond its servers.
@@ -150,4 +150,27 @@ pub struct Flush {
     /// `lvs_flush_on_stop` (no argument): the whole table is flushed
     /// when we stop; otherwise (also with `VS`) we remove only ours.
     pub all_on_stop: bool,
+}
+
+/// `lvs_timeouts`: IPVS's connection timeouts in seconds (`None`: the
+/// kernel's own, as it was before we changed any).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: Option<u32>,
+    pub tcp_fin: Option<u32>,
+    pub udp: Option<u32>,
+}
+
+impl Timeouts {
+    /// None given.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What applies to the whole IPVS table rather than to one service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Table {
+    pub flush: Flush,
+    pub timeouts: Timeouts,
 }

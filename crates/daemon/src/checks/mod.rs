@@ -67,7 +67,7 @@ fn reloaded(
     // The new services and the view of them in one message: applied
     // together, never the new specs with the old view.
     let specs = crate::dataplane::specs(new);
-    let flush = crate::dataplane::flush_for_reload(new);
+    let flush = crate::dataplane::table_for_reload(new);
     let _ = dp_tx.send(crate::dataplane::Msg::Reload(specs, fresh.view(), flush));
     fresh
 }
@@ -92,7 +92,7 @@ pub fn run(
     // Also if this thread panics, the data plane's thread is told to end
     // and waited for, so that our tables are gone before the process is.
     let dataplane =
-        crate::dataplane::start(carried, crate::dataplane::flush(config), status.clone())?;
+        crate::dataplane::start(carried, crate::dataplane::table(config), status.clone())?;
     let dp_tx = dataplane.sender();
     let _ = dp_tx.send(crate::dataplane::Msg::View(plan.view()));
     // What runs, for the next reload's change list.

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 pub use lb::model::Carrier;
-use lb::model::{Desired, Flush, Kind, Proto, ProxyOptions, Real, Service};
+use lb::model::{Desired, Flush, Kind, Proto, ProxyOptions, Real, Service, Table};
 use lb::sched::Algo;
 
 mod neigh;
@@ -21,7 +21,7 @@ mod specs;
 mod thread;
 
 use neigh::{arp_table, device_for, parse_mac, solicit};
-pub use specs::{entries, flush, flush_for_reload, service_name, specs, Entry};
+pub use specs::{entries, flush, service_name, specs, table, table_for_reload, timeouts, Entry};
 pub use thread::{start, Msg, Thread};
 
 /// One real server as the checkers see it.
@@ -71,12 +71,13 @@ pub struct ServiceSpec {
 const RETRY: Duration = Duration::from_millis(250);
 
 /// The desired state for `specs` given the checkers' `view` (and
-/// `lvs_flush*`), and which DR servers' MACs are still missing.
+/// the table's `lvs_flush*` and `lvs_timeouts`), and which DR servers'
+/// MACs are still missing.
 pub fn desired(
     specs: &[ServiceSpec],
     view: &[ServiceView],
     arp: &[(IpAddr, [u8; 6])],
-    flush: Flush,
+    table: Table,
 ) -> (Desired, Vec<IpAddr>) {
     let mut missing = Vec::new();
     let mut services = Vec::new();
@@ -153,7 +154,7 @@ pub fn desired(
             proxy: spec.proxy.clone(),
         });
     }
-    (Desired { services, flush }, missing)
+    (Desired { services, table }, missing)
 }
 
 #[cfg(test)]
@@ -247,14 +248,14 @@ mod tests {
             &[spec(Kind::Nat)],
             &view([true, false], false, true),
             &[],
-            Flush::default(),
+            Table::default(),
         );
         assert_eq!(d.services[0].reals.len(), 1);
         let (d, _) = desired(
             &[spec(Kind::Nat)],
             &view([true, false], true, true),
             &[],
-            Flush::default(),
+            Table::default(),
         );
         assert_eq!(
             d.services[0]
@@ -268,13 +269,41 @@ mod tests {
             &[spec(Kind::Nat)],
             &view([false, false], false, false),
             &[],
-            Flush::default(),
+            Table::default(),
         );
         assert!(d.services[0].sorry);
         assert_eq!(
             d.services[0].reals[0].addr,
             IpAddr::from([198, 51, 100, 60])
         );
+    }
+
+    /// `lvs_timeouts` as keepalived reads it: any order, 0 is "not set",
+    /// a bad value or word is left out and the rest kept.
+    #[test]
+    fn lvs_timeouts_as_keepalived_reads_them() {
+        let of = |line: &str| {
+            let c = kaconf::parse_str(
+                std::path::Path::new("t.conf"),
+                &format!("global_defs {{\n {line}\n}}\n"),
+                &kaconf::Options::default(),
+            )
+            .config;
+            super::timeouts(&c)
+        };
+        let t = |tcp, tcp_fin, udp| lb::model::Timeouts { tcp, tcp_fin, udp };
+        assert_eq!(of(""), t(None, None, None));
+        assert_eq!(
+            of("lvs_timeouts udp 301 tcp 7200 tcpfin 121"),
+            t(Some(7200), Some(121), Some(301))
+        );
+        assert_eq!(of("lvs_timeouts tcp 0 udp 5"), t(None, None, Some(5)));
+        assert_eq!(
+            of("lvs_timeouts tcp 99999999 bogus udp 5"),
+            t(None, None, Some(5))
+        );
+        assert_eq!(of("lvs_timeouts udp 5 tcp"), t(None, None, Some(5)));
+        assert!(table_for_reload(&kaconf::Config::default()).timeouts.is_empty());
     }
 
     #[test]
@@ -304,7 +333,7 @@ mod tests {
         )
         .config;
         assert_eq!(
-            flush_for_reload(&c),
+            table_for_reload(&c).flush,
             Flush {
                 at_start: false,
                 all_on_stop: true

@@ -388,10 +388,52 @@ pub fn flush(config: &kaconf::Config) -> lb::model::Flush {
     }
 }
 
-/// As a reload leaves them: `lvs_flush` is for the start only.
-pub fn flush_for_reload(config: &kaconf::Config) -> lb::model::Flush {
-    lb::model::Flush {
-        at_start: false,
-        ..flush(config)
+/// `lvs_timeouts tcp N tcpfin N udp N` as keepalived reads it: each value
+/// 0..=31 days (0: not set); a bad value, a missing one or an unknown
+/// word is said in the log and left out, the rest kept.
+pub fn timeouts(config: &kaconf::Config) -> lb::model::Timeouts {
+    const MAX: u32 = 86_400 * 31;
+    let mut t = lb::model::Timeouts::default();
+    let g = config.globals();
+    let Some(words) = g.lvs_timeouts.as_ref().map(|w| &w.0) else {
+        return t;
+    };
+    let mut i = 0;
+    while let Some(word) = words.get(i) {
+        let slot = match word.as_str() {
+            "tcp" => &mut t.tcp,
+            "tcpfin" => &mut t.tcp_fin,
+            "udp" => &mut t.udp,
+            other => {
+                tracing::warn!("lvs_timeouts: unknown option `{other}`; ignored");
+                i += 1;
+                continue;
+            }
+        };
+        match words.get(i + 1).map(|v| v.parse::<u32>()) {
+            Some(Ok(v)) if v <= MAX => *slot = (v > 0).then_some(v),
+            Some(_) => tracing::warn!(
+                "lvs_timeouts {word} `{}`: expected 0..={MAX} seconds; ignored",
+                words.get(i + 1).map_or("", String::as_str)
+            ),
+            None => tracing::warn!("lvs_timeouts {word}: no value; ignored"),
+        }
+        i += 2;
     }
+    t
+}
+
+/// What applies to the whole IPVS table: `lvs_flush*`, `lvs_timeouts`.
+pub fn table(config: &kaconf::Config) -> lb::model::Table {
+    lb::model::Table {
+        flush: flush(config),
+        timeouts: timeouts(config),
+    }
+}
+
+/// As a reload leaves it: `lvs_flush` is for the start only.
+pub fn table_for_reload(config: &kaconf::Config) -> lb::model::Table {
+    let mut t = table(config);
+    t.flush.at_start = false;
+    t
 }

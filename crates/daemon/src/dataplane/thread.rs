@@ -2,8 +2,8 @@
 //! messages it follows, what it publishes in `status`.
 
 use super::{
-    arp_table, desired, solicit, Carrier, Duration, Flush, Kind, Receiver, RecvTimeoutError,
-    Sender, ServiceSpec, ServiceView, RETRY,
+    arp_table, desired, solicit, Carrier, Duration, Kind, Receiver, RecvTimeoutError, Sender,
+    ServiceSpec, ServiceView, Table, RETRY,
 };
 
 /// What the data plane thread is told.
@@ -12,21 +12,21 @@ pub enum Msg {
     /// The checkers' view changed.
     View(Vec<ServiceView>),
     /// A reload: the virtual servers, the checkers' view of them, and
-    /// `lvs_flush_on_stop`.
-    Reload(Vec<ServiceSpec>, Vec<ServiceView>, Flush),
+    /// the table's options (`lvs_flush_on_stop`, `lvs_timeouts`).
+    Reload(Vec<ServiceSpec>, Vec<ServiceView>, Table),
 }
 
 /// Starts the data plane's thread; it runs until the sender is dropped,
 /// then removes what the planes carry.
 pub fn start(
     specs: Vec<ServiceSpec>,
-    flush: Flush,
+    table: Table,
     status: crate::control::Shared,
 ) -> std::io::Result<Thread> {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("dataplane".into())
-        .spawn(move || run(&specs, flush, &rx, &status))?;
+        .spawn(move || run(&specs, table, &rx, &status))?;
     Ok(Thread {
         tx: Some(tx),
         handle: Some(handle),
@@ -209,13 +209,13 @@ pub(super) type Planes = Vec<(Carrier, Box<dyn lb::DataPlane>, Vec<ServiceSpec>)
 /// ends the thread, which the checkers' thread sees: the daemon stops).
 pub(super) fn run(
     specs: &[ServiceSpec],
-    flush: Flush,
+    table: Table,
     rx: &Receiver<Msg>,
     status: &crate::control::Shared,
 ) {
     let mut planes: Planes = Vec::new();
     let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        follow(&mut planes, specs, flush, rx, status);
+        follow(&mut planes, specs, table, rx, status);
     }));
     if followed.is_err() {
         tracing::error!("the data plane thread panicked; removing what it carried");
@@ -230,7 +230,7 @@ pub(super) fn run(
 pub(super) fn follow(
     planes: &mut Planes,
     specs: &[ServiceSpec],
-    mut flush: Flush,
+    mut table: Table,
     rx: &Receiver<Msg>,
     status: &crate::control::Shared,
 ) {
@@ -250,10 +250,9 @@ pub(super) fn follow(
                             // `lvs_flush` stays the start's until the
                             // first apply (a reload right after the start
                             // must not skip it; later ones never flush).
-                            flush = Flush {
-                                at_start: flush.at_start,
-                                ..f
-                            };
+                            let at_start = table.flush.at_start;
+                            table = f;
+                            table.flush.at_start = at_start;
                             view = Some(v);
                         }
                     }
@@ -272,7 +271,7 @@ pub(super) fn follow(
         };
         let arp = arp_table();
         for (_, plane, specs) in planes.iter_mut() {
-            let (d, missing) = desired(specs, v, &arp, flush);
+            let (d, missing) = desired(specs, v, &arp, table);
             // Only DR on nftables needs MACs (`desired` says which are missing).
             for ip in &missing {
                 solicit(*ip);
@@ -302,13 +301,13 @@ pub(super) fn follow(
         }
         // `lvs_flush` is for the planes' first apply only (a plane a
         // later reload opens finds the table as it is).
-        flush.at_start = false;
+        table.flush.at_start = false;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Carrier, Flush, ServiceSpec, ServiceView};
+    use super::super::{Carrier, Flush, ServiceSpec, ServiceView, Table};
     use super::{follow, Msg, Planes};
     use std::sync::{Arc, Mutex};
 
@@ -321,7 +320,7 @@ mod tests {
         }
         fn apply(&mut self, desired: &lb::Desired) -> Result<bool, lb::Error> {
             if let Ok(mut s) = self.0.lock() {
-                s.push(desired.flush);
+                s.push(desired.table.flush);
             }
             Ok(false)
         }
@@ -355,13 +354,19 @@ mod tests {
             reals: Vec::new(),
             quorum_up: true,
         }];
-        let start = Flush {
-            at_start: true,
-            all_on_stop: false,
+        let start = Table {
+            flush: Flush {
+                at_start: true,
+                all_on_stop: false,
+            },
+            ..Table::default()
         };
-        let reload = Flush {
-            at_start: false,
-            all_on_stop: true,
+        let reload = Table {
+            flush: Flush {
+                at_start: false,
+                all_on_stop: true,
+            },
+            ..Table::default()
         };
         let (tx, rx) = std::sync::mpsc::channel();
         assert!(tx.send(Msg::View(view.clone())).is_ok());

@@ -23,6 +23,8 @@ pub mod cmd {
     pub const SET_DEST: u8 = 6;
     pub const DEL_DEST: u8 = 7;
     pub const GET_DEST: u8 = 8;
+    pub const SET_CONFIG: u8 = 12;
+    pub const GET_CONFIG: u8 = 13;
     pub const FLUSH: u8 = 17;
 }
 
@@ -255,6 +257,66 @@ pub fn dest_attrs(k: &ServiceKey, d: &Dest) -> Vec<u8> {
         }
     });
     out
+}
+
+/// `IPVS_CMD_ATTR_TIMEOUT_TCP`, `…_TCP_FIN`, `…_UDP`.
+const CMD_ATTR_TIMEOUT_TCP: u16 = 4;
+const CMD_ATTR_TIMEOUT_TCP_FIN: u16 = 5;
+const CMD_ATTR_TIMEOUT_UDP: u16 = 6;
+
+/// `SET_CONFIG`'s attributes: the three timeouts, in seconds (keepalived
+/// always sends all three).
+pub fn timeouts_attrs(tcp: u32, tcp_fin: u32, udp: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    attr(&mut out, CMD_ATTR_TIMEOUT_TCP, &tcp.to_ne_bytes());
+    attr(&mut out, CMD_ATTR_TIMEOUT_TCP_FIN, &tcp_fin.to_ne_bytes());
+    attr(&mut out, CMD_ATTR_TIMEOUT_UDP, &udp.to_ne_bytes());
+    out
+}
+
+/// The timeouts (tcp, tcpfin, udp) in a `GET_CONFIG` answer to `seq` in
+/// `buf`: `Ok(None)` if `buf` holds none (another message, or only the
+/// acknowledgement), the kernel's error (a negative errno) if it refused.
+pub fn parse_timeouts(buf: &[u8], seq: u32) -> Result<Option<(u32, u32, u32)>, i32> {
+    let mut at = 0;
+    while let Some(h) = buf.get(at..at + 16) {
+        let len =
+            usize::try_from(u32::from_ne_bytes([h[0], h[1], h[2], h[3]])).unwrap_or(usize::MAX);
+        let kind = u16::from_ne_bytes([h[4], h[5]]);
+        let this = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+        let Some(msg) = at.checked_add(len).and_then(|end| buf.get(at..end)) else {
+            break;
+        };
+        if len < 16 {
+            break;
+        }
+        at = at.saturating_add((len + 3) & !3);
+        if this != seq {
+            continue;
+        }
+        if kind == 2 {
+            let e = msg
+                .get(16..20)
+                .map_or(-5, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            if e != 0 {
+                return Err(e);
+            }
+            continue;
+        }
+        let (mut tcp, mut fin, mut udp) = (None, None, None);
+        for (k, v) in attrs_of(msg.get(20..).unwrap_or_default()) {
+            match k {
+                CMD_ATTR_TIMEOUT_TCP => tcp = u32_of(v),
+                CMD_ATTR_TIMEOUT_TCP_FIN => fin = u32_of(v),
+                CMD_ATTR_TIMEOUT_UDP => udp = u32_of(v),
+                _ => {}
+            }
+        }
+        if let (Some(t), Some(f), Some(u)) = (tcp, fin, udp) {
+            return Ok(Some((t, f, u)));
+        }
+    }
+    Ok(None)
 }
 
 /// One netlink message: header (length, `family`, `NLM_F_REQUEST |
@@ -635,6 +697,27 @@ pub fn parse_dests(buf: &[u8], seq: u32, key: &ServiceKey) -> Result<DumpPart<De
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `lvs_timeouts`: SET_CONFIG carries the three u32 seconds; a
+    /// GET_CONFIG answer is read back, an error answer is the errno, an
+    /// answer to another request is not ours.
+    #[test]
+    fn timeouts_round_trip_through_the_config_messages() {
+        let attrs = timeouts_attrs(7200, 121, 301);
+        assert_eq!(attrs.len(), 3 * 8);
+        let answer = message(30, 9, cmd::GET_CONFIG, &attrs);
+        assert_eq!(parse_timeouts(&answer, 9), Ok(Some((7200, 121, 301))));
+        assert_eq!(parse_timeouts(&answer, 10), Ok(None));
+        // Two of the three: not an answer we can use.
+        let short = message(30, 9, cmd::GET_CONFIG, &attrs[..16]);
+        assert_eq!(parse_timeouts(&short, 9), Ok(None));
+        let mut err = message(2, 9, 0, &(-1i32).to_ne_bytes());
+        err[4..6].copy_from_slice(&2u16.to_ne_bytes());
+        // NLMSG_ERROR's errno sits where the generic header would.
+        err[16..20].copy_from_slice(&(-1i32).to_ne_bytes());
+        assert_eq!(parse_timeouts(&err, 9), Err(-1));
+        assert_eq!(parse_timeouts(&[0u8; 7], 9), Ok(None));
+    }
 
     fn svc() -> Service {
         Service {

@@ -6,7 +6,7 @@
 
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
-use crate::model::{Desired, Flush, Kind, Proto, Real, Service as Wanted};
+use crate::model::{Desired, Flush, Kind, Proto, Real, Service as Wanted, Timeouts};
 use crate::Error;
 
 /// A generic netlink socket bound to the IPVS family.
@@ -114,6 +114,37 @@ impl Ipvs {
         }
     }
 
+    /// The kernel's connection timeouts (tcp, tcpfin, udp), in seconds.
+    pub fn timeouts(&mut self) -> Result<(u32, u32, u32), Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let msg = super::message(self.family, self.seq, super::cmd::GET_CONFIG, &[]);
+        self.socket.send(&msg, 0).map_err(Error::Ipvs)?;
+        let mut found = None;
+        loop {
+            self.buf.clear();
+            self.socket.recv(&mut self.buf, 0).map_err(recv_error)?;
+            let cmd = super::cmd::GET_CONFIG;
+            match super::parse_timeouts(&self.buf, self.seq) {
+                Ok(Some(t)) => found = Some(t),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Error::IpvsRefused {
+                        cmd,
+                        why: std::io::Error::from_raw_os_error(e.saturating_neg()),
+                    })
+                }
+            }
+            // The acknowledgement ends the answer.
+            if let Some(answer) = ack(&self.buf, self.seq) {
+                answer.map_err(|why| match why {
+                    Some(why) => Error::IpvsRefused { cmd, why },
+                    None => Error::IpvsNoAck(cmd),
+                })?;
+                return found.ok_or(Error::IpvsNoAck(cmd));
+            }
+        }
+    }
+
     /// The kernel's services whose key `wanted` accepts, with their
     /// destinations (and how many entries could not be read). Other
     /// services' destinations are not asked for.
@@ -178,6 +209,10 @@ pub struct Plane {
     /// The first read of the kernel is done (adoption is logged once,
     /// `lvs_flush` done at most once).
     looked: bool,
+    /// `lvs_timeouts` as last set, and the kernel's own from before we
+    /// first changed them (put back when the configuration drops them).
+    timeouts: Timeouts,
+    original: Option<(u32, u32, u32)>,
 }
 
 /// At most this many removed real servers are named per service.
@@ -190,7 +225,37 @@ impl Plane {
             applied: None,
             flush: Flush::default(),
             looked: false,
+            timeouts: Timeouts::default(),
+            original: None,
         })
+    }
+
+    /// Sets `lvs_timeouts` as keepalived does: all three, those not given
+    /// at the kernel's values from before our first change; none given
+    /// after some were: the kernel's own back. Left as they are at stop.
+    fn set_timeouts(&mut self, want: Timeouts) -> Result<(), Error> {
+        if want.is_empty() && self.original.is_none() {
+            self.timeouts = want;
+            return Ok(());
+        }
+        let original = match self.original {
+            Some(o) => o,
+            None => {
+                let o = self.socket.timeouts()?;
+                self.original = Some(o);
+                o
+            }
+        };
+        let (tcp, fin, udp) = (
+            want.tcp.unwrap_or(original.0),
+            want.tcp_fin.unwrap_or(original.1),
+            want.udp.unwrap_or(original.2),
+        );
+        self.socket
+            .send(super::cmd::SET_CONFIG, &super::timeouts_attrs(tcp, fin, udp))?;
+        tracing::info!("lvs_timeouts: tcp {tcp} tcpfin {fin} udp {udp}");
+        self.timeouts = want;
+        Ok(())
     }
 
     /// What the kernel holds of `want`: after `lvs_flush` (the first
@@ -344,10 +409,14 @@ impl crate::DataPlane for Plane {
     }
 
     fn apply(&mut self, desired: &Desired) -> Result<bool, Error> {
-        self.flush = desired.flush;
+        self.flush = desired.table.flush;
+        let timeouts_changed = desired.table.timeouts != self.timeouts;
+        if timeouts_changed {
+            self.set_timeouts(desired.table.timeouts)?;
+        }
         let want: Vec<super::Service> = desired.services.iter().map(service).collect();
         let old = match &self.applied {
-            Some(old) if *old == want => return Ok(false),
+            Some(old) if *old == want => return Ok(timeouts_changed),
             Some(old) => old.clone(),
             None => self.read_kernel(&want)?,
         };
