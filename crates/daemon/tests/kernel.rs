@@ -543,7 +543,10 @@ fn ipvsadm_tables_match_keepalived() {
         (
             "lvs_timeouts",
             &[],
-            format!("global_defs {{\n lvs_timeouts tcp 7200 udp 301\n}}\n{}", reload_configs().0),
+            format!(
+                "global_defs {{\n lvs_timeouts tcp 7200 udp 301\n}}\n{}",
+                reload_configs().0
+            ),
             // Dropped by a reload: the kernel's own back.
             Some(reload_configs().0),
         ),

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 pub use lb::model::Carrier;
-use lb::model::{Desired, Flush, Kind, Proto, ProxyOptions, Real, Service, Table};
+use lb::model::{Desired, Kind, Proto, ProxyOptions, Real, Service, Table};
 use lb::sched::Algo;
 
 mod neigh;
@@ -161,6 +161,7 @@ pub fn desired(
 mod tests {
     use super::specs::prefix_of;
     use super::*;
+    use lb::model::Flush;
 
     #[test]
     fn granularity_as_mask_or_prefix() {
@@ -303,7 +304,9 @@ mod tests {
             t(None, None, Some(5))
         );
         assert_eq!(of("lvs_timeouts udp 5 tcp"), t(None, None, Some(5)));
-        assert!(table_for_reload(&kaconf::Config::default()).timeouts.is_empty());
+        assert!(table_for_reload(&kaconf::Config::default())
+            .timeouts
+            .is_empty());
     }
 
     #[test]

@@ -307,8 +307,9 @@ pub(super) fn follow(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Carrier, Flush, ServiceSpec, ServiceView, Table};
+    use super::super::{Carrier, ServiceSpec, ServiceView, Table};
     use super::{follow, Msg, Planes};
+    use lb::model::Flush;
     use std::sync::{Arc, Mutex};
 
     /// A plane that remembers the `lvs_flush*` of every desired state.

@@ -238,21 +238,22 @@ impl Plane {
             self.timeouts = want;
             return Ok(());
         }
-        let original = match self.original {
-            Some(o) => o,
-            None => {
-                let o = self.socket.timeouts()?;
-                self.original = Some(o);
-                o
-            }
+        let original = if let Some(o) = self.original {
+            o
+        } else {
+            let o = self.socket.timeouts()?;
+            self.original = Some(o);
+            o
         };
         let (tcp, fin, udp) = (
             want.tcp.unwrap_or(original.0),
             want.tcp_fin.unwrap_or(original.1),
             want.udp.unwrap_or(original.2),
         );
-        self.socket
-            .send(super::cmd::SET_CONFIG, &super::timeouts_attrs(tcp, fin, udp))?;
+        self.socket.send(
+            super::cmd::SET_CONFIG,
+            &super::timeouts_attrs(tcp, fin, udp),
+        )?;
         tracing::info!("lvs_timeouts: tcp {tcp} tcpfin {fin} udp {udp}");
         self.timeouts = want;
         Ok(())
