@@ -134,7 +134,12 @@ impl Ipvs {
                     })
                 }
             }
-            // The acknowledgement ends the answer.
+            // The acknowledgement (an NLMSG_ERROR of 0) ends the answer;
+            // the answer itself is another message of the same sequence.
+            let is_ack = self.buf.get(4..6) == Some(&2u16.to_ne_bytes()[..]);
+            if !is_ack {
+                continue;
+            }
             if let Some(answer) = ack(&self.buf, self.seq) {
                 answer.map_err(|why| match why {
                     Some(why) => Error::IpvsRefused { cmd, why },
@@ -413,7 +418,13 @@ impl crate::DataPlane for Plane {
         self.flush = desired.table.flush;
         let timeouts_changed = desired.table.timeouts != self.timeouts;
         if timeouts_changed {
-            self.set_timeouts(desired.table.timeouts)?;
+            if let Err(e) = self.set_timeouts(desired.table.timeouts) {
+                // As keepalived ("Failed to set ipvs timeouts"): said, and
+                // the services are carried all the same; tried again at
+                // the next change of the keyword.
+                tracing::error!("lvs_timeouts: {e}");
+                self.timeouts = desired.table.timeouts;
+            }
         }
         let want: Vec<super::Service> = desired.services.iter().map(service).collect();
         let old = match &self.applied {
