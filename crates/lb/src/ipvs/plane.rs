@@ -237,7 +237,7 @@ impl Plane {
 
     /// Sets `lvs_timeouts` as keepalived does: all three, those not given
     /// at the kernel's values from before our first change; none given
-    /// after some were: the kernel's own back. Left as they are at stop.
+    /// after some were: the kernel's own back (as at stop).
     fn set_timeouts(&mut self, want: Timeouts) -> Result<(), Error> {
         if want.is_empty() && self.original.is_none() {
             self.timeouts = want;
@@ -444,6 +444,12 @@ impl crate::DataPlane for Plane {
     }
 
     fn clear(&mut self) -> Result<(), Error> {
+        // As keepalived at stop: the kernel's own timeouts back.
+        if !self.timeouts.is_empty() {
+            if let Err(e) = self.set_timeouts(Timeouts::default()) {
+                tracing::warn!("lvs_timeouts: putting the kernel's own back: {e}");
+            }
+        }
         if self.flush.all_on_stop {
             self.applied = None;
             self.socket.send(super::cmd::FLUSH, &[])?;
