@@ -278,22 +278,7 @@ pub fn timeouts_attrs(tcp: u32, tcp_fin: u32, udp: u32) -> Vec<u8> {
 /// `buf`: `Ok(None)` if `buf` holds none (another message, or only the
 /// acknowledgement), the kernel's error (a negative errno) if it refused.
 pub fn parse_timeouts(buf: &[u8], seq: u32) -> Result<Option<(u32, u32, u32)>, i32> {
-    let mut at = 0;
-    while let Some(h) = buf.get(at..at + 16) {
-        let len =
-            usize::try_from(u32::from_ne_bytes([h[0], h[1], h[2], h[3]])).unwrap_or(usize::MAX);
-        let kind = u16::from_ne_bytes([h[4], h[5]]);
-        let this = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-        let Some(msg) = at.checked_add(len).and_then(|end| buf.get(at..end)) else {
-            break;
-        };
-        if len < 16 {
-            break;
-        }
-        at = at.saturating_add((len + 3) & !3);
-        if this != seq {
-            continue;
-        }
+    for (kind, msg) in messages(buf, seq) {
         if kind == 2 {
             let e = msg
                 .get(16..20)
@@ -617,6 +602,27 @@ pub struct DumpPart<T> {
     pub done: bool,
 }
 
+/// The netlink messages of `buf` (type, whole message) answering `seq`,
+/// as far as they are well formed.
+fn messages(buf: &[u8], seq: u32) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || loop {
+        let h = buf.get(at..at + 16)?;
+        let len =
+            usize::try_from(u32::from_ne_bytes([h[0], h[1], h[2], h[3]])).unwrap_or(usize::MAX);
+        let kind = u16::from_ne_bytes([h[4], h[5]]);
+        let this = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+        let msg = at.checked_add(len).and_then(|end| buf.get(at..end))?;
+        if len < 16 {
+            return None;
+        }
+        at = at.saturating_add((len + 3) & !3);
+        if this == seq {
+            return Some((kind, msg));
+        }
+    })
+}
+
 /// Walks the netlink messages of `buf` answering `seq`, giving each
 /// nested attribute of type `want` to `read`.
 fn dump_part<T>(
@@ -630,22 +636,7 @@ fn dump_part<T>(
         unreadable: 0,
         done: false,
     };
-    let mut at = 0;
-    while let Some(h) = buf.get(at..at + 16) {
-        let len =
-            usize::try_from(u32::from_ne_bytes([h[0], h[1], h[2], h[3]])).unwrap_or(usize::MAX);
-        let kind = u16::from_ne_bytes([h[4], h[5]]);
-        let this = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-        let Some(msg) = at.checked_add(len).and_then(|end| buf.get(at..end)) else {
-            break;
-        };
-        if len < 16 {
-            break;
-        }
-        at = at.saturating_add((len + 3) & !3);
-        if this != seq {
-            continue;
-        }
+    for (kind, msg) in messages(buf, seq) {
         match kind {
             // NLMSG_DONE, with the dump's own error if it failed.
             3 => {
