@@ -34,6 +34,29 @@ pub struct Status {
     /// The proxy's connection caps, what it refused, and the descriptors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_limits: Option<ProxyLimits>,
+    /// IPVS's connection sync daemon (`lvs_sync_daemon`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
+}
+
+/// IPVS's connection sync daemon: its settings, the roles we run, what
+/// the kernel says runs, and the last change.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub interface: String,
+    /// The VRRP instance it follows (`null`: master and backup both run).
+    pub instance: Option<String>,
+    pub sync_id: u8,
+    /// The roles we started (`master`, `backup`).
+    pub roles: Vec<String>,
+    /// The kernel's list (`GET_DAEMON`), in this network namespace.
+    pub running: Vec<String>,
+    /// Roles started or stopped since the daemon started.
+    pub changes: u64,
+    /// When the last of those was (seconds since the epoch).
+    pub since_unix: Option<u64>,
+    /// The kernel's last refusal, while it lasts.
+    pub error: Option<String>,
 }
 
 /// The proxy's admission control (docs/dataplanes.md, "Limits").
@@ -463,6 +486,26 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
+    if let Some(y) = &s.sync {
+        let _ = writeln!(
+            out,
+            "IPVS sync daemon on {} (sync id {}, {}): running {}{}",
+            y.interface,
+            y.sync_id,
+            y.instance.as_ref().map_or_else(
+                || "master and backup".to_owned(),
+                |i| format!("follows {i}")
+            ),
+            if y.running.is_empty() {
+                "nothing".to_owned()
+            } else {
+                y.running.join(", ")
+            },
+            y.error
+                .as_ref()
+                .map_or_else(String::new, |e| format!("; error: {e}"))
+        );
+    }
     out
 }
 
@@ -521,6 +564,7 @@ mod tests {
                 ..InstanceStatus::default()
             }],
             virtual_servers: vec![],
+            sync: None,
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         let i = &v["vrrp"][0];

@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod reload;
 pub mod sdnotify;
 pub mod status;
+pub mod syncd;
 mod track;
 pub mod vrrp;
 mod witness;

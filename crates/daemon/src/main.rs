@@ -131,6 +131,7 @@ fn finish(
     vrrp_thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     checks: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     notifier: keepalived_rs::notify::Notifier,
+    syncd: keepalived_rs::syncd::Syncd,
     stop: &std::sync::atomic::AtomicBool,
     pid_file: Option<&std::path::Path>,
 ) -> u8 {
@@ -150,6 +151,8 @@ fn finish(
             result = r;
         }
     }
+    // IPVS's sync daemons stop once VRRP has (its sender is gone).
+    drop(syncd);
     // The parts' last notifications (STOP lines, notify_stop) are done
     // before the pid file goes.
     notifier.finish();
@@ -166,6 +169,30 @@ fn finish(
             1
         }
     }
+}
+
+/// Opens the control socket and, with `metrics_listen`, the metrics
+/// endpoint.
+fn serve(
+    cli: &Cli,
+    config: &kaconf::Config,
+    status: &control::Shared,
+    reloader: &std::sync::Arc<reload::Reloader>,
+) -> anyhow::Result<control::Server> {
+    let r = reloader.clone();
+    let server = control::serve(
+        &cli.control,
+        status.clone(),
+        Some(std::sync::Arc::new(move || r.reload())),
+        control::Access::from_config(config.globals().control_socket_group.as_deref()),
+    )
+    .map_err(|e| anyhow::anyhow!("control socket {}: {e}", cli.control.display()))?;
+    if let Some(ep) = config.globals().metrics_listen {
+        let addr = std::net::SocketAddr::new(ep.addr, ep.port.unwrap_or(9650));
+        metrics::serve(addr, status.clone())
+            .map_err(|e| anyhow::anyhow!("metrics_listen {addr}: {e}"))?;
+    }
+    Ok(server)
 }
 
 /// Runs the daemon: the VRRP thread and the checkers' thread (with the data
@@ -209,24 +236,22 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         cli.config.clone(),
         cli.config_id.clone(),
     ));
-    let r = reloader.clone();
-    let _control = control::serve(
-        &cli.control,
-        status.clone(),
-        Some(std::sync::Arc::new(move || r.reload())),
-        control::Access::from_config(loaded.config.globals().control_socket_group.as_deref()),
-    )
-    .map_err(|e| anyhow::anyhow!("control socket {}: {e}", cli.control.display()))?;
-    if let Some(ep) = loaded.config.globals().metrics_listen {
-        let addr = std::net::SocketAddr::new(ep.addr, ep.port.unwrap_or(9650));
-        metrics::serve(addr, status.clone())
-            .map_err(|e| anyhow::anyhow!("metrics_listen {addr}: {e}"))?;
-    }
+    let _control = serve(cli, &loaded.config, &status, &reloader)?;
     let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let config = std::sync::Arc::new(loaded.config);
     // One notifier for both parts (scripts, FIFOs, mail); it outlives them.
     let notifier = keepalived_rs::notify::for_config(&config, run_vrrp, run_checks)?;
+    // IPVS's connection sync daemon, following the VRRP instance it names.
+    let syncd = keepalived_rs::syncd::start(
+        &config,
+        keepalived_rs::syncd::Parts {
+            vrrp: run_vrrp,
+            checks: run_checks,
+        },
+        status.clone(),
+        reloader.subscribe(),
+    )?;
     // The health checkers on a thread (and runtime) of their own; the VRRP
     // thread never waits for them.
     let checks = if run_checks {
@@ -245,16 +270,17 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         let (config, stop2, status) = (config.clone(), stop.clone(), status.clone());
         let reloads = reloader.subscribe();
         let notify = notifier.sender(keepalived_rs::notify::Source::Vrrp);
+        let sync = syncd.sender();
         match std::thread::Builder::new()
             .name("vrrp".into())
-            .spawn(move || vrrp::run(&config, &stop2, &status, &reloads, notify))
+            .spawn(move || vrrp::run(&config, &stop2, &status, &reloads, notify, sync))
         {
             Ok(t) => Some(t),
             Err(e) => {
                 // The checkers (and their data planes) are running: stop
                 // them as on any stop, then fail.
                 tracing::error!("cannot start the VRRP thread: {e}");
-                let code = finish(None, checks, notifier, &stop, pid_file.as_deref());
+                let code = finish(None, checks, notifier, syncd, &stop, pid_file.as_deref());
                 return Ok(code.max(1));
             }
         }
@@ -274,6 +300,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         vrrp_thread,
         checks,
         notifier,
+        syncd,
         &stop,
         pid_file.as_deref(),
     ))

@@ -183,10 +183,40 @@ pub fn render(s: &Status) -> String {
         bytes.get_or_create(&l).inc_by(c.bytes);
     }
     proxy_limits(&mut f, s.proxy_limits.as_ref());
+    sync_daemon(&mut f, s.sync.as_ref());
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &f.registry);
     out
+}
+
+/// IPVS's sync daemon: which roles run, and how often they changed.
+fn sync_daemon(f: &mut Families, y: Option<&crate::control::SyncStatus>) {
+    let running = f.gauge(
+        "keepalived_lvs_sync_daemon_running",
+        "1 while IPVS's sync daemon of this role (master, backup) runs for us",
+    );
+    let changes = f.counter(
+        "keepalived_lvs_sync_daemon_changes",
+        "IPVS sync daemon roles started or stopped",
+    );
+    let Some(y) = y else {
+        return;
+    };
+    let sid = y.sync_id.to_string();
+    for role in ["master", "backup"] {
+        let l = labels(&[
+            ("role", role.to_owned()),
+            ("intf", y.interface.clone()),
+            ("syncid", sid.clone()),
+        ]);
+        running
+            .get_or_create(&l)
+            .set(i64::from(y.roles.iter().any(|r| r == role)));
+    }
+    changes
+        .get_or_create(&labels(&[("intf", y.interface.clone()), ("syncid", sid)]))
+        .inc_by(y.changes);
 }
 
 /// The proxy's caps: connections and refusals per virtual server, and
@@ -361,6 +391,14 @@ mod tests {
                 }],
                 ..crate::control::ProxyLimits::default()
             }),
+            sync: Some(crate::control::SyncStatus {
+                interface: "eth0".into(),
+                instance: Some("VI_1".into()),
+                sync_id: 51,
+                roles: vec!["master".into()],
+                changes: 3,
+                ..crate::control::SyncStatus::default()
+            }),
         }
     }
 
@@ -400,6 +438,9 @@ mod tests {
             r#"keepalived_proxy_vs_idle_timeouts_total{vs="198.51.100.250:80",protocol="TCP"} 4"#,
             "keepalived_process_open_fds{} 18100",
             "keepalived_process_max_fds{} 20000",
+            r#"keepalived_lvs_sync_daemon_running{role="master",intf="eth0",syncid="51"} 1"#,
+            r#"keepalived_lvs_sync_daemon_running{role="backup",intf="eth0",syncid="51"} 0"#,
+            r#"keepalived_lvs_sync_daemon_changes_total{intf="eth0",syncid="51"} 3"#,
             "# EOF",
         ] {
             assert!(

@@ -671,6 +671,9 @@ section! {
         "script_user" => script_user: Option<At<Words>>,
         "enable_script_security" => enable_script_security: bool,
         "lvs_timeouts" => lvs_timeouts: Option<Words>,
+        /// `lvs_sync_daemon IFNAME [INSTANCE] [id N] [maxlen N] [port N]
+        /// [ttl N] [group ADDR]`, read by the daemon as keepalived reads it.
+        "lvs_sync_daemon" => lvs_sync_daemon: Option<Words>,
         "lvs_flush" => lvs_flush: bool,
         "lvs_flush_on_stop" => lvs_flush_on_stop: Option<Words>,
         "rs_init_notifies" => rs_init_notifies: bool,
@@ -695,7 +698,7 @@ section! {
     unsupported [
         "process_names", "process_name", "vrrp_process_name", "checker_process_name",
         "lvs_process_name", "bfd_process_name", "use_symlink_paths", "min_auto_priority_delay",
-        "disable_local_igmp", "lvs_sync_daemon", "vrrp_garp_extra_if", "vrrp_iptables",
+        "disable_local_igmp", "vrrp_garp_extra_if", "vrrp_iptables",
         "vrrp_ipsets", "nftables", "nftables_priority", "nftables_ifindex", "vrrp_priority",
         "vrrp_no_swap", "vrrp_rt_priority", "vrrp_cpu_affinity", "vrrp_rlimit_rttime",
         "vrrp_rlimit_rtime", "nftables_ipvs", "nftables_ipvs_priority",
@@ -904,7 +907,7 @@ section! {
     unsupported []
     not_planned [
         "use_vmac_addr", "use_ipvlan", "vrf", "track_bfd",
-        "lvs_sync_daemon_interface", "linkbeat_use_polling", "kernel_rx_buf_size",
+        "linkbeat_use_polling", "kernel_rx_buf_size",
         "thread_timer_expired", "debug",
     ]
 }

@@ -34,6 +34,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "unicast_peer",
             "unicast_src_ip",
             "mcast_src_ip",
+            "lvs_sync_daemon_interface",
             "nopreempt",
             "preempt",
             "preempt_delay",
@@ -142,6 +143,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "lvs_flush",
             "lvs_flush_on_stop",
             "lvs_timeouts",
+            "lvs_sync_daemon",
         ],
     ),
     (

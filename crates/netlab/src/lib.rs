@@ -15,6 +15,7 @@
 
 pub mod cmd;
 pub mod dns;
+pub mod echo;
 pub mod http;
 mod privilege;
 pub mod procstat;

@@ -81,8 +81,10 @@ pub fn run(
     status: &crate::control::Shared,
     reloads: &std::sync::mpsc::Receiver<Arc<kaconf::Config>>,
     notify: std::sync::mpsc::Sender<crate::notify::Job>,
+    syncd: Option<std::sync::mpsc::Sender<crate::syncd::Msg>>,
 ) -> Result<()> {
     let mut driver = Driver::new(config)?;
+    driver.syncd = syncd;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut scripts = Vec::new();
     for spec in driver.scripts.values().map(|(s, _)| s.clone()) {
@@ -191,6 +193,17 @@ pub fn run(
     failed.map_or(Ok(()), Err)
 }
 
+/// Removes the addresses a run that was killed left behind.
+fn remove_leftovers(addresses: &mut addrs::Addresses) {
+    match addresses.remove_leftovers() {
+        Ok(gone) if !gone.is_empty() => {
+            tracing::warn!("Removed addresses a previous run left behind: {gone:?}");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot look for addresses a previous run left: {e}"),
+    }
+}
+
 /// The sockets, the instances and the clock.
 struct Driver {
     sockets: Vec<VrrpSocket>,
@@ -211,6 +224,8 @@ struct Driver {
     witness_ok: Vec<bool>,
     /// Where notify command lines go (the notifier thread).
     notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
+    /// Where the instances' states go for IPVS's sync daemon.
+    syncd: Option<std::sync::mpsc::Sender<crate::syncd::Msg>>,
     /// Sync groups: the instances of each.
     groups: Vec<Vec<usize>>,
     /// The group of each instance, if any.
@@ -271,13 +286,7 @@ impl Driver {
         let mut addresses = addrs::Addresses::open().context("rtnetlink socket")?;
         // VMACs made so far are removed if a later instance fails to start.
         let mut vmacs = VmacGuard(Vec::new());
-        match addresses.remove_leftovers() {
-            Ok(gone) if !gone.is_empty() => {
-                tracing::warn!("Removed addresses a previous run left behind: {gone:?}");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("cannot look for addresses a previous run left: {e}"),
-        }
+        remove_leftovers(&mut addresses);
         for spec in specs {
             // The VIPs are ours: whoever put them here, a BACKUP must not
             // hold them (keepalived removes them on start, too).
@@ -330,6 +339,7 @@ impl Driver {
             witness_lists: Vec::new(),
             witness_ok: Vec::new(),
             notify: None,
+            syncd: None,
             links,
             files: tracked_files(config),
             processes: tracked_processes(config),
@@ -429,6 +439,16 @@ impl Driver {
                 Action::State { .. } | Action::Priority { .. } | Action::DualMaster { .. }
             )
         });
+        if let Some(tx) = &self.syncd {
+            for a in actions {
+                if let Action::State { to, .. } = a {
+                    let _ = tx.send(crate::syncd::Msg::State {
+                        instance: self.instances[i].spec.name.clone(),
+                        master: *to == vrrp::StateName::Master,
+                    });
+                }
+            }
+        }
         if let Some(tx) = &self.notify {
             let inst = &self.instances[i];
             for a in actions {

@@ -23,6 +23,9 @@ pub mod cmd {
     pub const SET_DEST: u8 = 6;
     pub const DEL_DEST: u8 = 7;
     pub const GET_DEST: u8 = 8;
+    pub const NEW_DAEMON: u8 = 9;
+    pub const DEL_DAEMON: u8 = 10;
+    pub const GET_DAEMON: u8 = 11;
     pub const SET_CONFIG: u8 = 12;
     pub const GET_CONFIG: u8 = 13;
     pub const FLUSH: u8 = 17;
@@ -302,6 +305,140 @@ pub fn parse_timeouts(buf: &[u8], seq: u32) -> Result<Option<(u32, u32, u32)>, i
         }
     }
     Ok(None)
+}
+
+/// `IPVS_CMD_ATTR_DAEMON` and the attributes nested in it.
+const CMD_ATTR_DAEMON: u16 = 3;
+const DAEMON_ATTR_STATE: u16 = 1;
+const DAEMON_ATTR_MCAST_IFN: u16 = 2;
+const DAEMON_ATTR_SYNC_ID: u16 = 3;
+const DAEMON_ATTR_SYNC_MAXLEN: u16 = 4;
+const DAEMON_ATTR_MCAST_GROUP: u16 = 5;
+const DAEMON_ATTR_MCAST_GROUP6: u16 = 6;
+const DAEMON_ATTR_MCAST_PORT: u16 = 7;
+const DAEMON_ATTR_MCAST_TTL: u16 = 8;
+/// The kernel's limit on an interface name, its NUL included.
+const IFNAMSIZ: usize = 16;
+
+/// Which side of IPVS's connection synchronisation a sync daemon is: the
+/// master sends its connections, the backup receives them into its
+/// table (`IP_VS_STATE_MASTER`, `IP_VS_STATE_BACKUP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SyncRole {
+    Master,
+    Backup,
+}
+
+impl SyncRole {
+    fn state(self) -> u32 {
+        match self {
+            Self::Master => 1,
+            Self::Backup => 2,
+        }
+    }
+
+    /// `master`, `backup`, as `ipvsadm` says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Master => "master",
+            Self::Backup => "backup",
+        }
+    }
+}
+
+/// IPVS's sync daemon (`lvs_sync_daemon`): the interface it sends or
+/// listens on, its sync id, and the optional multicast settings (the
+/// kernel's defaults, 224.0.0.81:8848 TTL 1, where `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDaemon {
+    pub interface: String,
+    pub sync_id: u8,
+    pub maxlen: Option<u16>,
+    pub port: Option<u16>,
+    pub ttl: Option<u8>,
+    pub group: Option<IpAddr>,
+}
+
+/// A sync daemon the kernel runs, as `GET_DAEMON` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningDaemon {
+    pub role: SyncRole,
+    pub interface: String,
+    pub sync_id: u32,
+}
+
+/// `NEW_DAEMON`'s attributes: `d` started as `role`. An interface name the
+/// kernel could not hold is cut to its limit (the kernel then refuses it
+/// as unknown rather than reading past it).
+pub fn start_daemon_attrs(role: SyncRole, d: &SyncDaemon) -> Vec<u8> {
+    let mut out = Vec::new();
+    nest(&mut out, CMD_ATTR_DAEMON, |out| {
+        attr(out, DAEMON_ATTR_STATE, &role.state().to_ne_bytes());
+        let mut ifn: Vec<u8> = d.interface.bytes().take(IFNAMSIZ - 1).collect();
+        ifn.push(0);
+        attr(out, DAEMON_ATTR_MCAST_IFN, &ifn);
+        attr(
+            out,
+            DAEMON_ATTR_SYNC_ID,
+            &u32::from(d.sync_id).to_ne_bytes(),
+        );
+        if let Some(m) = d.maxlen {
+            attr(out, DAEMON_ATTR_SYNC_MAXLEN, &m.to_ne_bytes());
+        }
+        if let Some(p) = d.port {
+            attr(out, DAEMON_ATTR_MCAST_PORT, &p.to_ne_bytes());
+        }
+        if let Some(t) = d.ttl {
+            attr(out, DAEMON_ATTR_MCAST_TTL, &[t]);
+        }
+        match d.group {
+            Some(IpAddr::V4(g)) => attr(out, DAEMON_ATTR_MCAST_GROUP, &g.octets()),
+            Some(IpAddr::V6(g)) => attr(out, DAEMON_ATTR_MCAST_GROUP6, &g.octets()),
+            None => {}
+        }
+    });
+    out
+}
+
+/// `DEL_DAEMON`'s attributes: the daemon of `role` stopped.
+pub fn stop_daemon_attrs(role: SyncRole, sync_id: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    nest(&mut out, CMD_ATTR_DAEMON, |out| {
+        attr(out, DAEMON_ATTR_STATE, &role.state().to_ne_bytes());
+        attr(out, DAEMON_ATTR_SYNC_ID, &u32::from(sync_id).to_ne_bytes());
+    });
+    out
+}
+
+fn parse_daemon(nested: &[u8]) -> Option<RunningDaemon> {
+    let (mut role, mut interface, mut sync_id) = (None, None, 0);
+    for (k, v) in attrs_of(nested) {
+        match k {
+            DAEMON_ATTR_STATE => {
+                role = match u32_of(v)? {
+                    1 => Some(SyncRole::Master),
+                    2 => Some(SyncRole::Backup),
+                    _ => return None,
+                };
+            }
+            DAEMON_ATTR_MCAST_IFN => {
+                let name = v.split(|b| *b == 0).next().unwrap_or_default();
+                interface = Some(String::from_utf8_lossy(name).into_owned());
+            }
+            DAEMON_ATTR_SYNC_ID => sync_id = u32_of(v)?,
+            _ => {}
+        }
+    }
+    Some(RunningDaemon {
+        role: role?,
+        interface: interface?,
+        sync_id,
+    })
+}
+
+/// The sync daemons in one datagram of a `GET_DAEMON` dump.
+pub fn parse_daemons(buf: &[u8], seq: u32) -> Result<DumpPart<RunningDaemon>, i32> {
+    dump_part(buf, seq, CMD_ATTR_DAEMON, parse_daemon)
 }
 
 /// One netlink message: header (length, `family`, `NLM_F_REQUEST |
@@ -688,6 +825,69 @@ pub fn parse_dests(buf: &[u8], seq: u32, key: &ServiceKey) -> Result<DumpPart<De
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `lvs_sync_daemon`: NEW_DAEMON carries the role, the interface
+    /// (NUL-ended, cut to the kernel's 15 characters), the sync id and only
+    /// the options given; GET_DAEMON's answer is read back; DEL_DAEMON
+    /// names the role and id.
+    #[test]
+    fn sync_daemon_messages_round_trip() {
+        let d = SyncDaemon {
+            interface: "eth0".into(),
+            sync_id: 51,
+            maxlen: None,
+            port: Some(8849),
+            ttl: Some(2),
+            group: Some("239.0.0.9".parse().unwrap()),
+        };
+        let attrs = start_daemon_attrs(SyncRole::Master, &d);
+        // nest 4 + state 8 + "eth0\0" 4+8 + id 8 + port 8 + ttl 8 + group 8
+        assert_eq!(attrs.len(), 4 + 8 + 12 + 8 + 8 + 8 + 8);
+        let inner = attrs_of(&attrs);
+        assert_eq!(inner.len(), 1);
+        assert_eq!(inner[0].0, CMD_ATTR_DAEMON);
+        let fields = attrs_of(inner[0].1);
+        let kinds: Vec<u16> = fields.iter().map(|f| f.0).collect();
+        assert_eq!(
+            kinds,
+            [
+                DAEMON_ATTR_STATE,
+                DAEMON_ATTR_MCAST_IFN,
+                DAEMON_ATTR_SYNC_ID,
+                DAEMON_ATTR_MCAST_PORT,
+                DAEMON_ATTR_MCAST_TTL,
+                DAEMON_ATTR_MCAST_GROUP
+            ]
+        );
+        assert_eq!(fields[1].1, b"eth0\0");
+        assert_eq!(fields[3].1[..2], 8849u16.to_ne_bytes());
+        assert_eq!(fields[5].1, [239, 0, 0, 9]);
+        let answer = message(30, 4, cmd::GET_DAEMON, &attrs);
+        let part = parse_daemons(&answer, 4).unwrap();
+        assert_eq!(
+            part.items,
+            [RunningDaemon {
+                role: SyncRole::Master,
+                interface: "eth0".into(),
+                sync_id: 51
+            }]
+        );
+        assert_eq!(parse_daemons(&answer, 5).unwrap().items, []);
+        let long = SyncDaemon {
+            interface: "a-very-long-interface-name".into(),
+            group: Some("ff02::81".parse().unwrap()),
+            ..d
+        };
+        let attrs = start_daemon_attrs(SyncRole::Backup, &long);
+        let fields = attrs_of(attrs_of(&attrs)[0].1);
+        assert_eq!(fields[1].1, b"a-very-long-int\0");
+        assert_eq!(fields.last().unwrap().0, DAEMON_ATTR_MCAST_GROUP6);
+        let stop = stop_daemon_attrs(SyncRole::Backup, 51);
+        let fields = attrs_of(attrs_of(&stop)[0].1);
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[0].1, 2u32.to_ne_bytes());
+        assert_eq!(fields[1].1, 51u32.to_ne_bytes());
+    }
 
     /// `lvs_timeouts`: SET_CONFIG carries the three u32 seconds; a
     /// GET_CONFIG answer is read back, an error answer is the errno, an

@@ -150,6 +150,30 @@ impl Ipvs {
         }
     }
 
+    /// Starts IPVS's sync daemon `d` as `role`.
+    pub fn start_daemon(
+        &mut self,
+        role: super::SyncRole,
+        d: &super::SyncDaemon,
+    ) -> Result<(), Error> {
+        self.send(super::cmd::NEW_DAEMON, &super::start_daemon_attrs(role, d))
+    }
+
+    /// Stops the sync daemon of `role`.
+    pub fn stop_daemon(&mut self, role: super::SyncRole, sync_id: u8) -> Result<(), Error> {
+        self.send(
+            super::cmd::DEL_DAEMON,
+            &super::stop_daemon_attrs(role, sync_id),
+        )
+    }
+
+    /// The sync daemons the kernel runs (in this network namespace).
+    pub fn daemons(&mut self) -> Result<Vec<super::RunningDaemon>, Error> {
+        Ok(self
+            .dump(super::cmd::GET_DAEMON, &[], super::parse_daemons)?
+            .0)
+    }
+
     /// The kernel's services whose key `wanted` accepts, with their
     /// destinations (and how many entries could not be read). Other
     /// services' destinations are not asked for.
