@@ -37,6 +37,29 @@ pub struct Status {
     /// IPVS's connection sync daemon (`lvs_sync_daemon`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncStatus>,
+    /// conntrackd, for the nftables planes (`conntrack_sync`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack_sync: Option<ConntrackStatus>,
+}
+
+/// conntrackd as we run it: whom it syncs with, our side, the last commit.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ConntrackStatus {
+    /// The VRRP instance it follows, and the peer it syncs with.
+    pub instance: String,
+    pub peer: String,
+    /// `master` (our connections are sent) or `backup` (the peer's are kept).
+    pub role: String,
+    /// Whether conntrackd runs.
+    pub running: bool,
+    /// Takeovers: commits of the peer's connections into the kernel.
+    pub commits: u64,
+    /// How long the last one took, VIPs held meanwhile (milliseconds).
+    pub last_commit_ms: Option<u64>,
+    /// When it was (seconds since the epoch).
+    pub last_takeover_unix: Option<u64>,
+    /// The last failure, while it lasts.
+    pub error: Option<String>,
 }
 
 /// IPVS's connection sync daemon: its settings, the roles we run, what
@@ -486,6 +509,22 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
+    if let Some(c) = &s.conntrack_sync {
+        let _ = writeln!(
+            out,
+            "conntrackd ({}, follows {}, peer {}): {}, {} commits{}{}",
+            c.role,
+            c.instance,
+            c.peer,
+            if c.running { "running" } else { "not running" },
+            c.commits,
+            c.last_commit_ms
+                .map_or_else(String::new, |ms| format!(", the last in {ms} ms")),
+            c.error
+                .as_ref()
+                .map_or_else(String::new, |e| format!("; error: {e}"))
+        );
+    }
     if let Some(y) = &s.sync {
         let _ = writeln!(
             out,
@@ -565,6 +604,7 @@ mod tests {
             }],
             virtual_servers: vec![],
             sync: None,
+            conntrack_sync: None,
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         let i = &v["vrrp"][0];

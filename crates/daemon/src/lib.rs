@@ -6,6 +6,7 @@ pub mod change;
 pub mod checks;
 pub mod cli;
 pub mod control;
+pub mod ctsync;
 pub mod dataplane;
 pub mod deadline;
 pub mod exec;

@@ -131,7 +131,7 @@ fn finish(
     vrrp_thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     checks: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     notifier: keepalived_rs::notify::Notifier,
-    syncd: keepalived_rs::syncd::Syncd,
+    followers: Followers,
     stop: &std::sync::atomic::AtomicBool,
     pid_file: Option<&std::path::Path>,
 ) -> u8 {
@@ -151,8 +151,9 @@ fn finish(
             result = r;
         }
     }
-    // IPVS's sync daemons stop once VRRP has (its sender is gone).
-    drop(syncd);
+    // IPVS's sync daemons and conntrackd stop once VRRP has (its senders
+    // are gone).
+    drop(followers);
     // The parts' last notifications (STOP lines, notify_stop) are done
     // before the pid file goes.
     notifier.finish();
@@ -168,6 +169,58 @@ fn finish(
             tracing::error!("{e:#}");
             1
         }
+    }
+}
+
+/// What follows the VRRP instances' states: IPVS's sync daemon and
+/// conntrackd. Dropped, they stop (once the VRRP thread has let go).
+struct Followers {
+    syncd: keepalived_rs::syncd::Syncd,
+    ctsync: Option<keepalived_rs::ctsync::CtSync>,
+}
+
+impl Followers {
+    fn start(
+        cli: &Cli,
+        config: &kaconf::Config,
+        run_vrrp: bool,
+        run_checks: bool,
+        status: &control::Shared,
+        reloader: &reload::Reloader,
+    ) -> anyhow::Result<Self> {
+        // IPVS's connection sync daemon, following the instance it names.
+        let syncd = keepalived_rs::syncd::start(
+            config,
+            keepalived_rs::syncd::Parts {
+                vrrp: run_vrrp,
+                checks: run_checks,
+            },
+            status.clone(),
+            reloader.subscribe(),
+        )?;
+        // conntrackd for the nftables planes: the VIPs are held from here
+        // on, before the VRRP thread can add them.
+        let ctsync = match keepalived_rs::ctsync::spec(config).filter(|_| run_vrrp) {
+            Some(spec) => Some(keepalived_rs::ctsync::start(
+                spec,
+                cli.control.clone(),
+                status.clone(),
+            )?),
+            None => None,
+        };
+        Ok(Self { syncd, ctsync })
+    }
+
+    fn senders(&self) -> Vec<std::sync::mpsc::Sender<keepalived_rs::syncd::Msg>> {
+        [
+            self.syncd.sender(),
+            self.ctsync
+                .as_ref()
+                .and_then(keepalived_rs::ctsync::CtSync::sender),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -242,16 +295,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let config = std::sync::Arc::new(loaded.config);
     // One notifier for both parts (scripts, FIFOs, mail); it outlives them.
     let notifier = keepalived_rs::notify::for_config(&config, run_vrrp, run_checks)?;
-    // IPVS's connection sync daemon, following the VRRP instance it names.
-    let syncd = keepalived_rs::syncd::start(
-        &config,
-        keepalived_rs::syncd::Parts {
-            vrrp: run_vrrp,
-            checks: run_checks,
-        },
-        status.clone(),
-        reloader.subscribe(),
-    )?;
+    let followers = Followers::start(cli, &config, run_vrrp, run_checks, &status, &reloader)?;
     // The health checkers on a thread (and runtime) of their own; the VRRP
     // thread never waits for them.
     let checks = if run_checks {
@@ -270,7 +314,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         let (config, stop2, status) = (config.clone(), stop.clone(), status.clone());
         let reloads = reloader.subscribe();
         let notify = notifier.sender(keepalived_rs::notify::Source::Vrrp);
-        let sync = syncd.sender();
+        let sync = followers.senders();
         match std::thread::Builder::new()
             .name("vrrp".into())
             .spawn(move || vrrp::run(&config, &stop2, &status, &reloads, notify, sync))
@@ -280,7 +324,14 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
                 // The checkers (and their data planes) are running: stop
                 // them as on any stop, then fail.
                 tracing::error!("cannot start the VRRP thread: {e}");
-                let code = finish(None, checks, notifier, syncd, &stop, pid_file.as_deref());
+                let code = finish(
+                    None,
+                    checks,
+                    notifier,
+                    followers,
+                    &stop,
+                    pid_file.as_deref(),
+                );
                 return Ok(code.max(1));
             }
         }
@@ -300,7 +351,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         vrrp_thread,
         checks,
         notifier,
-        syncd,
+        followers,
         &stop,
         pid_file.as_deref(),
     ))

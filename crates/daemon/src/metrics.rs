@@ -184,6 +184,7 @@ pub fn render(s: &Status) -> String {
     }
     proxy_limits(&mut f, s.proxy_limits.as_ref());
     sync_daemon(&mut f, s.sync.as_ref());
+    conntrack_sync(&mut f, s.conntrack_sync.as_ref());
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &f.registry);
@@ -217,6 +218,33 @@ fn sync_daemon(f: &mut Families, y: Option<&crate::control::SyncStatus>) {
     changes
         .get_or_create(&labels(&[("intf", y.interface.clone()), ("syncid", sid)]))
         .inc_by(y.changes);
+}
+
+/// conntrackd (`conntrack_sync`): whether it runs, its commits on
+/// takeover and how long the last one held the VIPs.
+fn conntrack_sync(f: &mut Families, c: Option<&crate::control::ConntrackStatus>) {
+    let running = f.gauge(
+        "keepalived_conntrack_sync_running",
+        "1 while conntrackd runs for us",
+    );
+    let commits = f.counter(
+        "keepalived_conntrack_sync_commits",
+        "Takeovers: the peer's connections committed into the kernel",
+    );
+    let last = f.gauge(
+        "keepalived_conntrack_sync_last_commit_milliseconds",
+        "How long the last commit held the VIPs",
+    );
+    let Some(c) = c else {
+        return;
+    };
+    let l = labels(&[("iname", c.instance.clone()), ("peer", c.peer.clone())]);
+    running.get_or_create(&l).set(i64::from(c.running));
+    commits.get_or_create(&l).inc_by(c.commits);
+    last.get_or_create(&l).set(
+        c.last_commit_ms
+            .map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX)),
+    );
 }
 
 /// The proxy's caps: connections and refusals per virtual server, and
@@ -391,6 +419,15 @@ mod tests {
                 }],
                 ..crate::control::ProxyLimits::default()
             }),
+            conntrack_sync: Some(crate::control::ConntrackStatus {
+                instance: "VI_1".into(),
+                peer: "198.51.100.40".into(),
+                role: "master".into(),
+                running: true,
+                commits: 2,
+                last_commit_ms: Some(12),
+                ..crate::control::ConntrackStatus::default()
+            }),
             sync: Some(crate::control::SyncStatus {
                 interface: "eth0".into(),
                 instance: Some("VI_1".into()),
@@ -441,6 +478,9 @@ mod tests {
             r#"keepalived_lvs_sync_daemon_running{role="master",intf="eth0",syncid="51"} 1"#,
             r#"keepalived_lvs_sync_daemon_running{role="backup",intf="eth0",syncid="51"} 0"#,
             r#"keepalived_lvs_sync_daemon_changes_total{intf="eth0",syncid="51"} 3"#,
+            r#"keepalived_conntrack_sync_running{iname="VI_1",peer="198.51.100.40"} 1"#,
+            r#"keepalived_conntrack_sync_commits_total{iname="VI_1",peer="198.51.100.40"} 2"#,
+            r#"keepalived_conntrack_sync_last_commit_milliseconds{iname="VI_1",peer="198.51.100.40"} 12"#,
             "# EOF",
         ] {
             assert!(

@@ -690,6 +690,8 @@ section! {
         "control_socket_group" => control_socket_group: Option<String>,
         /// Extension: the default split-brain guard of every instance.
         "split_brain_guard" => split_brain_guard: Option<Sub<SplitBrainGuard>>,
+        /// Extension: conntrackd run and driven for the nftables planes.
+        "conntrack_sync" => conntrack_sync: Option<Sub<ConntrackSync>>,
     }
     aliases {
         "lvs_flush_onstop" => "lvs_flush_on_stop": "another spelling of `lvs_flush_on_stop`",
@@ -722,6 +724,31 @@ section! {
         "json_dump_file", "linkbeat_use_polling", "net_namespace", "net_namespace_ipvs",
         "namespace_with_ipsets", "use_pid_dir", "instance", "child_wait_time",
     ]
+}
+
+section! {
+    /// `conntrack_sync { … }` (keepalived-rs extension): conntrackd, from
+    /// conntrack-tools, run by the daemon and driven on the named
+    /// instance's transitions, so the nftables planes' connections survive
+    /// a failover.
+    pub struct ConntrackSync ("conntrack_sync") {
+        /// The VRRP instance whose state it follows.
+        "instance" => instance: Option<String>,
+        /// The link the connection state crosses (a dedicated one, or the
+        /// heartbeat path).
+        "interface" => interface: Option<String>,
+        /// Our address on it (default: its first) and the peer's.
+        "source" => source: Option<IpAddr>,
+        "peer" => peer: Option<IpAddr>,
+        /// conntrackd's UDP port (default 3780).
+        "port" => port: Option<Port>,
+        /// An operator's own conntrackd.conf, used instead of ours.
+        "config" => config: Option<String>,
+        /// The conntrackd program (default: `conntrackd` on the PATH).
+        "conntrackd" => conntrackd: Option<String>,
+    }
+    aliases {}
+    unsupported []
 }
 
 section! {

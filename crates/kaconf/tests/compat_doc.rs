@@ -144,6 +144,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "lvs_flush_on_stop",
             "lvs_timeouts",
             "lvs_sync_daemon",
+            "conntrack_sync",
         ],
     ),
     (

@@ -81,10 +81,10 @@ pub fn run(
     status: &crate::control::Shared,
     reloads: &std::sync::mpsc::Receiver<Arc<kaconf::Config>>,
     notify: std::sync::mpsc::Sender<crate::notify::Job>,
-    syncd: Option<std::sync::mpsc::Sender<crate::syncd::Msg>>,
+    followers: Vec<std::sync::mpsc::Sender<crate::syncd::Msg>>,
 ) -> Result<()> {
     let mut driver = Driver::new(config)?;
-    driver.syncd = syncd;
+    driver.followers = followers;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut scripts = Vec::new();
     for spec in driver.scripts.values().map(|(s, _)| s.clone()) {
@@ -224,8 +224,8 @@ struct Driver {
     witness_ok: Vec<bool>,
     /// Where notify command lines go (the notifier thread).
     notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
-    /// Where the instances' states go for IPVS's sync daemon.
-    syncd: Option<std::sync::mpsc::Sender<crate::syncd::Msg>>,
+    /// Where the instances' states go (IPVS's sync daemon, conntrackd).
+    followers: Vec<std::sync::mpsc::Sender<crate::syncd::Msg>>,
     /// Sync groups: the instances of each.
     groups: Vec<Vec<usize>>,
     /// The group of each instance, if any.
@@ -339,7 +339,7 @@ impl Driver {
             witness_lists: Vec::new(),
             witness_ok: Vec::new(),
             notify: None,
-            syncd: None,
+            followers: Vec::new(),
             links,
             files: tracked_files(config),
             processes: tracked_processes(config),
@@ -439,7 +439,7 @@ impl Driver {
                 Action::State { .. } | Action::Priority { .. } | Action::DualMaster { .. }
             )
         });
-        if let Some(tx) = &self.syncd {
+        for tx in &self.followers {
             for a in actions {
                 if let Action::State { to, .. } = a {
                     let _ = tx.send(crate::syncd::Msg::State {

@@ -1,0 +1,303 @@
+//! Established connections across a failover on the planes this kernel
+//! carries (nftables NAT and DR, the proxy): 50 long-lived connections
+//! from the client, each echoing a line every 100 ms through the master;
+//! the master crashes (frozen, killed, cut off) or hands over (SIGTERM);
+//! how many connections keep echoing through the new master, and the
+//! longest gap. IPVS's counterpart (`lvs_sync_daemon`) is in kernel.rs.
+
+#![allow(clippy::unwrap_used, clippy::format_push_string)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netlab::echo::{survivors, EchoServer, Echoers};
+use netlab::Lab;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalived-rs");
+const CONNS: usize = 50;
+
+/// How the master ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Crash,
+    Handover,
+}
+
+/// What a round saw.
+#[derive(Debug)]
+struct Round {
+    alive: usize,
+    gap: Duration,
+    /// How the connections that did not survive ended, and after how long
+    /// from the master's end (the first few).
+    ended: Vec<String>,
+    /// lb2's `status --json` after the takeover.
+    status: serde_json::Value,
+}
+
+fn needs_conntrackd(name: &str) -> bool {
+    let found = Command::new("conntrackd").arg("-v").output().is_ok();
+    if !found {
+        assert!(
+            !netlab::in_ci(),
+            "{name}: conntrackd is not installed (Debian's conntrackd; scripts/dev.sh installs it)"
+        );
+        netlab::skipped(name, "conntrackd is not installed");
+    }
+    found
+}
+
+/// The NAT pair: client on `front` (203.0.113.0/24, service VIP .250),
+/// servers on `back` (198.51.100.0/24, their gateway the VIP .254), the
+/// directors on both, VRRP and conntrackd on `back`.
+fn nat_round(plane: &str, algo: &str, sync: bool, ending: Ending) -> Round {
+    let mut lab = Lab::new().unwrap();
+    let front = lab.add_switch("front").unwrap();
+    let back = lab.add_switch("back").unwrap();
+    let client = lab.add_node("client").unwrap();
+    lab.connect(&client, &front, "eth0", &["203.0.113.100/24"])
+        .unwrap();
+    for (name, octet) in [("lb1", 22), ("lb2", 40)] {
+        let n = lab.add_node(name).unwrap();
+        lab.connect(&n, &back, "eth0", &[&format!("198.51.100.{octet}/24")])
+            .unwrap();
+        lab.connect(&n, &front, "eth1", &[&format!("203.0.113.{octet}/24")])
+            .unwrap();
+        n.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    }
+    let mut servers = Vec::new();
+    for (name, octet) in [("web1", 50), ("web2", 51)] {
+        let n = lab.add_node(name).unwrap();
+        lab.connect(&n, &back, "eth0", &[&format!("198.51.100.{octet}/24")])
+            .unwrap();
+        n.exec(&["ip", "route", "add", "default", "via", "198.51.100.254"])
+            .unwrap();
+        servers.push(EchoServer::start(&n, "0.0.0.0:9000".parse().unwrap()).unwrap());
+    }
+    let confs = [("lb1", "MASTER", 100, 40), ("lb2", "BACKUP", 90, 22)].map(
+        |(name, state, prio, peer)| {
+            let sync = if sync {
+                format!("global_defs {{\n conntrack_sync {{\n  instance VI_1\n  interface eth0\n  peer 198.51.100.{peer}\n }}\n}}\n")
+            } else {
+                String::new()
+            };
+            let plane = if plane == "proxy" {
+                " lb_dataplane proxy\n"
+            } else {
+                ""
+            };
+            (
+                name,
+                format!(
+                    "{sync}vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n 198.51.100.254/24\n 203.0.113.250/24 dev eth1\n }}\n}}\nvirtual_server 203.0.113.250 9000 {{\n lb_algo {algo}\n lb_kind NAT\n protocol TCP\n{plane} real_server 198.51.100.50 9000 {{\n }}\n real_server 198.51.100.51 9000 {{\n }}\n}}\n"
+                ),
+            )
+        },
+    );
+    run_round(&lab, &confs, "203.0.113.250:9000", ending, &client)
+}
+
+/// `keepalived-rs` on each node of `confs`, logging to `dir/NODE.log`.
+fn start_daemons(
+    lab: &Lab,
+    confs: &[(&str, String)],
+    dir: &std::path::Path,
+) -> Vec<netlab::Process> {
+    let mut daemons = Vec::new();
+    for (name, conf) in confs {
+        let path = dir.join(format!("{name}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["-n", "-l", "-f"])
+            .arg(&path)
+            .arg("--control")
+            .arg(dir.join(format!("{name}.sock")));
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        daemons.push(
+            lab.node(name)
+                .unwrap()
+                .spawn_logged(&cmd, Some(log))
+                .unwrap(),
+        );
+    }
+    daemons
+}
+
+/// Starts both directors, opens the connections through lb1, ends lb1.
+fn run_round(
+    lab: &Lab,
+    confs: &[(&str, String)],
+    target: &str,
+    ending: Ending,
+    client: &netlab::Node,
+) -> Round {
+    let dir = std::env::temp_dir().join(format!("{}sync", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut daemons = start_daemons(lab, confs, &dir);
+    let logs = || {
+        let mut all = String::new();
+        for (n, _) in confs {
+            let log = std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default();
+            all.push_str(&format!("--- {n}\n{log}"));
+        }
+        all
+    };
+    let target: std::net::SocketAddr = target.parse().unwrap();
+    let (lb1, lb2) = (lab.node("lb1").unwrap(), lab.node("lb2").unwrap());
+    lb1.wait_for_address(target.ip(), Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("lb1 never took the VIP: {e}\n{}", logs()));
+    let start = Instant::now();
+    let echoers = loop {
+        if let Ok(e) = Echoers::start(
+            client,
+            target,
+            CONNS,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        ) {
+            break e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no connections through lb1\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let opened = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let (before, _) = survivors(&echoers.report(), opened + Duration::from_secs(2));
+    assert_eq!(
+        before,
+        CONNS,
+        "not every connection echoes before the failover\n{}",
+        logs()
+    );
+    let ended_at = Instant::now();
+    match ending {
+        Ending::Crash => {
+            lb1.crash_all();
+            for l in ["eth0", "eth1"] {
+                lab.cut(lab.link("lb1", l).unwrap()).unwrap();
+            }
+        }
+        Ending::Handover => {
+            daemons[0]
+                .signal(nix::sys::signal::Signal::SIGTERM)
+                .unwrap();
+            let _ = daemons[0].wait_timeout(Duration::from_secs(15));
+        }
+    }
+    lb2.wait_for_address(target.ip(), Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("lb2 never took the VIP: {e}\n{}", logs()));
+    let took = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let report = echoers.report();
+    let (alive, gap) = survivors(&report, took + Duration::from_secs(6));
+    let ended = report
+        .iter()
+        .filter(|c| !c.alive_since(took + Duration::from_secs(6)))
+        .take(3)
+        .map(|c| {
+            format!(
+                "{} (last echo {:.1} s after the end)",
+                c.ended.as_deref().unwrap_or("silent"),
+                c.last.map_or(-1.0, |l| l
+                    .saturating_duration_since(ended_at)
+                    .as_secs_f64())
+            )
+        })
+        .collect();
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(dir.join("lb2.sock"))
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or_default();
+    if alive < CONNS {
+        eprintln!("{}", logs());
+    }
+    drop(echoers);
+    drop(daemons);
+    let _ = std::fs::remove_dir_all(&dir);
+    Round {
+        alive,
+        gap,
+        ended,
+        status,
+    }
+}
+
+fn row(table: &mut String, plane: &str, algo: &str, sync: &str, ending: Ending, r: &Round) {
+    table.push_str(&format!(
+        "| {plane} | {algo} | {sync} | {} | {}/{CONNS} | {:.2} s |\n",
+        match ending {
+            Ending::Crash => "crashed",
+            Ending::Handover => "SIGTERM",
+        },
+        r.alive,
+        r.gap.as_secs_f64()
+    ));
+    eprintln!(
+        "{plane} {algo} {sync} {ending:?}: {}/{CONNS}, gap {:?}, ended: {:?}",
+        r.alive, r.gap, r.ended
+    );
+}
+
+const HEAD: &str = "| plane | scheduler | sync | master | connections echoing after | longest gap |\n|---|---|---|---|---:|---:|\n";
+
+/// nftables NAT: with `conntrack_sync` every connection survives a crash
+/// and a handover, and `status` reports the commit; without it (the
+/// baseline) they do not all survive.
+#[test]
+fn nat_connections_survive_a_failover_with_conntrack_sync() {
+    if !netlab::privileged("nat_connections_survive_a_failover_with_conntrack_sync")
+        || !needs_conntrackd("nat_connections_survive_a_failover_with_conntrack_sync")
+    {
+        return;
+    }
+    let mut table = String::from(HEAD);
+    let synced = nat_round("nftables", "rr", true, Ending::Crash);
+    row(
+        &mut table,
+        "nftables NAT",
+        "rr",
+        "conntrack_sync",
+        Ending::Crash,
+        &synced,
+    );
+    let handover = nat_round("nftables", "rr", true, Ending::Handover);
+    row(
+        &mut table,
+        "nftables NAT",
+        "rr",
+        "conntrack_sync",
+        Ending::Handover,
+        &handover,
+    );
+    let bare = nat_round("nftables", "rr", false, Ending::Crash);
+    row(
+        &mut table,
+        "nftables NAT",
+        "rr",
+        "none",
+        Ending::Crash,
+        &bare,
+    );
+    eprintln!("\n{table}");
+    assert_eq!(synced.alive, CONNS, "crash with conntrack_sync\n{table}");
+    assert_eq!(
+        handover.alive, CONNS,
+        "handover with conntrack_sync\n{table}"
+    );
+    assert!(
+        bare.alive < CONNS,
+        "without sync every connection survived?\n{table}"
+    );
+    let c = &synced.status["conntrack_sync"];
+    assert_eq!(c["role"], "master", "{}", synced.status);
+    assert_eq!(c["running"], true, "{}", synced.status);
+    assert_eq!(c["commits"], 1, "{}", synced.status);
+    assert!(c["last_commit_ms"].as_u64().is_some(), "{}", synced.status);
+}
