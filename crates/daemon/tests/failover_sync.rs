@@ -31,6 +31,8 @@ struct Round {
     /// How the connections that did not survive ended, and after how long
     /// from the master's end (the first few).
     ended: Vec<String>,
+    /// How many connections the client saw end (reset or closed).
+    closed: usize,
     /// lb2's `status --json` after the takeover.
     status: serde_json::Value,
 }
@@ -221,10 +223,12 @@ fn run_round(
     drop(echoers);
     drop(daemons);
     let _ = std::fs::remove_dir_all(&dir);
+    let closed = report.iter().filter(|c| c.ended.is_some()).count();
     Round {
         alive,
         gap,
         ended,
+        closed,
         status,
     }
 }
@@ -300,4 +304,36 @@ fn nat_connections_survive_a_failover_with_conntrack_sync() {
     assert_eq!(c["running"], true, "{}", synced.status);
     assert_eq!(c["commits"], 1, "{}", synced.status);
     assert!(c["last_commit_ms"].as_u64().is_some(), "{}", synced.status);
+}
+
+/// The proxy: connections end in the proxy, so they cannot outlive its
+/// host; the clients must see them end (the new master answers their
+/// next retransmission with a reset), not hang.
+#[test]
+fn proxy_connections_end_fast_when_the_master_dies() {
+    if !netlab::privileged("proxy_connections_end_fast_when_the_master_dies") {
+        return;
+    }
+    let mut table = String::from(HEAD);
+    let r = nat_round("proxy", "rr", false, Ending::Crash);
+    row(&mut table, "proxy", "rr", "none", Ending::Crash, &r);
+    eprintln!("\n{table}");
+    assert_eq!(r.alive, 0, "{table}");
+    assert_eq!(
+        r.closed, CONNS,
+        "every connection ends at the client: {:?}",
+        r.ended
+    );
+    let still_open: Vec<&String> = r.ended.iter().filter(|e| e.starts_with("silent")).collect();
+    assert!(
+        still_open.is_empty(),
+        "connections hang instead of ending: {still_open:?}"
+    );
+    assert!(
+        r.ended
+            .iter()
+            .all(|e| e.contains("reset") || e.contains("closed")),
+        "{:?}",
+        r.ended
+    );
 }
