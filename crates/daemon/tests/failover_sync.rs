@@ -180,7 +180,9 @@ fn run_round(
         Ending::Crash => {
             lb1.crash_all();
             for l in ["eth0", "eth1"] {
-                lab.cut(lab.link("lb1", l).unwrap()).unwrap();
+                if let Ok(link) = lab.link("lb1", l) {
+                    lab.cut(link).unwrap();
+                }
             }
         }
         Ending::Handover => {
@@ -336,4 +338,65 @@ fn proxy_connections_end_fast_when_the_master_dies() {
         "{:?}",
         r.ended
     );
+}
+
+/// nftables DR, one switch as the seed has it (the VIP on the servers'
+/// `lo`), no sync: how many connections a crash leaves, per scheduler.
+fn dr_round(algo: &str) -> Round {
+    let vip = "198.51.100.250";
+    let mut lab = Lab::new().unwrap();
+    let sw = lab.add_switch("sw0").unwrap();
+    for (name, octet) in [("lb1", 22), ("lb2", 40)] {
+        let n = lab.add_node(name).unwrap();
+        lab.connect(&n, &sw, "eth0", &[&format!("198.51.100.{octet}/24")])
+            .unwrap();
+    }
+    let client = lab.add_node("client").unwrap();
+    lab.connect(&client, &sw, "eth0", &["198.51.100.100/24"])
+        .unwrap();
+    let mut servers = Vec::new();
+    for (name, octet) in [("web1", 50), ("web2", 51)] {
+        let n = lab.add_node(name).unwrap();
+        lab.connect(&n, &sw, "eth0", &[&format!("198.51.100.{octet}/24")])
+            .unwrap();
+        n.dr_real_server(vip.parse().unwrap()).unwrap();
+        servers.push(EchoServer::start(&n, "0.0.0.0:9000".parse().unwrap()).unwrap());
+    }
+    let confs = [("lb1", "MASTER", 100), ("lb2", "BACKUP", 90)].map(|(name, state, prio)| {
+        (
+            name,
+            format!(
+                "vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n {vip}/24\n }}\n}}\nvirtual_server {vip} 9000 {{\n lb_algo {algo}\n lb_kind DR\n protocol TCP\n real_server 198.51.100.50 9000 {{\n }}\n real_server 198.51.100.51 9000 {{\n }}\n}}\n"
+            ),
+        )
+    });
+    run_round(&lab, &confs, &format!("{vip}:9000"), Ending::Crash, &client)
+}
+
+/// nftables DR without sync: the hashing schedulers (`sh`, `mh`) keep
+/// every connection, both directors computing the same server; `rr`
+/// does not (the choice lived on the dead master).
+#[test]
+fn dr_connections_across_a_crash_per_scheduler() {
+    if !netlab::privileged("dr_connections_across_a_crash_per_scheduler") {
+        return;
+    }
+    let mut table = String::from(HEAD);
+    let mut got = Vec::new();
+    for algo in ["rr", "sh", "mh"] {
+        let r = dr_round(algo);
+        row(&mut table, "nftables DR", algo, "none", Ending::Crash, &r);
+        got.push((algo, r.alive));
+    }
+    eprintln!("\n{table}");
+    for (algo, alive) in got {
+        if algo == "rr" {
+            assert!(
+                alive < CONNS,
+                "rr kept every connection without sync?\n{table}"
+            );
+        } else {
+            assert_eq!(alive, CONNS, "{algo}\n{table}");
+        }
+    }
 }
