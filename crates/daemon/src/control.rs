@@ -40,6 +40,39 @@ pub struct Status {
     /// conntrackd, for the nftables planes (`conntrack_sync`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conntrack_sync: Option<ConntrackStatus>,
+    /// `lvs_sync_daemon` on the nftables DR plane: the flow memory sent
+    /// to and taken from the other directors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_sync: Option<FlowSyncStatus>,
+}
+
+/// The nftables DR plane's flow sync: where, which way, and the counts.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FlowSyncStatus {
+    pub interface: String,
+    /// The group (or address) and port it sends to and listens on.
+    pub destination: String,
+    /// The VRRP instance it follows (`null`: it sends and receives).
+    pub instance: Option<String>,
+    pub sync_id: u8,
+    /// Whether this node sends its flows (its instance is MASTER).
+    pub sending: bool,
+    /// Whether it takes the other directors' flows.
+    pub receiving: bool,
+    /// Entries sent, received, written into our maps.
+    pub sent: u64,
+    pub received: u64,
+    pub written: u64,
+    /// Entries for a service or server this node does not have.
+    pub refused: u64,
+    /// Datagrams that were not flow-sync datagrams.
+    pub bad_datagrams: u64,
+    /// Entries dropped, the queue full.
+    pub dropped: u64,
+    pub last_sent_unix: Option<u64>,
+    pub last_received_unix: Option<u64>,
+    /// The last failure, while it lasts.
+    pub error: Option<String>,
 }
 
 /// conntrackd as we run it: whom it syncs with, our side, the last commit.
@@ -605,6 +638,7 @@ mod tests {
             virtual_servers: vec![],
             sync: None,
             conntrack_sync: None,
+            flow_sync: None,
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         let i = &v["vrrp"][0];

@@ -10,6 +10,7 @@ pub mod ctsync;
 pub mod dataplane;
 pub mod deadline;
 pub mod exec;
+pub mod flowsync;
 pub mod logging;
 pub mod metrics;
 pub mod netlink;

@@ -177,6 +177,7 @@ fn finish(
 struct Followers {
     syncd: keepalived_rs::syncd::Syncd,
     ctsync: Option<keepalived_rs::ctsync::CtSync>,
+    flowsync: Option<keepalived_rs::flowsync::FlowSync>,
 }
 
 impl Followers {
@@ -198,6 +199,16 @@ impl Followers {
             status.clone(),
             reloader.subscribe(),
         )?;
+        // The nftables DR flows, sent or taken as the instance says.
+        let flowsync = keepalived_rs::flowsync::start(
+            config,
+            keepalived_rs::syncd::Parts {
+                vrrp: run_vrrp,
+                checks: run_checks,
+            },
+            status.clone(),
+            reloader.subscribe(),
+        )?;
         // conntrackd for the nftables planes: the VIPs are held from here
         // on, before the VRRP thread can add them.
         let ctsync = match keepalived_rs::ctsync::spec(config).filter(|_| run_vrrp) {
@@ -208,7 +219,11 @@ impl Followers {
             )?),
             None => None,
         };
-        Ok(Self { syncd, ctsync })
+        Ok(Self {
+            syncd,
+            ctsync,
+            flowsync,
+        })
     }
 
     fn senders(&self) -> Vec<std::sync::mpsc::Sender<keepalived_rs::syncd::Msg>> {
@@ -217,6 +232,9 @@ impl Followers {
             self.ctsync
                 .as_ref()
                 .and_then(keepalived_rs::ctsync::CtSync::sender),
+            self.flowsync
+                .as_ref()
+                .and_then(keepalived_rs::flowsync::FlowSync::sender),
         ]
         .into_iter()
         .flatten()

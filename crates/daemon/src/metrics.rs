@@ -185,6 +185,7 @@ pub fn render(s: &Status) -> String {
     proxy_limits(&mut f, s.proxy_limits.as_ref());
     sync_daemon(&mut f, s.sync.as_ref());
     conntrack_sync(&mut f, s.conntrack_sync.as_ref());
+    flow_sync(&mut f, s.flow_sync.as_ref());
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &f.registry);
@@ -245,6 +246,40 @@ fn conntrack_sync(f: &mut Families, c: Option<&crate::control::ConntrackStatus>)
         c.last_commit_ms
             .map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX)),
     );
+}
+
+/// The nftables DR flow sync: entries sent, received and written, and
+/// which way it runs.
+fn flow_sync(f: &mut Families, y: Option<&crate::control::FlowSyncStatus>) {
+    let sending = f.gauge(
+        "keepalived_dr_flow_sync_sending",
+        "1 while this director sends its DR flows (its instance is MASTER)",
+    );
+    let entries = f.counter(
+        "keepalived_dr_flow_sync_entries",
+        "DR flow entries, by what happened to them (sent, received, written, refused, dropped)",
+    );
+    let Some(y) = y else {
+        return;
+    };
+    let base = [
+        ("intf", y.interface.clone()),
+        ("syncid", y.sync_id.to_string()),
+    ];
+    sending
+        .get_or_create(&labels(&base))
+        .set(i64::from(y.sending));
+    for (what, n) in [
+        ("sent", y.sent),
+        ("received", y.received),
+        ("written", y.written),
+        ("refused", y.refused),
+        ("dropped", y.dropped),
+    ] {
+        let mut l = base.to_vec();
+        l.push(("what", what.to_owned()));
+        entries.get_or_create(&labels(&l)).inc_by(n);
+    }
 }
 
 /// The proxy's caps: connections and refusals per virtual server, and
@@ -419,6 +454,13 @@ mod tests {
                 }],
                 ..crate::control::ProxyLimits::default()
             }),
+            flow_sync: Some(crate::control::FlowSyncStatus {
+                interface: "eth0".into(),
+                sync_id: 51,
+                sending: true,
+                sent: 50,
+                ..crate::control::FlowSyncStatus::default()
+            }),
             conntrack_sync: Some(crate::control::ConntrackStatus {
                 instance: "VI_1".into(),
                 peer: "198.51.100.40".into(),
@@ -479,6 +521,8 @@ mod tests {
             r#"keepalived_lvs_sync_daemon_running{role="backup",intf="eth0",syncid="51"} 0"#,
             r#"keepalived_lvs_sync_daemon_changes_total{intf="eth0",syncid="51"} 3"#,
             r#"keepalived_conntrack_sync_running{iname="VI_1",peer="198.51.100.40"} 1"#,
+            r#"keepalived_dr_flow_sync_sending{intf="eth0",syncid="51"} 1"#,
+            r#"keepalived_dr_flow_sync_entries_total{intf="eth0",syncid="51",what="sent"} 50"#,
             r#"keepalived_conntrack_sync_commits_total{iname="VI_1",peer="198.51.100.40"} 2"#,
             r#"keepalived_conntrack_sync_last_commit_milliseconds{iname="VI_1",peer="198.51.100.40"} 12"#,
             "# EOF",

@@ -207,7 +207,8 @@ pub struct Parts {
 }
 
 impl Parts {
-    fn admit(self, spec: Option<Spec>) -> Option<Spec> {
+    /// `spec` if the part it belongs to runs.
+    pub fn admit(self, spec: Option<Spec>) -> Option<Spec> {
         spec.filter(|s| {
             if s.instance.is_some() {
                 self.vrrp
@@ -229,7 +230,7 @@ pub fn start(
     reloads: Receiver<Arc<kaconf::Config>>,
 ) -> std::io::Result<Syncd> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let spec = parts.admit(spec(config));
+    let spec = kernel_spec(parts, config);
     let handle = std::thread::Builder::new()
         .name("lvs-sync".into())
         .spawn(move || run(spec, parts, &rx, &reloads, &status))?;
@@ -237,6 +238,17 @@ pub fn start(
         tx: Some(tx),
         handle: Some(handle),
     })
+}
+
+/// The setting for the kernel's daemons: none where the kernel has no
+/// IPVS (the nftables DR plane syncs its flows itself, `flowsync`).
+fn kernel_spec(parts: Parts, config: &kaconf::Config) -> Option<Spec> {
+    let spec = parts.admit(spec(config))?;
+    if let Some(why) = lb::ipvs::unavailable() {
+        tracing::info!("lvs_sync_daemon: {why}, so no IPVS sync daemon runs");
+        return None;
+    }
+    Some(spec)
 }
 
 /// The kernel's side: what runs, and the socket.
@@ -440,7 +452,7 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         while let Ok(config) = reloads.try_recv() {
-            let new = parts.admit(self::spec(&config));
+            let new = kernel_spec(parts, &config);
             if new != spec {
                 tracing::info!("IPVS sync daemon: the reload changes lvs_sync_daemon");
                 spec = new;

@@ -341,8 +341,9 @@ fn proxy_connections_end_fast_when_the_master_dies() {
 }
 
 /// nftables DR, one switch as the seed has it (the VIP on the servers'
-/// `lo`), no sync: how many connections a crash leaves, per scheduler.
-fn dr_round(algo: &str) -> Round {
+/// `lo`): how many connections the master's end leaves, per scheduler,
+/// with `lvs_sync_daemon` (the flow memory synced) or without.
+fn dr_round(algo: &str, sync: bool, ending: Ending) -> Round {
     let vip = "198.51.100.250";
     let mut lab = Lab::new().unwrap();
     let sw = lab.add_switch("sw0").unwrap();
@@ -362,41 +363,128 @@ fn dr_round(algo: &str) -> Round {
         n.dr_real_server(vip.parse().unwrap()).unwrap();
         servers.push(EchoServer::start(&n, "0.0.0.0:9000".parse().unwrap()).unwrap());
     }
+    let globals = if sync {
+        "global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n"
+    } else {
+        ""
+    };
     let confs = [("lb1", "MASTER", 100), ("lb2", "BACKUP", 90)].map(|(name, state, prio)| {
         (
             name,
             format!(
-                "vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n {vip}/24\n }}\n}}\nvirtual_server {vip} 9000 {{\n lb_algo {algo}\n lb_kind DR\n protocol TCP\n real_server 198.51.100.50 9000 {{\n }}\n real_server 198.51.100.51 9000 {{\n }}\n}}\n"
+                "{globals}vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n {vip}/24\n }}\n}}\nvirtual_server {vip} 9000 {{\n lb_algo {algo}\n lb_kind DR\n protocol TCP\n real_server 198.51.100.50 9000 {{\n }}\n real_server 198.51.100.51 9000 {{\n }}\n}}\n"
             ),
         )
     });
-    run_round(&lab, &confs, &format!("{vip}:9000"), Ending::Crash, &client)
+    run_round(&lab, &confs, &format!("{vip}:9000"), ending, &client)
 }
 
-/// nftables DR without sync: the hashing schedulers (`sh`, `mh`) keep
-/// every connection, both directors computing the same server; `rr`
-/// does not (the choice lived on the dead master).
+/// nftables DR without sync (the baseline), every scheduler: the
+/// hashing ones (`sh`, `mh`) keep every connection, both directors
+/// computing the same server; `rr` does not (the choice lived on the dead
+/// master). The others are printed for the docs' table.
 #[test]
 fn dr_connections_across_a_crash_per_scheduler() {
     if !netlab::privileged("dr_connections_across_a_crash_per_scheduler") {
         return;
     }
+    let jobs: Vec<(&str, Ending)> = algos().into_iter().map(|a| (a, Ending::Crash)).collect();
+    let rounds = dr_rounds(&jobs, false);
     let mut table = String::from(HEAD);
-    let mut got = Vec::new();
-    for algo in ["rr", "sh", "mh"] {
-        let r = dr_round(algo);
-        row(&mut table, "nftables DR", algo, "none", Ending::Crash, &r);
-        got.push((algo, r.alive));
+    for (algo, ending, r) in &rounds {
+        row(&mut table, "nftables DR", algo, "none", *ending, r);
     }
     eprintln!("\n{table}");
-    for (algo, alive) in got {
-        if algo == "rr" {
-            assert!(
-                alive < CONNS,
+    for (algo, _, r) in &rounds {
+        match algo.as_str() {
+            "rr" => assert!(
+                r.alive < CONNS,
                 "rr kept every connection without sync?\n{table}"
-            );
-        } else {
-            assert_eq!(alive, CONNS, "{algo}\n{table}");
+            ),
+            "sh" | "mh" => assert_eq!(r.alive, CONNS, "{algo}\n{table}"),
+            _ => {}
         }
+    }
+}
+
+/// `jobs` run as DR rounds, four labs at a time (each round is mostly
+/// waiting).
+fn dr_rounds(jobs: &[(&str, Ending)], sync: bool) -> Vec<(String, Ending, Round)> {
+    let mut rounds = Vec::new();
+    for batch in jobs.chunks(4) {
+        let got: Vec<(String, Ending, Round)> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(algo, ending)| {
+                    s.spawn(move || ((*algo).to_owned(), *ending, dr_round(algo, sync, *ending)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        rounds.extend(got);
+    }
+    rounds
+}
+
+/// The schedulers to run: all, or those `FAILOVER_SYNC_ALGOS` names.
+fn algos() -> Vec<&'static str> {
+    match std::env::var("FAILOVER_SYNC_ALGOS") {
+        Ok(v) => ALGOS
+            .iter()
+            .copied()
+            .filter(|a| v.split(',').any(|w| w == *a))
+            .collect(),
+        Err(_) => ALGOS.to_vec(),
+    }
+}
+
+/// Every scheduler of the nftables plane.
+const ALGOS: [&str; 13] = [
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
+];
+
+/// nftables DR with `lvs_sync_daemon`: the backup holds the master's flow
+/// memory, so every connection survives a crash under every scheduler,
+/// and a handover; `status` counts the entries sent and written.
+#[test]
+fn dr_connections_survive_a_failover_with_lvs_sync_daemon_under_every_scheduler() {
+    let name = "dr_connections_survive_a_failover_with_lvs_sync_daemon_under_every_scheduler";
+    if !netlab::privileged(name) {
+        return;
+    }
+    let jobs: Vec<(&str, Ending)> = algos()
+        .into_iter()
+        .map(|a| (a, Ending::Crash))
+        .chain([("rr", Ending::Handover)])
+        .collect();
+    let rounds = dr_rounds(&jobs, true);
+    let mut table = String::from(HEAD);
+    for (algo, ending, r) in &rounds {
+        row(
+            &mut table,
+            "nftables DR",
+            algo,
+            "lvs_sync_daemon",
+            *ending,
+            r,
+        );
+    }
+    eprintln!("\n{table}");
+    for (algo, ending, r) in &rounds {
+        assert_eq!(r.alive, CONNS, "{algo} {ending:?}\n{table}");
+        let f = &r.status["flow_sync"];
+        assert_eq!(f["sending"], true, "lb2 sends once MASTER: {}", r.status);
+        assert_eq!(f["receiving"], false, "{}", r.status);
+        assert!(
+            f["written"].as_u64().unwrap_or(0) >= CONNS as u64,
+            "lb2 wrote every connection it was sent: {}",
+            r.status
+        );
+        assert_eq!(f["bad_datagrams"], 0, "{}", r.status);
+        assert!(
+            r.status.get("sync").is_none(),
+            "no IPVS daemon here: {}",
+            r.status
+        );
     }
 }

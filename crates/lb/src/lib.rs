@@ -5,6 +5,7 @@
 //! [`DataPlane`], opened by [`open`].
 
 pub mod error;
+pub mod flows;
 pub mod ipvs;
 pub mod model;
 pub mod nft;

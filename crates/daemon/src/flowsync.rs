@@ -1,0 +1,423 @@
+//! `lvs_sync_daemon` on the nftables DR plane: this director's flow
+//! memory (which real server each connection went to) sent to the other
+//! directors, and theirs written into ours, so a takeover keeps every
+//! connection on its server whatever the scheduler (`lb::flows` has the
+//! datagram and the map work; this thread has the socket and the roles).
+//!
+//! The roles follow the instance as IPVS's daemons do: while it is
+//! MASTER this node sends, otherwise it receives; without an instance it
+//! does both and never overwrites a choice of its own. Sent: every new or
+//! moved entry once a second, and every entry again each [`REFRESH`] (so
+//! a director that starts late learns them, and the copies do not expire
+//! before the originals); on the way out, whatever is new since the last
+//! send. Received entries are written once a second, and at once when the
+//! instance becomes MASTER, before it can carry anything.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lb::flows::{Flow, Overwrite};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+
+use crate::syncd::{Msg, Parts, Spec};
+
+/// IPVS's sync group and port, which `lvs_sync_daemon` defaults to.
+const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
+const PORT: u16 = 8848;
+/// How often the map is read and sent, and received entries written.
+const TICK: Duration = Duration::from_secs(1);
+/// How often every entry is sent again.
+pub const REFRESH: Duration = Duration::from_secs(60);
+/// The most received entries kept waiting for the next write.
+const PENDING_MAX: usize = 1 << 18;
+/// The datagram size when `maxlen` does not say.
+const MAXLEN: usize = 1400;
+
+/// Whether the configuration has a virtual server this thread serves:
+/// DR carried by nftables.
+pub fn wanted(config: &kaconf::Config) -> bool {
+    crate::dataplane::specs(config)
+        .iter()
+        .any(|s| s.kind == lb::model::Kind::Dr && s.carrier == lb::model::Carrier::Nftables)
+}
+
+/// The thread's handle: dropped, it closes the channel and waits for the
+/// thread (which sends what is new first).
+#[derive(Debug)]
+pub struct FlowSync {
+    tx: Option<Sender<Msg>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FlowSync {
+    pub fn sender(&self) -> Option<Sender<Msg>> {
+        self.tx.clone()
+    }
+}
+
+impl Drop for FlowSync {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            if h.join().is_err() {
+                tracing::error!("the flow sync thread panicked");
+            }
+        }
+    }
+}
+
+/// Starts the thread when `lvs_sync_daemon` is set (and admitted for the
+/// parts that run) and an nftables DR service exists; `None` otherwise.
+/// A reload that changes the setting opens the socket again.
+pub fn start(
+    config: &kaconf::Config,
+    parts: Parts,
+    status: crate::control::Shared,
+    reloads: Receiver<Arc<kaconf::Config>>,
+) -> std::io::Result<Option<FlowSync>> {
+    let Some(spec) = parts
+        .admit(crate::syncd::spec(config))
+        .filter(|_| wanted(config))
+    else {
+        return Ok(None);
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("flow-sync".into())
+        .spawn(move || run(spec, parts, &rx, &reloads, &status))?;
+    Ok(Some(FlowSync {
+        tx: Some(tx),
+        handle: Some(handle),
+    }))
+}
+
+/// The group and port `spec` sends to.
+pub fn destination(spec: &Spec) -> SocketAddr {
+    SocketAddr::new(
+        spec.daemon.group.unwrap_or(IpAddr::V4(GROUP)),
+        spec.daemon.port.unwrap_or(PORT),
+    )
+}
+
+fn open(spec: &Spec) -> std::io::Result<UdpSocket> {
+    let dest = destination(spec);
+    let ifname = spec.daemon.interface.as_str();
+    let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(std::io::Error::from)?;
+    let domain = if dest.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    let ttl = u32::from(spec.daemon.ttl.unwrap_or(1));
+    match dest.ip() {
+        IpAddr::V4(g) => {
+            s.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(ifindex))?;
+            s.set_multicast_loop_v4(false)?;
+            s.set_multicast_ttl_v4(ttl)?;
+            s.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), dest.port()).into())?;
+        }
+        IpAddr::V6(g) => {
+            s.join_multicast_v6(&g, ifindex)?;
+            s.set_multicast_if_v6(ifindex)?;
+            s.set_multicast_loop_v6(false)?;
+            s.set_multicast_hops_v6(ttl)?;
+            s.bind(
+                &SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), dest.port()).into(),
+            )?;
+        }
+    }
+    let s = UdpSocket::from(s);
+    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+    Ok(s)
+}
+
+/// What the thread counts, for `status`.
+#[derive(Debug, Default)]
+struct Counts {
+    sent: u64,
+    received: u64,
+    written: u64,
+    refused: u64,
+    bad: u64,
+    dropped: u64,
+    last_sent: Option<std::time::SystemTime>,
+    last_received: Option<std::time::SystemTime>,
+    error: Option<String>,
+}
+
+struct State {
+    spec: Spec,
+    socket: Option<UdpSocket>,
+    master: bool,
+    /// What was sent, and when: the server and the time.
+    sent: HashMap<(u32, IpAddr, u16), ([u8; 6], Instant)>,
+    pending: Vec<Flow>,
+    counts: Counts,
+}
+
+impl State {
+    fn fail(&mut self, why: String) {
+        if self.counts.error.as_deref() != Some(why.as_str()) {
+            tracing::error!("flow sync: {why}");
+        }
+        self.counts.error = Some(why);
+    }
+
+    fn socket(&mut self) -> Option<&UdpSocket> {
+        if self.socket.is_none() {
+            match open(&self.spec) {
+                Ok(s) => {
+                    tracing::info!(
+                        "flow sync: on {} to {} (sync id {})",
+                        self.spec.daemon.interface,
+                        destination(&self.spec),
+                        self.spec.daemon.sync_id
+                    );
+                    self.socket = Some(s);
+                    self.counts.error = None;
+                }
+                Err(e) => self.fail(format!("{}: {e}", self.spec.daemon.interface)),
+            }
+        }
+        self.socket.as_ref()
+    }
+
+    fn sends(&self) -> bool {
+        self.spec.instance.is_none() || self.master
+    }
+
+    fn receives(&self) -> bool {
+        self.spec.instance.is_none() || !self.master
+    }
+
+    /// Sends what is new or moved, and what was last sent `REFRESH` ago.
+    fn send(&mut self) {
+        let table = match lb::flows::dump() {
+            Ok(t) => t,
+            Err(e) => return self.fail(format!("reading the flows: {e}")),
+        };
+        let now = Instant::now();
+        let due: Vec<Flow> = table
+            .flows
+            .iter()
+            .filter(|f| {
+                self.sent
+                    .get(&f.key())
+                    .is_none_or(|(mac, at)| *mac != f.mac || now.duration_since(*at) >= REFRESH)
+            })
+            .copied()
+            .collect();
+        let live: std::collections::HashSet<_> = table.flows.iter().map(Flow::key).collect();
+        self.sent.retain(|k, _| live.contains(k));
+        if due.is_empty() {
+            return;
+        }
+        let max = self.spec.daemon.maxlen.map_or(MAXLEN, usize::from);
+        let dest = destination(&self.spec);
+        let grams = lb::flows::encode(self.spec.daemon.sync_id, &due, max);
+        let Some(s) = self.socket() else { return };
+        let mut failed = None;
+        for g in &grams {
+            if let Err(e) = s.send_to(g, dest) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            return self.fail(format!("sending to {dest}: {e}"));
+        }
+        for f in &due {
+            self.sent.insert(f.key(), (f.mac, now));
+        }
+        self.counts.sent += due.len() as u64;
+        self.counts.last_sent = Some(std::time::SystemTime::now());
+    }
+
+    /// Reads what arrived (for at most `budget`).
+    fn receive(&mut self, budget: Duration) {
+        let until = Instant::now() + budget;
+        let mut buf = vec![0u8; 65536];
+        let id = self.spec.daemon.sync_id;
+        while Instant::now() < until {
+            let Some(s) = self.socket() else {
+                std::thread::sleep(budget.min(Duration::from_millis(200)));
+                return;
+            };
+            let n = match s.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return self.fail(format!("receiving: {e}")),
+            };
+            if !self.receives() {
+                continue;
+            }
+            match lb::flows::decode(&buf[..n]) {
+                Ok((sid, flows)) if sid == id => {
+                    self.counts.received += flows.len() as u64;
+                    self.counts.last_received = Some(std::time::SystemTime::now());
+                    let room = PENDING_MAX.saturating_sub(self.pending.len());
+                    self.counts.dropped += flows.len().saturating_sub(room) as u64;
+                    self.pending.extend(flows.into_iter().take(room));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.counts.bad += 1;
+                    tracing::debug!("flow sync: a datagram refused: {e}");
+                }
+            }
+        }
+    }
+
+    /// Writes the received entries into our maps.
+    fn write(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let overwrite = if self.spec.instance.is_some() {
+            Overwrite::Theirs
+        } else {
+            Overwrite::Ours
+        };
+        let incoming = std::mem::take(&mut self.pending);
+        for attempt in 0..2 {
+            let table = match lb::flows::dump() {
+                Ok(t) => t,
+                Err(e) => return self.fail(format!("reading the flows: {e}")),
+            };
+            let r = lb::flows::restore(&table, &incoming, overwrite);
+            if r.transaction.is_empty() {
+                self.counts.refused += r.refused as u64;
+                return;
+            }
+            match lb::nft::apply(&r.transaction) {
+                Ok(()) => {
+                    self.counts.written += r.written as u64;
+                    self.counts.refused += r.refused as u64;
+                    return;
+                }
+                // An entry expired between the read and the write: read again.
+                Err(e) if attempt == 0 => tracing::debug!("flow sync: writing again: {e}"),
+                Err(e) => return self.fail(format!("writing the flows: {e}")),
+            }
+        }
+    }
+
+    fn publish(&self, status: &crate::control::Shared) {
+        let secs = |t: Option<std::time::SystemTime>| {
+            t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+        };
+        let c = &self.counts;
+        let view = crate::control::FlowSyncStatus {
+            interface: self.spec.daemon.interface.clone(),
+            destination: destination(&self.spec).to_string(),
+            instance: self.spec.instance.clone(),
+            sync_id: self.spec.daemon.sync_id,
+            sending: self.sends(),
+            receiving: self.receives(),
+            sent: c.sent,
+            received: c.received,
+            written: c.written,
+            refused: c.refused,
+            bad_datagrams: c.bad,
+            dropped: c.dropped,
+            last_sent_unix: secs(c.last_sent),
+            last_received_unix: secs(c.last_received),
+            error: c.error.clone(),
+        };
+        if let Ok(mut s) = status.lock() {
+            s.flow_sync = Some(view);
+        }
+    }
+}
+
+fn run(
+    spec: Spec,
+    parts: Parts,
+    rx: &Receiver<Msg>,
+    reloads: &Receiver<Arc<kaconf::Config>>,
+    status: &crate::control::Shared,
+) {
+    let mut st = State {
+        spec,
+        socket: None,
+        master: false,
+        sent: HashMap::new(),
+        pending: Vec::new(),
+        counts: Counts::default(),
+    };
+    let mut next = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(1)) {
+            Ok(Msg::State { instance, master }) => {
+                if st.spec.instance.as_deref() == Some(instance.as_str()) && st.master != master {
+                    if master {
+                        st.master = true;
+                        // Before this node carries the VIP's traffic.
+                        st.write();
+                    } else {
+                        // What is new since the last send, while the map
+                        // is still there (a handover, a stop).
+                        st.send();
+                        st.master = false;
+                    }
+                    tracing::info!(
+                        "flow sync: {} now",
+                        if master { "sending" } else { "receiving" }
+                    );
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while let Ok(config) = reloads.try_recv() {
+            let new = parts
+                .admit(crate::syncd::spec(&config))
+                .filter(|_| wanted(&config));
+            match new {
+                Some(n) if n != st.spec => {
+                    tracing::info!("flow sync: the reload changes lvs_sync_daemon");
+                    st.spec = n;
+                    st.socket = None;
+                    st.sent.clear();
+                }
+                Some(_) => {}
+                None => tracing::warn!(
+                    "flow sync: the reload drops lvs_sync_daemon (or the DR services); it stops at the next restart"
+                ),
+            }
+        }
+        let left = next.saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            // In slices, so a state change is seen within one.
+            st.receive(left.min(Duration::from_millis(50)));
+            continue;
+        }
+        next = Instant::now() + TICK;
+        if st.sends() {
+            st.send();
+        }
+        if st.receives() {
+            st.write();
+        }
+        st.publish(status);
+    }
+    if st.sends() {
+        st.send();
+    }
+    st.publish(status);
+}
