@@ -71,6 +71,10 @@ pub struct FlowSyncStatus {
     pub dropped: u64,
     pub last_sent_unix: Option<u64>,
     pub last_received_unix: Option<u64>,
+    /// How long the last read of our flow maps took, and how often they
+    /// are read (longer for maps that take long to read).
+    pub last_read_ms: u64,
+    pub interval_ms: u64,
     /// The last failure, while it lasts.
     pub error: Option<String>,
 }

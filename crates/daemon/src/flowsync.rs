@@ -27,12 +27,20 @@ use crate::syncd::{Msg, Parts, Spec};
 /// IPVS's sync group and port, which `lvs_sync_daemon` defaults to.
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
 const PORT: u16 = 8848;
-/// How often the map is read and sent, and received entries written.
+/// How often the map is read and sent, and received entries written, at
+/// most: a map that takes long to read is read less often, so reading it
+/// takes at most a tenth of the time (`DUTY`), up to every `TICK_MAX`.
 const TICK: Duration = Duration::from_secs(1);
+const DUTY: u32 = 10;
+const TICK_MAX: Duration = Duration::from_secs(10);
 /// How often every entry is sent again.
 pub const REFRESH: Duration = Duration::from_secs(60);
 /// The most received entries kept waiting for the next write.
 const PENDING_MAX: usize = 1 << 18;
+/// The receive buffer asked for.
+const RCVBUF: usize = 8 << 20;
+/// Datagrams sent back to back before a pause of a millisecond.
+const BURST: usize = 64;
 /// The datagram size when `maxlen` does not say.
 const MAXLEN: usize = 1400;
 
@@ -132,6 +140,12 @@ fn open(spec: &Spec) -> std::io::Result<UdpSocket> {
             )?;
         }
     }
+    // A full refresh arrives as one burst while this thread may be busy
+    // writing the last one: room for a few hundred thousand entries
+    // (past net.core.rmem_max, which root may).
+    if nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &RCVBUF).is_err() {
+        s.set_recv_buffer_size(RCVBUF)?;
+    }
     let s = UdpSocket::from(s);
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
     Ok(s)
@@ -159,6 +173,8 @@ struct State {
     sent: HashMap<(u32, IpAddr, u16), ([u8; 6], Instant)>,
     pending: Vec<Flow>,
     counts: Counts,
+    /// How long the last read of the map took.
+    read: Duration,
 }
 
 impl State {
@@ -188,6 +204,11 @@ impl State {
         self.socket.as_ref()
     }
 
+    /// The time between two reads of the map.
+    fn interval(&self) -> Duration {
+        (self.read * DUTY).clamp(TICK, TICK_MAX)
+    }
+
     fn sends(&self) -> bool {
         self.spec.instance.is_none() || self.master
     }
@@ -198,10 +219,12 @@ impl State {
 
     /// Sends what is new or moved, and what was last sent `REFRESH` ago.
     fn send(&mut self) {
+        let began = Instant::now();
         let table = match lb::flows::dump() {
             Ok(t) => t,
             Err(e) => return self.fail(format!("reading the flows: {e}")),
         };
+        self.read = began.elapsed();
         let now = Instant::now();
         let due: Vec<Flow> = table
             .flows
@@ -223,7 +246,10 @@ impl State {
         let grams = lb::flows::encode(self.spec.daemon.sync_id, &due, max);
         let Some(s) = self.socket() else { return };
         let mut failed = None;
-        for g in &grams {
+        for (n, g) in grams.iter().enumerate() {
+            if n > 0 && n % BURST == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             if let Err(e) = s.send_to(g, dest) {
                 failed = Some(e);
                 break;
@@ -336,6 +362,8 @@ impl State {
             dropped: c.dropped,
             last_sent_unix: secs(c.last_sent),
             last_received_unix: secs(c.last_received),
+            last_read_ms: u64::try_from(self.read.as_millis()).unwrap_or(u64::MAX),
+            interval_ms: u64::try_from(self.interval().as_millis()).unwrap_or(u64::MAX),
             error: c.error.clone(),
         };
         if let Ok(mut s) = status.lock() {
@@ -358,6 +386,7 @@ fn run(
         sent: HashMap::new(),
         pending: Vec::new(),
         counts: Counts::default(),
+        read: Duration::ZERO,
     };
     let mut next = Instant::now();
     loop {
@@ -407,10 +436,10 @@ fn run(
             st.receive(left.min(Duration::from_millis(50)));
             continue;
         }
-        next = Instant::now() + TICK;
         if st.sends() {
             st.send();
         }
+        next = Instant::now() + st.interval();
         if st.receives() {
             st.write();
         }

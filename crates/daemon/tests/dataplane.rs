@@ -580,6 +580,54 @@ fn medians(runs: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) 
     (med(&mut xa), med(&mut xb))
 }
 
+/// DR throughput with the flow memory synced to a backup
+/// (`lvs_sync_daemon`; the master reads its map and sends it once a
+/// second meanwhile): (direct, through DR), medians.
+fn dr_synced_throughput(
+    lab: &Lab,
+    dir: &std::path::Path,
+    vs: &str,
+    runs: usize,
+    secs: u32,
+) -> (f64, f64) {
+    let sync = "global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n";
+    let d1 = daemon(
+        lab,
+        "lb1",
+        dir,
+        &format!("{sync}{}", director("MASTER", 100, vs)),
+    );
+    let d2 = daemon(
+        lab,
+        "lb2",
+        dir,
+        &format!("{sync}{}", director("BACKUP", 90, vs)),
+    );
+    lab.node("lb1")
+        .unwrap()
+        .wait_for_address(ip("198.51.100.250"), Duration::from_secs(5))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (direct2, synced) = medians(
+        runs,
+        || iperf(lab, ip("198.51.100.50"), secs),
+        || iperf(lab, ip("198.51.100.250"), secs),
+    );
+    // The backup wrote the iperf3 connections it was sent.
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(dir.join("lb2.sock"))
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+    drop((d1, d2));
+    assert!(
+        status["flow_sync"]["written"].as_u64().unwrap_or(0) >= 1,
+        "lb2 took none of lb1's flows: {status}"
+    );
+    (direct2, synced)
+}
+
 #[test]
 #[ignore = "a benchmark: run bench/dataplane-throughput"]
 fn throughput_through_dr_and_nat_against_direct() {
@@ -595,7 +643,7 @@ fn throughput_through_dr_and_nat_against_direct() {
     };
     // DR: one switch, the VIP on web1's lo; direct is client → web1's own
     // address on the same switch.
-    let (lab, dir, _w, _e) = dr_lab(&[("lb1", "198.51.100.22/24")]);
+    let (lab, dir, _w, _e) = dr_lab(&[("lb1", "198.51.100.22/24"), ("lb2", "198.51.100.40/24")]);
     let _srv = lab.node("web1").unwrap().spawn("iperf3", &["-s"]).unwrap();
     let d = daemon(
         &lab,
@@ -614,6 +662,8 @@ fn throughput_through_dr_and_nat_against_direct() {
         || iperf(&lab, ip("198.51.100.250"), secs),
     );
     drop(d);
+    let (direct2, synced) =
+        dr_synced_throughput(&lab, &dir, &vs("DR", "198.51.100.250"), runs, secs);
     drop(lab);
     // NAT: the director between the two networks; the baseline is the same
     // path routed (no DNAT) to web1's own address.
@@ -652,6 +702,12 @@ fn throughput_through_dr_and_nat_against_direct() {
         gb(nat),
         nat / direct,
         nat / routed
+    );
+    let table = format!(
+        "{table}\nWith lvs_sync_daemon (the flow memory sent to a backup once a second), in a run of its own:\n\n| path | Gbit/s | vs direct |\n|---|---:|---:|\n| direct | {:.2} | 1.00x |\n| LVS-DR through the nftables data plane, flows synced | {:.2} | {:.2}x |\n",
+        gb(direct2),
+        gb(synced),
+        synced / direct2
     );
     println!("\n{table}");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/out");

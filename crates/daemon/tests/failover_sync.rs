@@ -125,6 +125,17 @@ fn start_daemons(
     daemons
 }
 
+/// `status --json` of the daemon on `socket` (null if it does not answer).
+fn status_of(socket: &std::path::Path) -> serde_json::Value {
+    Command::new(BIN)
+        .args(["status", "--json", "--control"])
+        .arg(socket)
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or_default()
+}
+
 /// Starts both directors, opens the connections through lb1, ends lb1.
 fn run_round(
     lab: &Lab,
@@ -212,13 +223,7 @@ fn run_round(
             )
         })
         .collect();
-    let status = Command::new(BIN)
-        .args(["status", "--json", "--control"])
-        .arg(dir.join("lb2.sock"))
-        .output()
-        .ok()
-        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-        .unwrap_or_default();
+    let status = status_of(&dir.join("lb2.sock"));
     if alive < CONNS {
         eprintln!("{}", logs());
     }
@@ -487,4 +492,132 @@ fn dr_connections_survive_a_failover_with_lvs_sync_daemon_under_every_scheduler(
             r.status
         );
     }
+}
+
+/// What the flow sync costs at scale: `n` flows put into the master's map
+/// (as clients would), the time until the backup holds them all, and
+/// both daemons' CPU (with their `nft` runs) over the next 30 s (the master reads its map every
+/// second; every entry is sent again each minute). bench/flow-sync.
+#[test]
+#[ignore = "a benchmark: run bench/flow-sync"]
+fn flow_sync_cost_at_scale() {
+    assert!(netlab::privileged("flow_sync_cost_at_scale"));
+    let mut table = String::from(
+        "| flows | all on the backup after | master reads its map in | and every | master CPU | backup CPU |\n|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for n in [1_000usize, 10_000, 50_000] {
+        let (took, master, backup, read, every) = flow_sync_at(n);
+        table.push_str(&format!(
+            "| {n} | {:.2} s | {read} ms | {every} ms | {master:.1}% | {backup:.1}% |\n",
+            took.as_secs_f64()
+        ));
+        eprintln!("{n}: {took:?}, master {master:.1}%, backup {backup:.1}%");
+    }
+    println!("\n{table}");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("flow-sync.md"), &table).unwrap();
+}
+
+/// One `flow_sync_cost_at_scale` step: (time to the backup, master's and
+/// backup's CPU over 30 s in % of one core, the master's read time and
+/// interval in ms).
+fn flow_sync_at(n: usize) -> (Duration, f64, f64, u64, u64) {
+    let vip = "198.51.100.250";
+    let mut lab = Lab::new().unwrap();
+    let sw = lab.add_switch("sw0").unwrap();
+    for (name, octet) in [("lb1", 22), ("lb2", 40), ("web1", 50)] {
+        let node = lab.add_node(name).unwrap();
+        lab.connect(&node, &sw, "eth0", &[&format!("198.51.100.{octet}/24")])
+            .unwrap();
+    }
+    let web = lab.node("web1").unwrap();
+    web.dr_real_server(vip.parse().unwrap()).unwrap();
+    let _srv = EchoServer::start(web, "0.0.0.0:9000".parse().unwrap()).unwrap();
+    let confs = [("lb1", "MASTER", 100), ("lb2", "BACKUP", 90)].map(|(name, state, prio)| {
+        (
+            name,
+            format!(
+                "global_defs {{\n lvs_sync_daemon eth0 VI_1\n}}\nvrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 1\n virtual_ipaddress {{\n {vip}/24\n }}\n}}\nvirtual_server {vip} 9000 {{\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.51.100.50 9000 {{\n }}\n}}\n"
+            ),
+        )
+    });
+    let dir = std::env::temp_dir().join(format!("{}scale", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let daemons = start_daemons(&lab, &confs, &dir);
+    let (lb1, lb2) = (lab.node("lb1").unwrap(), lab.node("lb2").unwrap());
+    lb1.wait_for_address(vip.parse().unwrap(), Duration::from_secs(20))
+        .unwrap();
+    let table = |node: &netlab::Node| {
+        let out = node
+            .exec(&["nft", "-j", "list", "table", "netdev", "keepalived_rs"])
+            .unwrap();
+        lb::flows::parse(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    };
+    // The service's map and its server's MAC, once the plane has them.
+    let start = Instant::now();
+    let (map, mac) = loop {
+        let t = table(lb1);
+        if let Some((k, m)) = t
+            .live
+            .iter()
+            .find_map(|(k, m)| m.iter().next().map(|m| (*k, *m)))
+        {
+            break (k, m);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no DR map on lb1"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mac = mac.map(|b| format!("{b:02x}")).join(":");
+    let mut add = String::new();
+    for i in 0..n {
+        add.push_str(&format!(
+            "add element netdev keepalived_rs flows_{map:08x} {{ 203.0.113.{} . {} : {mac} }}\n",
+            i % 250 + 1,
+            1024 + i / 250
+        ));
+    }
+    let file = dir.join("flows.nft");
+    std::fs::write(&file, add).unwrap();
+    lb1.exec(&["nft", "-f", file.to_str().unwrap()]).unwrap();
+    let put = Instant::now();
+    let took = loop {
+        if table(lb2).flows.len() >= n {
+            break put.elapsed();
+        }
+        assert!(
+            put.elapsed() < Duration::from_secs(120),
+            "lb2 has {} of {n} flows",
+            table(lb2).flows.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let pids: Vec<Vec<u32>> = daemons.iter().map(|d| vec![d.pid()]).collect();
+    let before: Vec<u64> = pids
+        .iter()
+        .map(|p| netlab::procstat::cpu_ticks_with_children(p))
+        .collect();
+    let window = Duration::from_secs(30);
+    std::thread::sleep(window);
+    let after: Vec<u64> = pids
+        .iter()
+        .map(|p| netlab::procstat::cpu_ticks_with_children(p))
+        .collect();
+    // Ticks are 1/100 s.
+    let pct = |i: usize| {
+        f64::from(u32::try_from(after[i] - before[i]).unwrap_or(u32::MAX)) / window.as_secs_f64()
+    };
+    let (m, b) = (pct(0), pct(1));
+    let status = status_of(&dir.join("lb1.sock"));
+    let f = &status["flow_sync"];
+    let (read, every) = (
+        f["last_read_ms"].as_u64().unwrap_or(0),
+        f["interval_ms"].as_u64().unwrap_or(0),
+    );
+    drop(daemons);
+    let _ = std::fs::remove_dir_all(&dir);
+    (took, m, b, read, every)
 }

@@ -6,6 +6,14 @@ pub fn cpu_ticks(pids: &[u32]) -> u64 {
     pids.iter().map(|&p| stat_fields(p, &[11, 12])).sum()
 }
 
+/// utime + stime of the processes and of their children they have
+/// waited for (cutime + cstime), in clock ticks.
+pub fn cpu_ticks_with_children(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|&p| stat_fields(p, &[11, 12, 13, 14]))
+        .sum()
+}
+
 /// utime alone, in clock ticks.
 pub fn user_ticks(pids: &[u32]) -> u64 {
     pids.iter().map(|&p| stat_fields(p, &[11])).sum()
