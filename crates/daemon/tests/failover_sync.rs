@@ -49,10 +49,8 @@ fn needs_conntrackd(name: &str) -> bool {
     found
 }
 
-/// The NAT pair: client on `front` (203.0.113.0/24, service VIP .250),
-/// servers on `back` (198.51.100.0/24, their gateway the VIP .254), the
-/// directors on both, VRRP and conntrackd on `back`.
-fn nat_round(plane: &str, algo: &str, sync: bool, ending: Ending) -> Round {
+/// The NAT pair's lab (servers echoing on :9000): the lab and the client.
+fn nat_lab() -> (Lab, netlab::Node, Vec<EchoServer>) {
     let mut lab = Lab::new().unwrap();
     let front = lab.add_switch("front").unwrap();
     let back = lab.add_switch("back").unwrap();
@@ -76,6 +74,14 @@ fn nat_round(plane: &str, algo: &str, sync: bool, ending: Ending) -> Round {
             .unwrap();
         servers.push(EchoServer::start(&n, "0.0.0.0:9000".parse().unwrap()).unwrap());
     }
+    (lab, client, servers)
+}
+
+/// The NAT pair: client on `front` (203.0.113.0/24, service VIP .250),
+/// servers on `back` (198.51.100.0/24, their gateway the VIP .254), the
+/// directors on both, VRRP and conntrackd on `back`.
+fn nat_round(plane: &str, algo: &str, sync: bool, ending: Ending) -> Round {
+    let (lab, client, _servers) = nat_lab();
     let confs = [("lb1", "MASTER", 100, 40), ("lb2", "BACKUP", 90, 22)].map(
         |(name, state, prio, peer)| {
             let sync = if sync {
@@ -125,6 +131,35 @@ fn start_daemons(
     daemons
 }
 
+/// lb1's and lb2's logs in `dir`, for a failure's message.
+fn logs_of(dir: &std::path::Path) -> String {
+    let mut all = String::new();
+    for n in ["lb1", "lb2"] {
+        let log = std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default();
+        all.push_str(&format!("--- {n}\n{log}"));
+    }
+    all
+}
+
+/// Ends lb1: a crash (every process frozen, then killed, and its links
+/// cut) or a handover (SIGTERM to `master`, its daemon).
+fn end_master(lab: &Lab, master: &mut netlab::Process, ending: Ending) {
+    match ending {
+        Ending::Crash => {
+            lab.node("lb1").unwrap().crash_all();
+            for l in ["eth0", "eth1"] {
+                if let Ok(link) = lab.link("lb1", l) {
+                    lab.cut(link).unwrap();
+                }
+            }
+        }
+        Ending::Handover => {
+            master.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+            let _ = master.wait_timeout(Duration::from_secs(15));
+        }
+    }
+}
+
 /// `status --json` of the daemon on `socket` (null if it does not answer).
 fn status_of(socket: &std::path::Path) -> serde_json::Value {
     Command::new(BIN)
@@ -147,14 +182,7 @@ fn run_round(
     let dir = std::env::temp_dir().join(format!("{}sync", lab.prefix()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut daemons = start_daemons(lab, confs, &dir);
-    let logs = || {
-        let mut all = String::new();
-        for (n, _) in confs {
-            let log = std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default();
-            all.push_str(&format!("--- {n}\n{log}"));
-        }
-        all
-    };
+    let logs = || logs_of(&dir);
     let target: std::net::SocketAddr = target.parse().unwrap();
     let (lb1, lb2) = (lab.node("lb1").unwrap(), lab.node("lb2").unwrap());
     lb1.wait_for_address(target.ip(), Duration::from_secs(20))
@@ -187,22 +215,7 @@ fn run_round(
         logs()
     );
     let ended_at = Instant::now();
-    match ending {
-        Ending::Crash => {
-            lb1.crash_all();
-            for l in ["eth0", "eth1"] {
-                if let Ok(link) = lab.link("lb1", l) {
-                    lab.cut(link).unwrap();
-                }
-            }
-        }
-        Ending::Handover => {
-            daemons[0]
-                .signal(nix::sys::signal::Signal::SIGTERM)
-                .unwrap();
-            let _ = daemons[0].wait_timeout(Duration::from_secs(15));
-        }
-    }
+    end_master(lab, &mut daemons[0], ending);
     lb2.wait_for_address(target.ip(), Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("lb2 never took the VIP: {e}\n{}", logs()));
     let took = Instant::now();
@@ -620,4 +633,311 @@ fn flow_sync_at(n: usize) -> (Duration, f64, f64, u64, u64) {
     drop(daemons);
     let _ = std::fs::remove_dir_all(&dir);
     (took, m, b, read, every)
+}
+
+/// Who drives conntrackd in a commit-race round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// keepalived-rs with `conntrack_sync` (the VIPs held until the commit).
+    Ours,
+    /// keepalived 2.2.7 with conntrack-tools' `primary-backup.sh` as its
+    /// notify scripts, the NAT rules static: the documented recipe.
+    Recipe,
+}
+
+/// What a commit-race round saw.
+#[derive(Debug)]
+struct Race {
+    /// Resets sent to the client (from the VIP, or from a real server
+    /// whose reply conntrack did not translate back), from the master's
+    /// end on, as the client's tcpdump saw them.
+    rsts: usize,
+    /// How the long-lived connections that did not survive ended.
+    ended: Vec<String>,
+    /// The new connections over the whole round.
+    churn: netlab::echo::ChurnReport,
+    /// Of the 50 long-lived connections, how many echo after the takeover.
+    alive: usize,
+}
+
+/// keepalived 2.2.7's half of `Driver::Recipe` on `node`: conntrackd
+/// with the same configuration as ours, `primary-backup.sh` pointed at
+/// it, and the NAT rule that keepalived cannot make.
+fn recipe_node(
+    node: &netlab::Node,
+    dir: &std::path::Path,
+    me: u8,
+    peer: u8,
+) -> (netlab::Process, String) {
+    let base = dir.join(format!("lb{me}-ct"));
+    let spec = keepalived_rs::ctsync::Spec {
+        instance: "VI_1".into(),
+        interface: "eth0".into(),
+        source: format!("198.51.100.{me}").parse().unwrap(),
+        peer: format!("198.51.100.{peer}").parse().unwrap(),
+        port: 3780,
+        config: None,
+        conntrackd: "conntrackd".into(),
+        vips: Vec::new(),
+    };
+    let conf = base.with_extension("conf");
+    std::fs::write(&conf, keepalived_rs::ctsync::render_config(&spec, &base)).unwrap();
+    let script =
+        std::fs::read_to_string("/usr/share/doc/conntrackd/examples/sync/primary-backup.sh")
+            .unwrap()
+            .replace(
+                "CONNTRACKD_CONFIG=/etc/conntrackd/conntrackd.conf",
+                &format!("CONNTRACKD_CONFIG={}", conf.display()),
+            )
+            .replace(
+                "CONNTRACKD_LOCK=/var/lock/conntrack.lock",
+                &format!("CONNTRACKD_LOCK={}.lock", base.display()),
+            );
+    let path = dir.join(format!("lb{me}-primary-backup.sh"));
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let nat = dir.join(format!("lb{me}.nft"));
+    std::fs::write(
+        &nat,
+        "table ip recipe {\n chain pre { type nat hook prerouting priority dstnat; policy accept;\n  ip daddr 203.0.113.250 tcp dport 9000 dnat ip to numgen inc mod 2 map { 0 : 198.51.100.50 . 9000, 1 : 198.51.100.51 . 9000 }\n }\n}\n",
+    )
+    .unwrap();
+    node.exec(&["nft", "-f", nat.to_str().unwrap()]).unwrap();
+    let log = std::fs::File::create(base.with_extension("out")).unwrap();
+    let mut cmd = Command::new("conntrackd");
+    cmd.arg("-C").arg(&conf);
+    let ct = node.spawn_logged(&cmd, Some(log)).unwrap();
+    let p = path.display();
+    let notify = format!(
+        " notify_master \"{p} primary\"\n notify_backup \"{p} backup\"\n notify_fault \"{p} fault\"\n"
+    );
+    (ct, notify)
+}
+
+/// The resets sent to the client (203.0.113.100) in `pcap`, from
+/// `since` (seconds since the epoch) on.
+fn resets_to_client(pcap: &std::path::Path, since: f64) -> Vec<String> {
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-tt", "-r"])
+        .arg(pcap)
+        .arg("dst host 203.0.113.100")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(|t| t >= since)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The two directors of a commit-race round as `driver` runs them
+/// (lb1 MASTER): their daemons, and what else must live as long
+/// (the recipe's conntrackds).
+fn race_daemons(
+    lab: &Lab,
+    dir: &std::path::Path,
+    driver: Driver,
+) -> (Vec<netlab::Process>, Vec<netlab::Process>) {
+    let vs = "virtual_server 203.0.113.250 9000 {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n real_server 198.51.100.50 9000 {\n }\n real_server 198.51.100.51 9000 {\n }\n}\n";
+    let instance = |state: &str, prio: u8, notify: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n advert_int 1\n{notify} virtual_ipaddress {{\n 198.51.100.254/24\n 203.0.113.250/24 dev eth1\n }}\n}}\n"
+        )
+    };
+    let mut keep = Vec::new();
+    let mut daemons = Vec::new();
+    for (name, me, peer, state, prio) in [
+        ("lb1", 22, 40, "MASTER", 100),
+        ("lb2", 40, 22, "BACKUP", 90),
+    ] {
+        let node = lab.node(name).unwrap();
+        let path = dir.join(format!("{name}.conf"));
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let cmd = match driver {
+            Driver::Ours => {
+                std::fs::write(
+                    &path,
+                    format!(
+                        "global_defs {{\n conntrack_sync {{\n  instance VI_1\n  interface eth0\n  peer 198.51.100.{peer}\n }}\n}}\n{}{vs}",
+                        instance(state, prio, "")
+                    ),
+                )
+                .unwrap();
+                let mut c = Command::new(BIN);
+                c.args(["-n", "-l", "-f"])
+                    .arg(&path)
+                    .arg("--control")
+                    .arg(dir.join(format!("{name}.sock")));
+                c
+            }
+            Driver::Recipe => {
+                let (ct, notify) = recipe_node(node, dir, me, peer);
+                keep.push(ct);
+                std::fs::write(
+                    &path,
+                    format!(
+                        "global_defs {{\n script_user root\n}}\n{}",
+                        instance(state, prio, &notify)
+                    ),
+                )
+                .unwrap();
+                let mut c = Command::new("keepalived");
+                c.args(["-n", "-l", "-D", "-P", "-f"]).arg(&path);
+                for (f, n) in [("-p", "k"), ("-r", "v"), ("-c", "c")] {
+                    c.arg(f).arg(dir.join(format!("{name}-{n}.pid")));
+                }
+                c
+            }
+        };
+        daemons.push(node.spawn_logged(&cmd, Some(log)).unwrap());
+    }
+    (daemons, keep)
+}
+
+/// One commit-race round: the NAT pair, 50 long-lived echoing connections
+/// and 2,000 new connections a second through lb1; lb1 ends; the resets
+/// the client receives from the VIP are counted by tcpdump.
+fn race_round(driver: Driver, ending: Ending) -> Race {
+    let (lab, client, _servers) = nat_lab();
+    let dir = std::env::temp_dir().join(format!("{}race", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 2,000 connections a second for ~25 s: more ports than the default
+    // range, and TIME_WAIT ports used again.
+    client
+        .sysctl("net.ipv4.ip_local_port_range", "1024 65535")
+        .unwrap();
+    client.sysctl("net.ipv4.tcp_tw_reuse", "1").unwrap();
+    let (mut daemons, keep) = race_daemons(&lab, &dir, driver);
+    let logs = || logs_of(&dir);
+    let target: std::net::SocketAddr = "203.0.113.250:9000".parse().unwrap();
+    let (lb1, lb2) = (lab.node("lb1").unwrap(), lab.node("lb2").unwrap());
+    lb1.wait_for_address(target.ip(), Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("lb1 never took the VIP: {e}\n{}", logs()));
+    // Both conntrackds up and in sync before the load starts.
+    std::thread::sleep(Duration::from_secs(2));
+    let pcap = dir.join("rst.pcap");
+    let mut cap = Command::new("tcpdump");
+    cap.args(["-i", "eth0", "-nn", "-U", "-w"])
+        .arg(&pcap)
+        .arg("tcp[tcpflags] & tcp-rst != 0");
+    let mut tcpdump = client.spawn_logged(&cap, None).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let echoers = Echoers::start(
+        &client,
+        target,
+        CONNS,
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    )
+    .unwrap_or_else(|e| panic!("no connections through lb1: {e}\n{}", logs()));
+    let churn = netlab::echo::Churn::start(&client, target, 2000, 8).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let ended_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    end_master(&lab, &mut daemons[0], ending);
+    lb2.wait_for_address(target.ip(), Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("lb2 never took the VIP: {e}\n{}", logs()));
+    let took = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let conns = echoers.report();
+    let (alive, _) = survivors(&conns, took + Duration::from_secs(6));
+    let ended = conns
+        .iter()
+        .filter(|c| !c.alive_since(took + Duration::from_secs(6)))
+        .take(3)
+        .map(|c| c.ended.clone().unwrap_or_else(|| "silent".into()))
+        .collect();
+    let report = churn.report();
+    drop(churn);
+    drop(echoers);
+    std::thread::sleep(Duration::from_millis(300));
+    tcpdump.signal(nix::sys::signal::Signal::SIGINT).unwrap();
+    let _ = tcpdump.wait_timeout(Duration::from_secs(5));
+    let rsts = resets_to_client(&pcap, ended_at);
+    if !rsts.is_empty() {
+        eprintln!(
+            "{driver:?} {ending:?}: the first resets:\n{}",
+            rsts.iter().take(5).cloned().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let rsts = rsts.len();
+    drop(daemons);
+    drop(keep);
+    let _ = std::fs::remove_dir_all(&dir);
+    Race {
+        rsts,
+        ended,
+        churn: report,
+        alive,
+    }
+}
+
+/// The commit race (keepalived #2254's "VIPs up before the state is
+/// committed"): under 2,000 new connections a second and 50 long-lived
+/// ones, a handover and a crash of the master; the resets from the VIP the
+/// client sees, for us (`conntrack_sync`) and for keepalived 2.2.7 with
+/// `primary-backup.sh`, in the same run.
+#[test]
+fn no_resets_in_the_commit_race_under_2000_new_connections_a_second() {
+    let name = "no_resets_in_the_commit_race_under_2000_new_connections_a_second";
+    if !netlab::privileged(name) || !needs_conntrackd(name) {
+        return;
+    }
+    let mut table = String::from("| driver | master | resets seen by the client | new connections (done / reset / failed of tried) | long-lived echoing after |\n|---|---|---:|---|---:|\n");
+    let mut ours = Vec::new();
+    for ending in [Ending::Handover, Ending::Crash] {
+        for driver in [Driver::Ours, Driver::Recipe] {
+            // RACE_ONLY=OursCrash (and so on) runs one round.
+            if std::env::var("RACE_ONLY").is_ok_and(|v| v != format!("{driver:?}{ending:?}")) {
+                continue;
+            }
+            let r = race_round(driver, ending);
+            table.push_str(&format!(
+                "| {} | {} | {} | {} / {} / {} of {} | {}/{CONNS}{} |\n",
+                match driver {
+                    Driver::Ours => "keepalived-rs, conntrack_sync",
+                    Driver::Recipe => "keepalived 2.2.7 + primary-backup.sh",
+                },
+                match ending {
+                    Ending::Crash => "crashed",
+                    Ending::Handover => "SIGTERM",
+                },
+                r.rsts,
+                r.churn.done,
+                r.churn.reset,
+                r.churn.failed,
+                r.churn.tried,
+                r.alive,
+                r.ended
+                    .first()
+                    .map(|e| format!(" (the others: {e})"))
+                    .unwrap_or_default()
+            ));
+            eprintln!("{driver:?} {ending:?}: {r:?}");
+            if driver == Driver::Ours {
+                ours.push((ending, r));
+            }
+        }
+    }
+    eprintln!("\n{table}");
+    for (ending, r) in &ours {
+        // A handover: every connection's state reached lb2, so a reset
+        // could only come from the commit race.
+        if *ending == Ending::Handover {
+            assert_eq!(r.rsts, 0, "{ending:?}\n{table}");
+        }
+        // A crash: connections opened in the master's last milliseconds
+        // never left it, and their leftovers may be reset; no connection
+        // the client still used was.
+        assert_eq!(r.churn.reset, 0, "{ending:?}\n{table}");
+        assert_eq!(r.alive, CONNS, "{ending:?}\n{table}");
+        assert!(r.churn.done > 20_000, "the load did not run: {table}");
+    }
 }

@@ -244,3 +244,121 @@ pub fn survivors(conns: &[Connection], t: Instant) -> (usize, Duration) {
         .unwrap_or_default();
     (alive.len(), gap)
 }
+
+/// New short connections at a steady rate: each connects, sends a line,
+/// waits for it back and closes. What they saw is counted.
+#[derive(Debug)]
+pub struct Churn {
+    stop: Arc<AtomicBool>,
+    counts: Arc<ChurnCounts>,
+    threads: Vec<JoinHandle<Result<(), Error>>>,
+}
+
+/// What [`Churn`]'s connections saw.
+#[derive(Debug, Default)]
+pub struct ChurnCounts {
+    /// Connections tried.
+    pub tried: std::sync::atomic::AtomicU64,
+    /// Echoed and closed cleanly.
+    pub done: std::sync::atomic::AtomicU64,
+    /// Reset (refused, or reset once open).
+    pub reset: std::sync::atomic::AtomicU64,
+    /// Timed out or failed otherwise.
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+/// A snapshot of [`ChurnCounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChurnReport {
+    pub tried: u64,
+    pub done: u64,
+    pub reset: u64,
+    pub failed: u64,
+}
+
+impl Churn {
+    /// `per_sec` new connections a second to `target` from inside
+    /// `node`, spread over `workers` threads.
+    pub fn start(
+        node: &Node,
+        target: SocketAddr,
+        per_sec: u32,
+        workers: u32,
+    ) -> Result<Self, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(ChurnCounts::default());
+        let every = Duration::from_secs(1) * workers.max(1) / per_sec.max(1);
+        let mut threads = Vec::new();
+        for _ in 0..workers.max(1) {
+            let (stop, counts) = (stop.clone(), counts.clone());
+            threads.push(node.thread(move || churn_loop(target, every, &stop, &counts))?);
+        }
+        Ok(Self {
+            stop,
+            counts,
+            threads,
+        })
+    }
+
+    /// What the connections saw so far.
+    pub fn report(&self) -> ChurnReport {
+        let c = &self.counts;
+        ChurnReport {
+            tried: c.tried.load(Ordering::Relaxed),
+            done: c.done.load(Ordering::Relaxed),
+            reset: c.reset.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn churn_one(target: SocketAddr) -> std::io::Result<()> {
+    let mut s = TcpStream::connect_timeout(&target, Duration::from_millis(300))?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))?;
+    s.set_write_timeout(Some(Duration::from_secs(1)))?;
+    s.write_all(b"churn\n")?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    if line == "churn\n" {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("no echo"))
+    }
+}
+
+fn churn_loop(target: SocketAddr, every: Duration, stop: &AtomicBool, counts: &ChurnCounts) {
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        counts.tried.fetch_add(1, Ordering::Relaxed);
+        let counter = match churn_one(target) {
+            Ok(()) => &counts.done,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                &counts.reset
+            }
+            Err(_) => &counts.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        next += every;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else if now - next > Duration::from_secs(1) {
+            // Far behind (an outage): no burst to catch up.
+            next = now;
+        }
+    }
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
