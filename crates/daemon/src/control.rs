@@ -95,6 +95,14 @@ pub struct ConntrackStatus {
     pub last_commit_ms: Option<u64>,
     /// When it was (seconds since the epoch).
     pub last_takeover_unix: Option<u64>,
+    /// conntrackd's counters (read every 5 s): this node's connections
+    /// (sent to the peer), the peer's (kept for a commit), sync
+    /// datagrams each way, messages lost.
+    pub local_entries: u64,
+    pub peer_entries: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub lost: u64,
     /// The last failure, while it lasts.
     pub error: Option<String>,
 }

@@ -28,6 +28,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The table that holds the VIPs' traffic while a commit has not finished.
 const HOLD_TABLE: &str = "keepalived_rs_hold";
 
+/// How often conntrackd's counters are read for `status`.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
 /// `conntrack_sync` as read from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -194,6 +197,51 @@ pub fn hold_transaction(vips: &[IpAddr], hold: bool) -> String {
     t
 }
 
+/// What `conntrackd -s` says about the sync: entries in the internal
+/// cache (this node's, sent) and the external one (the peer's, kept for
+/// a commit), datagrams each way, and messages lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub local: u64,
+    pub peer: u64,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+}
+
+/// Reads `conntrackd -s` output (conntrack-tools 1.4); `None` when it is
+/// not that.
+pub fn parse_stats(text: &str) -> Option<Stats> {
+    let mut st = Stats::default();
+    let mut cache = "";
+    let mut seen = 0;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with("cache internal") {
+            cache = "internal";
+        } else if l.starts_with("cache external") {
+            cache = "external";
+        } else if let Some(n) = l.strip_prefix("current active connections:") {
+            let n = n.trim().parse().ok()?;
+            match cache {
+                "internal" => st.local = n,
+                "external" => st.peer = n,
+                _ => {}
+            }
+            seen += 1;
+        } else if l.ends_with("Pckts recv") {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            st.sent = w.first()?.parse().ok()?;
+            st.received = w.get(3)?.parse().ok()?;
+            seen += 1;
+        } else if l.ends_with("Lost msgs") {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            st.lost = w.get(3)?.parse().ok()?;
+        }
+    }
+    (seen >= 2).then_some(st)
+}
+
 /// What conntrackd is told on entering a state (primary-backup.sh).
 pub fn commands(master: bool) -> &'static [&'static str] {
     if master {
@@ -315,6 +363,40 @@ impl Driver<'_> {
         }
     }
 
+    /// Asks conntrackd for its counters (at most 2 s) into the view.
+    fn stats(&mut self) {
+        let child = std::process::Command::new(&self.spec.conntrackd)
+            .arg("-C")
+            .arg(&self.conf)
+            .arg("-s")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut c) = child else { return };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while matches!(c.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Its few hundred bytes fit the pipe: it has ended, they are there.
+        let mut text = String::new();
+        if let Some(mut out) = c.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut out, &mut text);
+        }
+        if let Some(st) = parse_stats(&text) {
+            self.view.local_entries = st.local;
+            self.view.peer_entries = st.peer;
+            self.view.packets_sent = st.sent;
+            self.view.packets_received = st.received;
+            self.view.lost = st.lost;
+        }
+    }
+
     /// Waits (at most `limit`) until conntrackd answers on its socket.
     fn wait_ready(&mut self, limit: Duration) -> bool {
         let start = Instant::now();
@@ -414,6 +496,7 @@ fn run(spec: &Spec, base: &Path, rx: &Receiver<Msg>, status: &crate::control::Sh
     }
     d.publish(status);
     let mut master = false;
+    let mut asked = Instant::now();
     loop {
         match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(Msg::State {
@@ -436,6 +519,10 @@ fn run(spec: &Spec, base: &Path, rx: &Receiver<Msg>, status: &crate::control::Sh
                 if !d.alive() && d.child.is_none() {
                     // Died: start it again (it resyncs from the peer).
                     d.launch(base);
+                }
+                if asked.elapsed() >= STATS_EVERY && d.child.is_some() {
+                    d.stats();
+                    asked = Instant::now();
                 }
                 d.publish(status);
             }
@@ -466,6 +553,23 @@ fn run(spec: &Spec, base: &Path, rx: &Receiver<Msg>, status: &crate::control::Sh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conntrackd_s_output_is_read() {
+        let text = "cache internal:\ncurrent active connections:\t          12\nconnections created:\t\t 0\tfailed:\t 0\n\ncache external:\ncurrent active connections:\t          34\n\ntraffic processed:\n                   0 Bytes                         0 Pckts\n\nUDP traffic (active device=eth0):\n                 800 Bytes sent                  900 Bytes recv\n                   7 Pckts sent                    9 Pckts recv\n                   0 Error send                    0 Error recv\n\nmessage tracking:\n                   0 Malformed msgs                    2 Lost msgs\n";
+        assert_eq!(
+            parse_stats(text),
+            Some(Stats {
+                local: 12,
+                peer: 34,
+                sent: 7,
+                received: 9,
+                lost: 2
+            })
+        );
+        assert_eq!(parse_stats("Error: cannot connect"), None);
+        assert_eq!(parse_stats("current active connections: x\n"), None);
+    }
 
     fn spec_of(block: &str) -> Option<Spec> {
         let text = format!(

@@ -236,10 +236,33 @@ fn conntrack_sync(f: &mut Families, c: Option<&crate::control::ConntrackStatus>)
         "keepalived_conntrack_sync_last_commit_milliseconds",
         "How long the last commit held the VIPs",
     );
+    let entries = f.gauge(
+        "keepalived_conntrack_sync_entries",
+        "conntrackd's caches: this node's connections (local) and the peer's (peer)",
+    );
+    let packets = f.counter(
+        "keepalived_conntrack_sync_packets",
+        "conntrackd's sync datagrams, sent and received",
+    );
     let Some(c) = c else {
         return;
     };
     let l = labels(&[("iname", c.instance.clone()), ("peer", c.peer.clone())]);
+    let with = |k: &str, v: &str| {
+        labels(&[
+            ("iname", c.instance.clone()),
+            ("peer", c.peer.clone()),
+            (k, v.to_owned()),
+        ])
+    };
+    for (side, n) in [("local", c.local_entries), ("peer", c.peer_entries)] {
+        entries
+            .get_or_create(&with("cache", side))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    for (dir, n) in [("sent", c.packets_sent), ("received", c.packets_received)] {
+        packets.get_or_create(&with("dir", dir)).inc_by(n);
+    }
     running.get_or_create(&l).set(i64::from(c.running));
     commits.get_or_create(&l).inc_by(c.commits);
     last.get_or_create(&l).set(
@@ -468,6 +491,7 @@ mod tests {
                 running: true,
                 commits: 2,
                 last_commit_ms: Some(12),
+                peer_entries: 40,
                 ..crate::control::ConntrackStatus::default()
             }),
             sync: Some(crate::control::SyncStatus {
@@ -521,6 +545,7 @@ mod tests {
             r#"keepalived_lvs_sync_daemon_running{role="backup",intf="eth0",syncid="51"} 0"#,
             r#"keepalived_lvs_sync_daemon_changes_total{intf="eth0",syncid="51"} 3"#,
             r#"keepalived_conntrack_sync_running{iname="VI_1",peer="198.51.100.40"} 1"#,
+            r#"keepalived_conntrack_sync_entries{iname="VI_1",peer="198.51.100.40",cache="peer"} 40"#,
             r#"keepalived_dr_flow_sync_sending{intf="eth0",syncid="51"} 1"#,
             r#"keepalived_dr_flow_sync_entries_total{intf="eth0",syncid="51",what="sent"} 50"#,
             r#"keepalived_conntrack_sync_commits_total{iname="VI_1",peer="198.51.100.40"} 2"#,

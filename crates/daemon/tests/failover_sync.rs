@@ -324,6 +324,12 @@ fn nat_connections_survive_a_failover_with_conntrack_sync() {
     assert_eq!(c["running"], true, "{}", synced.status);
     assert_eq!(c["commits"], 1, "{}", synced.status);
     assert!(c["last_commit_ms"].as_u64().is_some(), "{}", synced.status);
+    // conntrackd's counters: lb2 received the sync traffic as backup.
+    assert!(
+        c["packets_received"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        synced.status
+    );
 }
 
 /// The proxy: connections end in the proxy, so they cannot outlive its
