@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::syncd::Msg;
@@ -251,46 +251,20 @@ pub fn commands(master: bool) -> &'static [&'static str] {
     }
 }
 
-/// The conntrack thread's handle: dropped, it stops conntrackd and
-/// releases the hold.
-#[derive(Debug)]
-pub struct CtSync {
-    tx: Option<Sender<Msg>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl CtSync {
-    /// Where the VRRP thread sends its instances' states.
-    pub fn sender(&self) -> Option<Sender<Msg>> {
-        self.tx.clone()
-    }
-}
-
-impl Drop for CtSync {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            if h.join().is_err() {
-                tracing::error!("the conntrack_sync thread panicked");
-            }
-        }
-    }
-}
-
 /// Holds the VIPs (before any VRRP instance can add them), starts
 /// conntrackd and the thread that drives it. `base`: where our
 /// conntrackd.conf and its socket and lock go.
-pub fn start(spec: Spec, base: PathBuf, status: crate::control::Shared) -> std::io::Result<CtSync> {
+pub fn start(
+    spec: Spec,
+    base: PathBuf,
+    status: crate::control::Shared,
+) -> std::io::Result<crate::syncd::Follower> {
     if let Err(e) = lb::nft::apply(&hold_transaction(&spec.vips, true)) {
         tracing::error!("conntrack_sync: cannot hold the VIPs' traffic: {e}");
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name("conntrackd".into())
-        .spawn(move || run(&spec, &base, &rx, &status))?;
-    Ok(CtSync {
-        tx: Some(tx),
-        handle: Some(handle),
+    // Dropped, it stops conntrackd and releases the hold.
+    crate::syncd::Follower::spawn("conntrackd", "conntrack_sync", move |rx| {
+        run(&spec, &base, &rx, &status);
     })
 }
 

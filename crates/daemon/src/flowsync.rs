@@ -15,14 +15,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lb::flows::{Flow, Overwrite};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
-use crate::syncd::{Msg, Parts, Spec};
+use crate::syncd::{Follower, Msg, Parts, Spec};
 
 /// IPVS's sync group and port, which `lvs_sync_daemon` defaults to.
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
@@ -52,31 +52,6 @@ pub fn wanted(config: &kaconf::Config) -> bool {
         .any(|s| s.kind == lb::model::Kind::Dr && s.carrier == lb::model::Carrier::Nftables)
 }
 
-/// The thread's handle: dropped, it closes the channel and waits for the
-/// thread (which sends what is new first).
-#[derive(Debug)]
-pub struct FlowSync {
-    tx: Option<Sender<Msg>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FlowSync {
-    pub fn sender(&self) -> Option<Sender<Msg>> {
-        self.tx.clone()
-    }
-}
-
-impl Drop for FlowSync {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            if h.join().is_err() {
-                tracing::error!("the flow sync thread panicked");
-            }
-        }
-    }
-}
-
 /// Starts the thread when `lvs_sync_daemon` is set (and admitted for the
 /// parts that run) and an nftables DR service exists; `None` otherwise.
 /// A reload that changes the setting opens the socket again.
@@ -85,21 +60,18 @@ pub fn start(
     parts: Parts,
     status: crate::control::Shared,
     reloads: Receiver<Arc<kaconf::Config>>,
-) -> std::io::Result<Option<FlowSync>> {
+) -> std::io::Result<Option<Follower>> {
     let Some(spec) = parts
         .admit(crate::syncd::spec(config))
         .filter(|_| wanted(config))
     else {
         return Ok(None);
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name("flow-sync".into())
-        .spawn(move || run(spec, parts, &rx, &reloads, &status))?;
-    Ok(Some(FlowSync {
-        tx: Some(tx),
-        handle: Some(handle),
-    }))
+    // Dropped, it sends what is new first.
+    Follower::spawn("flow-sync", "flow sync", move |rx| {
+        run(spec, parts, &rx, &reloads, &status);
+    })
+    .map(Some)
 }
 
 /// The group and port `spec` sends to.

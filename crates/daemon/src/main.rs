@@ -175,9 +175,9 @@ fn finish(
 /// What follows the VRRP instances' states: IPVS's sync daemon and
 /// conntrackd. Dropped, they stop (once the VRRP thread has let go).
 struct Followers {
-    syncd: keepalived_rs::syncd::Syncd,
-    ctsync: Option<keepalived_rs::ctsync::CtSync>,
-    flowsync: Option<keepalived_rs::flowsync::FlowSync>,
+    syncd: keepalived_rs::syncd::Follower,
+    ctsync: Option<keepalived_rs::syncd::Follower>,
+    flowsync: Option<keepalived_rs::syncd::Follower>,
 }
 
 impl Followers {
@@ -189,26 +189,16 @@ impl Followers {
         status: &control::Shared,
         reloader: &reload::Reloader,
     ) -> anyhow::Result<Self> {
+        let parts = keepalived_rs::syncd::Parts {
+            vrrp: run_vrrp,
+            checks: run_checks,
+        };
         // IPVS's connection sync daemon, following the instance it names.
-        let syncd = keepalived_rs::syncd::start(
-            config,
-            keepalived_rs::syncd::Parts {
-                vrrp: run_vrrp,
-                checks: run_checks,
-            },
-            status.clone(),
-            reloader.subscribe(),
-        )?;
+        let syncd =
+            keepalived_rs::syncd::start(config, parts, status.clone(), reloader.subscribe())?;
         // The nftables DR flows, sent or taken as the instance says.
-        let flowsync = keepalived_rs::flowsync::start(
-            config,
-            keepalived_rs::syncd::Parts {
-                vrrp: run_vrrp,
-                checks: run_checks,
-            },
-            status.clone(),
-            reloader.subscribe(),
-        )?;
+        let flowsync =
+            keepalived_rs::flowsync::start(config, parts, status.clone(), reloader.subscribe())?;
         // conntrackd for the nftables planes: the VIPs are held from here
         // on, before the VRRP thread can add them.
         let ctsync = match keepalived_rs::ctsync::spec(config).filter(|_| run_vrrp) {
@@ -231,10 +221,10 @@ impl Followers {
             self.syncd.sender(),
             self.ctsync
                 .as_ref()
-                .and_then(keepalived_rs::ctsync::CtSync::sender),
+                .and_then(keepalived_rs::syncd::Follower::sender),
             self.flowsync
                 .as_ref()
-                .and_then(keepalived_rs::flowsync::FlowSync::sender),
+                .and_then(keepalived_rs::syncd::Follower::sender),
         ]
         .into_iter()
         .flatten()

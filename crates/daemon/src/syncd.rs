@@ -170,27 +170,47 @@ pub fn wanted(spec: &Spec, is_master: impl Fn(&str) -> bool) -> BTreeSet<SyncRol
     }
 }
 
-/// The sync thread's handle: dropped, it closes the channel and waits
-/// for the thread, which stops the daemons it started.
+/// A thread that follows the instances' states (IPVS's sync daemons,
+/// the DR flow sync, conntrackd): dropped, its channel closes and it is
+/// waited for, so whatever it started stops first.
 #[derive(Debug)]
-pub struct Syncd {
+pub struct Follower {
     tx: Option<Sender<Msg>>,
     handle: Option<std::thread::JoinHandle<()>>,
+    what: &'static str,
 }
 
-impl Syncd {
+impl Follower {
+    /// Runs `f` on a thread named `name` (`what` names it in the log),
+    /// with the receiving end of its channel.
+    pub fn spawn(
+        name: &str,
+        what: &'static str,
+        f: impl FnOnce(Receiver<Msg>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || f(rx))?;
+        Ok(Self {
+            tx: Some(tx),
+            handle: Some(handle),
+            what,
+        })
+    }
+
     /// Where the VRRP thread sends its instances' states.
     pub fn sender(&self) -> Option<Sender<Msg>> {
         self.tx.clone()
     }
 }
 
-impl Drop for Syncd {
+impl Drop for Follower {
     fn drop(&mut self) {
         self.tx = None;
         if let Some(h) = self.handle.take() {
             if h.join().is_err() {
-                tracing::error!("the IPVS sync daemon thread panicked");
+                tracing::error!("the {} thread panicked", self.what);
             }
         }
     }
@@ -228,15 +248,10 @@ pub fn start(
     parts: Parts,
     status: crate::control::Shared,
     reloads: Receiver<Arc<kaconf::Config>>,
-) -> std::io::Result<Syncd> {
-    let (tx, rx) = std::sync::mpsc::channel();
+) -> std::io::Result<Follower> {
     let spec = kernel_spec(parts, config);
-    let handle = std::thread::Builder::new()
-        .name("lvs-sync".into())
-        .spawn(move || run(spec, parts, &rx, &reloads, &status))?;
-    Ok(Syncd {
-        tx: Some(tx),
-        handle: Some(handle),
+    Follower::spawn("lvs-sync", "IPVS sync daemon", move |rx| {
+        run(spec, parts, &rx, &reloads, &status);
     })
 }
 

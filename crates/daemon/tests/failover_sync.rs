@@ -160,6 +160,25 @@ fn end_master(lab: &Lab, master: &mut netlab::Process, ending: Ending) {
     }
 }
 
+/// Ends lb1 as `ending` says, waits for lb2 to take `vip` and 8 s more:
+/// when lb2 took it.
+fn take_over(
+    lab: &Lab,
+    master: &mut netlab::Process,
+    ending: Ending,
+    vip: std::net::IpAddr,
+    dir: &std::path::Path,
+) -> Instant {
+    end_master(lab, master, ending);
+    lab.node("lb2")
+        .unwrap()
+        .wait_for_address(vip, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("lb2 never took the VIP: {e}\n{}", logs_of(dir)));
+    let took = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    took
+}
+
 /// `status --json` of the daemon on `socket` (null if it does not answer).
 fn status_of(socket: &std::path::Path) -> serde_json::Value {
     Command::new(BIN)
@@ -184,7 +203,7 @@ fn run_round(
     let mut daemons = start_daemons(lab, confs, &dir);
     let logs = || logs_of(&dir);
     let target: std::net::SocketAddr = target.parse().unwrap();
-    let (lb1, lb2) = (lab.node("lb1").unwrap(), lab.node("lb2").unwrap());
+    let lb1 = lab.node("lb1").unwrap();
     lb1.wait_for_address(target.ip(), Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("lb1 never took the VIP: {e}\n{}", logs()));
     let start = Instant::now();
@@ -215,11 +234,7 @@ fn run_round(
         logs()
     );
     let ended_at = Instant::now();
-    end_master(lab, &mut daemons[0], ending);
-    lb2.wait_for_address(target.ip(), Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("lb2 never took the VIP: {e}\n{}", logs()));
-    let took = Instant::now();
-    std::thread::sleep(Duration::from_secs(8));
+    let took = take_over(lab, &mut daemons[0], ending, target.ip(), &dir);
     let report = echoers.report();
     let (alive, gap) = survivors(&report, took + Duration::from_secs(6));
     let ended = report
@@ -821,7 +836,7 @@ fn race_round(driver: Driver, ending: Ending) -> Race {
     let (mut daemons, keep) = race_daemons(&lab, &dir, driver);
     let logs = || logs_of(&dir);
     let target: std::net::SocketAddr = "203.0.113.250:9000".parse().unwrap();
-    let (lb1, lb2) = (lab.node("lb1").unwrap(), lab.node("lb2").unwrap());
+    let lb1 = lab.node("lb1").unwrap();
     lb1.wait_for_address(target.ip(), Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("lb1 never took the VIP: {e}\n{}", logs()));
     // Both conntrackds up and in sync before the load starts.
@@ -847,11 +862,7 @@ fn race_round(driver: Driver, ending: Ending) -> Race {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    end_master(&lab, &mut daemons[0], ending);
-    lb2.wait_for_address(target.ip(), Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("lb2 never took the VIP: {e}\n{}", logs()));
-    let took = Instant::now();
-    std::thread::sleep(Duration::from_secs(8));
+    let took = take_over(&lab, &mut daemons[0], ending, target.ip(), &dir);
     let conns = echoers.report();
     let (alive, _) = survivors(&conns, took + Duration::from_secs(6));
     let ended = conns
