@@ -18,12 +18,13 @@ fuzz_target!(|data: &[u8]| {
     let known: Option<&Flow> = flows.first();
     if let Some(f) = known {
         table.live.insert(f.map, [f.mac].into_iter().collect());
+        table.v4.insert(f.map, f.client.is_ipv4());
     }
     for overwrite in [Overwrite::Theirs, Overwrite::Ours] {
         let r = restore(&table, &flows, overwrite);
         let allowed = flows
             .iter()
-            .filter(|f| table.live.get(&f.map).is_some_and(|m| m.contains(&f.mac)))
+            .filter(|f| table.admits(f))
             .count();
         assert!(r.written <= allowed);
         assert_eq!(r.refused, flows.len() - allowed);

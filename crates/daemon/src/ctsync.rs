@@ -337,7 +337,8 @@ impl Driver<'_> {
         }
     }
 
-    /// Asks conntrackd for its counters (at most 2 s) into the view.
+    /// Asks conntrackd for its counters into the view: at most half a
+    /// second, so a takeover queued meanwhile waits no longer.
     fn stats(&mut self) {
         let child = std::process::Command::new(&self.spec.conntrackd)
             .arg("-C")
@@ -348,7 +349,7 @@ impl Driver<'_> {
             .stderr(std::process::Stdio::null())
             .spawn();
         let Ok(mut c) = child else { return };
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + Duration::from_millis(500);
         while matches!(c.try_wait(), Ok(None)) {
             if Instant::now() > deadline {
                 let _ = c.kill();

@@ -35,6 +35,9 @@ const DUTY: u32 = 10;
 const TICK_MAX: Duration = Duration::from_secs(10);
 /// How often every entry is sent again.
 pub const REFRESH: Duration = Duration::from_secs(60);
+/// How long after becoming MASTER received entries are still taken (the
+/// old master's last send, under [`Overwrite::Ours`]).
+const GRACE: Duration = Duration::from_secs(5);
 /// The most received entries kept waiting for the next write.
 const PENDING_MAX: usize = 1 << 18;
 /// The receive buffer asked for.
@@ -100,7 +103,10 @@ fn open(spec: &Spec) -> std::io::Result<UdpSocket> {
             s.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(ifindex))?;
             s.set_multicast_loop_v4(false)?;
             s.set_multicast_ttl_v4(ttl)?;
-            s.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), dest.port()).into())?;
+            // Bound to the group, not to any address: a unicast datagram
+            // to this director (from anywhere it is routed from) is not
+            // taken, and 224.0.0.0/24 groups never leave the link.
+            s.bind(&dest.into())?;
         }
         IpAddr::V6(g) => {
             s.join_multicast_v6(&g, ifindex)?;
@@ -108,7 +114,7 @@ fn open(spec: &Spec) -> std::io::Result<UdpSocket> {
             s.set_multicast_loop_v6(false)?;
             s.set_multicast_hops_v6(ttl)?;
             s.bind(
-                &SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), dest.port()).into(),
+                &SocketAddr::V6(std::net::SocketAddrV6::new(g, dest.port(), 0, ifindex)).into(),
             )?;
         }
     }
@@ -141,6 +147,12 @@ struct State {
     spec: Spec,
     socket: Option<UdpSocket>,
     master: bool,
+    /// When the instance last became MASTER: what the old master sends
+    /// on its way out is still taken for a while after.
+    master_since: Option<Instant>,
+    /// The last read of our table: what arriving entries are checked
+    /// against before they are queued.
+    known: lb::flows::Table,
     /// What was sent, and when: the server and the time.
     sent: HashMap<(u32, IpAddr, u16), ([u8; 6], Instant)>,
     pending: Vec<Flow>,
@@ -186,17 +198,48 @@ impl State {
     }
 
     fn receives(&self) -> bool {
-        self.spec.instance.is_none() || !self.master
+        self.spec.instance.is_none()
+            || !self.master
+            || self.master_since.is_some_and(|t| t.elapsed() < GRACE)
+    }
+
+    /// Received entries may replace our own choices only while this node
+    /// does not carry the VIP.
+    fn overwrite(&self) -> Overwrite {
+        if self.spec.instance.is_some() && !self.master {
+            Overwrite::Theirs
+        } else {
+            Overwrite::Ours
+        }
+    }
+
+    /// A socket that failed is closed, and opened again after a pause (an
+    /// interface deleted and created again, say).
+    fn lost(&mut self, why: String) {
+        self.fail(why);
+        self.socket = None;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Takes whatever is already in the socket's buffer, without waiting.
+    fn drain(&mut self) {
+        let Some(s) = self.socket.as_ref() else {
+            return;
+        };
+        if s.set_nonblocking(true).is_err() {
+            return;
+        }
+        self.receive(Duration::from_millis(200), true);
+        if let Some(s) = self.socket.as_ref() {
+            let _ = s.set_nonblocking(false);
+        }
     }
 
     /// Sends what is new or moved, and what was last sent `REFRESH` ago.
     fn send(&mut self) {
-        let began = Instant::now();
-        let table = match lb::flows::dump() {
-            Ok(t) => t,
-            Err(e) => return self.fail(format!("reading the flows: {e}")),
+        let Some(table) = self.read_table() else {
+            return;
         };
-        self.read = began.elapsed();
         let now = Instant::now();
         let due: Vec<Flow> = table
             .flows
@@ -228,8 +271,9 @@ impl State {
             }
         }
         if let Some(e) = failed {
-            return self.fail(format!("sending to {dest}: {e}"));
+            return self.lost(format!("sending to {dest}: {e}"));
         }
+        self.counts.error = None;
         for f in &due {
             self.sent.insert(f.key(), (f.mac, now));
         }
@@ -238,7 +282,7 @@ impl State {
     }
 
     /// Reads what arrived (for at most `budget`).
-    fn receive(&mut self, budget: Duration) {
+    fn receive(&mut self, budget: Duration, drain: bool) {
         let until = Instant::now() + budget;
         let mut buf = vec![0u8; 65536];
         let id = self.spec.daemon.sync_id;
@@ -255,9 +299,14 @@ impl State {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    continue
+                    // A drain (non-blocking): nothing more there.
+                    if drain {
+                        return;
+                    }
+                    continue;
                 }
-                Err(e) => return self.fail(format!("receiving: {e}")),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.lost(format!("receiving: {e}")),
             };
             if !self.receives() {
                 continue;
@@ -266,9 +315,17 @@ impl State {
                 Ok((sid, flows)) if sid == id => {
                     self.counts.received += flows.len() as u64;
                     self.counts.last_received = Some(std::time::SystemTime::now());
+                    // Only entries for maps we have take room (until our
+                    // plane has made its maps, all are kept); the write
+                    // checks the servers on a fresh read.
+                    let fresh = self.known.v4.is_empty();
+                    let (ok, refused): (Vec<Flow>, Vec<Flow>) = flows.into_iter().partition(|f| {
+                        fresh || self.known.v4.get(&f.map) == Some(&f.client.is_ipv4())
+                    });
+                    self.counts.refused += refused.len() as u64;
                     let room = PENDING_MAX.saturating_sub(self.pending.len());
-                    self.counts.dropped += flows.len().saturating_sub(room) as u64;
-                    self.pending.extend(flows.into_iter().take(room));
+                    self.counts.dropped += ok.len().saturating_sub(room) as u64;
+                    self.pending.extend(ok.into_iter().take(room));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -279,36 +336,86 @@ impl State {
         }
     }
 
-    /// Writes the received entries into our maps.
+    /// Reads our table (and how long that took, for the interval).
+    fn read_table(&mut self) -> Option<lb::flows::Table> {
+        let began = Instant::now();
+        match lb::flows::dump() {
+            Ok(t) => {
+                self.read = began.elapsed();
+                self.known = lb::flows::Table {
+                    flows: Vec::new(),
+                    ..t.clone()
+                };
+                Some(t)
+            }
+            Err(e) => {
+                self.fail(format!("reading the flows: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Writes the received entries into our maps, a chunk per
+    /// transaction: a chunk `nft` refuses (an entry that expired since
+    /// the read) is tried once more on a fresh read, then dropped.
     fn write(&mut self) {
+        // Read every tick even with nothing to write: arriving entries are
+        // checked against this read.
+        let Some(table) = self.read_table() else {
+            return;
+        };
         if self.pending.is_empty() {
             return;
         }
-        let overwrite = if self.spec.instance.is_some() {
-            Overwrite::Theirs
-        } else {
-            Overwrite::Ours
-        };
+        let overwrite = self.overwrite();
         let incoming = std::mem::take(&mut self.pending);
-        for attempt in 0..2 {
-            let table = match lb::flows::dump() {
-                Ok(t) => t,
-                Err(e) => return self.fail(format!("reading the flows: {e}")),
-            };
-            let r = lb::flows::restore(&table, &incoming, overwrite);
-            if r.transaction.is_empty() {
-                self.counts.refused += r.refused as u64;
-                return;
-            }
-            match lb::nft::apply(&r.transaction) {
+        let r = lb::flows::restore(&table, &incoming, overwrite);
+        self.counts.refused += r.refused as u64;
+        // Our plane has not resolved that service's servers yet.
+        let room = PENDING_MAX.saturating_sub(self.pending.len());
+        self.counts.dropped += r.waiting.len().saturating_sub(room) as u64;
+        self.pending.extend(r.waiting.iter().take(room));
+        let mut failed = Vec::new();
+        for (n, t) in r.transactions.iter().enumerate() {
+            match lb::nft::apply(t) {
                 Ok(()) => {
-                    self.counts.written += r.written as u64;
-                    self.counts.refused += r.refused as u64;
-                    return;
+                    self.counts.written +=
+                        t.lines().filter(|l| l.starts_with("add")).count() as u64;
                 }
-                // An entry expired between the read and the write: read again.
-                Err(e) if attempt == 0 => tracing::debug!("flow sync: writing again: {e}"),
-                Err(e) => return self.fail(format!("writing the flows: {e}")),
+                Err(e) => {
+                    tracing::debug!("flow sync: chunk {n} refused: {e}");
+                    failed.push(t.clone());
+                }
+            }
+        }
+        if failed.is_empty() {
+            self.counts.error = None;
+            return;
+        }
+        // The entries of the refused chunks, read again and written again.
+        let again: Vec<Flow> = incoming
+            .iter()
+            .filter(|f| {
+                let key = format!("{} . {} ", f.client, f.port);
+                failed.iter().any(|t| t.contains(&key))
+            })
+            .copied()
+            .collect();
+        let Some(table) = self.read_table() else {
+            return;
+        };
+        let r = lb::flows::restore(&table, &again, overwrite);
+        for t in &r.transactions {
+            match lb::nft::apply(t) {
+                Ok(()) => {
+                    self.counts.written +=
+                        t.lines().filter(|l| l.starts_with("add")).count() as u64;
+                }
+                Err(e) => {
+                    let lost = t.lines().filter(|l| l.starts_with("add")).count();
+                    self.counts.dropped += lost as u64;
+                    self.fail(format!("writing {lost} flows: {e}"));
+                }
             }
         }
     }
@@ -355,6 +462,8 @@ fn run(
         spec,
         socket: None,
         master: false,
+        master_since: None,
+        known: lb::flows::Table::default(),
         sent: HashMap::new(),
         pending: Vec::new(),
         counts: Counts::default(),
@@ -367,13 +476,18 @@ fn run(
                 if st.spec.instance.as_deref() == Some(instance.as_str()) && st.master != master {
                     if master {
                         st.master = true;
-                        // Before this node carries the VIP's traffic.
+                        st.master_since = Some(Instant::now());
+                        // What has arrived, written before this node
+                        // carries the VIP's traffic (the VRRP thread does
+                        // not wait for it: this is as soon as it can be).
+                        st.drain();
                         st.write();
                     } else {
                         // What is new since the last send, while the map
                         // is still there (a handover, a stop).
                         st.send();
                         st.master = false;
+                        st.master_since = None;
                     }
                     tracing::info!(
                         "flow sync: {} now",
@@ -395,6 +509,11 @@ fn run(
                     st.spec = n;
                     st.socket = None;
                     st.sent.clear();
+                    st.pending.clear();
+                    // The instance may be another: not MASTER until its
+                    // state says so.
+                    st.master = false;
+                    st.master_since = None;
                 }
                 Some(_) => {}
                 None => tracing::warn!(
@@ -405,7 +524,7 @@ fn run(
         let left = next.saturating_duration_since(Instant::now());
         if !left.is_zero() {
             // In slices, so a state change is seen within one.
-            st.receive(left.min(Duration::from_millis(50)));
+            st.receive(left.min(Duration::from_millis(50)), false);
             continue;
         }
         if st.sends() {
@@ -417,8 +536,7 @@ fn run(
         }
         st.publish(status);
     }
-    if st.sends() {
-        st.send();
-    }
+    // The tables are being removed by now (the checkers stop with
+    // VRRP): what was new went out when the instance left MASTER.
     st.publish(status);
 }

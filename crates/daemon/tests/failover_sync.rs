@@ -510,7 +510,11 @@ fn dr_connections_survive_a_failover_with_lvs_sync_daemon_under_every_scheduler(
     }
     eprintln!("\n{table}");
     for (algo, ending, r) in &rounds {
-        assert_eq!(r.alive, CONNS, "{algo} {ending:?}\n{table}");
+        assert_eq!(
+            r.alive, CONNS,
+            "{algo} {ending:?}\n{table}\n{}",
+            r.status["flow_sync"]
+        );
         let f = &r.status["flow_sync"];
         assert_eq!(f["sending"], true, "lb2 sends once MASTER: {}", r.status);
         assert_eq!(f["receiving"], false, "{}", r.status);

@@ -52,12 +52,22 @@ impl Flow {
     }
 }
 
-/// What our netdev table holds: every flow, and each service's servers
-/// (its `live_<key>` set).
+/// What our netdev table holds: every flow, each service's servers (its
+/// `live_<key>` set), and each flow map's client family (`true`: IPv4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
     pub flows: Vec<Flow>,
     pub live: HashMap<u32, HashSet<[u8; 6]>>,
+    pub v4: HashMap<u32, bool>,
+}
+
+impl Table {
+    /// Whether `f` may be written here: its map exists with the client's
+    /// family, and its MAC is one of that service's servers.
+    pub fn admits(&self, f: &Flow) -> bool {
+        self.v4.get(&f.map) == Some(&f.client.is_ipv4())
+            && self.live.get(&f.map).is_some_and(|m| m.contains(&f.mac))
+    }
 }
 
 /// Why a datagram was not taken.
@@ -230,6 +240,17 @@ pub fn parse(json: &str) -> Result<Table, Error> {
             else {
                 continue;
             };
+            let family = m
+                .get("type")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|t| t.first())
+                .and_then(serde_json::Value::as_str);
+            match family {
+                Some("ipv4_addr") => t.v4.insert(key, true),
+                Some("ipv6_addr") => t.v4.insert(key, false),
+                // A map of ours this reader does not know: left alone.
+                _ => continue,
+            };
             for e in m
                 .get("elem")
                 .and_then(serde_json::Value::as_array)
@@ -261,10 +282,7 @@ pub fn parse(json: &str) -> Result<Table, Error> {
 
 /// Reads our netdev table (an empty one when it does not exist yet).
 pub fn dump() -> Result<Table, Error> {
-    let out = std::process::Command::new("nft")
-        .args(["-j", "list", "table", "netdev", crate::nft::TABLE])
-        .output()
-        .map_err(Error::NftSpawn)?;
+    let out = crate::nft::run(&["-j", "list", "table", "netdev", crate::nft::TABLE], "")?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
         if why.contains("No such file or directory") {
@@ -279,26 +297,37 @@ pub fn dump() -> Result<Table, Error> {
 /// ours is written again (seconds).
 const SLACK: u32 = 30;
 
-/// How `restore` treats an entry the map already has with another
-/// server.
+/// The most entries a map takes from other directors: past it, a flood
+/// of forged entries cannot grow it further.
+pub const MAP_MAX: usize = 200_000;
+/// Entries per transaction: one refused transaction loses no more.
+pub const CHUNK: usize = 4096;
+
+/// How `restore` treats an entry the map already has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overwrite {
-    /// This director does not carry the VIP: the sender's choice wins.
+    /// This director does not carry the VIP: the sender's choice and time
+    /// win.
     Theirs,
-    /// This director carries traffic itself: its own choice stays.
+    /// This director carries traffic itself: its own choice stays, and
+    /// an entry's time is only ever extended.
     Ours,
 }
 
 /// What `restore` will write, and what it leaves out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restore {
-    /// The transaction (empty: nothing to write).
-    pub transaction: String,
+    /// The transactions, each of at most [`CHUNK`] entries (none:
+    /// nothing to write).
+    pub transactions: Vec<String>,
     /// Entries written (new, moved or refreshed).
     pub written: usize,
-    /// Entries for a map this director does not have, or a MAC its
-    /// service does not use.
+    /// Entries for a map this director does not have (or of the other
+    /// family), a MAC its service does not use, or a map already full.
     pub refused: usize,
+    /// Entries for a map whose servers' MACs this director does not know
+    /// yet (its `live` set is empty): to be tried again.
+    pub waiting: Vec<Flow>,
 }
 
 fn family_word(a: IpAddr) -> String {
@@ -315,25 +344,34 @@ fn mac_word(m: [u8; 6]) -> String {
     )
 }
 
-/// The transaction that writes `incoming` into the maps of `now` (what
+/// The transactions that write `incoming` into the maps of `now` (what
 /// the table holds): a new entry is added; one held with the same server
-/// is written again only when its time left differs by more than
-/// [`SLACK`]; one held with another server is replaced under
-/// [`Overwrite::Theirs`] and left under [`Overwrite::Ours`]. Entries
-/// for maps or servers `now` does not have are refused. Each entry is
-/// deleted before it is added again, so the transaction holds only
-/// deletes of entries `now` has.
+/// is written again when its time left differs by more than [`SLACK`]
+/// (under [`Overwrite::Ours`]: only when the incoming time is longer);
+/// one held with another server is replaced under [`Overwrite::Theirs`]
+/// and left under [`Overwrite::Ours`]. Entries `now` does not admit
+/// ([`Table::admits`]) are refused, and so are new ones past [`MAP_MAX`]
+/// in their map. Each entry is deleted before it is added again, so a
+/// transaction holds only deletes of entries `now` has.
 pub fn restore(now: &Table, incoming: &[Flow], overwrite: Overwrite) -> Restore {
     let held: HashMap<(u32, IpAddr, u16), &Flow> = now.flows.iter().map(|f| (f.key(), f)).collect();
+    let mut sizes: HashMap<u32, usize> = HashMap::new();
+    for f in &now.flows {
+        *sizes.entry(f.map).or_default() += 1;
+    }
     let mut r = Restore::default();
     let mut seen = HashSet::new();
+    let mut text = String::new();
+    let mut in_chunk = 0;
     for f in incoming {
-        if !now
-            .live
-            .get(&f.map)
-            .is_some_and(|macs| macs.contains(&f.mac))
-        {
-            r.refused += 1;
+        if !now.admits(f) {
+            let unresolved = now.v4.get(&f.map) == Some(&f.client.is_ipv4())
+                && now.live.get(&f.map).is_none_or(HashSet::is_empty);
+            if unresolved {
+                r.waiting.push(*f);
+            } else {
+                r.refused += 1;
+            }
             continue;
         }
         if f.expires == 0 || !seen.insert(f.key()) {
@@ -341,27 +379,46 @@ pub fn restore(now: &Table, incoming: &[Flow], overwrite: Overwrite) -> Restore 
         }
         let name = format!("flows_{:08x}", f.map);
         let key = format!("{} . {}", family_word(f.client), f.port);
+        let expires = f
+            .expires
+            .min(u32::try_from(crate::nft::FLOW_TIMEOUT.as_secs()).unwrap_or(u32::MAX));
         match held.get(&f.key()) {
-            Some(h) if h.mac == f.mac && h.expires.abs_diff(f.expires) <= SLACK => continue,
-            Some(h) if h.mac != f.mac && overwrite == Overwrite::Ours => continue,
+            Some(h) if h.mac == f.mac && h.expires.abs_diff(expires) <= SLACK => continue,
+            Some(h) if overwrite == Overwrite::Ours && (h.mac != f.mac || expires <= h.expires) => {
+                continue
+            }
             Some(_) => {
                 let _ = writeln!(
-                    r.transaction,
+                    text,
                     "delete element netdev {} {name} {{ {key} }}",
                     crate::nft::TABLE
                 );
             }
-            None => {}
+            None => {
+                let size = sizes.entry(f.map).or_default();
+                if *size >= MAP_MAX {
+                    r.refused += 1;
+                    continue;
+                }
+                *size += 1;
+            }
         }
         let _ = writeln!(
-            r.transaction,
-            "add element netdev {} {name} {{ {key} timeout {}s expires {}s : {} }}",
+            text,
+            "add element netdev {} {name} {{ {key} timeout {}s expires {expires}s : {} }}",
             crate::nft::TABLE,
             crate::nft::FLOW_TIMEOUT.as_secs(),
-            u64::from(f.expires).min(crate::nft::FLOW_TIMEOUT.as_secs()),
             mac_word(f.mac)
         );
         r.written += 1;
+        in_chunk += 1;
+        if in_chunk == CHUNK {
+            r.transactions.push(std::mem::take(&mut text));
+            in_chunk = 0;
+        }
+    }
+    if !text.is_empty() {
+        r.transactions.push(text);
     }
     r
 }
@@ -453,6 +510,7 @@ mod tests {
         );
         assert_eq!(t.live[&0x1234_abcd].len(), 2);
         assert!(t.live[&0x0000_ffff].is_empty());
+        assert_eq!(t.v4.get(&0x1234_abcd), Some(&true));
         assert!(parse("not json").is_err());
         assert_eq!(parse("{}").unwrap(), Table::default());
     }
@@ -481,25 +539,69 @@ mod tests {
         assert_eq!(theirs.written, 2);
         assert_eq!(theirs.refused, 2);
         assert_eq!(
-            theirs.transaction,
+            theirs.transactions.concat(),
             "add element netdev keepalived_rs flows_1234abcd { 198.51.100.102 . 40002 timeout 900s expires 850s : 02:00:00:00:00:32 }\n\
              delete element netdev keepalived_rs flows_1234abcd { 198.51.100.101 . 40001 }\n\
              add element netdev keepalived_rs flows_1234abcd { 198.51.100.101 . 40001 timeout 900s expires 850s : 02:00:00:00:00:32 }\n"
         );
         let ours = restore(&now, &incoming, Overwrite::Ours);
         assert_eq!(ours.written, 1);
-        assert!(!ours.transaction.contains("delete"));
-        // A stale copy of a held entry is written again.
-        let refresh = restore(
-            &now,
-            &[Flow {
-                expires: 800,
-                ..flow(101, 40001, 0x33)
-            }],
-            Overwrite::Ours,
-        );
+        assert!(!ours.transactions.concat().contains("delete"));
+        // A held entry whose time differs: written again under Ours only
+        // when the incoming time is longer (a forged short one cannot
+        // expire it); under Theirs, either way.
+        let longer = Flow {
+            expires: 800,
+            ..flow(101, 40001, 0x33)
+        };
+        let refresh = restore(&now, &[longer], Overwrite::Ours);
         assert_eq!(refresh.written, 1);
-        assert!(refresh.transaction.starts_with("delete element"));
+        assert!(refresh.transactions[0].starts_with("delete element"));
+        let shorter = Flow {
+            expires: 1,
+            ..flow(100, 40000, 0x32)
+        };
+        assert_eq!(restore(&now, &[shorter], Overwrite::Ours).written, 0);
+        assert_eq!(restore(&now, &[shorter], Overwrite::Theirs).written, 1);
+        // The other family for an IPv4 map: refused, no transaction that
+        // nft would refuse whole.
+        let v6 = Flow {
+            client: "2001:db8::1".parse().unwrap(),
+            ..flow(0, 1, 0x32)
+        };
+        let r = restore(&now, &[v6], Overwrite::Theirs);
+        assert_eq!((r.written, r.refused), (0, 1));
+        assert!(r.transactions.is_empty());
+        // A map whose servers' MACs are not known yet: kept for later.
+        let mut unresolved = now.clone();
+        unresolved.live.insert(0x1234_abcd, HashSet::new());
+        let r = restore(&unresolved, &[flow(102, 40002, 0x32)], Overwrite::Theirs);
+        assert_eq!((r.written, r.refused, r.waiting.len()), (0, 0, 1));
+    }
+
+    #[test]
+    fn restore_chunks_and_stops_at_the_cap() {
+        let mut now = parse(DUMP).unwrap();
+        let many: Vec<Flow> = (0..10_000u32)
+            .map(|i| Flow {
+                client: IpAddr::from((0xcb00_7100u32 + i / 60_000).to_be_bytes()),
+                port: u16::try_from(1000 + i % 60_000).unwrap(),
+                ..flow(0, 0, 0x32)
+            })
+            .collect();
+        let r = restore(&now, &many, Overwrite::Theirs);
+        assert_eq!(r.written, 10_000);
+        assert_eq!(r.transactions.len(), 3);
+        assert!(r.transactions.iter().all(|t| t.lines().count() <= CHUNK));
+        // A map already at the cap takes no new entry.
+        now.flows = (0..MAP_MAX)
+            .map(|i| Flow {
+                client: IpAddr::from((0x0a00_0000u32 + u32::try_from(i).unwrap()).to_be_bytes()),
+                ..flow(0, 1, 0x32)
+            })
+            .collect();
+        let r = restore(&now, &many[..10], Overwrite::Theirs);
+        assert_eq!((r.written, r.refused), (0, 10));
     }
 
     proptest::proptest! {

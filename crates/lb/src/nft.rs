@@ -400,22 +400,72 @@ impl crate::DataPlane for Nft {
     }
 }
 
-/// Runs one transaction through `nft -f -` (atomic: all of it or none).
-pub fn apply(transaction: &str) -> Result<(), Error> {
-    use std::io::Write as _;
+/// How long one `nft` run may take before it is killed: a hung `nft`
+/// must not stall the thread that called it.
+pub const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `nft ARGS` with `input` on its stdin, for at most
+/// [`NFT_TIMEOUT`]: its exit status and what it wrote.
+pub fn run(args: &[&str], input: &str) -> Result<std::process::Output, Error> {
+    use std::io::{Read as _, Write as _};
     let mut child = std::process::Command::new("nft")
-        .args(["-f", "-"])
+        .args(args)
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(Error::NftSpawn)?;
+    // Its output is read on threads of their own, so neither pipe can
+    // fill and block it while we wait.
+    let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(transaction.as_bytes())
-            .map_err(Error::Nft)?;
+        stdin.write_all(input.as_bytes()).map_err(Error::Nft)?;
     }
-    let out = child.wait_with_output().map_err(Error::Nft)?;
+    let deadline = std::time::Instant::now() + NFT_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(Error::Nft)? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::NftRefused(format!(
+                "nft took longer than {} s and was killed",
+                NFT_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Runs one transaction through `nft -f -` (atomic: all of it or none).
+pub fn apply(transaction: &str) -> Result<(), Error> {
+    let out = run(&["-f", "-"], transaction)?;
     if out.status.success() {
         Ok(())
     } else {
