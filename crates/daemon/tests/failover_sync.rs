@@ -383,6 +383,21 @@ fn proxy_connections_end_fast_when_the_master_dies() {
 /// `lo`): how many connections the master's end leaves, per scheduler,
 /// with `lvs_sync_daemon` (the flow memory synced) or without.
 fn dr_round(algo: &str, sync: bool, ending: Ending) -> Round {
+    let (lab, client, _servers, confs) = dr_lab(algo, sync);
+    run_round(&lab, &confs, "198.51.100.250:9000", ending, &client)
+}
+
+/// The DR pair on one switch, its servers echoing on :9000, and the two
+/// directors' configurations (not started).
+fn dr_lab(
+    algo: &str,
+    sync: bool,
+) -> (
+    Lab,
+    netlab::Node,
+    Vec<EchoServer>,
+    [(&'static str, String); 2],
+) {
     let vip = "198.51.100.250";
     let mut lab = Lab::new().unwrap();
     let sw = lab.add_switch("sw0").unwrap();
@@ -415,7 +430,7 @@ fn dr_round(algo: &str, sync: bool, ending: Ending) -> Round {
             ),
         )
     });
-    run_round(&lab, &confs, &format!("{vip}:9000"), ending, &client)
+    (lab, client, servers, confs)
 }
 
 /// nftables DR without sync (the baseline), every scheduler: the
@@ -961,4 +976,102 @@ fn no_resets_in_the_commit_race_under_2000_new_connections_a_second() {
         assert_eq!(r.alive, CONNS, "{ending:?}\n{table}");
         assert!(r.churn.done > 20_000, "the load did not run: {table}");
     }
+}
+
+/// Forged flow-sync datagrams from a host on the sync link (the client)
+/// to the backup: an entry with a real server's MAC sent to the group is
+/// taken (the documented trust: the link); the same sent unicast to the
+/// backup's address is not (the socket is bound to the group); a MAC no
+/// service uses, the other family, a foreign sync id and garbage are
+/// refused, and nothing of theirs reaches the map.
+#[test]
+fn forged_flow_sync_datagrams_are_refused_or_bounded() {
+    let name = "forged_flow_sync_datagrams_are_refused_or_bounded";
+    if !netlab::privileged(name) {
+        return;
+    }
+    let (lab, client, _servers, confs) = dr_lab("rr", true);
+    let dir = std::env::temp_dir().join(format!("{}forged", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _daemons = start_daemons(&lab, &confs, &dir);
+    let lb2 = lab.node("lb2").unwrap();
+    // Empty until lb2's plane has made its table.
+    let table = || {
+        lb2.exec(&["nft", "-j", "list", "table", "netdev", "keepalived_rs"])
+            .ok()
+            .and_then(|o| lb::flows::parse(&String::from_utf8_lossy(&o.stdout)).ok())
+            .unwrap_or_default()
+    };
+    // The service's map and a real server's MAC, once lb2's plane has them.
+    let start = Instant::now();
+    let (map, mac) = loop {
+        let t = table();
+        if let Some(found) = t
+            .live
+            .iter()
+            .find_map(|(k, m)| m.iter().next().map(|m| (*k, *m)))
+        {
+            break found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no DR map on lb2\n{}",
+            logs_of(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let entry = |last: u8, port: u16, mac: [u8; 6]| lb::flows::Flow {
+        map,
+        client: std::net::IpAddr::from([203, 0, 113, last]),
+        port,
+        mac,
+        expires: 600,
+    };
+    let taken = entry(7, 1111, mac);
+    let unicast = entry(8, 2222, mac);
+    let foreign_mac = entry(9, 3333, [2, 0xde, 0xad, 0xbe, 0xef, 0]);
+    let other_family = lb::flows::Flow {
+        client: "2001:db8::9".parse().unwrap(),
+        ..entry(0, 4444, mac)
+    };
+    let wrong_id = entry(10, 5555, mac);
+    let send = move |to: &str, bytes: Vec<u8>| {
+        let to: std::net::SocketAddr = to.parse().unwrap();
+        client
+            .run(move || {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+                s.set_multicast_if_v4(&"198.51.100.100".parse().unwrap())?;
+                s.send_to(&bytes, &to.into())
+            })
+            .unwrap()
+            .unwrap();
+    };
+    let one = |f: lb::flows::Flow, id: u8| lb::flows::encode(id, &[f], 1400).remove(0);
+    send("224.0.0.81:8848", one(taken, 51));
+    send("198.51.100.40:8848", one(unicast, 51));
+    send("224.0.0.81:8848", one(foreign_mac, 51));
+    send("224.0.0.81:8848", one(other_family, 51));
+    send("224.0.0.81:8848", one(wrong_id, 52));
+    send("224.0.0.81:8848", b"KRFL\x01\x33\xff\xffgarbage".to_vec());
+    // Written at lb2's next tick or two.
+    std::thread::sleep(Duration::from_secs(3));
+    let t = table();
+    let has = |f: &lb::flows::Flow| t.flows.iter().any(|h| h.key() == f.key());
+    let status = status_of(&dir.join("lb2.sock"));
+    let f = &status["flow_sync"];
+    assert!(has(&taken), "the on-link entry was not taken: {status}");
+    for (what, e) in [
+        ("unicast", &unicast),
+        ("foreign MAC", &foreign_mac),
+        ("other family", &other_family),
+        ("other sync id", &wrong_id),
+    ] {
+        assert!(!has(e), "{what} entry reached the map: {status}");
+    }
+    assert!(f["refused"].as_u64().unwrap_or(0) >= 2, "{status}");
+    assert!(f["bad_datagrams"].as_u64().unwrap_or(0) >= 1, "{status}");
+    // The unicast entry has a real server's MAC: had lb2 read it, it
+    // would be in the map (checked above), as the on-link one is.
+    assert!(f["received"].as_u64().unwrap_or(0) >= 3, "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
