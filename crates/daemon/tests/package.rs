@@ -259,6 +259,8 @@ fn packaged_as_a_sysadmin_expects(unpacked: &Path, listing: &str) {
         .split("](")
         .skip(1)
         .filter_map(|r| r.split(')').next())
+        // A link to a heading lands on its page.
+        .map(|l| l.split('#').next().unwrap_or(l))
     {
         if link.starts_with("http") || link.starts_with('#') {
             continue;

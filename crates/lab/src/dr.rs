@@ -412,7 +412,13 @@ fn failover(
         outage.as_secs_f64() * 1000.0,
         show(&tail)
     ));
-    if !alternating(&tail) {
+    // Both servers answer through the new master. Not strict alternation:
+    // a connection the client gave up on during the outage may have taken
+    // an `rr` turn on the new master (seen once in CI: cc yy yy cc yy cc).
+    let both = ["yy", "cc"]
+        .iter()
+        .all(|w| tail.iter().flatten().any(|b| b.contains(w)));
+    if !both || tail.iter().any(Option::is_none) {
         bail!(
             "after the failover the client does not see both web servers: {}",
             show(&tail)
