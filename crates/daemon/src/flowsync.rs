@@ -38,6 +38,8 @@ pub const REFRESH: Duration = Duration::from_secs(60);
 /// How long after becoming MASTER received entries are still taken (the
 /// old master's last send, under [`Overwrite::Ours`]).
 const GRACE: Duration = Duration::from_secs(5);
+/// How long an entry waits for its service's servers to be resolved.
+const WAIT_MAX: Duration = Duration::from_secs(30);
 /// The most received entries kept waiting for the next write.
 const PENDING_MAX: usize = 1 << 18;
 /// The receive buffer asked for.
@@ -129,6 +131,22 @@ fn open(spec: &Spec) -> std::io::Result<UdpSocket> {
     Ok(s)
 }
 
+/// Whether `e` means the interface under the socket is gone or down (the
+/// socket is opened again), rather than a passing failure.
+fn gone(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    e.raw_os_error().is_some_and(|n| {
+        [
+            Errno::ENODEV,
+            Errno::ENXIO,
+            Errno::ENETDOWN,
+            Errno::EADDRNOTAVAIL,
+        ]
+        .iter()
+        .any(|x| *x as i32 == n)
+    })
+}
+
 /// What the thread counts, for `status`.
 #[derive(Debug, Default)]
 struct Counts {
@@ -155,7 +173,10 @@ struct State {
     known: lb::flows::Table,
     /// What was sent, and when: the server and the time.
     sent: HashMap<(u32, IpAddr, u16), ([u8; 6], Instant)>,
-    pending: Vec<Flow>,
+    /// Received entries not written yet, with when they arrived.
+    pending: Vec<(Flow, Instant)>,
+    /// Every instance's last state, as the VRRP thread sent it.
+    masters: HashMap<String, bool>,
     counts: Counts,
     /// How long the last read of the map took.
     read: Duration,
@@ -230,8 +251,13 @@ impl State {
             return;
         }
         self.receive(Duration::from_millis(200), true);
-        if let Some(s) = self.socket.as_ref() {
-            let _ = s.set_nonblocking(false);
+        // A socket left non-blocking would make every later read spin.
+        if self
+            .socket
+            .as_ref()
+            .is_some_and(|s| s.set_nonblocking(false).is_err())
+        {
+            self.socket = None;
         }
     }
 
@@ -271,7 +297,13 @@ impl State {
             }
         }
         if let Some(e) = failed {
-            return self.lost(format!("sending to {dest}: {e}"));
+            let why = format!("sending to {dest}: {e}");
+            if gone(&e) {
+                self.lost(why);
+            } else {
+                self.fail(why);
+            }
+            return;
         }
         self.counts.error = None;
         for f in &due {
@@ -306,7 +338,12 @@ impl State {
                     continue;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.lost(format!("receiving: {e}")),
+                Err(e) if gone(&e) => return self.lost(format!("receiving: {e}")),
+                Err(e) => {
+                    self.fail(format!("receiving: {e}"));
+                    std::thread::sleep(Duration::from_millis(50));
+                    return;
+                }
             };
             if !self.receives() {
                 continue;
@@ -325,7 +362,9 @@ impl State {
                     self.counts.refused += refused.len() as u64;
                     let room = PENDING_MAX.saturating_sub(self.pending.len());
                     self.counts.dropped += ok.len().saturating_sub(room) as u64;
-                    self.pending.extend(ok.into_iter().take(room));
+                    let now = Instant::now();
+                    self.pending
+                        .extend(ok.into_iter().take(room).map(|f| (f, now)));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -368,53 +407,53 @@ impl State {
             return;
         }
         let overwrite = self.overwrite();
-        let incoming = std::mem::take(&mut self.pending);
+        let mut queued = std::mem::take(&mut self.pending);
+        // Newest first: of two copies of an entry, the later one counts.
+        queued.reverse();
+        let arrived: HashMap<(u32, std::net::IpAddr, u16), Instant> =
+            queued.iter().rev().map(|(f, t)| (f.key(), *t)).collect();
+        let incoming: Vec<Flow> = queued.into_iter().map(|(f, _)| f).collect();
         let r = lb::flows::restore(&table, &incoming, overwrite);
         self.counts.refused += r.refused as u64;
-        // Our plane has not resolved that service's servers yet.
-        let room = PENDING_MAX.saturating_sub(self.pending.len());
-        self.counts.dropped += r.waiting.len().saturating_sub(room) as u64;
-        self.pending.extend(r.waiting.iter().take(room));
-        let mut failed = Vec::new();
-        for (n, t) in r.transactions.iter().enumerate() {
+        // Our plane has not resolved that service's servers yet: they wait,
+        // but not for ever (a service whose servers are all down has none).
+        let now = Instant::now();
+        let mut expired = 0u64;
+        for f in &r.waiting {
+            let at = arrived.get(&f.key()).copied().unwrap_or(now);
+            if now.duration_since(at) < WAIT_MAX && self.pending.len() < PENDING_MAX {
+                self.pending.push((*f, at));
+            } else {
+                expired += 1;
+            }
+        }
+        self.counts.dropped += expired;
+        let mut again: Vec<Flow> = Vec::new();
+        for (n, (t, entries)) in r.transactions.iter().zip(&r.entries).enumerate() {
             match lb::nft::apply(t) {
-                Ok(()) => {
-                    self.counts.written +=
-                        t.lines().filter(|l| l.starts_with("add")).count() as u64;
-                }
+                Ok(()) => self.counts.written += entries.len() as u64,
                 Err(e) => {
                     tracing::debug!("flow sync: chunk {n} refused: {e}");
-                    failed.push(t.clone());
+                    again.extend(entries);
                 }
             }
         }
-        if failed.is_empty() {
+        if again.is_empty() {
             self.counts.error = None;
             return;
         }
-        // The entries of the refused chunks, read again and written again.
-        let again: Vec<Flow> = incoming
-            .iter()
-            .filter(|f| {
-                let key = format!("{} . {} ", f.client, f.port);
-                failed.iter().any(|t| t.contains(&key))
-            })
-            .copied()
-            .collect();
+        // The refused chunks' entries (one that expired since the read
+        // fails its chunk), read again and written again, once.
         let Some(table) = self.read_table() else {
             return;
         };
         let r = lb::flows::restore(&table, &again, overwrite);
-        for t in &r.transactions {
+        for (t, entries) in r.transactions.iter().zip(&r.entries) {
             match lb::nft::apply(t) {
-                Ok(()) => {
-                    self.counts.written +=
-                        t.lines().filter(|l| l.starts_with("add")).count() as u64;
-                }
+                Ok(()) => self.counts.written += entries.len() as u64,
                 Err(e) => {
-                    let lost = t.lines().filter(|l| l.starts_with("add")).count();
-                    self.counts.dropped += lost as u64;
-                    self.fail(format!("writing {lost} flows: {e}"));
+                    self.counts.dropped += entries.len() as u64;
+                    self.fail(format!("writing {} flows: {e}", entries.len()));
                 }
             }
         }
@@ -466,6 +505,7 @@ fn run(
         known: lb::flows::Table::default(),
         sent: HashMap::new(),
         pending: Vec::new(),
+        masters: HashMap::new(),
         counts: Counts::default(),
         read: Duration::ZERO,
     };
@@ -473,15 +513,17 @@ fn run(
     loop {
         match rx.recv_timeout(Duration::from_millis(1)) {
             Ok(Msg::State { instance, master }) => {
+                st.masters.insert(instance.clone(), master);
                 if st.spec.instance.as_deref() == Some(instance.as_str()) && st.master != master {
                     if master {
-                        st.master = true;
-                        st.master_since = Some(Instant::now());
                         // What has arrived, written before this node
-                        // carries the VIP's traffic (the VRRP thread does
-                        // not wait for it: this is as soon as it can be).
+                        // carries the VIP's traffic, as the backup it was
+                        // (their choices win); the VRRP thread does not
+                        // wait for it: this is as soon as it can be.
                         st.drain();
                         st.write();
+                        st.master = true;
+                        st.master_since = Some(Instant::now());
                     } else {
                         // What is new since the last send, while the map
                         // is still there (a handover, a stop).
@@ -510,9 +552,13 @@ fn run(
                     st.socket = None;
                     st.sent.clear();
                     st.pending.clear();
-                    // The instance may be another: not MASTER until its
-                    // state says so.
-                    st.master = false;
+                    // The instance may be another: its last state counts
+                    // (the VRRP thread sends one only on a change).
+                    st.master = st
+                        .spec
+                        .instance
+                        .as_ref()
+                        .is_some_and(|i| st.masters.get(i) == Some(&true));
                     st.master_since = None;
                 }
                 Some(_) => {}
@@ -531,7 +577,8 @@ fn run(
             st.send();
         }
         next = Instant::now() + st.interval();
-        if st.receives() {
+        // After the grace of a takeover, what arrived in it is written too.
+        if st.receives() || !st.pending.is_empty() {
             st.write();
         }
         st.publish(status);

@@ -282,7 +282,11 @@ pub fn parse(json: &str) -> Result<Table, Error> {
 
 /// Reads our netdev table (an empty one when it does not exist yet).
 pub fn dump() -> Result<Table, Error> {
-    let out = crate::nft::run(&["-j", "list", "table", "netdev", crate::nft::TABLE], "")?;
+    let out = crate::nft::run(
+        &["-j", "list", "table", "netdev", crate::nft::TABLE],
+        "",
+        crate::nft::NFT_READ_TIMEOUT,
+    )?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
         if why.contains("No such file or directory") {
@@ -320,6 +324,8 @@ pub struct Restore {
     /// The transactions, each of at most [`CHUNK`] entries (none:
     /// nothing to write).
     pub transactions: Vec<String>,
+    /// The entries each transaction writes (one list per transaction).
+    pub entries: Vec<Vec<Flow>>,
     /// Entries written (new, moved or refreshed).
     pub written: usize,
     /// Entries for a map this director does not have (or of the other
@@ -362,7 +368,7 @@ pub fn restore(now: &Table, incoming: &[Flow], overwrite: Overwrite) -> Restore 
     let mut r = Restore::default();
     let mut seen = HashSet::new();
     let mut text = String::new();
-    let mut in_chunk = 0;
+    let mut chunk: Vec<Flow> = Vec::new();
     for f in incoming {
         if !now.admits(f) {
             let unresolved = now.v4.get(&f.map) == Some(&f.client.is_ipv4())
@@ -411,14 +417,15 @@ pub fn restore(now: &Table, incoming: &[Flow], overwrite: Overwrite) -> Restore 
             mac_word(f.mac)
         );
         r.written += 1;
-        in_chunk += 1;
-        if in_chunk == CHUNK {
+        chunk.push(*f);
+        if chunk.len() == CHUNK {
             r.transactions.push(std::mem::take(&mut text));
-            in_chunk = 0;
+            r.entries.push(std::mem::take(&mut chunk));
         }
     }
     if !text.is_empty() {
         r.transactions.push(text);
+        r.entries.push(chunk);
     }
     r
 }
@@ -593,6 +600,10 @@ mod tests {
         assert_eq!(r.written, 10_000);
         assert_eq!(r.transactions.len(), 3);
         assert!(r.transactions.iter().all(|t| t.lines().count() <= CHUNK));
+        assert_eq!(
+            r.entries.iter().map(Vec::len).collect::<Vec<_>>(),
+            [CHUNK, CHUNK, 10_000 - 2 * CHUNK]
+        );
         // A map already at the cap takes no new entry.
         now.flows = (0..MAP_MAX)
             .map(|i| Flow {

@@ -401,12 +401,30 @@ impl crate::DataPlane for Nft {
 }
 
 /// How long one `nft` run may take before it is killed: a hung `nft`
-/// must not stall the thread that called it.
+/// must not stall the thread that called it. A read of a large table
+/// (`nft -j list`, ~13 µs an entry) gets [`NFT_READ_TIMEOUT`].
 pub const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const NFT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Runs `nft ARGS` with `input` on its stdin, for at most
-/// [`NFT_TIMEOUT`]: its exit status and what it wrote.
-pub fn run(args: &[&str], input: &str) -> Result<std::process::Output, Error> {
+fn spawn_named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, Error> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(Error::Nft)
+}
+
+/// Runs `nft ARGS` with `input` on its stdin, for at most `limit`: its
+/// exit status and what it wrote. stdin is written and stdout and
+/// stderr read on threads of their own, so no full pipe can block the
+/// caller past `limit`; the child is reaped on every path.
+pub fn run(
+    args: &[&str],
+    input: &str,
+    limit: std::time::Duration,
+) -> Result<std::process::Output, Error> {
     use std::io::{Read as _, Write as _};
     let mut child = std::process::Command::new("nft")
         .args(args)
@@ -415,57 +433,73 @@ pub fn run(args: &[&str], input: &str) -> Result<std::process::Output, Error> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(Error::NftSpawn)?;
-    // Its output is read on threads of their own, so neither pipe can
-    // fill and block it while we wait.
-    let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
+    let deadline = std::time::Instant::now() + limit;
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let input = input.to_owned();
+    let threads = (|| {
+        let w = spawn_named("nft-in", move || {
+            if let Some(mut p) = stdin {
+                // An nft that exits early closes the pipe: its status says why.
+                let _ = p.write_all(input.as_bytes());
+            }
+        })?;
+        let o = spawn_named("nft-out", move || {
             let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
+            if let Some(mut p) = stdout {
                 let _ = p.read_to_end(&mut buf);
             }
             buf
-        })
+        })?;
+        let e = spawn_named("nft-err", move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = stderr {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })?;
+        Ok::<_, Error>((w, o, e))
+    })();
+    let reap = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
     };
-    let out = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    );
-    let err = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    );
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).map_err(Error::Nft)?;
-    }
-    let deadline = std::time::Instant::now() + NFT_TIMEOUT;
+    let (w, o, e) = match threads {
+        Ok(t) => t,
+        Err(err) => {
+            reap(&mut child);
+            return Err(err);
+        }
+    };
     let status = loop {
-        if let Some(s) = child.try_wait().map_err(Error::Nft)? {
-            break s;
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) => {}
+            Err(err) => {
+                reap(&mut child);
+                return Err(Error::Nft(err));
+            }
         }
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(&mut child);
             return Err(Error::NftRefused(format!(
                 "nft took longer than {} s and was killed",
-                NFT_TIMEOUT.as_secs()
+                limit.as_secs()
             )));
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     };
+    // The child is gone: its pipes are closed, the threads end.
+    let _ = w.join();
     Ok(std::process::Output {
         status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: o.join().unwrap_or_default(),
+        stderr: e.join().unwrap_or_default(),
     })
 }
 
 /// Runs one transaction through `nft -f -` (atomic: all of it or none).
 pub fn apply(transaction: &str) -> Result<(), Error> {
-    let out = run(&["-f", "-"], transaction)?;
+    let out = run(&["-f", "-"], transaction, NFT_TIMEOUT)?;
     if out.status.success() {
         Ok(())
     } else {
