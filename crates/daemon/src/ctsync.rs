@@ -340,29 +340,16 @@ impl Driver<'_> {
     /// Asks conntrackd for its counters into the view: at most half a
     /// second, so a takeover queued meanwhile waits no longer.
     fn stats(&mut self) {
-        let child = std::process::Command::new(&self.spec.conntrackd)
-            .arg("-C")
-            .arg(&self.conf)
-            .arg("-s")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        let Ok(mut c) = child else { return };
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while matches!(c.try_wait(), Ok(None)) {
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // Its few hundred bytes fit the pipe: it has ended, they are there.
-        let mut text = String::new();
-        if let Some(mut out) = c.stdout.take() {
-            let _ = std::io::Read::read_to_string(&mut out, &mut text);
-        }
+        let conf = self.conf.display().to_string();
+        let Ok(out) = lb::nft::run_program(
+            &self.spec.conntrackd,
+            &["-C", &conf, "-s"],
+            "",
+            Duration::from_millis(500),
+        ) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
         if let Some(st) = parse_stats(&text) {
             self.view.local_entries = st.local;
             self.view.peer_entries = st.peer;

@@ -425,8 +425,27 @@ pub fn run(
     input: &str,
     limit: std::time::Duration,
 ) -> Result<std::process::Output, Error> {
-    use std::io::{Read as _, Write as _};
-    let mut child = std::process::Command::new("nft")
+    run_program("nft", args, input, limit)
+}
+
+/// Everything a pipe gives until it closes.
+fn read_all(pipe: Option<impl std::io::Read>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_end(&mut buf);
+    }
+    buf
+}
+
+/// [`run`] for any program (conntrackd's `-s`, say).
+pub fn run_program(
+    program: &str,
+    args: &[&str],
+    input: &str,
+    limit: std::time::Duration,
+) -> Result<std::process::Output, Error> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -443,20 +462,8 @@ pub fn run(
                 let _ = p.write_all(input.as_bytes());
             }
         })?;
-        let o = spawn_named("nft-out", move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = stdout {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })?;
-        let e = spawn_named("nft-err", move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = stderr {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })?;
+        let o = spawn_named("nft-out", move || read_all(stdout))?;
+        let e = spawn_named("nft-err", move || read_all(stderr))?;
         Ok::<_, Error>((w, o, e))
     })();
     let reap = |child: &mut std::process::Child| {
@@ -482,8 +489,8 @@ pub fn run(
         if std::time::Instant::now() > deadline {
             reap(&mut child);
             return Err(Error::NftRefused(format!(
-                "nft took longer than {} s and was killed",
-                limit.as_secs()
+                "{program} took longer than {} ms and was killed",
+                limit.as_millis()
             )));
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
