@@ -2,8 +2,15 @@
 //!
 //! This crate has no sockets and no clock, like `vrrp`: the daemon's
 //! driver owns the UDP sockets (3784/4784, TTL 255) and the timers.
-//! So far it holds the wire format ([`wire`]): the control packet as a
-//! checked view over bytes, and its parsed form. The session state
-//! machine comes next (issue #21).
+//! - [`wire`]: the control packet as a checked view over bytes, and its
+//!   parsed form;
+//! - [`session`]: one session's state machine (asynchronous mode), its
+//!   timers, jitter and poll sequence.
 
+#![forbid(unsafe_code)]
+
+pub mod session;
 pub mod wire;
+
+pub use session::{Config, Output, Refused, Session};
+pub use wire::{Control, Diag, State};

@@ -93,14 +93,25 @@ impl Diag {
     }
 }
 
-/// The authentication section (§4.2–4.4), its data as it came.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The authentication section (§4.2–4.4), its data as it came. Its
+/// `Debug` shows the type and length only: a simple password must not
+/// reach a log.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Auth {
     /// 1 simple password, 2 keyed MD5, 3 meticulous keyed MD5, 4 keyed
     /// SHA1, 5 meticulous keyed SHA1.
     pub kind: u8,
     /// The bytes after type and length.
     pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("kind", &self.kind)
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .finish()
+    }
 }
 
 /// A control packet, parsed.
