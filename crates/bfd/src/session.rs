@@ -281,12 +281,7 @@ impl Session {
 
     /// Handles a control packet the driver matched to this session (by
     /// its Your Discriminator, or by address when that is zero).
-    pub fn receive(
-        &mut self,
-        now: u64,
-        p: &Control,
-        out: &mut Vec<Output>,
-    ) -> Result<(), Refused> {
+    pub fn receive(&mut self, now: u64, p: &Control, out: &mut Vec<Output>) -> Result<(), Refused> {
         let refused = |s: &mut Self, r| {
             s.counters.refused += 1;
             Err(r)

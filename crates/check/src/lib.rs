@@ -4,6 +4,7 @@
 //! (`file`), the bounded HTTP head parser (`http`) — and the probes that do
 //! only I/O, run by `run`.
 
+pub mod bfd;
 pub mod dns;
 pub mod fault;
 pub mod file;

@@ -71,6 +71,9 @@ pub enum Probe {
         weight: i64,
         reverse: bool,
     },
+    /// `BFD_CHECK`: up while the named `bfd_instance` session is Up
+    /// ([`crate::bfd`]); no probe of its own.
+    Bfd { name: String },
 }
 
 impl Probe {
@@ -86,6 +89,7 @@ impl Probe {
             Probe::Dns { .. } => "DNS_CHECK",
             Probe::Smtp { .. } => "SMTP_CHECK",
             Probe::File { .. } => "FILE_CHECK",
+            Probe::Bfd { .. } => "BFD_CHECK",
         }
     }
 }
@@ -277,6 +281,7 @@ pub async fn check_weighted(probe: &Probe, timeout: Duration) -> Result<Option<u
                 crate::smtp::check(&mut stream, helo).await
             }
             Probe::File { .. } => Err(Reason::from("FILE_CHECK is not a probe")),
+            Probe::Bfd { .. } => Err(Reason::from("BFD_CHECK is not a probe")),
             Probe::Misc { .. } | Probe::Udp { .. } | Probe::Ping { .. } => Ok(()),
         }
     };
@@ -445,7 +450,47 @@ async fn file(
     }
 }
 
+/// A `BFD_CHECK`: each change of its session's state, as it happens. A
+/// session not yet decided changes nothing (the server keeps its start
+/// state, down with `alpha`).
+async fn bfd(id: usize, name: &str, tx: &tokio::sync::mpsc::UnboundedSender<Event>) {
+    let mut rx = crate::bfd::watch();
+    let mut last: Option<bool> = None;
+    loop {
+        let now = rx.borrow_and_update().get(name).copied().flatten();
+        if let Some(up) = now {
+            if last != Some(up) {
+                let (transition, reason) = if up {
+                    (Transition::Up, None)
+                } else {
+                    (
+                        Transition::Down,
+                        Some(Reason::Other(format!("BFD session {name} is down"))),
+                    )
+                };
+                if tx
+                    .send(Event::State {
+                        id,
+                        transition,
+                        reason,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                last = Some(up);
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn one(spec: Spec, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
+    if let Probe::Bfd { name } = &spec.probe {
+        return bfd(spec.id, name, &tx).await;
+    }
     if let Probe::File {
         path,
         weight,

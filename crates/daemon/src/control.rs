@@ -44,6 +44,39 @@ pub struct Status {
     /// to and taken from the other directors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_sync: Option<FlowSyncStatus>,
+    /// The `bfd_instance` sessions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bfd: Vec<BfdStatus>,
+}
+
+/// One BFD session, as `status` shows it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct BfdStatus {
+    pub name: String,
+    pub neighbor: String,
+    pub multihop: bool,
+    /// `Up`, `Down`, `Init`, `AdminDown`; ours and as the peer says.
+    pub state: String,
+    pub remote_state: String,
+    /// Why it last went Down (RFC 5880's diagnostic).
+    pub diag: String,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
+    /// The interval we send at now, and how long without a packet before
+    /// the peer is Down (`null` before it has sent anything).
+    pub tx_interval_us: u32,
+    pub detection_time_us: Option<u64>,
+    /// Unix time of the last change of state.
+    pub since: u64,
+    pub sent: u64,
+    pub received: u64,
+    /// Packets for it that were refused (wrong discriminator, TTL, ...).
+    pub refused: u64,
+    /// Times it came Up, and went Down from Up.
+    pub ups: u64,
+    pub downs: u64,
+    pub send_errors: u64,
+    pub last_error: Option<String>,
 }
 
 /// The nftables DR plane's flow sync: where, which way, and the counts.
@@ -590,6 +623,26 @@ pub fn render(s: &Status) -> String {
                 .map_or_else(String::new, |e| format!("; error: {e}"))
         );
     }
+    for b in &s.bfd {
+        let _ = writeln!(
+            out,
+            "BFD {}: {} to {}{} (peer says {}, diag {}), tx every {} ms, detection {}; {} sent, {} received, {} refused, up {} times, down {}",
+            b.name,
+            b.state,
+            b.neighbor,
+            if b.multihop { " multihop" } else { "" },
+            b.remote_state,
+            b.diag,
+            f64::from(b.tx_interval_us) / 1000.0,
+            b.detection_time_us
+                .map_or_else(|| "not yet".to_owned(), |d| format!("{} ms", d as f64 / 1000.0)),
+            b.sent,
+            b.received,
+            b.refused,
+            b.ups,
+            b.downs
+        );
+    }
     out
 }
 
@@ -651,6 +704,7 @@ mod tests {
             sync: None,
             conntrack_sync: None,
             flow_sync: None,
+            bfd: Vec::new(),
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         let i = &v["vrrp"][0];

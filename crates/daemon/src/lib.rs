@@ -2,6 +2,7 @@
 //! (`src/main.rs`), the fuzz targets and the tests share one conversion of
 //! a configuration into what runs.
 
+pub mod bfdd;
 pub mod change;
 pub mod checks;
 pub mod cli;

@@ -94,6 +94,7 @@ fn raise_file_limit() {
 fn supervise<T, U>(
     vrrp_thread: Option<&std::thread::JoinHandle<T>>,
     checks: Option<&std::thread::JoinHandle<U>>,
+    bfd: Option<&std::thread::JoinHandle<()>>,
     stop: &std::sync::atomic::AtomicBool,
     hup: &std::sync::atomic::AtomicBool,
     reloader: &reload::Reloader,
@@ -104,9 +105,10 @@ fn supervise<T, U>(
     loop {
         // Either part ending ends the daemon: a checker thread that died
         // must not leave VRRP running while systemd's watchdog is petted.
-        let ended = (vrrp_thread.is_none() && checks.is_none())
+        let ended = (vrrp_thread.is_none() && checks.is_none() && bfd.is_none())
             || vrrp_thread.is_some_and(std::thread::JoinHandle::is_finished)
-            || checks.is_some_and(std::thread::JoinHandle::is_finished);
+            || checks.is_some_and(std::thread::JoinHandle::is_finished)
+            || bfd.is_some_and(std::thread::JoinHandle::is_finished);
         if ended || stop.load(Relaxed) {
             return;
         }
@@ -131,7 +133,7 @@ fn finish(
     vrrp_thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     checks: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     notifier: keepalived_rs::notify::Notifier,
-    followers: Followers,
+    mut followers: Followers,
     stop: &std::sync::atomic::AtomicBool,
     pid_file: Option<&std::path::Path>,
 ) -> u8 {
@@ -152,7 +154,10 @@ fn finish(
         }
     }
     // IPVS's sync daemons and conntrackd stop once VRRP has (its senders
-    // are gone).
+    // are gone); the BFD sessions say AdminDown.
+    if let Some(t) = followers.bfd.take() {
+        let _ = t.join();
+    }
     drop(followers);
     // The parts' last notifications (STOP lines, notify_stop) are done
     // before the pid file goes.
@@ -178,6 +183,9 @@ struct Followers {
     syncd: keepalived_rs::syncd::Follower,
     ctsync: Option<keepalived_rs::syncd::Follower>,
     flowsync: Option<keepalived_rs::syncd::Follower>,
+    /// The BFD sessions' thread, and what it tells the VRRP thread.
+    bfd: Option<std::thread::JoinHandle<()>>,
+    hub: std::sync::Arc<keepalived_rs::bfdd::Hub>,
 }
 
 impl Followers {
@@ -188,7 +196,17 @@ impl Followers {
         run_checks: bool,
         status: &control::Shared,
         reloader: &reload::Reloader,
+        stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> anyhow::Result<Self> {
+        // BFD first: the VRRP thread and the checkers read its sessions.
+        let hub = std::sync::Arc::new(keepalived_rs::bfdd::Hub::default());
+        let bfd = keepalived_rs::bfdd::start(
+            config,
+            hub.clone(),
+            stop.clone(),
+            status.clone(),
+            reloader.subscribe(),
+        )?;
         let parts = keepalived_rs::syncd::Parts {
             vrrp: run_vrrp,
             checks: run_checks,
@@ -213,6 +231,8 @@ impl Followers {
             syncd,
             ctsync,
             flowsync,
+            bfd,
+            hub,
         })
     }
 
@@ -274,8 +294,10 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     }
     let run_vrrp = !cli.check_only && !loaded.config.instances.is_empty();
     let run_checks = !cli.vrrp_only && !loaded.config.virtual_servers.is_empty();
-    if !run_vrrp && !run_checks {
-        tracing::error!("nothing to run: no vrrp_instance (or -C) and no virtual_server (or -P)");
+    if !run_vrrp && !run_checks && loaded.config.bfd_instances.is_empty() {
+        tracing::error!(
+            "nothing to run: no vrrp_instance (or -C), no virtual_server (or -P), no bfd_instance"
+        );
         return Ok(1);
     }
     if !cli.dont_fork {
@@ -303,7 +325,9 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let config = std::sync::Arc::new(loaded.config);
     // One notifier for both parts (scripts, FIFOs, mail); it outlives them.
     let notifier = keepalived_rs::notify::for_config(&config, run_vrrp, run_checks)?;
-    let followers = Followers::start(cli, &config, run_vrrp, run_checks, &status, &reloader)?;
+    let followers = Followers::start(
+        cli, &config, run_vrrp, run_checks, &status, &reloader, &stop,
+    )?;
     // The health checkers on a thread (and runtime) of their own; the VRRP
     // thread never waits for them.
     let checks = if run_checks {
@@ -323,9 +347,10 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         let reloads = reloader.subscribe();
         let notify = notifier.sender(keepalived_rs::notify::Source::Vrrp);
         let sync = followers.senders();
+        let hub = followers.hub.clone();
         match std::thread::Builder::new()
             .name("vrrp".into())
-            .spawn(move || vrrp::run(&config, &stop2, &status, &reloads, notify, sync))
+            .spawn(move || vrrp::run(&config, &stop2, &status, &reloads, notify, sync, hub))
         {
             Ok(t) => Some(t),
             Err(e) => {
@@ -350,6 +375,7 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     supervise(
         vrrp_thread.as_ref(),
         checks.as_ref(),
+        followers.bfd.as_ref(),
         &stop,
         &hup,
         &reloader,

@@ -186,6 +186,7 @@ pub fn render(s: &Status) -> String {
     sync_daemon(&mut f, s.sync.as_ref());
     conntrack_sync(&mut f, s.conntrack_sync.as_ref());
     flow_sync(&mut f, s.flow_sync.as_ref());
+    bfd(&mut f, &s.bfd);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &f.registry);
@@ -302,6 +303,46 @@ fn flow_sync(f: &mut Families, y: Option<&crate::control::FlowSyncStatus>) {
         let mut l = base.to_vec();
         l.push(("what", what.to_owned()));
         entries.get_or_create(&labels(&l)).inc_by(n);
+    }
+}
+
+/// The BFD sessions: up or not, their changes, packets, detection time.
+fn bfd(f: &mut Families, sessions: &[crate::control::BfdStatus]) {
+    let up = f.gauge("keepalived_bfd_session_up", "1 while the BFD session is Up");
+    let changes = f.counter(
+        "keepalived_bfd_session_changes",
+        "Times the BFD session came Up (to=up) or went Down from Up (to=down)",
+    );
+    let packets = f.counter(
+        "keepalived_bfd_packets",
+        "BFD control packets sent, received, and refused (wrong discriminator, TTL, authentication)",
+    );
+    let detect = f.gauge(
+        "keepalived_bfd_detection_time_microseconds",
+        "How long without a packet before the peer is declared Down (0 before it has sent)",
+    );
+    for b in sessions {
+        let base = [("name", b.name.clone()), ("neighbor", b.neighbor.clone())];
+        up.get_or_create(&labels(&base))
+            .set(i64::from(b.state == "Up"));
+        detect.get_or_create(&labels(&base)).set(
+            b.detection_time_us
+                .map_or(0, |d| i64::try_from(d).unwrap_or(i64::MAX)),
+        );
+        for (to, n) in [("up", b.ups), ("down", b.downs)] {
+            let mut l = base.to_vec();
+            l.push(("to", to.to_owned()));
+            changes.get_or_create(&labels(&l)).inc_by(n);
+        }
+        for (dir, n) in [
+            ("sent", b.sent),
+            ("received", b.received),
+            ("refused", b.refused),
+        ] {
+            let mut l = base.to_vec();
+            l.push(("dir", dir.to_owned()));
+            packets.get_or_create(&labels(&l)).inc_by(n);
+        }
     }
 }
 
@@ -477,6 +518,16 @@ mod tests {
                 }],
                 ..crate::control::ProxyLimits::default()
             }),
+            bfd: vec![crate::control::BfdStatus {
+                name: "gw".into(),
+                neighbor: "198.51.100.1".into(),
+                state: "Up".into(),
+                detection_time_us: Some(30_000),
+                ups: 2,
+                downs: 1,
+                sent: 900,
+                ..crate::control::BfdStatus::default()
+            }],
             flow_sync: Some(crate::control::FlowSyncStatus {
                 interface: "eth0".into(),
                 sync_id: 51,
@@ -548,6 +599,10 @@ mod tests {
             r#"keepalived_conntrack_sync_entries{iname="VI_1",peer="198.51.100.40",cache="peer"} 40"#,
             r#"keepalived_dr_flow_sync_sending{intf="eth0",syncid="51"} 1"#,
             r#"keepalived_dr_flow_sync_entries_total{intf="eth0",syncid="51",what="sent"} 50"#,
+            r#"keepalived_bfd_session_up{name="gw",neighbor="198.51.100.1"} 1"#,
+            r#"keepalived_bfd_session_changes_total{name="gw",neighbor="198.51.100.1",to="down"} 1"#,
+            r#"keepalived_bfd_packets_total{name="gw",neighbor="198.51.100.1",dir="sent"} 900"#,
+            r#"keepalived_bfd_detection_time_microseconds{name="gw",neighbor="198.51.100.1"} 30000"#,
             r#"keepalived_conntrack_sync_commits_total{iname="VI_1",peer="198.51.100.40"} 2"#,
             r#"keepalived_conntrack_sync_last_commit_milliseconds{iname="VI_1",peer="198.51.100.40"} 12"#,
             "# EOF",

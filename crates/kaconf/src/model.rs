@@ -8,8 +8,8 @@ use crate::section::{emit_block, section, Named, Origin, Section, Sub};
 use crate::tree::Stmt;
 use crate::value::{
     keyword_enum, no_block, one_arg, parse_ip, At, Command, Count, Cx, Emitter, Flag, Int,
-    LineValue, Lines, Port, Prefix, Priority, RawLine, Script, Seconds, Slot, Switch, Value, Vrid,
-    Words,
+    LineValue, Lines, Millis, Port, Prefix, Priority, RawLine, Script, Seconds, Slot, Switch,
+    Value, Vrid, Words,
 };
 
 keyword_enum!(
@@ -604,6 +604,7 @@ section! {
         "vrrp_track_process" => track_processes: Vec<Named<TrackProcess>>,
         "vrrp_sync_group" => sync_groups: Vec<Named<SyncGroup>>,
         "vrrp_instance" => instances: Vec<Named<VrrpInstance>>,
+        "bfd_instance" => bfd_instances: Vec<Named<BfdInstance>>,
         "static_ipaddress" => static_ipaddress: Vec<Lines<VirtualAddress>>,
         "static_routes" => static_routes: Vec<Lines<crate::route::RouteLine>>,
         "static_rules" => static_rules: Vec<Lines<crate::route::RuleLine>>,
@@ -615,7 +616,7 @@ section! {
     }
     unsupported [
         "track_group", "garp_group", "linkbeat_interfaces", "interface_up_down_delays", "SSL",
-        "bfd_instance", "linkbeat_use_polling", "net_namespace", "net_namespace_ipvs",
+        "linkbeat_use_polling", "net_namespace", "net_namespace_ipvs",
         "namespace_with_ipsets", "use_pid_dir", "instance", "child_wait_time",
     ]
 }
@@ -816,6 +817,7 @@ section! {
         "track_script" => track_script: Option<Lines<TrackRef>>,
         "track_file" => track_file: Option<Lines<TrackRef>>,
         "track_process" => track_process: Option<Lines<TrackRef>>,
+        "track_bfd" => track_bfd: Option<Lines<TrackRef>>,
         "notify_backup" => notify_backup: Option<Script>,
         "notify_master" => notify_master: Option<Script>,
         "notify_fault" => notify_fault: Option<Script>,
@@ -827,7 +829,39 @@ section! {
         "notify_priority_changes" => notify_priority_changes: Option<Switch>,
     }
     aliases {}
-    unsupported ["track_bfd"]
+    unsupported []
+}
+
+section! {
+    /// `bfd_instance NAME { … }`: one BFD session (RFC 5880/5881/5883).
+    pub struct BfdInstance ("bfd_instance") {
+        "neighbor_ip" => neighbor_ip: Option<IpAddr>,
+        "source_ip" => source_ip: Option<IpAddr>,
+        /// Milliseconds, microsecond resolution (default 10).
+        "min_rx" => min_rx: Option<Millis>,
+        "min_tx" => min_tx: Option<Millis>,
+        /// While not Up (default 1000, at least 1000).
+        "idle_tx" => idle_tx: Option<Millis>,
+        "multiplier" => multiplier: Option<Int<1, 255>>,
+        "passive" => passive: bool,
+        /// The TTL (IPv4) or hop limit (IPv6) we send with; default 255
+        /// (64 for IPv6, as keepalived).
+        "ttl" => ttl: Option<Int<1, 255>>,
+        /// How far below `ttl` a received packet's may be (default 0).
+        "max_hops" => max_hops: Option<Int<-1, 255>>,
+        /// RFC 5883: port 4784.
+        "multihop" => multihop: Option<Switch>,
+        /// The default weight of a `track_bfd` that names it.
+        "weight" => weight: Option<TrackWeight>,
+        /// Send its events only to VRRP / only to the checkers.
+        "vrrp" => vrrp: bool,
+        "checker" => checker: bool,
+    }
+    aliases {
+        "neighbour_ip" => "neighbor_ip": "the British spelling of `neighbor_ip`",
+        "hoplimit" => "ttl": "the IPv6 name of `ttl`",
+    }
+    unsupported []
 }
 
 section! {
@@ -933,7 +967,7 @@ section! {
     }
     unsupported []
     not_planned [
-        "use_vmac_addr", "use_ipvlan", "vrf", "track_bfd",
+        "use_vmac_addr", "use_ipvlan", "vrf",
         "linkbeat_use_polling", "kernel_rx_buf_size",
         "thread_timer_expired", "debug",
     ]
@@ -1211,7 +1245,7 @@ section! {
         "nb_get_retry" => "retry": "the old name of `retry`",
     }
     unsupported ["snmp_name"]
-    not_planned ["BFD_CHECK"]
+    not_planned []
 }
 
 /// The checker blocks of a real server: almost always exactly one, kept

@@ -497,6 +497,62 @@ impl Value for Script {
     }
 }
 
+/// A time in milliseconds with up to microsecond precision (`10`,
+/// `3.312`), as keepalived writes BFD's timers; held in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Millis(pub u32);
+
+impl Millis {
+    pub fn from_text(text: &str) -> Result<Self, BadValue> {
+        let bad = || BadValue::NotMillis(text.to_owned());
+        let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+        if (whole.is_empty() && frac.is_empty())
+            || frac.len() > 3
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let ms: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| bad())?
+        };
+        let mut us = ms.checked_mul(1000).ok_or_else(bad)?;
+        for (i, b) in frac.bytes().enumerate() {
+            let exp = 2 - u32::try_from(i).unwrap_or(2);
+            us += u64::from(b - b'0') * 10u64.pow(exp);
+        }
+        u32::try_from(us).map(Self).map_err(|_| bad())
+    }
+
+    /// Milliseconds as keepalived writes them: `10`, `3.312`.
+    pub fn to_text(self) -> String {
+        let (ms, us) = (self.0 / 1000, self.0 % 1000);
+        if us == 0 {
+            ms.to_string()
+        } else {
+            format!("{ms}.{}", format!("{us:03}").trim_end_matches('0'))
+        }
+    }
+}
+
+impl Value for Millis {
+    fn parse(stmt: &Stmt, cx: &mut Cx) -> Option<Self> {
+        let text = one_arg(stmt, cx, "a time in milliseconds")?;
+        match Self::from_text(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                cx.error(stmt.arg_loc(0), format!("{}: {e}", stmt.keyword()));
+                None
+            }
+        }
+    }
+    fn emit(&self, keyword: &str, out: &mut Emitter) {
+        out.line(&[keyword.to_owned(), self.to_text()]);
+    }
+}
+
 /// `on`/`off`, `true`/`false`, `yes`/`no`; the keyword alone means on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Switch(pub bool);
@@ -551,6 +607,8 @@ pub enum BadValue {
     OutOfRange { value: i64, min: i64, max: i64 },
     #[error("`{0}` is not a time in seconds")]
     NotSeconds(String),
+    #[error("`{0}` is not a time in milliseconds (up to 3 decimals)")]
+    NotMillis(String),
     #[error("{0} seconds is too long")]
     TooLong(String),
     #[error("`{0}` is not a valid IP address")]

@@ -429,6 +429,20 @@ impl Node {
         )
     }
 
+    /// Like [`Node::spawn_logged`], with stderr a pipe the caller reads
+    /// (`Process::child_mut().stderr`), e.g. to time each line as it comes.
+    pub fn spawn_piped(&self, command: &Command) -> Result<Process, Error> {
+        let mut wrapped = self.wrap(command);
+        wrapped
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Process::start(
+            wrapped,
+            format!("{} in {}", command.get_program().to_string_lossy(), self.ns),
+        )
+    }
+
     /// Like [`Node::spawn`] with the program, arguments, environment and
     /// directory of `command` (its stdio settings are not carried over: use
     /// [`Node::spawn_logged`] to capture output), run under `ip netns exec`.

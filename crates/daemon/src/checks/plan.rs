@@ -147,6 +147,7 @@ impl Plan {
         let mut cx = Context {
             policy: &policy,
             track_files: &config.track_files,
+            bfd_instances: &config.bfd_instances,
             problems,
         };
         let mut plan = Plan {

@@ -166,11 +166,7 @@ pub(super) fn specs_of(
         Checker::Ping(p) => &p.conn,
         Checker::Dns(d) => &d.conn,
         Checker::Smtp(s) => &s.conn,
-        Checker::Bfd(_) => {
-            return Err(Problem::Disabled(
-                "not run by keepalived-rs (no BFD yet)".into(),
-            ));
-        }
+        Checker::Bfd(b) => return Ok(vec![bfd_spec(b, id, cx)?]),
     };
     let (retry_default, dbr_default) = match checker {
         Checker::HttpGet(_) | Checker::SslGet(_) => (TCP_RETRY, Some(HTTP_DELAY_BEFORE_RETRY)),
@@ -330,11 +326,46 @@ pub(super) fn file_spec(
     })
 }
 
+/// A `BFD_CHECK`: its `bfd_instance` must exist and send its events to
+/// the checkers (not `vrrp` only).
+pub(super) fn bfd_spec(
+    b: &kaconf::model::BfdCheck,
+    id: usize,
+    cx: &Context,
+) -> Result<Spec, String> {
+    let name = b.name.as_deref().ok_or("BFD_CHECK has no name")?;
+    let block = cx
+        .bfd_instances
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| format!("bfd_instance {name} not found"))?;
+    if block.body.vrrp && !block.body.checker {
+        return Err(format!(
+            "bfd_instance {name} sends its events to vrrp only; add `checker` to it"
+        ));
+    }
+    Ok(Spec {
+        id,
+        probe: Probe::Bfd { name: name.into() },
+        timing: Timing {
+            delay_loop: check::run::FILE_POLL,
+            retry: 0,
+            delay_before_retry: check::run::FILE_POLL,
+        },
+        connect_timeout: check::run::FILE_POLL,
+        warmup: Duration::ZERO,
+        alpha: b.alpha,
+        retry_each_cycle: false,
+        resumed: false,
+    })
+}
+
 /// What every checker's spec may need from the rest of the configuration,
 /// and where the problems found go.
 pub(super) struct Context<'a> {
     pub(super) policy: &'a crate::exec::Policy,
     pub(super) track_files: &'a [kaconf::section::Named<kaconf::model::TrackFile>],
+    pub(super) bfd_instances: &'a [kaconf::section::Named<kaconf::model::BfdInstance>],
     pub(super) problems: &'a mut kaconf::diag::Diagnostics,
 }
 

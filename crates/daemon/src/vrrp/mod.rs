@@ -82,9 +82,11 @@ pub fn run(
     reloads: &std::sync::mpsc::Receiver<Arc<kaconf::Config>>,
     notify: std::sync::mpsc::Sender<crate::notify::Job>,
     followers: Vec<std::sync::mpsc::Sender<crate::syncd::Msg>>,
+    bfd: Arc<crate::bfdd::Hub>,
 ) -> Result<()> {
     let mut driver = Driver::new(config)?;
     driver.followers = followers;
+    driver.bfd = Some(bfd);
     let (tx, rx) = std::sync::mpsc::channel();
     let mut scripts = Vec::new();
     for spec in driver.scripts.values().map(|(s, _)| s.clone()) {
@@ -118,6 +120,9 @@ pub fn run(
         signal_hook::consts::SIGUSR2,
     ] {
         signal_hook::low_level::pipe::register(sig, wake_tx.try_clone()?)?;
+    }
+    if let Some(hub) = &driver.bfd {
+        hub.set_waker(wake_tx.try_clone()?);
     }
     driver.wake = Some(wake_rx);
     let mut published = Instant::ZERO;
@@ -242,6 +247,11 @@ struct Driver {
     files: HashMap<String, (std::path::PathBuf, i64, bool, i64)>,
     /// Tracked processes and whether each has its quorum.
     processes: HashMap<String, (crate::track::ProcessSpec, crate::track::Quorum)>,
+    /// The BFD sessions (`track_bfd`): their states, the generation last
+    /// read, and each session's default weight and `reverse`.
+    bfd: Option<Arc<crate::bfdd::Hub>>,
+    bfd_seen: u64,
+    bfd_weights: HashMap<String, (i64, bool)>,
     /// When the processes were last counted.
     processes_checked: Instant,
     /// Tracked interfaces and whether each has its link up.
@@ -343,6 +353,9 @@ impl Driver {
             links,
             files: tracked_files(config),
             processes: tracked_processes(config),
+            bfd: None,
+            bfd_seen: 0,
+            bfd_weights: tracking::bfd_weights(config),
             processes_checked: Instant::ZERO,
             files_checked: Instant::ZERO,
             refused_files: std::collections::HashSet::new(),
@@ -547,7 +560,8 @@ impl Driver {
         let scripts = self.script_changes();
         let processes = self.process_changes();
         let files = self.file_changes();
-        if self.link_changes() || files || scripts || processes {
+        let bfd = self.bfd_changes();
+        if self.link_changes() || files || scripts || processes || bfd {
             self.apply_tracking();
         }
         let t = self.now();

@@ -99,6 +99,8 @@ impl Driver {
                 Err(e) => tracing::error!("reload: {e:#}"),
             }
         }
+        self.bfd_weights = super::tracking::bfd_weights(config);
+        self.bfd_seen = 0;
         // Every index-keyed table again.
         self.by_vrid = vrid_index(&self.instances);
         let (groups, group_of) = sync_groups(config, &self.instances);

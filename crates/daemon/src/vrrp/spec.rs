@@ -30,6 +30,8 @@ pub struct InstanceSpec {
     pub track_files: Vec<(String, Option<(i64, bool)>)>,
     /// `track_process` names, likewise.
     pub track_processes: Vec<(String, Option<(i64, bool)>)>,
+    /// `track_bfd` names (`bfd_instance`s), likewise.
+    pub track_bfds: Vec<(String, Option<(i64, bool)>)>,
     /// Interfaces whose link going down means FAULT (or a weight); the
     /// instance's own interface is tracked unless `dont_track_primary`.
     pub track_interfaces: Vec<(String, Option<i64>)>,
@@ -338,6 +340,7 @@ pub fn instance(
     Ok(InstanceSpec {
         track_files: tracks(b.track_file.as_ref()),
         track_processes: tracks(b.track_process.as_ref()),
+        track_bfds: tracks(b.track_bfd.as_ref()),
         smtp_alert,
         guard,
         notify: notify_scripts(b),

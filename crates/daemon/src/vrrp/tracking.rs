@@ -77,7 +77,31 @@ pub(super) fn tracked_files(
         .collect()
 }
 
+/// Each `bfd_instance` whose events go to VRRP: its default weight and
+/// `reverse` for a `track_bfd` that gives none (weight 0: FAULT while
+/// the session is not Up).
+pub(super) fn bfd_weights(config: &kaconf::Config) -> HashMap<String, (i64, bool)> {
+    crate::bfdd::specs(config)
+        .into_iter()
+        .filter(|s| s.to_vrrp)
+        .map(|s| (s.name, (s.weight, s.reverse)))
+        .collect()
+}
+
 impl Driver {
+    /// Whether a BFD session changed since the last look.
+    pub(super) fn bfd_changes(&mut self) -> bool {
+        let Some(hub) = &self.bfd else {
+            return false;
+        };
+        let g = hub.generation();
+        if g == self.bfd_seen {
+            return false;
+        }
+        self.bfd_seen = g;
+        true
+    }
+
     /// Feeds every instance the weight and fault of its tracked scripts.
     pub(super) fn apply_tracking(&mut self) {
         for i in 0..self.instances.len() {
@@ -104,6 +128,15 @@ impl Driver {
                         crate::track::Weighting::chosen(*own, p.weight, p.reverse),
                         *up,
                         format!("track_process {name} not running"),
+                    ))
+                }))
+                .chain(spec.track_bfds.iter().filter_map(|(name, own)| {
+                    let (w, rev) = self.bfd_weights.get(name)?;
+                    let up = self.bfd.as_ref().is_some_and(|h| h.up(name));
+                    Some((
+                        crate::track::Weighting::chosen(*own, *w, *rev),
+                        up,
+                        format!("track_bfd {name} down"),
                     ))
                 }));
             for (w, good, what) in verdicts {
