@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # openssl (a TLS server with a self-signed certificate for the SSL_GET test), wrk (load through
 # the proxy while it reloads), man-db (the man pages render), conntrackd (conntrack_sync: the
 # nftables planes' connections across a failover).
-PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark openssl wrk man-db conntrackd"
+PACKAGES="iproute2 nftables iputils-ping procps keepalived tcpdump tshark openssl wrk man-db conntrackd frr"
 # The tests that need IPVS boot Debian's kernel under qemu (crates/netlab/src/vm.rs):
 # linux-image-amd64 (the kernel and its IPVS modules), qemu-system-x86, ipvsadm (what
 # the tests read the kernel's table with), busybox-static (virtme-ng builds the guest's initramfs with it),

@@ -306,7 +306,13 @@ impl Session {
         self.remote_disc = p.my_disc;
         self.remote_state = p.state;
         self.remote_min_rx = p.required_min_rx;
-        self.remote_desired_tx = p.desired_min_tx;
+        // A peer that lowers its Desired Min TX in a Poll may keep its old
+        // rate until the Poll ends (keepalived does): the detection time
+        // shrinks only once a packet without P says so. A raise counts at
+        // once (the safe way).
+        if !(p.poll && p.desired_min_tx < self.remote_desired_tx) {
+            self.remote_desired_tx = p.desired_min_tx;
+        }
         self.remote_mult = p.detect_mult;
         self.expired_down = false;
         if p.fin && self.polling {
@@ -634,6 +640,42 @@ mod tests {
             .collect();
         assert_eq!(finals.len(), 1);
         assert!(!finals[0].poll);
+    }
+
+    #[test]
+    fn a_lower_rate_in_a_poll_counts_only_once_the_poll_ends() {
+        let mut a = Session::new(cfg(10_000, 10_000, 3), 5, 1);
+        let mut out = Vec::new();
+        let mut pk = Control {
+            diag: Diag::None,
+            state: State::Init,
+            poll: false,
+            fin: false,
+            cpi: false,
+            demand: false,
+            detect_mult: 3,
+            my_disc: 9,
+            your_disc: 5,
+            desired_min_tx: SLOW_TX_US,
+            required_min_rx: 10_000,
+            required_min_echo_rx: 0,
+            auth: None,
+        };
+        a.receive(0, &pk, &mut out).unwrap();
+        assert_eq!(a.state(), State::Up);
+        assert_eq!(a.detection_time(), Some(3_000_000));
+        // The peer is Up and polls with 10 ms, still sending at 1 s.
+        pk.state = State::Up;
+        pk.poll = true;
+        pk.desired_min_tx = 10_000;
+        a.receive(1_000, &pk, &mut out).unwrap();
+        assert_eq!(a.detection_time(), Some(3_000_000), "not yet");
+        a.on_timer(40_000, &mut out);
+        assert_eq!(a.state(), State::Up, "no Down 30 ms after the poll");
+        // Its poll ended (our Final reached it): now 30 ms.
+        pk.poll = false;
+        a.receive(900_000, &pk, &mut out).unwrap();
+        assert_eq!(a.detection_time(), Some(30_000));
     }
 
     #[test]

@@ -623,7 +623,14 @@ pub fn render(s: &Status) -> String {
                 .map_or_else(String::new, |e| format!("; error: {e}"))
         );
     }
-    for b in &s.bfd {
+    render_bfd(&mut out, &s.bfd);
+    out
+}
+
+/// The BFD sessions' lines of [`render`].
+fn render_bfd(out: &mut String, sessions: &[BfdStatus]) {
+    use std::fmt::Write as _;
+    for b in sessions {
         let _ = writeln!(
             out,
             "BFD {}: {} to {}{} (peer says {}, diag {}), tx every {} ms, detection {}; {} sent, {} received, {} refused, up {} times, down {}",
@@ -635,7 +642,7 @@ pub fn render(s: &Status) -> String {
             b.diag,
             f64::from(b.tx_interval_us) / 1000.0,
             b.detection_time_us
-                .map_or_else(|| "not yet".to_owned(), |d| format!("{} ms", d as f64 / 1000.0)),
+                .map_or_else(|| "not yet".to_owned(), |d| format!("{}.{:03} ms", d / 1000, d % 1000)),
             b.sent,
             b.received,
             b.refused,
@@ -643,7 +650,6 @@ pub fn render(s: &Status) -> String {
             b.downs
         );
     }
-    out
 }
 
 #[cfg(test)]

@@ -276,6 +276,20 @@ fn serve(
     Ok(server)
 }
 
+/// Which parts run (VRRP, the checkers); `None`, said, when nothing
+/// would (no instance, no virtual server, no BFD session).
+fn parts(cli: &Cli, config: &kaconf::Config) -> Option<(bool, bool)> {
+    let run_vrrp = !cli.check_only && !config.instances.is_empty();
+    let run_checks = !cli.vrrp_only && !config.virtual_servers.is_empty();
+    if !run_vrrp && !run_checks && config.bfd_instances.is_empty() {
+        tracing::error!(
+            "nothing to run: no vrrp_instance (or -C), no virtual_server (or -P), no bfd_instance"
+        );
+        return None;
+    }
+    Some((run_vrrp, run_checks))
+}
+
 /// Runs the daemon: the VRRP thread and the checkers' thread (with the data
 /// planes), or one of them with `-P` / `-C`.
 fn daemon(cli: &Cli) -> anyhow::Result<u8> {
@@ -292,14 +306,9 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         tracing::error!("configuration has errors; not starting");
         return Ok(1);
     }
-    let run_vrrp = !cli.check_only && !loaded.config.instances.is_empty();
-    let run_checks = !cli.vrrp_only && !loaded.config.virtual_servers.is_empty();
-    if !run_vrrp && !run_checks && loaded.config.bfd_instances.is_empty() {
-        tracing::error!(
-            "nothing to run: no vrrp_instance (or -C), no virtual_server (or -P), no bfd_instance"
-        );
+    let Some((run_vrrp, run_checks)) = parts(cli, &loaded.config) else {
         return Ok(1);
-    }
+    };
     if !cli.dont_fork {
         tracing::warn!("keepalived-rs does not fork yet; running in the foreground");
     }

@@ -452,6 +452,7 @@ mod tests {
     use super::*;
     use crate::control::{InstanceStatus, ProxyCounter, RealServerStatus, VirtualServerStatus};
 
+    #[allow(clippy::too_many_lines)]
     fn sample() -> Status {
         Status {
             vrrp: vec![InstanceStatus {

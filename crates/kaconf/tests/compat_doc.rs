@@ -56,6 +56,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "lower_prio_no_advert",
             "down_timer_adverts",
             "track_file",
+            "track_bfd",
             "track_process",
             "smtp_alert",
             "skip_check_adv_addr",
@@ -208,6 +209,7 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "DNS_CHECK",
             "SMTP_CHECK",
             "FILE_CHECK",
+            "BFD_CHECK",
             "smtp_alert",
             "virtualhost",
             "inhibit_on_failure",
@@ -376,8 +378,29 @@ const ACTED_ON: &[(&str, &[&str])] = &[
             "vrrp_track_process",
             "virtual_server",
             "virtual_server_group",
+            "bfd_instance",
         ],
     ),
+    (
+        "/bfd_instance",
+        &[
+            "neighbor_ip",
+            "source_ip",
+            "min_rx",
+            "min_tx",
+            "idle_tx",
+            "multiplier",
+            "passive",
+            "ttl",
+            "max_hops",
+            "multihop",
+            "weight",
+            "vrrp",
+            "checker",
+        ],
+    ),
+    ("/virtual_server/real_server/BFD_CHECK", &["name", "alpha"]),
+    ("/vrrp_sync_group", &["track_bfd"]),
 ];
 
 fn acted_on(path: &str, kw: &str) -> bool {
@@ -434,7 +457,8 @@ fn tables() -> Vec<Table> {
         table::<DnsCheck>("/virtual_server/real_server/DNS_CHECK", "#7"),
         table::<SmtpCheck>("/virtual_server/real_server/SMTP_CHECK", "#7"),
         table::<FileCheck>("/virtual_server/real_server/FILE_CHECK", "#7"),
-        table::<BfdCheck>("/virtual_server/real_server/BFD_CHECK", "—"),
+        table::<BfdCheck>("/virtual_server/real_server/BFD_CHECK", "#21"),
+        table::<BfdInstance>("/bfd_instance", "#21"),
     ]
 }
 

@@ -146,8 +146,7 @@ impl Plan {
         let policy = crate::exec::Policy::from_globals(&globals);
         let mut cx = Context {
             policy: &policy,
-            track_files: &config.track_files,
-            bfd_instances: &config.bfd_instances,
+            config,
             problems,
         };
         let mut plan = Plan {

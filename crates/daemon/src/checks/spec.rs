@@ -290,6 +290,7 @@ pub(super) fn file_spec(
         .as_deref()
         .ok_or("FILE_CHECK has no track_file")?;
     let block = cx
+        .config
         .track_files
         .iter()
         .find(|t| t.name == name)
@@ -335,6 +336,7 @@ pub(super) fn bfd_spec(
 ) -> Result<Spec, String> {
     let name = b.name.as_deref().ok_or("BFD_CHECK has no name")?;
     let block = cx
+        .config
         .bfd_instances
         .iter()
         .find(|t| t.name == name)
@@ -364,8 +366,8 @@ pub(super) fn bfd_spec(
 /// and where the problems found go.
 pub(super) struct Context<'a> {
     pub(super) policy: &'a crate::exec::Policy,
-    pub(super) track_files: &'a [kaconf::section::Named<kaconf::model::TrackFile>],
-    pub(super) bfd_instances: &'a [kaconf::section::Named<kaconf::model::BfdInstance>],
+    /// The whole file: `track_file` and `bfd_instance` blocks.
+    pub(super) config: &'a kaconf::Config,
     pub(super) problems: &'a mut kaconf::diag::Diagnostics,
 }
 

@@ -332,16 +332,15 @@ pub fn instance(
         auth_hmac: auth_hmac(b, inst.origin.0, advert_interval).map_err(err)?,
         guard: guard.as_ref().map(GuardSpec::engine),
     };
-    let smtp_alert = b
-        .smtp_alert
-        .or(g.smtp_alert_vrrp)
-        .or(g.smtp_alert)
-        .is_some_and(|s| s.0);
     Ok(InstanceSpec {
         track_files: tracks(b.track_file.as_ref()),
         track_processes: tracks(b.track_process.as_ref()),
-        track_bfds: tracks(b.track_bfd.as_ref()),
-        smtp_alert,
+        track_bfds: [tracks(b.track_bfd.as_ref()), group_bfds(config, &inst.name)].concat(),
+        smtp_alert: b
+            .smtp_alert
+            .or(g.smtp_alert_vrrp)
+            .or(g.smtp_alert)
+            .is_some_and(|s| s.0),
         guard,
         notify: notify_scripts(b),
         name: inst.name.clone(),
@@ -578,6 +577,29 @@ fn notify_scripts(b: &VrrpInstance) -> crate::notify::Scripts {
 }
 
 /// Tracked names with the weight (and `reverse`) given on the line.
+/// The `track_bfd`s of the sync group that has instance `name`: FAULT
+/// while down for every member (keepalived's rule), their weights only
+/// with `sync_group_tracking_weight`.
+fn group_bfds(config: &Config, name: &str) -> Vec<(String, Option<(i64, bool)>)> {
+    config
+        .sync_groups
+        .iter()
+        .filter(|g| {
+            g.body
+                .group
+                .iter()
+                .flat_map(|l| &l.0)
+                .any(|n| n.0.iter().any(|m| m == name))
+        })
+        .flat_map(|g| {
+            let weighted = g.body.sync_group_tracking_weight;
+            tracks(g.body.track_bfd.as_ref())
+                .into_iter()
+                .map(move |(n, w)| (n, if weighted { w } else { Some((0, false)) }))
+        })
+        .collect()
+}
+
 fn tracks(
     lines: Option<&kaconf::value::Lines<kaconf::model::TrackRef>>,
 ) -> Vec<(String, Option<(i64, bool)>)> {
