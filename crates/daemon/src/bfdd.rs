@@ -386,6 +386,8 @@ struct Driver {
     out: Vec<Output>,
     bad_packets: u64,
     unmatched: u64,
+    /// The VRRP part's notifier: `BFD "NAME" UP|DOWN` on its FIFOs.
+    notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
 }
 
 impl Driver {
@@ -466,6 +468,12 @@ impl Driver {
                         tracing::info!("BFD {}: {:?} -> {:?} ({:?})", l.spec.name, from, to, diag);
                         let (name, to_checker) = (l.spec.name.clone(), l.spec.to_checker);
                         self.hub.set(&name, Some(up), to_checker);
+                        if let Some(tx) = &self.notify {
+                            let _ = tx.send(crate::notify::Job::Fifo(
+                                crate::notify::Source::Vrrp,
+                                format!("BFD \"{name}\" {}\n", if up { "UP" } else { "DOWN" }),
+                            ));
+                        }
                     } else {
                         tracing::debug!("BFD {}: {:?} -> {:?}", l.spec.name, from, to);
                     }
@@ -744,6 +752,7 @@ pub fn start(
     stop: Arc<AtomicBool>,
     status: crate::control::Shared,
     reloads: Receiver<Arc<kaconf::Config>>,
+    notify: Option<std::sync::mpsc::Sender<crate::notify::Job>>,
 ) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
     let specs = specs(config);
     if specs.is_empty() {
@@ -761,6 +770,7 @@ pub fn start(
         out: Vec::new(),
         bad_packets: 0,
         unmatched: 0,
+        notify,
     };
     for s in specs {
         let name = s.name.clone();

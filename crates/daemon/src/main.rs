@@ -192,11 +192,11 @@ impl Followers {
     fn start(
         cli: &Cli,
         config: &kaconf::Config,
-        run_vrrp: bool,
-        run_checks: bool,
+        (run_vrrp, run_checks): (bool, bool),
         status: &control::Shared,
         reloader: &reload::Reloader,
         stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+        notifier: &keepalived_rs::notify::Notifier,
     ) -> anyhow::Result<Self> {
         // BFD first: the VRRP thread and the checkers read its sessions.
         let hub = std::sync::Arc::new(keepalived_rs::bfdd::Hub::default());
@@ -206,6 +206,7 @@ impl Followers {
             stop.clone(),
             status.clone(),
             reloader.subscribe(),
+            run_vrrp.then(|| notifier.sender(keepalived_rs::notify::Source::Vrrp)),
         )?;
         let parts = keepalived_rs::syncd::Parts {
             vrrp: run_vrrp,
@@ -318,10 +319,10 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
         signal_hook::flag::register(signal, stop.clone())?;
     }
     let pid_file = cli.pid_file.clone();
+    // Never through a symlink planted at the path (O_NOFOLLOW).
     if let Some(p) = &pid_file {
-        // Never through a symlink planted at the path (O_NOFOLLOW).
         keepalived_rs::pidfile::write(p)
-            .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
+            .map_err(|e| anyhow::anyhow!("pid file {}: {e}", p.display()))?;
     }
     let status = control::Shared::default();
     let reloader = std::sync::Arc::new(reload::Reloader::new(
@@ -334,9 +335,8 @@ fn daemon(cli: &Cli) -> anyhow::Result<u8> {
     let config = std::sync::Arc::new(loaded.config);
     // One notifier for both parts (scripts, FIFOs, mail); it outlives them.
     let notifier = keepalived_rs::notify::for_config(&config, run_vrrp, run_checks)?;
-    let followers = Followers::start(
-        cli, &config, run_vrrp, run_checks, &status, &reloader, &stop,
-    )?;
+    let parts = (run_vrrp, run_checks);
+    let followers = Followers::start(cli, &config, parts, &status, &reloader, &stop, &notifier)?;
     // The health checkers on a thread (and runtime) of their own; the VRRP
     // thread never waits for them.
     let checks = if run_checks {

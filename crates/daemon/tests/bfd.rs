@@ -606,8 +606,20 @@ fn track_bfd_master_gives_up_within_detection_plus_one_advert() {
             "vrrp_instance VI_1 {{\n state {state}\n interface eth0\n virtual_router_id 51\n priority {prio}\n version 3\n advert_int 1\n{track} virtual_ipaddress {{\n  {VIP}/24\n }}\n}}\n"
         )
     };
+    // Its notify FIFO gets BFD lines (ours) beside keepalived's.
+    let fifo = b.dir.join("notify.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .unwrap()
+    };
     let lb1_conf = format!(
-        "{}{}",
+        "global_defs {{\n notify_fifo {}\n}}\n{}{}",
+        fifo.display(),
         bfd_block("gw", "198.51.100.1", "198.51.100.11", ""),
         instance("MASTER", 100, " track_bfd {\n  gw\n }\n")
     );
@@ -656,6 +668,15 @@ fn track_bfd_master_gives_up_within_detection_plus_one_advert() {
     let s = b.status_until("lb1", |s| s["vrrp"][0]["state"] == "FAULT");
     let why = s["vrrp"][0].to_string();
     assert!(why.contains("track_bfd gw down"), "{s}");
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut text);
+    let lines: Vec<&str> = text.lines().collect();
+    let up = lines.iter().position(|l| *l == "BFD \"gw\" UP");
+    let down = lines.iter().position(|l| *l == "BFD \"gw\" DOWN");
+    let fault = lines
+        .iter()
+        .position(|l| l.starts_with("INSTANCE \"VI_1\" FAULT"));
+    assert!(up.is_some() && down > up && fault.is_some(), "{lines:?}");
 }
 
 /// A director checks real server rs1 with `BFD_CHECK` (its BFD peer is
