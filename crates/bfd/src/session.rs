@@ -62,6 +62,11 @@ pub enum Refused {
     Demand,
     #[error("the session is administratively down")]
     AdminDown,
+    /// A packet without our discriminator and from another session than
+    /// the peer's (§6.8.6 lets it through; a spoofed Down would end the
+    /// session). The peer's restart is seen by timeout instead.
+    #[error("no discriminator of ours, and my discriminator {got} is not the peer's ({known})")]
+    StrangerDiscriminator { got: u32, known: u32 },
 }
 
 /// Counters for `status` and metrics.
@@ -94,6 +99,12 @@ pub struct Session {
     polling: bool,
     /// A Final is owed to the peer's Poll.
     final_owed: bool,
+    /// While a poll sequence runs after we raised Desired Min TX, the
+    /// interval we sent at before (§6.8.3: it holds until the Final); and
+    /// after we lowered Required Min RX, the one the peer still sends at
+    /// (the detection time holds too).
+    held_tx: Option<u32>,
+    held_rx: Option<u32>,
     next_tx: Option<u64>,
     detect_at: Option<u64>,
     /// The detection time expired once while Down (the second expiry
@@ -101,6 +112,10 @@ pub struct Session {
     expired_down: bool,
     rng: u64,
     counters: Counters,
+    /// When the last packet went out, and the time of the step running
+    /// (so `send` can record it).
+    last_tx: Option<u64>,
+    now_hint: u64,
 }
 
 impl Session {
@@ -120,11 +135,15 @@ impl Session {
             desired_tx: cfg.idle_tx.max(SLOW_TX_US),
             polling: false,
             final_owed: false,
+            held_tx: None,
+            held_rx: None,
             next_tx: None,
             detect_at: None,
             expired_down: false,
             rng: seed | 1,
             counters: Counters::default(),
+            last_tx: None,
+            now_hint: 0,
         }
     }
 
@@ -171,7 +190,10 @@ impl Session {
         if self.remote_min_rx == 0 {
             return 0;
         }
-        self.desired_tx.max(self.remote_min_rx)
+        let ours = self
+            .held_tx
+            .map_or(self.desired_tx, |h| h.min(self.desired_tx));
+        ours.max(self.remote_min_rx)
     }
 
     /// How long without a packet before the peer is declared Down
@@ -182,7 +204,10 @@ impl Session {
         if self.remote_mult == 0 {
             return None;
         }
-        Some(u64::from(self.remote_mult) * u64::from(self.cfg.min_rx.max(self.remote_desired_tx)))
+        let rx = self
+            .held_rx
+            .map_or(self.cfg.min_rx, |h| h.max(self.cfg.min_rx));
+        Some(u64::from(self.remote_mult) * u64::from(rx.max(self.remote_desired_tx)))
     }
 
     /// A small xorshift for the jitter; no security rests on it.
@@ -234,7 +259,27 @@ impl Session {
     fn send(&mut self, out: &mut Vec<Output>) {
         let p = self.packet();
         self.counters.sent += 1;
+        self.last_tx = Some(self.now_hint);
         out.push(Output::Send(p));
+    }
+
+    /// Sends the next periodic packet now if it is due within `ahead` µs
+    /// and at least 75% of the interval has passed since the last one
+    /// (the earliest §6.8.7 allows): a driver that is awake anyway uses it
+    /// to send several sessions' packets in one wake-up. True if it sent.
+    pub fn send_early(&mut self, now: u64, ahead: u64, out: &mut Vec<Output>) -> bool {
+        let Some(next) = self.next_tx else {
+            return false;
+        };
+        let iv = u64::from(self.tx_interval());
+        let floor = self.last_tx.map_or(0, |t| t + iv * 3 / 4);
+        if next > now + ahead || now < floor || iv == 0 {
+            return false;
+        }
+        self.now_hint = now;
+        self.send(out);
+        self.schedule_tx(now);
+        true
     }
 
     /// Sets the Desired Min TX for the state; a change while Up starts a
@@ -246,11 +291,22 @@ impl Session {
             self.cfg.idle_tx.max(SLOW_TX_US)
         };
         if want != self.desired_tx {
-            self.desired_tx = want;
             if self.state == State::Up {
+                if want > self.desired_tx && self.held_tx.is_none() {
+                    self.held_tx = Some(self.desired_tx);
+                }
                 self.polling = true;
             }
+            self.desired_tx = want;
         }
+    }
+
+    /// The poll sequence is over (a Final came, or the session left Up):
+    /// the new timers count from now.
+    fn end_poll(&mut self) {
+        self.polling = false;
+        self.held_tx = None;
+        self.held_rx = None;
     }
 
     fn change(&mut self, now: u64, to: State, diag: Diag, out: &mut Vec<Output>) {
@@ -261,7 +317,7 @@ impl Session {
         self.state = to;
         if to == State::Down || to == State::AdminDown {
             self.diag = diag;
-            self.polling = false;
+            self.end_poll();
         } else if to == State::Up {
             self.diag = Diag::None;
         }
@@ -282,6 +338,7 @@ impl Session {
     /// Handles a control packet the driver matched to this session (by
     /// its Your Discriminator, or by address when that is zero).
     pub fn receive(&mut self, now: u64, p: &Control, out: &mut Vec<Output>) -> Result<(), Refused> {
+        self.now_hint = now;
         let refused = |s: &mut Self, r| {
             s.counters.refused += 1;
             Err(r)
@@ -292,6 +349,15 @@ impl Session {
                 Refused::WrongDiscriminator {
                     got: p.your_disc,
                     ours: self.local_disc,
+                },
+            );
+        }
+        if p.your_disc == 0 && self.remote_disc != 0 && p.my_disc != self.remote_disc {
+            return refused(
+                self,
+                Refused::StrangerDiscriminator {
+                    got: p.my_disc,
+                    known: self.remote_disc,
                 },
             );
         }
@@ -316,13 +382,15 @@ impl Session {
         self.remote_mult = p.detect_mult;
         self.expired_down = false;
         if p.fin && self.polling {
-            self.polling = false;
+            self.end_poll();
         }
         if p.demand {
             // We never run demand mode, so a peer asking for it would stop
             // sending to us; keep detecting as in asynchronous mode.
             self.counters.refused += 1;
         }
+        // A packet sent for a state change below answers a Poll too.
+        self.final_owed |= p.poll;
         match (self.state, p.state) {
             (s, State::AdminDown) if s != State::Down => {
                 self.change(now, State::Down, Diag::NeighborDown, out);
@@ -334,9 +402,14 @@ impl Session {
             (State::Up, State::Down) => self.change(now, State::Down, Diag::NeighborDown, out),
             _ => {}
         }
-        if p.poll {
-            self.final_owed = true;
-            self.send(out);
+        if self.final_owed && p.poll {
+            // The Final goes at once, but no more often than a quarter of
+            // the interval: a flood of Polls is not answered packet for
+            // packet (the next periodic packet carries the F).
+            let gap = u64::from(self.tx_interval()) / 4;
+            if self.last_tx.is_none_or(|t| now >= t + gap) {
+                self.send(out);
+            }
         }
         // Detection restarts with each packet, in any state (Down too: two
         // expiries there forget the peer).
@@ -357,6 +430,7 @@ impl Session {
     /// Runs what is due at `now`: the detection timer, then the periodic
     /// send.
     pub fn on_timer(&mut self, now: u64, out: &mut Vec<Output>) {
+        self.now_hint = now;
         if let Some(at) = self.detect_at {
             if now >= at {
                 self.detect_at = None;
@@ -402,6 +476,7 @@ impl Session {
     /// Goes AdminDown (a stop or a removed session): the packet to send
     /// a few times so the peer goes Down with diag 7 and not by timeout.
     pub fn admin_down(&mut self, now: u64, out: &mut Vec<Output>) {
+        self.now_hint = now;
         if self.state != State::AdminDown {
             self.change(now, State::AdminDown, Diag::AdminDown, out);
         }
@@ -421,6 +496,9 @@ impl Session {
             return;
         }
         let rx_changed = cfg.min_rx != self.cfg.min_rx || cfg.multiplier != self.cfg.multiplier;
+        if self.state == State::Up && cfg.min_rx < self.cfg.min_rx && self.held_rx.is_none() {
+            self.held_rx = Some(self.cfg.min_rx);
+        }
         self.cfg = cfg;
         self.set_desired_tx();
         if self.state == State::Up && rx_changed {
@@ -676,6 +754,147 @@ mod tests {
         pk.poll = false;
         a.receive(900_000, &pk, &mut out).unwrap();
         assert_eq!(a.detection_time(), Some(30_000));
+    }
+
+    /// A session brought Up at 10 ms by a peer with discriminator 9.
+    fn up_at_10ms() -> (Session, Control) {
+        let mut a = Session::new(cfg(10_000, 10_000, 3), 5, 1);
+        let mut out = Vec::new();
+        let mut pk = Control {
+            diag: Diag::None,
+            state: State::Init,
+            poll: false,
+            fin: false,
+            cpi: false,
+            demand: false,
+            detect_mult: 3,
+            my_disc: 9,
+            your_disc: 5,
+            desired_min_tx: 10_000,
+            required_min_rx: 10_000,
+            required_min_echo_rx: 0,
+            auth: None,
+        };
+        a.receive(0, &pk, &mut out).unwrap();
+        // Up: our Poll for 10 ms gets its Final.
+        pk.state = State::Up;
+        pk.fin = true;
+        a.receive(1, &pk, &mut out).unwrap();
+        pk.fin = false;
+        a.on_timer(20_000, &mut out);
+        assert_eq!(a.state(), State::Up);
+        assert!(!a.polling, "the Up poll ended? {a:?}");
+        (a, pk)
+    }
+
+    #[test]
+    fn a_raised_min_tx_waits_for_the_final() {
+        let (mut a, mut pk) = up_at_10ms();
+        let mut out = Vec::new();
+        a.reconfigure(30_000, cfg(50_000, 10_000, 3));
+        assert!(a.polling);
+        // §6.8.3: the peer's detection time is still 3 x 10 ms, so we
+        // keep sending every 10 ms until it answers the Poll.
+        assert_eq!(a.tx_interval(), 10_000);
+        a.on_timer(a.poll_at().unwrap(), &mut out);
+        let sent: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send(p) => Some(p.clone()),
+                Output::Changed { .. } => None,
+            })
+            .collect();
+        assert!(sent.iter().all(|p| p.poll && p.desired_min_tx == 50_000));
+        pk.fin = true;
+        a.receive(45_000, &pk, &mut out).unwrap();
+        assert_eq!(a.tx_interval(), 50_000);
+    }
+
+    #[test]
+    fn a_lowered_min_rx_keeps_the_detection_time_until_the_final() {
+        let (mut a, mut pk) = up_at_10ms();
+        let mut out = Vec::new();
+        pk.desired_min_tx = 1_000;
+        a.receive(25_000, &pk, &mut out).unwrap();
+        assert_eq!(a.detection_time(), Some(30_000));
+        a.reconfigure(30_000, cfg(10_000, 2_000, 3));
+        // The peer still sends every 10 ms until it has our Poll.
+        assert_eq!(a.detection_time(), Some(30_000));
+        pk.fin = true;
+        a.receive(35_000, &pk, &mut out).unwrap();
+        assert_eq!(a.detection_time(), Some(6_000));
+    }
+
+    #[test]
+    fn a_packet_from_a_stranger_without_our_discriminator_is_refused() {
+        let (mut a, mut pk) = up_at_10ms();
+        let mut out = Vec::new();
+        // Anyone on the link can send "Down, your discriminator 0".
+        pk.your_disc = 0;
+        pk.state = State::Down;
+        pk.my_disc = 0xdead;
+        assert_eq!(
+            a.receive(30_000, &pk, &mut out),
+            Err(Refused::StrangerDiscriminator {
+                got: 0xdead,
+                known: 9
+            })
+        );
+        assert_eq!(a.state(), State::Up);
+        // The peer itself, restarting with the same discriminator, counts.
+        pk.my_disc = 9;
+        a.receive(31_000, &pk, &mut out).unwrap();
+        assert_eq!(a.state(), State::Down);
+    }
+
+    #[test]
+    fn a_flood_of_polls_is_not_answered_packet_for_packet() {
+        let (mut a, mut pk) = up_at_10ms();
+        pk.poll = true;
+        let mut out = Vec::new();
+        let t0 = a.poll_at().unwrap();
+        a.on_timer(t0, &mut out);
+        out.clear();
+        for i in 0..1_000 {
+            a.receive(t0 + 1 + i, &pk, &mut out).unwrap();
+        }
+        let finals = out
+            .iter()
+            .filter(|o| matches!(o, Output::Send(p) if p.fin))
+            .count();
+        assert!(finals <= 1, "{finals} Finals for 1000 Polls in 1 ms");
+        // The F is still owed, and the next periodic packet carries it.
+        out.clear();
+        a.on_timer(a.poll_at().unwrap(), &mut out);
+        assert!(out.iter().any(|o| matches!(o, Output::Send(p) if p.fin)));
+    }
+
+    #[test]
+    fn an_early_send_never_comes_before_three_quarters_of_the_interval() {
+        let mut p = Pair::new(cfg(10_000, 10_000, 3), cfg(10_000, 10_000, 3));
+        p.run(500_000);
+        let now = p.now;
+        let mut out = Vec::new();
+        // Just sent (or about to): the window is closed right after a send.
+        let next = p.a.poll_at().unwrap();
+        p.a.on_timer(next, &mut out);
+        out.clear();
+        assert!(
+            !p.a.send_early(next + 1_000, 20_000, &mut out),
+            "1 ms after a send"
+        );
+        assert!(out.is_empty());
+        assert!(
+            p.a.send_early(next + 7_500, 20_000, &mut out),
+            "75% of 10 ms"
+        );
+        assert_eq!(out.len(), 1);
+        // Not when the next send is further away than `ahead`.
+        out.clear();
+        let after = p.a.poll_at().unwrap();
+        assert!(after >= next + 7_500 + 7_500);
+        assert!(!p.a.send_early(after - 1_000, 500, &mut out));
+        assert!(now > 0);
     }
 
     #[test]

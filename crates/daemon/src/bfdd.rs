@@ -36,6 +36,9 @@ const FAREWELLS: usize = 3;
 /// 3% of a 10 ms interval (a packet may always come late; a detection
 /// 0.3 ms late is within the 2 ms goal).
 const SLACK_US: u64 = 300;
+/// How early a session's periodic send may go when the thread is awake
+/// for another (never before 75% of its interval since the last one).
+const EARLY_US: u64 = 2_000;
 /// The receive buffer asked for (forced, as root).
 const RCVBUF: usize = 4 << 20;
 /// Packets read per socket per wake-up before timers get their turn.
@@ -232,12 +235,7 @@ impl Hub {
             s.insert(name.to_owned(), up);
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
-        if let Ok(g) = self.waker.lock() {
-            if let Some(mut w) = g.as_ref() {
-                use std::io::Write;
-                let _ = w.write(&[1]);
-            }
-        }
+        self.wake();
         if to_checker {
             check::bfd::publish(name, up);
         }
@@ -248,7 +246,23 @@ impl Hub {
             s.remove(name);
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.wake();
         check::bfd::publish(name, None);
+    }
+
+    /// One byte to the VRRP thread, never blocking: if its socket is full
+    /// it has a wake-up pending already (the BFD thread must not wait on
+    /// the VRRP thread).
+    fn wake(&self) {
+        if let Ok(g) = self.waker.lock() {
+            if let Some(w) = g.as_ref() {
+                let _ = nix::sys::socket::send(
+                    std::os::fd::AsRawFd::as_raw_fd(w),
+                    &[1],
+                    MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                );
+            }
+        }
     }
 }
 
@@ -283,7 +297,8 @@ fn listener(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    s.set_reuse_address(true)?;
+    // No SO_REUSEADDR: with it another local user could bind the same
+    // port and be handed the peers' packets. A reload keeps the sockets.
     s.bind(&addr.into())?;
     s.set_nonblocking(true)?;
     // Hundreds of sessions at 10 ms are tens of thousands of packets a
@@ -301,25 +316,44 @@ fn listener(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 impl Listeners {
-    fn open(specs: &[Spec]) -> std::io::Result<Self> {
-        let mut sockets = Vec::new();
-        let mut want: Vec<(bool, u16)> = specs
+    /// The addresses the sessions need a socket on.
+    fn wanted(specs: &[Spec]) -> Vec<SocketAddr> {
+        let mut want: Vec<SocketAddr> = specs
             .iter()
-            .map(|s| (s.neighbor.is_ipv4(), s.port()))
+            .map(|s| {
+                let ip = if s.neighbor.is_ipv4() {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                };
+                SocketAddr::new(ip, s.port())
+            })
             .collect();
         want.sort_unstable();
         want.dedup();
-        for (v4, port) in want {
-            let ip = if v4 {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-            };
-            let s = listener(SocketAddr::new(ip, port))
-                .map_err(|e| std::io::Error::new(e.kind(), format!("BFD port {port}: {e}")))?;
-            sockets.push((s, port));
+        want
+    }
+
+    /// Opens the sockets in `want` not open yet and closes those no
+    /// longer wanted; one open already is kept as it is.
+    fn ensure(&mut self, want: &[SocketAddr]) -> std::io::Result<()> {
+        self.sockets
+            .retain(|(s, _)| s.local_addr().is_ok_and(|a| want.contains(&a)));
+        for addr in want {
+            if self
+                .sockets
+                .iter()
+                .any(|(s, _)| s.local_addr().is_ok_and(|a| a == *addr))
+            {
+                continue;
+            }
+            let s = listener(*addr).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("BFD port {}: {e}", addr.port()))
+            })?;
+            let port = s.local_addr().map_or(addr.port(), |a| a.port());
+            self.sockets.push((s, port));
         }
-        Ok(Self { sockets })
+        Ok(())
     }
 }
 
@@ -372,6 +406,16 @@ fn seed(name: &str, salt: u64) -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+/// GTSM (RFC 5881 §5, RFC 5082): a packet arrives with at least our TTL
+/// less `max_hops` (single hop: exactly 255). A packet whose TTL the
+/// kernel did not report is refused, as one that failed the check.
+fn ttl_ok(spec: &Spec, ttl: Option<u8>) -> bool {
+    if spec.max_hops == 255 {
+        return true;
+    }
+    ttl.is_some_and(|t| u16::from(t) + u16::from(spec.max_hops) >= u16::from(spec.ttl))
 }
 
 /// The thread's state.
@@ -552,14 +596,9 @@ impl Driver {
             self.unmatched += 1;
             return;
         }
-        // GTSM (RFC 5881 §5, 5082): single hop means the TTL we send with.
-        if l.spec.max_hops != 255 {
-            if let Some(t) = ttl {
-                if u16::from(t) + u16::from(l.spec.max_hops) < u16::from(l.spec.ttl) {
-                    l.bad_ttl += 1;
-                    return;
-                }
-            }
+        if !ttl_ok(&l.spec, ttl) {
+            l.bad_ttl += 1;
+            return;
         }
         let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut out = std::mem::take(&mut self.out);
@@ -580,6 +619,14 @@ impl Driver {
                 let mut out = std::mem::take(&mut self.out);
                 self.live[i].session.on_timer(now, &mut out);
                 self.out = out;
+                self.apply(i);
+            }
+            // Awake anyway: a send due within EARLY_US goes now, in this
+            // wake-up, if the RFC's 75% floor allows.
+            let mut out = std::mem::take(&mut self.out);
+            let sent = self.live[i].session.send_early(now, EARLY_US, &mut out);
+            self.out = out;
+            if sent {
                 self.apply(i);
             }
             let l = &mut self.live[i];
@@ -710,9 +757,9 @@ impl Driver {
                 tracing::error!("BFD {name}: cannot start: {e}");
             }
         }
-        match Listeners::open(&self.live.iter().map(|l| l.spec.clone()).collect::<Vec<_>>()) {
-            Ok(l) => self.listeners = l,
-            Err(e) => tracing::error!("BFD: {e}"),
+        let want = Listeners::wanted(&self.live.iter().map(|l| l.spec.clone()).collect::<Vec<_>>());
+        if let Err(e) = self.listeners.ensure(&want) {
+            tracing::error!("BFD: {e}");
         }
         self.dirty = true;
     }
@@ -758,7 +805,10 @@ pub fn start(
     if specs.is_empty() {
         return Ok(None);
     }
-    let listeners = Listeners::open(&specs)?;
+    let mut listeners = Listeners {
+        sockets: Vec::new(),
+    };
+    listeners.ensure(&Listeners::wanted(&specs))?;
     let mut driver = Driver {
         epoch: Instant::now(),
         listeners,
@@ -772,11 +822,13 @@ pub fn start(
         unmatched: 0,
         notify,
     };
+    // A session that cannot start (its source address is not here) is
+    // logged and left out; the others run.
     for s in specs {
         let name = s.name.clone();
-        driver
-            .add(s)
-            .map_err(|e| anyhow::anyhow!("BFD {name}: cannot start: {e}"))?;
+        if let Err(e) = driver.add(s) {
+            tracing::error!("BFD {name}: cannot start: {e}");
+        }
     }
     let t = std::thread::Builder::new()
         .name("bfd".into())
@@ -817,6 +869,74 @@ mod tests {
         );
         assert!(!l.has_errors(), "{:?}", l.diagnostics);
         l.config
+    }
+
+    #[test]
+    fn no_other_socket_can_share_a_bfd_port() {
+        let ours = listener(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = ours.local_addr().unwrap();
+        // Another local user trying to be handed the peers' packets.
+        let other = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        other.set_reuse_address(true).unwrap();
+        assert!(other.bind(&addr.into()).is_err(), "{addr} shared");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_listening_sockets() {
+        let free = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut l = Listeners {
+            sockets: Vec::new(),
+        };
+        l.ensure(&[free]).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&l.sockets[0].0);
+        // Without SO_REUSEADDR a second bind would fail: the socket is kept.
+        l.ensure(&[free]).unwrap();
+        assert_eq!(l.sockets.len(), 1);
+        assert_eq!(std::os::fd::AsRawFd::as_raw_fd(&l.sockets[0].0), fd);
+        assert_eq!(l.sockets[0].1, free.port());
+        l.ensure(&[]).unwrap();
+        assert!(l.sockets.is_empty());
+    }
+
+    #[test]
+    fn a_full_vrrp_wake_socket_never_blocks_the_bfd_thread() {
+        let (w, _never_read) = std::os::unix::net::UnixStream::pair().unwrap();
+        let hub = Arc::new(Hub::default());
+        hub.set_waker(w);
+        let (done, finished) = std::sync::mpsc::channel();
+        let h = hub.clone();
+        std::thread::spawn(move || {
+            // Far more wake-ups than the socket buffer holds.
+            for i in 0..200_000u32 {
+                h.set("a", Some(i % 2 == 0), false);
+            }
+            let _ = done.send(());
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "Hub::set blocked on the VRRP thread's socket"
+        );
+        assert!(hub.generation() >= 200_000);
+    }
+
+    #[test]
+    fn gtsm_refuses_a_low_ttl_and_an_unknown_one() {
+        let c = load(
+            "bfd_instance a {\n neighbor_ip 198.51.100.2\n}\n\
+             bfd_instance m {\n neighbor_ip 198.51.100.3\n multihop\n ttl 64\n max_hops 3\n}\n\
+             bfd_instance n {\n neighbor_ip 198.51.100.4\n max_hops -1\n}\n",
+        );
+        let s = specs(&c);
+        assert!(ttl_ok(&s[0], Some(255)));
+        assert!(!ttl_ok(&s[0], Some(254)), "single hop is 255 only");
+        assert!(!ttl_ok(&s[0], None), "no TTL from the kernel");
+        assert!(ttl_ok(&s[1], Some(61)));
+        assert!(!ttl_ok(&s[1], Some(60)));
+        assert!(!ttl_ok(&s[1], None));
+        assert!(ttl_ok(&s[2], None), "max_hops -1: no check");
     }
 
     #[test]

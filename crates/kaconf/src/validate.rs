@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::diag::{Loc, Sources};
-use crate::model::{Config, InitialState, ServiceAddr, VrrpInstance};
+use crate::model::{Config, InitialState, ServiceAddr, TrackRef, VrrpInstance};
 use crate::section::Named;
-use crate::value::Cx;
+use crate::value::{Cx, Lines};
 
 /// Runs every check. `check_interfaces`: check against this machine, its
 /// interfaces and its users (off for tests that must not depend on the
@@ -31,6 +31,12 @@ pub fn validate(config: &Config, sources: &Sources, check_interfaces: bool, cx: 
 
     let mut member_of: HashMap<&str, &str> = HashMap::new();
     for group in &config.sync_groups {
+        track_bfds(
+            &format!("vrrp_sync_group {}", group.name),
+            group.body.track_bfd.as_ref(),
+            config,
+            cx,
+        );
         let names = group
             .body
             .group
@@ -217,6 +223,22 @@ fn instance(
     references(inst, config, check_interfaces, cx);
 }
 
+/// A `track_bfd` names a `bfd_instance` (keepalived ignores one that does
+/// not exist, with a warning; so do we).
+fn track_bfds(what: &str, lines: Option<&Lines<TrackRef>>, config: &Config, cx: &mut Cx) {
+    for track in lines.iter().flat_map(|l| &l.0) {
+        if !config.bfd_instances.iter().any(|b| b.name == track.name) {
+            cx.warn(
+                track.origin.0,
+                format!(
+                    "{what}: track_bfd `{}` is not a defined bfd_instance; ignored",
+                    track.name
+                ),
+            );
+        }
+    }
+}
+
 /// Tracked scripts, files and interfaces an instance names must exist.
 fn references(inst: &Named<VrrpInstance>, config: &Config, check_interfaces: bool, cx: &mut Cx) {
     let (name, body) = (&inst.name, &inst.body);
@@ -242,6 +264,12 @@ fn references(inst: &Named<VrrpInstance>, config: &Config, check_interfaces: boo
             );
         }
     }
+    track_bfds(
+        &format!("vrrp_instance {name}"),
+        body.track_bfd.as_ref(),
+        config,
+        cx,
+    );
     if check_interfaces {
         for track in body.track_interface.iter().flat_map(|l| &l.0) {
             if !interface_exists(&track.name) {

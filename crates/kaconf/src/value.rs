@@ -521,7 +521,9 @@ impl Millis {
         let mut us = ms.checked_mul(1000).ok_or_else(bad)?;
         for (i, b) in frac.bytes().enumerate() {
             let exp = 2 - u32::try_from(i).unwrap_or(2);
-            us += u64::from(b - b'0') * 10u64.pow(exp);
+            us = us
+                .checked_add(u64::from(b - b'0') * 10u64.pow(exp))
+                .ok_or_else(bad)?;
         }
         u32::try_from(us).map(Self).map_err(|_| bad())
     }
@@ -787,6 +789,24 @@ mod tests {
         }
         for bad in ["", ".", "-1", "1s", "x", "1.2.3"] {
             assert!(Seconds::from_text(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn millis_read_and_write_like_keepalived() {
+        for (text, micros, back) in [
+            ("10", 10_000, "10"),
+            ("3.312", 3_312, "3.312"),
+            (".5", 500, "0.5"),
+        ] {
+            let m = Millis::from_text(text).unwrap();
+            assert_eq!(m.0, micros, "{text}");
+            assert_eq!(m.to_text(), back);
+        }
+        // The last one fits u64 as milliseconds x 1000 but not with its
+        // fraction: an error, not an overflow.
+        for bad in ["", ".", "1.2345", "-1", "4294968", "18446744073709551.999"] {
+            assert!(Millis::from_text(bad).is_err(), "{bad}");
         }
     }
 
